@@ -1,0 +1,516 @@
+//! Configuration: the repository's `pushmirror/config.yaml` and the server-wide file
+//! (`/etc/git-pushmirror/config.yaml`, or `GIT_PUSHMIRROR_CONFIG`). Parsing is strict: an unknown
+//! key or a bad value is an error naming the file, line and key, because a typo silently ignored
+//! is a mirror silently stale.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::mirror::auth::Auth;
+
+pub const SERVER_CONFIG: &str = "/etc/git-pushmirror/config.yaml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {msg}")]
+    Invalid { path: PathBuf, msg: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+fn invalid(path: &Path, msg: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { path: path.to_path_buf(), msg: msg.into() }
+}
+
+/// A duration written for humans: `500ms`, `1s`, `5m`, `1h30m`, `2d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dur(pub Duration);
+
+impl Dur {
+    pub fn parse(s: &str) -> Result<Dur, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err("empty duration".into());
+        }
+        let mut total = 0u128;
+        let mut rest = s;
+        while !rest.is_empty() {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                return Err(format!("invalid duration `{s}` (use e.g. 500ms, 1s, 5m, 1h)"));
+            }
+            let n: u128 = rest[..digits].parse().map_err(|_| format!("invalid duration `{s}`"))?;
+            rest = &rest[digits..];
+            let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
+            let unit = match &rest[..unit_len] {
+                "ms" => 1,
+                "s" => 1000,
+                "m" => 60_000,
+                "h" => 3_600_000,
+                "d" => 86_400_000,
+                _ => return Err(format!("invalid duration `{s}` (units: ms, s, m, h, d)")),
+            };
+            rest = &rest[unit_len..];
+            total = total.saturating_add(n.saturating_mul(unit));
+        }
+        let ms = u64::try_from(total).map_err(|_| format!("duration `{s}` is too large"))?;
+        Ok(Dur(Duration::from_millis(ms)))
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if ms == 0 {
+            return f.write_str("0s");
+        }
+        for (unit, len) in [("d", 86_400_000u128), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
+            if ms % len == 0 {
+                return write!(f, "{}{unit}", ms / len);
+            }
+        }
+        write!(f, "{ms}ms")
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
+        let s = String::deserialize(d)?;
+        Dur::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Dur {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn is_true(b: &bool) -> bool {
+    *b
+}
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// One mirror as written in a config file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorConfig {
+    pub name: String,
+    pub url: String,
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "is_none_auth")]
+    pub auth: Auth,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub only_protected_branches: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub protected: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub keep_divergent_refs: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debounce: Option<Dur>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_delay: Option<Dur>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Dur>,
+    /// Extra ref prefixes to mirror besides branches and tags, e.g. `refs/notes/`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refs: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_insecure_http: bool,
+    /// A CA bundle for a mirror behind a private CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Server rules only: git wildcard patterns on `${name}`; empty means every repository.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repos: Vec<String>,
+}
+
+fn is_none_auth(a: &Auth) -> bool {
+    *a == Auth::None
+}
+
+impl MirrorConfig {
+    pub fn new(name: &str, url: &str) -> MirrorConfig {
+        MirrorConfig {
+            name: name.into(),
+            url: url.into(),
+            enabled: true,
+            auth: Auth::None,
+            only_protected_branches: false,
+            protected: Vec::new(),
+            keep_divergent_refs: false,
+            debounce: None,
+            max_delay: None,
+            timeout: None,
+            refs: Vec::new(),
+            allow_insecure_http: false,
+            ca_file: None,
+            repos: Vec::new(),
+        }
+    }
+
+    /// Checks what serde cannot: names usable as file names, the URL policy, patterns, prefixes.
+    pub fn validate(&self) -> Result<(), String> {
+        validate_name(&self.name)?;
+        crate::mirror::url::validate(&self.url, self.allow_insecure_http)
+            .map_err(|e| format!("mirror `{}`: url: {e}", self.name))?;
+        for p in &self.protected {
+            if p.is_empty() || p.starts_with("refs/") {
+                return Err(format!(
+                    "mirror `{}`: protected: pattern `{p}` must be a branch name pattern like `main` or `release/*`, without refs/heads/",
+                    self.name
+                ));
+            }
+            if p.matches('[').count() != p.matches(']').count() {
+                return Err(format!("mirror `{}`: protected: unbalanced brackets in pattern `{p}`", self.name));
+            }
+        }
+        for r in &self.refs {
+            if !r.starts_with("refs/") || !r.ends_with('/') || r.contains("..") || r.len() < 6 {
+                return Err(format!(
+                    "mirror `{}`: refs: `{r}` must be a ref prefix like `refs/notes/` (starting with refs/, ending with /)",
+                    self.name
+                ));
+            }
+        }
+        if self.only_protected_branches && self.protected.is_empty() {
+            return Err(format!(
+                "mirror `{}`: only_protected_branches needs at least one `protected` pattern",
+                self.name
+            ));
+        }
+        for (k, d) in [("debounce", self.debounce), ("timeout", self.timeout), ("max_delay", self.max_delay)] {
+            if d.is_some_and(|d| k != "debounce" && d.0.is_zero()) {
+                return Err(format!("mirror `{}`: {k} must be greater than 0", self.name));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Mirror names become file names under `pushmirror/state/`, so they are kept plain.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with(['.', '-'])
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("mirror name `{name}` must be 1-100 of [A-Za-z0-9._-], not starting with `.` or `-`"))
+    }
+}
+
+/// Timing and retry settings; every field optional so files can override one another.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debounce: Option<Dur>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_delay: Option<Dur>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_delay_protected: Option<Dur>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Dur>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_initial: Option<Dur>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_max: Option<Dur>,
+}
+
+impl Defaults {
+    fn overlay(&self, over: &Defaults) -> Defaults {
+        Defaults {
+            debounce: over.debounce.or(self.debounce),
+            max_delay: over.max_delay.or(self.max_delay),
+            max_delay_protected: over.max_delay_protected.or(self.max_delay_protected),
+            timeout: over.timeout.or(self.timeout),
+            max_attempts: over.max_attempts.or(self.max_attempts),
+            backoff_initial: over.backoff_initial.or(self.backoff_initial),
+            backoff_max: over.backoff_max.or(self.backoff_max),
+        }
+    }
+}
+
+/// `pushmirror/config.yaml`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoConfig {
+    #[serde(default, skip_serializing_if = "is_default_defaults")]
+    pub defaults: Defaults,
+    #[serde(default)]
+    pub mirrors: Vec<MirrorConfig>,
+}
+
+fn is_default_defaults(d: &Defaults) -> bool {
+    *d == Defaults::default()
+}
+
+/// A mirror for many repositories at once, Gerrit style: `${name}` in the URL is the repository's
+/// path relative to `root`, without a trailing `.git`; `repos` patterns pick the repositories.
+pub type Rule = MirrorConfig;
+
+/// The server-wide file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Silent mode: no mirror is contacted; updates accumulate until it is lifted.
+    #[serde(default)]
+    pub silent: bool,
+    /// Server-wide limit on concurrent mirror pushes (default: number of CPUs).
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+    #[serde(default)]
+    pub runtime_dir: Option<PathBuf>,
+    /// `RUST_LOG`-style filter for the flusher's log, e.g. `info` or `debug`.
+    #[serde(default)]
+    pub log_level: Option<String>,
+    #[serde(default)]
+    pub log_max_bytes: Option<u64>,
+    #[serde(default)]
+    pub defaults: Defaults,
+    #[serde(default)]
+    pub root: Option<PathBuf>,
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+}
+
+impl ServerConfig {
+    /// The server-wide file, or built-in defaults when it does not exist.
+    pub fn load() -> Result<(ServerConfig, PathBuf), ConfigError> {
+        let path = std::env::var_os("GIT_PUSHMIRROR_CONFIG")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(SERVER_CONFIG));
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((ServerConfig::default(), path)),
+            Err(source) => return Err(ConfigError::Io { path, source }),
+        };
+        let cfg: ServerConfig = parse_yaml(&text, &path)?;
+        let mut names = BTreeSet::new();
+        for r in &cfg.rules {
+            if !names.insert(r.name.clone()) {
+                return Err(invalid(&path, format!("{}duplicate rule name `{}`", line_of(&text, &r.name), r.name)));
+            }
+            // Validate with a sample name so the template itself is checked.
+            let mut sample = r.clone();
+            sample.url = sample.url.replace("${name}", "sample");
+            sample.validate().map_err(|m| invalid(&path, format!("{}{m}", line_of(&text, &r.name))))?;
+        }
+        Ok((cfg, path))
+    }
+
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
+            .filter(|n| *n > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+    }
+}
+
+fn parse_yaml<T: serde::de::DeserializeOwned + Default>(text: &str, path: &Path) -> Result<T, ConfigError> {
+    if text.trim().is_empty() {
+        return Ok(T::default());
+    }
+    serde_yaml::from_str(text).map_err(|e| invalid(path, e.to_string()))
+}
+
+/// "line N: " for the first line mentioning `needle`, to point at the offending entry.
+fn line_of(text: &str, needle: &str) -> String {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .map(|i| format!("line {}: ", i + 1))
+        .unwrap_or_default()
+}
+
+impl RepoConfig {
+    /// Reads and validates `path`; a missing file is an empty configuration.
+    pub fn load(path: &Path) -> Result<RepoConfig, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RepoConfig::default()),
+            Err(source) => return Err(ConfigError::Io { path: path.to_path_buf(), source }),
+        };
+        let cfg: RepoConfig = parse_yaml(&text, path)?;
+        cfg.check().map_err(|m| invalid(path, format!("{}{m}", first_quoted(&m).map(|n| line_of(&text, n)).unwrap_or_default())))?;
+        Ok(cfg)
+    }
+
+    pub fn check(&self) -> Result<(), String> {
+        let mut names = BTreeSet::new();
+        for m in &self.mirrors {
+            if !names.insert(m.name.as_str()) {
+                return Err(format!("duplicate mirror name `{}`", m.name));
+            }
+            if !m.repos.is_empty() {
+                return Err(format!("mirror `{}`: `repos` belongs in server-wide rules only", m.name));
+            }
+            m.validate()?;
+        }
+        Ok(())
+    }
+
+    /// Validates, then writes atomically, keeping the file's mode (0600 for a new file, since it
+    /// may hold an inline secret).
+    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
+        self.check().map_err(|m| invalid(path, m))?;
+        let text = serde_yaml::to_string(self).map_err(|e| invalid(path, e.to_string()))?;
+        let mode = crate::paths::mode_of(path).unwrap_or(0o600);
+        let header = "# git-pushmirror mirrors of this repository; edit with `git-pushmirror add/set/remove`.\n";
+        crate::paths::write_atomic(path, format!("{header}{text}").as_bytes(), mode)
+            .map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })
+    }
+
+    pub fn find(&self, name: &str) -> Option<&MirrorConfig> {
+        self.mirrors.iter().find(|m| m.name == name)
+    }
+}
+
+fn first_quoted(msg: &str) -> Option<&str> {
+    let start = msg.find('`')? + 1;
+    let len = msg[start..].find('`')?;
+    Some(&msg[start..start + len])
+}
+
+/// A mirror with every setting resolved: mirror, then repository defaults, then server defaults,
+/// then built-ins.
+#[derive(Debug, Clone)]
+pub struct Effective {
+    pub mirror: MirrorConfig,
+    /// The file the mirror came from (auth checks the mode of the file holding an inline secret).
+    pub source: PathBuf,
+    pub debounce: Duration,
+    pub max_delay: Duration,
+    pub timeout: Duration,
+    pub max_attempts: u32,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+}
+
+/// Everything one repository needs to run: its mirrors resolved, plus the server-wide settings.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub server: ServerConfig,
+    pub server_path: PathBuf,
+    pub repo: RepoConfig,
+    pub mirrors: Vec<Effective>,
+}
+
+pub fn load(paths: &crate::paths::RepoPaths) -> Result<Loaded, ConfigError> {
+    let (server, server_path) = ServerConfig::load()?;
+    let repo = RepoConfig::load(&paths.config())?;
+    let d = server.defaults.overlay(&repo.defaults);
+    let mut list: Vec<(MirrorConfig, PathBuf)> = Vec::new();
+    if let Some(name) = rule_name(&server, &paths.git_dir) {
+        for r in &server.rules {
+            if !r.repos.is_empty() && !r.repos.iter().any(|p| crate::mirror::plan::wildmatch(p, &name)) {
+                continue;
+            }
+            let mut m = r.clone();
+            m.url = m.url.replace("${name}", &name);
+            list.push((m, server_path.clone()));
+        }
+    }
+    for m in &repo.mirrors {
+        // A repository's own mirror of the same name overrides the server rule.
+        list.retain(|(x, _)| x.name != m.name);
+        list.push((m.clone(), paths.config()));
+    }
+    let mirrors = list
+        .into_iter()
+        .map(|(m, source)| {
+            let max_delay_default = if m.only_protected_branches {
+                d.max_delay_protected.map_or(Duration::from_secs(60), |x| x.0)
+            } else {
+                d.max_delay.map_or(Duration::from_secs(300), |x| x.0)
+            };
+            Effective {
+                debounce: m.debounce.or(d.debounce).map_or(Duration::from_secs(1), |x| x.0),
+                max_delay: m.max_delay.map_or(max_delay_default, |x| x.0),
+                timeout: m.timeout.or(d.timeout).map_or(Duration::from_secs(120), |x| x.0),
+                max_attempts: d.max_attempts.unwrap_or(8).max(1),
+                backoff_initial: d.backoff_initial.map_or(Duration::from_secs(2), |x| x.0),
+                backoff_max: d.backoff_max.map_or(Duration::from_secs(300), |x| x.0),
+                mirror: m,
+                source,
+            }
+        })
+        .collect();
+    Ok(Loaded { server, server_path, repo, mirrors })
+}
+
+/// `${name}` for a repository under the server's root: its relative path without `.git`.
+pub fn rule_name(server: &ServerConfig, git_dir: &Path) -> Option<String> {
+    let root = std::fs::canonicalize(server.root.as_ref()?).ok()?;
+    let dir = std::fs::canonicalize(git_dir).ok()?;
+    let rel = dir.strip_prefix(&root).ok()?.to_str()?.to_string();
+    let rel = rel.strip_suffix(".git").unwrap_or(&rel).trim_end_matches('/').to_string();
+    (!rel.is_empty()).then_some(rel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(Dur::parse("1s").unwrap().0, Duration::from_secs(1));
+        assert_eq!(Dur::parse("1h30m").unwrap().0, Duration::from_secs(5400));
+        assert_eq!(Dur::parse("250ms").unwrap().0, Duration::from_millis(250));
+        for bad in ["", "5", "s", "5 minutes", "1.5s", "-1s", "5x"] {
+            assert!(Dur::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Dur::parse("90s").unwrap().to_string(), "90s");
+        assert_eq!(Dur::parse("5m").unwrap().to_string(), "5m");
+    }
+
+    fn load_text(text: &str) -> Result<RepoConfig, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.yaml");
+        std::fs::write(&p, text).unwrap();
+        RepoConfig::load(&p).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn strict_parsing_names_line_and_key() {
+        let e = load_text("mirrors:\n  - name: a\n    url: /tmp/x.git\n    debounse: 1s\n").unwrap_err();
+        assert!(e.contains("config.yaml") && e.contains("debounse") && e.contains("line 4"), "{e}");
+        let e = load_text("mirrors:\n  - name: a\n    url: /tmp/x.git\n    debounce: soon\n").unwrap_err();
+        assert!(e.contains("debounce") && e.contains("soon"), "{e}");
+        let e = load_text("mirrors:\n  - name: a\n    url: /tmp/x.git\n  - name: a\n    url: /tmp/y.git\n").unwrap_err();
+        assert!(e.contains("duplicate mirror name `a`") && e.contains("line 2"), "{e}");
+        let e = load_text("mirrors:\n  - name: a\n    url: ext::sh -c id\n").unwrap_err();
+        assert!(e.contains("url"), "{e}");
+        assert!(load_text("").unwrap().mirrors.is_empty());
+        let ok = load_text("mirrors:\n  - name: a\n    url: /tmp/x.git\n    max_delay: 2m\n").unwrap();
+        assert_eq!(ok.mirrors[0].max_delay, Some(Dur(Duration::from_secs(120))));
+    }
+
+    #[test]
+    fn save_roundtrips_and_keeps_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.yaml");
+        let mut c = RepoConfig::default();
+        c.mirrors.push(MirrorConfig::new("gh", "https://example.com/a.git"));
+        c.save(&p).unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        c.save(&p).unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o640);
+        assert_eq!(RepoConfig::load(&p).unwrap(), c);
+    }
+}

@@ -1,0 +1,385 @@
+//! The flusher: one detached process per repository that drains the spool into the mirrors.
+//!
+//! Life: take `flusher.lock` (or leave: another flusher owns the repo), then loop — read the
+//! spool, start a sync thread for every mirror whose wait is over, record results, compact —
+//! until no mirror has work it can do. The exit decision is taken under the spool lock and the
+//! flusher lock is released before the spool lock, which is what lets the hook know for sure
+//! whether its records will be seen (see `hook::spool_and_wake`).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use fs2::FileExt;
+use log::{error, info, warn};
+
+use crate::config::{self, Effective, Loaded};
+use crate::mirror;
+use crate::paths::RepoPaths;
+use crate::spool::{Contents, Kind, Spool};
+use crate::state::{self, MirrorState, UpdateStatus};
+use crate::time::now_ms;
+
+/// Cheap jitter without a random crate: the clock's nanoseconds mixed with our pid.
+pub fn jitter_ms(max: u64) -> u64 {
+    if max == 0 {
+        return 0;
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
+    let x = nanos ^ (std::process::id() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x.wrapping_mul(0x2545_F491_4F6C_DD1D) % max
+}
+
+/// Backoff before retry `n` (1-based): exponential from `initial`, capped, with jitter in the
+/// upper half so many failing repos do not retry in lockstep.
+pub fn backoff(n: u32, initial: Duration, cap: Duration) -> Duration {
+    let base = initial.as_millis() as u64;
+    let exp = base.saturating_mul(1u64 << n.saturating_sub(1).min(30));
+    let capped = exp.min(cap.as_millis() as u64).max(1);
+    Duration::from_millis(capped / 2 + jitter_ms(capped / 2 + 1))
+}
+
+/// What is pending for one mirror.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub count: usize,
+    pub first_ms: u64,
+    pub last_ms: u64,
+    pub force: bool,
+    pub max_seq: u64,
+    /// Refs whose newest pending record is a deletion.
+    pub deleted: BTreeSet<String>,
+}
+
+pub fn pending_for(contents: &Contents, mirror: &str, cursor: u64) -> Option<Pending> {
+    let mut p = Pending { first_ms: u64::MAX, ..Pending::default() };
+    let mut latest: BTreeMap<&str, (u64, bool)> = BTreeMap::new();
+    for r in contents.records.iter().filter(|r| r.seq > cursor && r.applies_to(mirror)) {
+        p.count += 1;
+        p.first_ms = p.first_ms.min(r.first_ms);
+        p.last_ms = p.last_ms.max(r.last_ms);
+        p.max_seq = p.max_seq.max(r.seq);
+        match &r.kind {
+            Kind::Force { .. } => p.force = true,
+            Kind::Update { new, refname, .. } => {
+                let e = latest.entry(refname).or_insert((0, false));
+                if r.seq >= e.0 {
+                    *e = (r.seq, crate::update::is_null(new));
+                }
+            }
+            Kind::Mark => {}
+        }
+    }
+    p.deleted = latest.into_iter().filter(|(_, (_, d))| *d).map(|(r, _)| r.to_string()).collect();
+    (p.count > 0).then_some(p)
+}
+
+/// When a mirror with `pending` should sync: at once when forced, otherwise `debounce` after the
+/// last update but never later than `max_delay` after the first; a retry waits for its backoff
+/// unless forced.
+pub fn due_at(p: &Pending, m: &Effective, st: &MirrorState) -> u64 {
+    if p.force {
+        return 0;
+    }
+    let due = (p.last_ms + m.debounce.as_millis() as u64).min(p.first_ms + m.max_delay.as_millis() as u64);
+    match st.next_retry_at {
+        Some(r) if st.consecutive_failures > 0 => due.max(r),
+        _ => due,
+    }
+}
+
+/// A mirror that failed `max_attempts` times waits for newer work (a push, `sync`, `sweep`).
+fn parked(p: &Pending, st: &MirrorState) -> bool {
+    st.gave_up_at_seq.is_some_and(|g| p.max_seq <= g)
+}
+
+struct Done {
+    name: String,
+    seq: u64,
+    started: u64,
+    report: mirror::SyncReport,
+}
+
+/// Runs the flusher for `git_dir` until there is nothing left it can do. Returns the exit code.
+pub fn run(git_dir: &Path) -> i32 {
+    let paths = RepoPaths::new(git_dir);
+    if paths.ensure().is_err() {
+        return 1;
+    }
+    let Ok(lock_file) = crate::paths::open_private(&paths.flusher_lock(), false) else {
+        return 1;
+    };
+    if lock_file.try_lock_exclusive().is_err() {
+        return 0; // another flusher owns this repository
+    }
+    let loaded = config::load(&paths);
+    let (level, max_bytes) = match &loaded {
+        Ok(l) => (l.server.log_level.clone(), l.server.log_max_bytes.unwrap_or(crate::logging::DEFAULT_MAX_BYTES)),
+        Err(_) => (None, crate::logging::DEFAULT_MAX_BYTES),
+    };
+    crate::logging::init(&paths.log(), level.as_deref(), max_bytes);
+    info!("flusher started for {}", git_dir.display());
+    let exe = match crate::hook::self_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            error!("cannot find our own executable: {e}");
+            return 1;
+        }
+    };
+    let code = Flusher { paths, exe, lock_file, in_flight: HashMap::new(), reported_damage: BTreeSet::new() }.main_loop();
+    info!("flusher exiting");
+    code
+}
+
+struct Flusher {
+    paths: RepoPaths,
+    exe: PathBuf,
+    lock_file: std::fs::File,
+    /// Mirror name → the spool sequence its running sync covers.
+    in_flight: HashMap<String, u64>,
+    reported_damage: BTreeSet<u64>,
+}
+
+impl Flusher {
+    fn main_loop(mut self) -> i32 {
+        let spool = Spool::new(&self.paths.dir);
+        let (tx, rx) = mpsc::channel::<Done>();
+        loop {
+            let cfg = match config::load(&self.paths) {
+                Ok(c) => c,
+                Err(e) => {
+                    // The hook reports a broken config to the next pusher; we keep the spool.
+                    error!("{e}");
+                    if self.in_flight.is_empty() {
+                        return 1;
+                    }
+                    self.collect(&rx, Duration::from_millis(500), None);
+                    continue;
+                }
+            };
+            if cfg.server.silent && self.in_flight.is_empty() {
+                info!("silent mode is on: no mirror contacted; updates stay in the spool");
+                return 0;
+            }
+            let contents = match spool.lock().and_then(|l| spool.read(&l)) {
+                Ok(c) => c,
+                Err(e) => {
+                    error!("{e}");
+                    return 1;
+                }
+            };
+            self.report_damage(&contents);
+            let now = now_ms();
+            let mut next_due: Option<u64> = None;
+            let mut actionable = false;
+            for m in cfg.mirrors.iter().filter(|m| m.mirror.enabled) {
+                let name = &m.mirror.name;
+                let mut st = match state::load(&self.paths.state_dir(), name) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        error!("{e}");
+                        continue;
+                    }
+                };
+                let Some(p) = pending_for(&contents, name, st.cursor) else { continue };
+                if parked(&p, &st) {
+                    continue;
+                }
+                actionable = true;
+                if self.in_flight.contains_key(name) || cfg.server.silent {
+                    continue;
+                }
+                let due = due_at(&p, m, &st);
+                if due > now {
+                    next_due = Some(next_due.map_or(due, |d: u64| d.min(due)));
+                    if st.update_status != UpdateStatus::Scheduled && st.update_status != UpdateStatus::Failed {
+                        st.update_status = UpdateStatus::Scheduled;
+                        self.save(name, &st);
+                    }
+                    continue;
+                }
+                st.update_status = UpdateStatus::Started;
+                st.last_update_started_at = Some(now);
+                self.save(name, &st);
+                self.in_flight.insert(name.clone(), p.max_seq);
+                self.start_sync(&cfg, m.clone(), p, now, tx.clone());
+            }
+            if !actionable && self.in_flight.is_empty() {
+                match self.try_exit(&spool, &cfg) {
+                    Some(code) => return code,
+                    None => continue,
+                }
+            }
+            self.compact(&spool, &cfg, &contents);
+            let wait = next_due.map_or(200, |d| d.saturating_sub(now_ms()).clamp(5, 200));
+            self.collect(&rx, Duration::from_millis(wait), Some(&cfg));
+        }
+    }
+
+    fn start_sync(&self, cfg: &Loaded, m: Effective, p: Pending, now: u64, tx: mpsc::Sender<Done>) {
+        let git_dir = self.paths.git_dir.clone();
+        let exe = self.exe.clone();
+        let runtime = crate::paths::runtime_dir(cfg.server.runtime_dir.as_deref());
+        let limit = cfg.server.concurrency();
+        info!("sync {}: {} pending update(s), up to seq {}", m.mirror.name, p.count, p.max_seq);
+        std::thread::spawn(move || {
+            let report = match crate::slots::acquire(&runtime, limit) {
+                Ok(_slot) => {
+                    let ctx = mirror::SyncContext { git_dir: &git_dir, runtime_dir: &runtime, exe: &exe };
+                    mirror::sync(&ctx, &m, &p.deleted)
+                }
+                Err(e) => mirror::SyncReport {
+                    error: Some(format!("concurrency slot in {}: {e}", runtime.display())),
+                    ..Default::default()
+                },
+            };
+            let _ = tx.send(Done { name: m.mirror.name.clone(), seq: p.max_seq, started: now, report });
+        });
+    }
+
+    /// Waits up to `wait` for finished syncs and records them.
+    fn collect(&mut self, rx: &mpsc::Receiver<Done>, wait: Duration, cfg: Option<&Loaded>) {
+        let mut first = rx.recv_timeout(wait).ok();
+        while let Some(done) = first.take().or_else(|| rx.try_recv().ok()) {
+            self.in_flight.remove(&done.name);
+            let m = cfg.and_then(|c| c.mirrors.iter().find(|m| m.mirror.name == done.name));
+            self.record(done, m);
+        }
+    }
+
+    fn record(&self, done: Done, m: Option<&Effective>) {
+        let dir = self.paths.state_dir();
+        let mut st = state::load(&dir, &done.name).unwrap_or_default();
+        let now = now_ms();
+        let r = &done.report;
+        st.syncs += 1;
+        st.last_update_at = Some(now);
+        st.last_update_started_at = Some(done.started);
+        st.divergent_refs = r.divergent.clone();
+        st.rejected_refs = r.rejected.clone();
+        if r.pushed + r.deleted > 0 {
+            st.pushes += 1;
+        }
+        st.refs_pushed_last = (r.pushed + r.deleted) as u64;
+        // A sync that ran to the end (even with refused or divergent refs) has done what retrying
+        // could do; only one that could not run keeps its work pending for a retry.
+        let ran = r.error.is_none() || !r.rejected.is_empty() || !r.divergent.is_empty();
+        if ran {
+            st.cursor = st.cursor.max(done.seq);
+        }
+        match &r.error {
+            None => {
+                st.update_status = UpdateStatus::Finished;
+                st.last_successful_update_at = Some(now);
+                st.last_error = None;
+                st.consecutive_failures = 0;
+                st.next_retry_at = None;
+                st.gave_up_at_seq = None;
+                info!("sync {} finished: {} ref(s) pushed, {} deleted", done.name, r.pushed, r.deleted);
+            }
+            Some(e) => {
+                st.update_status = UpdateStatus::Failed;
+                st.last_error = Some(e.clone());
+                if ran {
+                    st.consecutive_failures = 0;
+                    st.next_retry_at = None;
+                    warn!("sync {} finished with problems: {e}", done.name);
+                } else {
+                    st.consecutive_failures += 1;
+                    let (max, init, cap) = m.map_or((8, Duration::from_secs(2), Duration::from_secs(300)), |m| {
+                        (m.max_attempts, m.backoff_initial, m.backoff_max)
+                    });
+                    if st.consecutive_failures >= max {
+                        st.gave_up_at_seq = Some(done.seq);
+                        st.next_retry_at = None;
+                        error!("sync {} failed {} times, giving up until the next push or sync: {e}", done.name, st.consecutive_failures);
+                    } else {
+                        let d = backoff(st.consecutive_failures, init, cap);
+                        st.next_retry_at = Some(now + d.as_millis() as u64);
+                        warn!("sync {} failed (attempt {}), retry in {}: {e}", done.name, st.consecutive_failures, crate::time::human(d.as_millis() as u64));
+                    }
+                }
+            }
+        }
+        self.save(&done.name, &st);
+    }
+
+    fn save(&self, name: &str, st: &MirrorState) {
+        if let Err(e) = state::save(&self.paths.state_dir(), name, st) {
+            error!("{e}");
+        }
+    }
+
+    fn report_damage(&mut self, contents: &Contents) {
+        for d in &contents.damage {
+            if self.reported_damage.insert(d.offset) {
+                warn!("spool: skipped a damaged record of {} bytes at offset {} (torn write?)", d.len, d.offset);
+            }
+        }
+    }
+
+    /// Drops what every enabled mirror has confirmed and coalesces the rest.
+    fn compact(&mut self, spool: &Spool, cfg: &Loaded, seen: &Contents) {
+        let enabled: Vec<&Effective> = cfg.mirrors.iter().filter(|m| m.mirror.enabled).collect();
+        let min_cursor = enabled
+            .iter()
+            .map(|m| state::load(&self.paths.state_dir(), &m.mirror.name).map(|s| s.cursor).unwrap_or(0))
+            .min()
+            .unwrap_or(seen.last_seq());
+        let droppable = seen.records.iter().filter(|r| r.seq <= min_cursor && r.kind != Kind::Mark).count();
+        let refs: BTreeSet<&str> = seen.records.iter().filter_map(|r| r.refname()).collect();
+        let worth_it = droppable > 0 || !seen.damage.is_empty() || seen.records.len() > 2 * refs.len() + 16;
+        if !worth_it {
+            return;
+        }
+        let result = spool.lock().and_then(|l| {
+            let fresh = spool.read(&l)?;
+            spool.compact(&l, &fresh, min_cursor)
+        });
+        match result {
+            Ok(()) => self.reported_damage.clear(),
+            Err(e) => warn!("spool compaction: {e}"),
+        }
+    }
+
+    /// The exit protocol: under the spool lock, check once more that nothing is actionable; if so
+    /// release the flusher lock first, then the spool lock. Returns None to keep running.
+    fn try_exit(&mut self, spool: &Spool, cfg: &Loaded) -> Option<i32> {
+        let lock = match spool.lock() {
+            Ok(l) => l,
+            Err(e) => {
+                error!("{e}");
+                return Some(1);
+            }
+        };
+        let contents = spool.read(&lock).unwrap_or_default();
+        for m in cfg.mirrors.iter().filter(|m| m.mirror.enabled) {
+            let st = state::load(&self.paths.state_dir(), &m.mirror.name).unwrap_or_default();
+            if pending_for(&contents, &m.mirror.name, st.cursor).is_some_and(|p| !parked(&p, &st)) {
+                return None;
+            }
+        }
+        drop(self.compact_on_exit(spool, &lock, &contents, cfg));
+        let _ = FileExt::unlock(&self.lock_file);
+        drop(lock);
+        Some(0)
+    }
+
+    fn compact_on_exit(&self, spool: &Spool, lock: &crate::spool::SpoolLock, contents: &Contents, cfg: &Loaded) -> Result<(), crate::spool::SpoolError> {
+        let min_cursor = cfg
+            .mirrors
+            .iter()
+            .filter(|m| m.mirror.enabled)
+            .map(|m| state::load(&self.paths.state_dir(), &m.mirror.name).map(|s| s.cursor).unwrap_or(0))
+            .min()
+            .unwrap_or(contents.last_seq());
+        if contents.records.iter().any(|r| r.seq <= min_cursor && r.kind != Kind::Mark) || !contents.damage.is_empty() {
+            spool.compact(lock, contents, min_cursor)?;
+        }
+        Ok(())
+    }
+}

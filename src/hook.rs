@@ -1,0 +1,231 @@
+//! The post-receive face: the hot path of every push. It validates stdin, appends the valid
+//! updates to the spool in one locked, durable write, makes sure a flusher runs, and returns.
+//! It loads neither gix nor the network code, and nothing it does depends on the mirrors' state.
+
+use std::io::{self, BufRead, Read, Write};
+use std::path::{Path, PathBuf};
+
+use fs2::FileExt;
+
+use crate::paths::RepoPaths;
+use crate::spool::Spool;
+use crate::update::{self, ObjectFormat, RefUpdate};
+
+/// What one post-receive run saw, for the caller to report.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub spooled: usize,
+    pub warnings: Vec<String>,
+}
+
+/// Runs the hook against `git_dir` reading `input`. Never fails the push: every problem becomes a
+/// warning line, and the exit status stays 0 because the push has already happened.
+pub fn post_receive(git_dir: &Path, input: &mut dyn Read) -> Outcome {
+    let mut out = Outcome::default();
+    let format = object_format(git_dir);
+    let options = push_options();
+    let mut updates: Vec<RefUpdate> = Vec::new();
+    let mut reader = io::BufReader::new(input);
+    let mut line = Vec::new();
+    let mut lineno = 0usize;
+    let mut bad = 0usize;
+    loop {
+        line.clear();
+        // Bounded lines: a hostile or broken caller cannot make us buffer without end.
+        match (&mut reader).take(8192).read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                out.warnings.push(format!("reading stdin: {e}"));
+                break;
+            }
+        }
+        lineno += 1;
+        if line.last() != Some(&b'\n') && line.len() >= 8192 {
+            // Swallow the rest of an over-long line.
+            let mut sink = Vec::new();
+            let _ = reader.read_until(b'\n', &mut sink);
+        }
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        if text.is_empty() || text == b"\r" {
+            continue;
+        }
+        match update::parse_line(text, format) {
+            Ok(u) => updates.push(u),
+            Err(e) => {
+                bad += 1;
+                if bad <= 10 {
+                    out.warnings.push(format!("stdin line {lineno} ignored: {e}"));
+                }
+            }
+        }
+    }
+    if bad > 10 {
+        out.warnings.push(format!("{} more invalid stdin lines ignored", bad - 10));
+    }
+    if options.iter().any(|o| o == "pushmirror.skip") {
+        out.warnings.push(format!("push option pushmirror.skip: {} update(s) not mirrored", updates.len()));
+        return out;
+    }
+    let force = options.iter().any(|o| o == "pushmirror.sync");
+    if updates.is_empty() && !force {
+        return out;
+    }
+    let paths = RepoPaths::new(git_dir);
+    match spool_and_wake(&paths, &updates, force) {
+        Ok(warns) => {
+            out.spooled = updates.len();
+            out.warnings.extend(warns);
+        }
+        Err(e) => out.warnings.push(format!(
+            "{e}; {} update(s) NOT spooled: run `git-pushmirror sync` once fixed",
+            updates.len()
+        )),
+    }
+    out
+}
+
+/// Appends and starts a flusher if none holds the flusher lock. The check happens while the
+/// spool lock is held: a flusher decides to exit under that same lock and releases its own lock
+/// before the spool lock, so either it sees our records or we see it gone (no stranded update).
+pub fn spool_and_wake(paths: &RepoPaths, updates: &[RefUpdate], force: bool) -> Result<Vec<String>, String> {
+    let forces = if force { vec!["*".to_string()] } else { Vec::new() };
+    append_and_wake(paths, updates, &forces)
+}
+
+/// For the CLI: force records for the named mirrors (`*` for all), and a flusher to act on them.
+pub fn spool_and_wake_forced(paths: &RepoPaths, mirrors: &[String]) -> Result<(), String> {
+    append_and_wake(paths, &[], mirrors).map(|_| ())
+}
+
+fn append_and_wake(paths: &RepoPaths, updates: &[RefUpdate], forces: &[String]) -> Result<Vec<String>, String> {
+    paths.ensure().map_err(|e| format!("{}: {e}", paths.dir.display()))?;
+    let spool = Spool::new(&paths.dir);
+    let lock = spool.lock().map_err(|e| e.to_string())?;
+    let damage = spool.append(&lock, updates, forces, crate::time::now_ms()).map_err(|e| e.to_string())?;
+    let mut warns = Vec::new();
+    if let Some(d) = damage {
+        warns.push(format!(
+            "{}: torn record of {} bytes at offset {} (a crash?) skipped; new updates are safe",
+            spool.path().display(),
+            d.len,
+            d.offset
+        ));
+    }
+    if !flusher_running(paths) {
+        if let Err(e) = spawn_flusher(&paths.git_dir) {
+            warns.push(format!("could not start the flusher: {e}; run `git-pushmirror sync`"));
+        }
+    }
+    drop(lock);
+    Ok(warns)
+}
+
+pub fn flusher_running(paths: &RepoPaths) -> bool {
+    let Ok(f) = crate::paths::open_private(&paths.flusher_lock(), false) else {
+        return false;
+    };
+    match f.try_lock_exclusive() {
+        Ok(()) => {
+            let _ = FileExt::unlock(&f);
+            false
+        }
+        Err(_) => true,
+    }
+}
+
+/// Starts `git-pushmirror flush --repo DIR` fully detached: its own session, stdin/stdout/stderr on
+/// /dev/null and every other inherited descriptor closed, because git's receive-pack waits for
+/// the hook's output pipes to close and the pusher's `git push` would hang until the flusher
+/// exits. Git's own environment for the hook (GIT_DIR, push options, quarantine) is dropped.
+pub fn spawn_flusher(git_dir: &Path) -> io::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let exe = self_exe()?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("flush").arg("--repo").arg(git_dir);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("GIT_") && !k.to_string_lossy().starts_with("GIT_PUSHMIRROR_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            close_inherited_fds();
+            Ok(())
+        });
+    }
+    // The child is reaped by init once we exit; when the caller lives on (the CLI), we wait
+    // for nothing because the flusher re-parents to init after setsid only when we are gone,
+    // so reap it from a thread to avoid a zombie in long-lived callers.
+    let mut child = cmd.spawn()?;
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+    Ok(())
+}
+
+/// Closes every descriptor above stderr. Runs between fork and exec, so it only makes syscalls.
+fn close_inherited_fds() {
+    unsafe {
+        let r = libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+        if r != 0 {
+            let max = libc::sysconf(libc::_SC_OPEN_MAX);
+            let max = if max <= 0 { 65_536 } else { max.min(1 << 20) as i32 };
+            for fd in 3..max {
+                libc::close(fd);
+            }
+        }
+    }
+}
+
+/// Our own executable, resolved now: `/proc/self/exe` still names it if the file is replaced
+/// during an upgrade.
+pub fn self_exe() -> io::Result<PathBuf> {
+    std::env::current_exe()
+}
+
+/// Push options as receive-pack hands them to hooks (`GIT_PUSH_OPTION_<n>`).
+fn push_options() -> Vec<String> {
+    let n: usize = std::env::var("GIT_PUSH_OPTION_COUNT").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    (0..n.min(1000)).filter_map(|i| std::env::var(format!("GIT_PUSH_OPTION_{i}")).ok()).collect()
+}
+
+/// Reads `extensions.objectFormat` with a plain scan of the repository's config: cheap, and keeps
+/// gix off the hot path.
+pub fn object_format(git_dir: &Path) -> ObjectFormat {
+    let Ok(text) = std::fs::read_to_string(git_dir.join("config")) else {
+        return ObjectFormat::Sha1;
+    };
+    let mut in_ext = false;
+    for line in text.lines() {
+        let l = line.trim().to_ascii_lowercase();
+        if l.starts_with('[') {
+            in_ext = l.starts_with("[extensions]");
+        } else if in_ext {
+            if let Some((k, v)) = l.split_once('=') {
+                if k.trim() == "objectformat" && v.trim() == "sha256" {
+                    return ObjectFormat::Sha256;
+                }
+            }
+        }
+    }
+    ObjectFormat::Sha1
+}
+
+/// The hook face as a process: warnings go to stderr, which receive-pack relays to the pusher
+/// as `remote: git-pushmirror: ...`.
+pub fn run(git_dir: &Path) -> i32 {
+    let stdin = io::stdin();
+    let out = post_receive(git_dir, &mut stdin.lock());
+    let mut err = io::stderr().lock();
+    for w in &out.warnings {
+        let _ = writeln!(err, "git-pushmirror: {w}");
+    }
+    0
+}

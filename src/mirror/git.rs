@@ -1,0 +1,181 @@
+//! Runs the `git` CLI for the network side (gix cannot push): `ls-remote` and
+//! `push --porcelain`, each bounded by a timeout, with output parsed into per-ref results.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("could not run git: {0}")]
+    Spawn(std::io::Error),
+    #[error("git {what} timed out after {secs}s")]
+    Timeout { what: &'static str, secs: u64 },
+    /// `stderr` is raw: callers scrub it before it goes anywhere.
+    #[error("git {what} failed: {stderr}")]
+    Failed { what: &'static str, stderr: String },
+}
+
+/// The environment of one git child: what to set and what to remove from ours.
+#[derive(Debug, Default, Clone)]
+pub struct ChildEnv {
+    pub set: Vec<(String, String)>,
+    pub remove: Vec<String>,
+}
+
+pub struct Output {
+    pub status_ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `git -C <git_dir> <args>` with `env`, killing its whole process group (ssh included) at
+/// the deadline. Nothing secret is ever in `args`.
+pub fn run(git_dir: &Path, args: &[String], env: &ChildEnv, timeout: Duration, what: &'static str) -> Result<Output, GitError> {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new("git");
+    cmd.arg("-C").arg(git_dir).args(args);
+    // Git's own variables from a hook or a wrapper must not redirect the child to another repo.
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if k.starts_with("GIT_") && !k.starts_with("GIT_PUSHMIRROR_") {
+            cmd.env_remove(k.as_ref());
+        }
+    }
+    for k in &env.remove {
+        cmd.env_remove(k);
+    }
+    for (k, v) in &env.set {
+        cmd.env(k, v);
+    }
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setpgid(0, 0);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(GitError::Spawn)?;
+    let mut out_pipe = child.stdout.take();
+    let mut err_pipe = child.stderr.take();
+    let out_t = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        if let Some(p) = out_pipe.as_mut() {
+            let _ = p.read_to_end(&mut s);
+        }
+        s
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        if let Some(p) = err_pipe.as_mut() {
+            let _ = p.take(1 << 20).read_to_end(&mut s);
+        }
+        s
+    });
+    let deadline = Instant::now() + timeout;
+    let mut sleep = Duration::from_millis(1);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break Some(st),
+            Ok(None) if Instant::now() >= deadline => break None,
+            Ok(None) => {
+                std::thread::sleep(sleep);
+                sleep = (sleep * 2).min(Duration::from_millis(50));
+            }
+            Err(e) => return Err(GitError::Spawn(e)),
+        }
+    };
+    let Some(status) = status else {
+        unsafe {
+            libc::kill(-(child.id() as i32), libc::SIGKILL);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(GitError::Timeout { what, secs: timeout.as_secs().max(1) });
+    };
+    // A grandchild (ssh) that kept the pipes open must not hold us past the deadline.
+    unsafe {
+        libc::kill(-(child.id() as i32), libc::SIGKILL);
+    }
+    let stdout = String::from_utf8_lossy(&out_t.join().unwrap_or_default()).into_owned();
+    let stderr = String::from_utf8_lossy(&err_t.join().unwrap_or_default()).into_owned();
+    Ok(Output { status_ok: status.success(), stdout, stderr })
+}
+
+/// The last meaningful stderr line, which is where git says what went wrong.
+pub fn last_line(stderr: &str) -> String {
+    stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("hint:"))
+        .last()
+        .unwrap_or("(no message)")
+        .to_string()
+}
+
+/// Parses `git ls-remote` output: `<oid> TAB <ref>` lines; peeled `^{}` entries and HEAD dropped.
+pub fn parse_ls_remote(out: &str) -> BTreeMap<String, String> {
+    out.lines()
+        .filter_map(|l| l.split_once('\t'))
+        .filter(|(_, r)| r.starts_with("refs/") && !r.ends_with("^{}"))
+        .map(|(o, r)| (r.to_string(), o.to_string()))
+        .collect()
+}
+
+/// One line of `git push --porcelain`: `<flag> TAB <from>:<to> TAB <summary>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefResult {
+    pub flag: char,
+    pub to: String,
+    pub summary: String,
+}
+
+impl RefResult {
+    pub fn ok(&self) -> bool {
+        matches!(self.flag, ' ' | '+' | '-' | '*' | '=')
+    }
+}
+
+pub fn parse_porcelain(out: &str) -> BTreeMap<String, RefResult> {
+    let mut res = BTreeMap::new();
+    for line in out.lines() {
+        let mut parts = line.splitn(3, '\t');
+        let (Some(flag), Some(spec), summary) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let mut fc = flag.chars();
+        let (Some(f), None) = (fc.next(), fc.next()) else { continue };
+        let Some((_, to)) = spec.rsplit_once(':') else { continue };
+        res.insert(to.to_string(), RefResult { flag: f, to: to.to_string(), summary: summary.unwrap_or("").to_string() });
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_porcelain() {
+        let out = "To /tmp/m.git\n*\t1111111111111111111111111111111111111111:refs/heads/main\t[new branch]\n\
+                   +\t2222222222222222222222222222222222222222:refs/heads/x\t0123456...89abcde (forced update)\n\
+                   -\t:refs/heads/old\t[deleted]\n\
+                   !\t3333333333333333333333333333333333333333:refs/heads/locked\t[remote rejected] (pre-receive hook declined)\nDone\n";
+        let r = parse_porcelain(out);
+        assert_eq!(r.len(), 4);
+        assert!(r["refs/heads/main"].ok());
+        assert!(r["refs/heads/old"].ok());
+        assert!(!r["refs/heads/locked"].ok());
+        assert_eq!(r["refs/heads/locked"].summary, "[remote rejected] (pre-receive hook declined)");
+    }
+
+    #[test]
+    fn parses_ls_remote() {
+        let out = "aaaa\tHEAD\nbbbb\trefs/heads/main\ncccc\trefs/tags/v1\ndddd\trefs/tags/v1^{}\n";
+        let r = parse_ls_remote(out);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r["refs/tags/v1"], "cccc");
+    }
+}

@@ -1,0 +1,175 @@
+//! One sync of one mirror: list the mirror's refs, read upstream's, plan, push, report.
+
+pub mod auth;
+pub mod git;
+pub mod plan;
+pub mod url;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use crate::config::Effective;
+
+/// What a sync achieved. A sync "fails" when it could not run, or ran but left refs behind
+/// (rejected by the mirror, or divergent under keep_divergent_refs).
+#[derive(Debug, Default)]
+pub struct SyncReport {
+    pub pushed: usize,
+    pub deleted: usize,
+    pub divergent: Vec<String>,
+    /// `ref: reason` for every ref the mirror refused.
+    pub rejected: Vec<String>,
+    /// One masked line when the sync failed.
+    pub error: Option<String>,
+}
+
+impl SyncReport {
+    pub fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+}
+
+/// Settings that come from the server rather than the mirror.
+pub struct SyncContext<'a> {
+    pub git_dir: &'a Path,
+    pub runtime_dir: &'a Path,
+    /// Our own executable, used as GIT_ASKPASS.
+    pub exe: &'a Path,
+}
+
+/// Runs one full sync. `deleted_upstream` lists refs whose latest pending spool record is a
+/// deletion (the only evidence that a mirror-only tag was deleted upstream).
+pub fn sync(ctx: &SyncContext<'_>, m: &Effective, deleted_upstream: &BTreeSet<String>) -> SyncReport {
+    let mut secrets: Vec<String> = Vec::new();
+    match run_sync(ctx, m, deleted_upstream, &mut secrets) {
+        Ok(r) => r,
+        Err(msg) => {
+            let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+            SyncReport { error: Some(one_line(&url::scrub(&msg, &refs))), ..SyncReport::default() }
+        }
+    }
+}
+
+fn one_line(s: &str) -> String {
+    let s: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if s.chars().count() > 500 {
+        s.chars().take(500).collect::<String>() + "…"
+    } else {
+        s
+    }
+}
+
+fn run_sync(
+    ctx: &SyncContext<'_>,
+    m: &Effective,
+    deleted_upstream: &BTreeSet<String>,
+    secrets: &mut Vec<String>,
+) -> Result<SyncReport, String> {
+    let cfg = &m.mirror;
+    // Checked again here, not only at `add`: the file may have been edited by hand.
+    let scheme = url::validate(&cfg.url, cfg.allow_insecure_http).map_err(|e| format!("url {}: {e}", url::mask(&cfg.url)))?;
+    let (bare_url, url_user, url_pass) = url::split_credentials(&cfg.url);
+    if let Some(p) = &url_pass {
+        secrets.push(p.clone());
+    }
+    let auth_cfg = match (&cfg.auth, url_user, url_pass) {
+        (auth::Auth::None, Some(username), Some(password)) => {
+            auth::Auth::Password { username, password: Some(password), password_file: None, password_env: None }
+        }
+        (a, _, _) => a.clone(),
+    };
+    let timeout = m.timeout;
+    let prepared = auth::prepare(&auth_cfg, &m.source, ctx.exe, ctx.runtime_dir, timeout.as_secs().max(1))
+        .map_err(|e| format!("auth: {e}"))?;
+    secrets.extend(prepared.secrets.iter().cloned());
+    let _cleanup = TempFiles(prepared.temp_files.clone());
+    let (mut set, remove) = auth::base_env(cfg.allow_insecure_http, timeout.as_secs().max(1));
+    set.extend(prepared.env.iter().cloned());
+    if let Some(ca) = &cfg.ca_file {
+        set.push(("GIT_SSL_CAINFO".into(), ca.display().to_string()));
+    }
+    let env = git::ChildEnv { set, remove };
+    let masked = url::mask(&cfg.url);
+    let fail = |e: git::GitError| match e {
+        git::GitError::Failed { what, stderr } => format!("git {what} {masked}: {}", git::last_line(&stderr)),
+        other => format!("{other} ({masked})"),
+    };
+    let _ = scheme;
+
+    let ls = git::run(ctx.git_dir, &["ls-remote".into(), bare_url.clone()], &env, timeout, "ls-remote").map_err(&fail)?;
+    if !ls.status_ok {
+        return Err(fail(git::GitError::Failed { what: "ls-remote", stderr: ls.stderr }));
+    }
+    let remote = git::parse_ls_remote(&ls.stdout);
+
+    let upstream = crate::repo::Upstream::open(ctx.git_dir).map_err(|e| e.to_string())?;
+    let local = upstream.refs().map_err(|e| e.to_string())?;
+    let default_branch = upstream.default_branch();
+    let options = plan::PlanOptions {
+        keep_divergent_refs: cfg.keep_divergent_refs,
+        only_protected_branches: cfg.only_protected_branches,
+        protected: cfg.protected.clone(),
+        extra_prefixes: cfg.refs.clone(),
+    };
+    let input = plan::PlanInput {
+        local: &local,
+        remote: &remote,
+        default_branch: default_branch.as_deref(),
+        deleted_upstream,
+        options: &options,
+    };
+    let the_plan = plan::plan(&input, &upstream);
+    let mut report = SyncReport { divergent: the_plan.divergent.clone(), ..SyncReport::default() };
+    if !the_plan.is_empty() {
+        let mut args: Vec<String> = vec!["push".into(), "--porcelain".into(), "--no-verify".into(), bare_url];
+        args.extend(the_plan.refspecs());
+        let out = git::run(ctx.git_dir, &args, &env, timeout, "push").map_err(&fail)?;
+        let results = git::parse_porcelain(&out.stdout);
+        let wanted: BTreeMap<&str, bool> = the_plan
+            .pushes
+            .iter()
+            .map(|p| (p.name.as_str(), false))
+            .chain(the_plan.deletions.iter().map(|d| (d.name.as_str(), true)))
+            .collect();
+        for (name, is_delete) in &wanted {
+            match results.get(*name) {
+                Some(r) if r.ok() => {
+                    if *is_delete {
+                        report.deleted += 1;
+                    } else {
+                        report.pushed += 1;
+                    }
+                }
+                Some(r) => report.rejected.push(format!("{name}: {}", r.summary)),
+                None if out.status_ok => report.pushed += 1,
+                None => report.rejected.push(format!("{name}: not pushed")),
+            }
+        }
+        if results.is_empty() && !out.status_ok {
+            return Err(fail(git::GitError::Failed { what: "push", stderr: out.stderr }));
+        }
+    }
+    let mut problems = Vec::new();
+    if !report.rejected.is_empty() {
+        problems.push(format!("mirror rejected {}", report.rejected.join(", ")));
+    }
+    if !report.divergent.is_empty() {
+        problems.push(format!("divergent refs kept on the mirror: {}", report.divergent.join(", ")));
+    }
+    if !problems.is_empty() {
+        let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        report.error = Some(one_line(&url::scrub(&problems.join("; "), &refs)));
+    }
+    Ok(report)
+}
+
+/// Removes the temporary known_hosts files of a pinned host key when the sync ends, however it ends.
+struct TempFiles(Vec<std::path::PathBuf>);
+
+impl Drop for TempFiles {
+    fn drop(&mut self) {
+        for f in &self.0 {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}

@@ -1,0 +1,1753 @@
+//! The decision of what one sync of one mirror sends (spec §5).
+//!
+//! Everything here is a pure function of the two ref lists, the mirror's options and an ancestry
+//! oracle, so that every mirroring rule can be pinned down by a table-driven test without a
+//! repository or a network. Listing refs, answering ancestry questions and running `git push`
+//! belong to the caller.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Options of one mirror that affect the plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// Leave mirror refs alone when upstream's value would rewrite history there, instead of
+    /// overwriting them (GitLab's "Keep divergent refs").
+    pub keep_divergent_refs: bool,
+    /// Mirror only the branches matching `protected` (all tags are still mirrored).
+    pub only_protected_branches: bool,
+    /// git wildcard patterns matched against the branch name without `refs/heads/` (e.g. `main`, `release/*`, `v[0-9]*`).
+    pub protected: Vec<String>,
+    /// extra ref prefixes in scope besides refs/heads/ and refs/tags/, each ending in '/', e.g. "refs/notes/".
+    pub extra_prefixes: Vec<String>,
+}
+
+/// Answers "is `ancestor` reachable from `descendant`" for hex object ids; an id unknown upstream is never an ancestor.
+///
+/// Implementations should peel tags to commits like `git merge-base --is-ancestor` does, so that
+/// annotated tags can be fast-forwarded under `keep_divergent_refs`; answering `false` whenever in
+/// doubt is always safe, as it only ever keeps a ref on the mirror.
+pub trait Ancestry {
+    /// Whether `ancestor` is `descendant` or reachable from it through parent links.
+    fn is_ancestor(&self, ancestor: &str, descendant: &str) -> bool;
+}
+
+/// Everything one sync knows about both sides, borrowed so that a sync over many refs copies
+/// nothing it does not send.
+pub struct PlanInput<'a> {
+    /// upstream refs, full name -> hex oid (may contain out-of-scope refs; the plan filters)
+    pub local: &'a BTreeMap<String, String>,
+    /// mirror refs from ls-remote, full name -> hex oid (may contain HEAD, ^{} peeled entries, refs/pull/... — filter them)
+    pub remote: &'a BTreeMap<String, String>,
+    /// upstream default branch full name, e.g. "refs/heads/main" (None if HEAD is unborn/detached)
+    pub default_branch: Option<&'a str>,
+    /// refs whose latest pending update in the spool was a deletion upstream
+    pub deleted_upstream: &'a BTreeSet<String>,
+    /// The mirror's options.
+    pub options: &'a PlanOptions,
+}
+
+/// One ref to (force-)update on the mirror.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefPush {
+    /// Full ref name.
+    pub name: String,
+    /// Upstream's value, the one the mirror gets.
+    pub new: String,
+    /// The mirror's value as listed, `None` if absent, kept so the pusher can use it as a lease
+    /// and the status can show what was overwritten.
+    pub old: Option<String>,
+}
+
+/// One ref to delete from the mirror.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefDelete {
+    /// Full ref name.
+    pub name: String,
+    /// The mirror's value as listed, for a lease and for the log.
+    pub old: String,
+}
+
+/// Why a ref that differs between upstream and the mirror is deliberately left alone, so that
+/// status and logs can explain the difference instead of looking like a failed sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// A branch outside the `protected` patterns of an `only_protected_branches` mirror.
+    NotProtected,
+    /// A mirror-only branch that is not known to be merged into upstream's default branch.
+    UnmergedOnMirror,
+    /// A mirror-only tag that upstream did not delete, so it may be the mirror's own.
+    MirrorOnlyTag,
+    /// `keep_divergent_refs`: mirror-only refs untouched; also mirror-only refs under extra prefixes
+    /// that upstream did not delete.
+    MirrorOnlyKept,
+}
+
+/// The outcome of planning one sync.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// in push order: sorted by name, except that when the mirror has no branch at all yet
+    /// (an empty repository, or one holding only tags or hidden refs) the default branch comes first
+    pub pushes: Vec<RefPush>,
+    /// Sorted by name.
+    pub deletions: Vec<RefDelete>,
+    /// refs not touched because the mirror value is not an ancestor of upstream's (`keep_divergent_refs` only)
+    pub divergent: Vec<String>,
+    /// Sorted by name; every name at most once.
+    pub skipped: Vec<(String, SkipReason)>,
+}
+
+impl Plan {
+    /// Whether the sync can be skipped: divergent and skipped refs alone send nothing, and
+    /// spec §5.7 forbids starting a `git push` for nothing.
+    pub fn is_empty(&self) -> bool {
+        self.pushes.is_empty() && self.deletions.is_empty()
+    }
+
+    /// explicit refspecs for one `git push --porcelain`: `+<oid>:<ref>` for pushes (in order), `:<ref>` for deletions
+    ///
+    /// Sources are object ids rather than local ref names so that the push sends exactly what
+    /// was planned even if upstream moves while the push runs.
+    pub fn refspecs(&self) -> Vec<String> {
+        let pushes = self
+            .pushes
+            .iter()
+            .map(|push| format!("+{}:{}", push.new, push.name));
+        let deletions = self.deletions.iter().map(|del| format!(":{}", del.name));
+        pushes.chain(deletions).collect()
+    }
+}
+
+const HEADS: &str = "refs/heads/";
+const TAGS: &str = "refs/tags/";
+
+/// The three families of in-scope refs, which differ only in how mirror-only refs are treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Branch,
+    Tag,
+    Extra,
+}
+
+/// Keeps "not mirrored at all" apart from "a branch the protection filter holds back", because
+/// only the latter is worth reporting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Out,
+    NotProtected,
+    In(Kind),
+}
+
+fn classify(name: &str, options: &PlanOptions) -> Class {
+    // `HEAD` and ls-remote's peeled `^{}` lines are not refs one could push; remote-tracking
+    // refs are another repository's state and must never leak to a mirror, whatever the
+    // configured prefixes say.
+    if name.ends_with("^{}") || !name.starts_with("refs/") || name.starts_with("refs/remotes/") {
+        return Class::Out;
+    }
+    if let Some(branch) = name.strip_prefix(HEADS) {
+        if branch.is_empty() {
+            Class::Out
+        } else if options.only_protected_branches
+            && !options.protected.iter().any(|p| wildmatch(p, branch))
+        {
+            Class::NotProtected
+        } else {
+            Class::In(Kind::Branch)
+        }
+    } else if let Some(tag) = name.strip_prefix(TAGS) {
+        if tag.is_empty() {
+            Class::Out
+        } else {
+            Class::In(Kind::Tag)
+        }
+    } else if options
+        .extra_prefixes
+        .iter()
+        .any(|prefix| is_under(name, prefix))
+    {
+        Class::In(Kind::Extra)
+    } else {
+        Class::Out
+    }
+}
+
+/// Prefix match on whole path components, so that a configured `refs/notes` without its
+/// trailing slash cannot pull in `refs/notes-private/...`, and an empty prefix matches nothing.
+fn is_under(name: &str, prefix: &str) -> bool {
+    let dir = prefix.trim_end_matches('/');
+    !dir.is_empty()
+        && name
+            .strip_prefix(dir)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .is_some_and(|rest| !rest.is_empty())
+}
+
+/// refs/heads/*, refs/tags/*, extra prefixes; never HEAD, refs/remotes/*, names ending ^{};
+/// with `only_protected_branches`, branches must match `protected`.
+pub fn in_scope(name: &str, options: &PlanOptions) -> bool {
+    matches!(classify(name, options), Class::In(_))
+}
+
+/// Hex ids may come from different tools; letter case must not turn equal values into a push.
+fn same_oid(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+/// An empty source in a refspec means deletion (`+:refs/heads/main` deletes `main`), and the
+/// all-zero id means "no object" in hook input; neither may ever reach a push.
+fn is_pushable_oid(oid: &str) -> bool {
+    !oid.is_empty() && oid.bytes().all(|b| b.is_ascii_hexdigit()) && !oid.bytes().all(|b| b == b'0')
+}
+
+/// Plans one sync of one mirror, following spec §5.
+///
+/// An upstream ref whose value is not a usable object id is left alone on both sides rather
+/// than being treated as deleted upstream, so that a caller bug can never delete mirror refs.
+pub fn plan(input: &PlanInput<'_>, ancestry: &dyn Ancestry) -> Plan {
+    let options = input.options;
+    let keep_divergent = options.keep_divergent_refs;
+    let default_tip = input
+        .default_branch
+        .and_then(|branch| input.local.get(branch))
+        .map(String::as_str)
+        .filter(|oid| is_pushable_oid(oid));
+
+    let names: BTreeSet<&str> = input
+        .local
+        .keys()
+        .chain(input.remote.keys())
+        .map(String::as_str)
+        .collect();
+
+    let mut out = Plan::default();
+    for name in names {
+        let upstream = input.local.get(name).map(String::as_str);
+        if upstream.is_some_and(|oid| !is_pushable_oid(oid)) {
+            continue;
+        }
+        let mirror = input.remote.get(name).map(String::as_str);
+        let kind = match classify(name, options) {
+            Class::Out => continue,
+            Class::NotProtected => {
+                let equal = matches!((upstream, mirror), (Some(a), Some(b)) if same_oid(a, b));
+                if !equal {
+                    out.skipped
+                        .push((name.to_owned(), SkipReason::NotProtected));
+                }
+                continue;
+            }
+            Class::In(kind) => kind,
+        };
+        match (upstream, mirror) {
+            (None, None) => {}
+            (Some(new), Some(old)) if same_oid(new, old) => {}
+            (Some(new), old) => {
+                // Under keep_divergent_refs only fast-forwards are allowed: anything else would
+                // drop commits the mirror has and upstream does not know to be its own.
+                if keep_divergent && old.is_some_and(|old| !ancestry.is_ancestor(old, new)) {
+                    out.divergent.push(name.to_owned());
+                    continue;
+                }
+                out.pushes.push(RefPush {
+                    name: name.to_owned(),
+                    new: new.to_owned(),
+                    old: old.map(str::to_owned),
+                });
+            }
+            (None, Some(old)) => {
+                let delete = if keep_divergent {
+                    Err(SkipReason::MirrorOnlyKept)
+                } else {
+                    match kind {
+                        // Deleting a merged branch loses nothing; an unmerged one may carry the
+                        // only copy of someone's work, and without a default branch nothing can
+                        // be shown to be merged.
+                        Kind::Branch => match default_tip {
+                            Some(tip) if same_oid(old, tip) || ancestry.is_ancestor(old, tip) => {
+                                Ok(())
+                            }
+                            _ => Err(SkipReason::UnmergedOnMirror),
+                        },
+                        // Tags have no "merged" notion; only an observed upstream deletion
+                        // proves the mirror's copy came from upstream.
+                        Kind::Tag | Kind::Extra if input.deleted_upstream.contains(name) => Ok(()),
+                        Kind::Tag => Err(SkipReason::MirrorOnlyTag),
+                        Kind::Extra => Err(SkipReason::MirrorOnlyKept),
+                    }
+                };
+                match delete {
+                    Ok(()) => out.deletions.push(RefDelete {
+                        name: name.to_owned(),
+                        old: old.to_owned(),
+                    }),
+                    Err(reason) => out.skipped.push((name.to_owned(), reason)),
+                }
+            }
+        }
+    }
+
+    // Hosts such as GitHub make the first branch pushed into an empty repository its default
+    // branch, so upstream's default must lead whenever the mirror has no branch yet; tags or
+    // hidden refs already there do not change that.
+    let mirror_has_branch = input
+        .remote
+        .keys()
+        .any(|name| name.len() > HEADS.len() && name.starts_with(HEADS));
+    let default_pos = input
+        .default_branch
+        .filter(|_| !mirror_has_branch)
+        .and_then(|default| out.pushes.iter().position(|push| push.name == default));
+    if let Some(pos) = default_pos {
+        let first = out.pushes.remove(pos);
+        out.pushes.insert(0, first);
+    }
+    out
+}
+
+/// git's wildmatch with `WM_PATHNAME`, the dialect of gitignore, pathspec globs and
+/// `for-each-ref` patterns, so that branch patterns mean on the mirror what they mean to git
+/// users: `*` any run of chars except '/', `**` any run incl '/' (as a whole path component;
+/// elsewhere it is a plain `*`, and `a/**/b` also matches `a/b`), `?` one char except '/',
+/// `[abc]`, `[a-z]`, `[!x]`/`[^x]`, `[[:alpha:]]` classes, `\` escapes.
+///
+/// It works on characters rather than bytes, so `?` and classes treat a non-ASCII letter of a
+/// branch name as one character where git would see several bytes. A malformed pattern (an
+/// unterminated class, a trailing backslash) matches nothing.
+pub fn wildmatch(pattern: &str, text: &str) -> bool {
+    let pattern: Vec<char> = pattern.chars().collect();
+    let text: Vec<char> = text.chars().collect();
+    dowild(&pattern, 0, &text, 0) == Wild::Match
+}
+
+/// The two abort results let a failed `*` tell the `*`s before it that trying longer prefixes
+/// is pointless, which keeps matching linear-ish instead of exponential in the number of stars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wild {
+    Match,
+    NoMatch,
+    AbortAll,
+    AbortToStarStar,
+}
+
+fn is_glob_special(c: char) -> bool {
+    matches!(c, '*' | '?' | '[' | '\\')
+}
+
+/// A port of git's `dowild()` (wildmatch.c) with `WM_PATHNAME` set and `WM_CASEFOLD` unset,
+/// kept structurally close to the original so the two can be compared line by line.
+fn dowild(p: &[char], mut pi: usize, t: &[char], mut ti: usize) -> Wild {
+    while let Some(&p_ch) = p.get(pi) {
+        let t_ch = match t.get(ti) {
+            Some(&c) => c,
+            None if p_ch == '*' => '\0',
+            None => return Wild::AbortAll,
+        };
+        match p_ch {
+            '\\' => {
+                pi += 1;
+                // A trailing backslash compares `None` with a text char and fails.
+                if p.get(pi) != Some(&t_ch) {
+                    return Wild::NoMatch;
+                }
+            }
+            '?' => {
+                if t_ch == '/' {
+                    return Wild::NoMatch;
+                }
+            }
+            '*' => {
+                let star = pi;
+                pi += 1;
+                let match_slash = if p.get(pi) == Some(&'*') {
+                    while p.get(pi) == Some(&'*') {
+                        pi += 1;
+                    }
+                    let starts_component = star == 0 || p[star - 1] == '/';
+                    let ends_component = match p.get(pi) {
+                        None | Some('/') => true,
+                        Some('\\') => p.get(pi + 1) == Some(&'/'),
+                        Some(_) => false,
+                    };
+                    if starts_component && ends_component {
+                        // `a/**/b` must also match `a/b`: try "no directories" first.
+                        if p.get(pi) == Some(&'/') && dowild(p, pi + 1, t, ti) == Wild::Match {
+                            return Wild::Match;
+                        }
+                        true
+                    } else {
+                        false
+                    }
+                } else {
+                    false
+                };
+                match p.get(pi) {
+                    None => {
+                        return if !match_slash && t[ti..].contains(&'/') {
+                            Wild::NoMatch
+                        } else {
+                            Wild::Match
+                        };
+                    }
+                    Some('/') if !match_slash => {
+                        // A single `*` before a slash can only span the rest of this component;
+                        // the slash itself is consumed by the common step below.
+                        match t[ti..].iter().position(|&c| c == '/') {
+                            Some(offset) => ti += offset,
+                            None => return Wild::NoMatch,
+                        }
+                    }
+                    Some(&next) => {
+                        let mut t_ch = t_ch;
+                        while ti < t.len() {
+                            if !is_glob_special(next) {
+                                // Skip ahead to the next occurrence of the literal that follows.
+                                while let Some(&c) = t.get(ti) {
+                                    if c == next || (!match_slash && c == '/') {
+                                        break;
+                                    }
+                                    ti += 1;
+                                }
+                                if t.get(ti) != Some(&next) {
+                                    return Wild::NoMatch;
+                                }
+                                t_ch = next;
+                            }
+                            let matched = dowild(p, pi, t, ti);
+                            if matched != Wild::NoMatch {
+                                if !match_slash || matched != Wild::AbortToStarStar {
+                                    return matched;
+                                }
+                            } else if !match_slash && t_ch == '/' {
+                                return Wild::AbortToStarStar;
+                            }
+                            ti += 1;
+                            t_ch = t.get(ti).copied().unwrap_or('\0');
+                        }
+                        return Wild::AbortAll;
+                    }
+                }
+            }
+            '[' => match match_class(p, pi, t_ch) {
+                Some((matched, close)) => {
+                    if !matched || t_ch == '/' {
+                        return Wild::NoMatch;
+                    }
+                    pi = close;
+                }
+                None => return Wild::AbortAll,
+            },
+            literal => {
+                if t_ch != literal {
+                    return Wild::NoMatch;
+                }
+            }
+        }
+        pi += 1;
+        ti += 1;
+    }
+    if ti < t.len() {
+        Wild::NoMatch
+    } else {
+        Wild::Match
+    }
+}
+
+/// Matches `t_ch` against the class opening at `p[open]`; returns whether it matched (negation
+/// applied) and the index of the closing `]`, or `None` for a malformed class, which aborts the
+/// whole match as in git.
+fn match_class(p: &[char], open: usize, t_ch: char) -> Option<(bool, usize)> {
+    let mut pi = open + 1;
+    let mut p_ch = p.get(pi).copied();
+    let negated = matches!(p_ch, Some('!' | '^'));
+    if negated {
+        pi += 1;
+        p_ch = p.get(pi).copied();
+    }
+    // The previous single character, the low end of a possible range; `None` right after a
+    // range or a `[:name:]`, which cannot start another range.
+    let mut prev: Option<char> = None;
+    let mut matched = false;
+    loop {
+        let c = p_ch?;
+        let mut this = Some(c);
+        if c == '\\' {
+            pi += 1;
+            let escaped = *p.get(pi)?;
+            matched |= t_ch == escaped;
+            this = Some(escaped);
+        } else if let (Some(low), '-', Some(&next)) = (prev, c, p.get(pi + 1)) {
+            if next == ']' {
+                matched |= t_ch == '-';
+            } else {
+                pi += 1;
+                let mut high = next;
+                if high == '\\' {
+                    pi += 1;
+                    high = *p.get(pi)?;
+                }
+                matched |= low <= t_ch && t_ch <= high;
+                this = None;
+            }
+        } else if c == '[' && p.get(pi + 1) == Some(&':') {
+            let start = pi + 2;
+            let close = start + p[start..].iter().position(|&ch| ch == ']')?;
+            if close == start || p[close - 1] != ':' {
+                // Not a `[:name:]`; the `[` is an ordinary member.
+                matched |= t_ch == '[';
+            } else {
+                let name: String = p[start..close - 1].iter().collect();
+                matched |= posix_class(&name, t_ch)?;
+                pi = close;
+                this = None;
+            }
+        } else {
+            matched |= t_ch == c;
+        }
+        prev = this;
+        pi += 1;
+        p_ch = p.get(pi).copied();
+        if p_ch == Some(']') {
+            return Some((matched != negated, pi));
+        }
+    }
+}
+
+fn posix_class(name: &str, c: char) -> Option<bool> {
+    Some(match name {
+        "alnum" => c.is_ascii_alphanumeric(),
+        "alpha" => c.is_ascii_alphabetic(),
+        "blank" => c == ' ' || c == '\t',
+        "cntrl" => c.is_ascii_control(),
+        "digit" => c.is_ascii_digit(),
+        "graph" => c.is_ascii_graphic(),
+        "lower" => c.is_ascii_lowercase(),
+        "print" => c.is_ascii_graphic() || c == ' ',
+        "punct" => c.is_ascii_punctuation(),
+        "space" => matches!(c, ' ' | '\t' | '\n' | '\u{0b}' | '\u{0c}' | '\r'),
+        "upper" => c.is_ascii_uppercase(),
+        "xdigit" => c.is_ascii_hexdigit(),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    /// A commit graph given as child -> parents; ids missing from it are unknown upstream.
+    struct Graph(BTreeMap<&'static str, &'static [&'static str]>);
+
+    impl Ancestry for Graph {
+        fn is_ancestor(&self, ancestor: &str, descendant: &str) -> bool {
+            if !self.0.contains_key(ancestor) {
+                return false;
+            }
+            let mut todo = vec![descendant];
+            let mut seen = BTreeSet::new();
+            while let Some(id) = todo.pop() {
+                if id == ancestor {
+                    return true;
+                }
+                if seen.insert(id) {
+                    todo.extend(self.0.get(id).copied().unwrap_or_default());
+                }
+            }
+            false
+        }
+    }
+
+    /// ```text
+    /// a1 - a2 - a3 - d1 - d2     main line; upstream main is at a3
+    ///   \
+    ///    b1 - b2                 an unmerged side branch
+    /// ```
+    /// `ee` is a commit only the mirror has.
+    fn graph() -> Graph {
+        Graph(BTreeMap::from([
+            ("a1", &[][..]),
+            ("a2", &["a1"][..]),
+            ("a3", &["a2"][..]),
+            ("d1", &["a3"][..]),
+            ("d2", &["d1"][..]),
+            ("b1", &["a1"][..]),
+            ("b2", &["b1"][..]),
+        ]))
+    }
+
+    struct Counting<'a> {
+        inner: &'a dyn Ancestry,
+        calls: Cell<usize>,
+    }
+
+    impl Ancestry for Counting<'_> {
+        fn is_ancestor(&self, ancestor: &str, descendant: &str) -> bool {
+            self.calls.set(self.calls.get() + 1);
+            self.inner.is_ancestor(ancestor, descendant)
+        }
+    }
+
+    #[test]
+    fn fake_graph_answers_like_git() {
+        let g = graph();
+        for (anc, desc, expected) in [
+            ("a1", "a3", true),
+            ("a3", "a3", true),
+            ("a3", "a1", false),
+            ("b2", "a3", false),
+            ("a1", "b2", true),
+            ("ee", "a3", false),
+            ("ee", "ee", false),
+            ("a3", "ee", false),
+        ] {
+            assert_eq!(g.is_ancestor(anc, desc), expected, "{anc} -> {desc}");
+        }
+    }
+
+    const MAIN: &str = "refs/heads/main";
+    const FEATURE: &str = "refs/heads/feature";
+    const TOPIC: &str = "refs/heads/topic";
+    const V0: &str = "refs/tags/v0";
+    const V1: &str = "refs/tags/v1";
+    const V9: &str = "refs/tags/v9";
+    const NOTES: &str = "refs/notes/commits";
+    const ZERO: &str = "0000000000000000000000000000000000000000";
+
+    use SkipReason::*;
+
+    #[derive(Clone, Copy)]
+    struct Opts {
+        keep: bool,
+        only_protected: bool,
+        protected: &'static [&'static str],
+        extra: &'static [&'static str],
+    }
+
+    impl Opts {
+        fn build(self) -> PlanOptions {
+            PlanOptions {
+                keep_divergent_refs: self.keep,
+                only_protected_branches: self.only_protected,
+                protected: self.protected.iter().map(|p| p.to_string()).collect(),
+                extra_prefixes: self.extra.iter().map(|p| p.to_string()).collect(),
+            }
+        }
+    }
+
+    const OVERWRITE: Opts = Opts {
+        keep: false,
+        only_protected: false,
+        protected: &[],
+        extra: &[],
+    };
+    const KEEP: Opts = Opts {
+        keep: true,
+        ..OVERWRITE
+    };
+    const NOTES_TOO: Opts = Opts {
+        extra: &["refs/notes/"],
+        ..OVERWRITE
+    };
+
+    type Refs = &'static [(&'static str, &'static str)];
+
+    struct Case {
+        what: &'static str,
+        local: Refs,
+        remote: Refs,
+        default_branch: Option<&'static str>,
+        deleted: &'static [&'static str],
+        opts: Opts,
+        pushes: &'static [(&'static str, &'static str, Option<&'static str>)],
+        deletions: Refs,
+        divergent: &'static [&'static str],
+        skipped: &'static [(&'static str, SkipReason)],
+    }
+
+    const BASE: Case = Case {
+        what: "",
+        local: &[],
+        remote: &[],
+        default_branch: Some(MAIN),
+        deleted: &[],
+        opts: OVERWRITE,
+        pushes: &[],
+        deletions: &[],
+        divergent: &[],
+        skipped: &[],
+    };
+
+    fn map(refs: Refs) -> BTreeMap<String, String> {
+        refs.iter()
+            .map(|(name, oid)| (name.to_string(), oid.to_string()))
+            .collect()
+    }
+
+    fn run(case: &Case, ancestry: &dyn Ancestry) -> Plan {
+        let local = map(case.local);
+        let remote = map(case.remote);
+        let deleted = case.deleted.iter().map(|s| s.to_string()).collect();
+        let options = case.opts.build();
+        plan(
+            &PlanInput {
+                local: &local,
+                remote: &remote,
+                default_branch: case.default_branch,
+                deleted_upstream: &deleted,
+                options: &options,
+            },
+            ancestry,
+        )
+    }
+
+    fn expected(case: &Case) -> Plan {
+        Plan {
+            pushes: case
+                .pushes
+                .iter()
+                .map(|(name, new, old)| RefPush {
+                    name: name.to_string(),
+                    new: new.to_string(),
+                    old: old.map(str::to_string),
+                })
+                .collect(),
+            deletions: case
+                .deletions
+                .iter()
+                .map(|(name, old)| RefDelete {
+                    name: name.to_string(),
+                    old: old.to_string(),
+                })
+                .collect(),
+            divergent: case.divergent.iter().map(|s| s.to_string()).collect(),
+            skipped: case
+                .skipped
+                .iter()
+                .map(|(name, reason)| (name.to_string(), *reason))
+                .collect(),
+        }
+    }
+
+    const CASES: &[Case] = &[
+        // Overwrite mode: pushes.
+        Case {
+            what: "identical refs send nothing",
+            local: &[(MAIN, "a3"), (V1, "a1"), (NOTES, "a1")],
+            remote: &[(MAIN, "a3"), (V1, "a1"), (NOTES, "a1")],
+            opts: NOTES_TOO,
+            ..BASE
+        },
+        Case {
+            what: "oids differing only in case are equal",
+            local: &[(MAIN, "A3"), (V1, "a1")],
+            remote: &[(MAIN, "a3"), (V1, "A1")],
+            ..BASE
+        },
+        Case {
+            what: "new branch and tag are created",
+            local: &[(MAIN, "a3"), (FEATURE, "b2"), (V1, "a1")],
+            remote: &[(MAIN, "a3")],
+            pushes: &[(FEATURE, "b2", None), (V1, "a1", None)],
+            ..BASE
+        },
+        Case {
+            what: "a rewound branch is force-pushed",
+            local: &[(MAIN, "a2")],
+            remote: &[(MAIN, "a3")],
+            pushes: &[(MAIN, "a2", Some("a3"))],
+            ..BASE
+        },
+        Case {
+            what: "a mirror commit upstream does not have is overwritten",
+            local: &[(MAIN, "a3"), (FEATURE, "b1")],
+            remote: &[(MAIN, "ee"), (FEATURE, "b2")],
+            pushes: &[(FEATURE, "b1", Some("b2")), (MAIN, "a3", Some("ee"))],
+            ..BASE
+        },
+        Case {
+            what: "a moved tag is force-pushed",
+            local: &[(MAIN, "a3"), (V1, "a2")],
+            remote: &[(MAIN, "a3"), (V1, "b1")],
+            pushes: &[(V1, "a2", Some("b1"))],
+            ..BASE
+        },
+        Case {
+            what: "out-of-scope refs on either side are ignored",
+            local: &[
+                ("HEAD", "a3"),
+                (MAIN, "a3"),
+                ("refs/remotes/origin/main", "b1"),
+                ("refs/pipelines/1", "b2"),
+                (NOTES, "a1"),
+                ("refs/merge-requests/1/head", "b1"),
+                (V1, "aa"),
+            ],
+            remote: &[
+                ("HEAD", "a3"),
+                (MAIN, "a3"),
+                ("refs/pull/1/head", "b2"),
+                (V1, "aa"),
+                ("refs/tags/v1^{}", "a1"),
+                ("refs/tags/v2^{}", "a1"),
+                ("refs/remotes/origin/topic", "a2"),
+                ("refs/notes/theirs", "b1"),
+                ("refs/heads/", "a1"),
+            ],
+            ..BASE
+        },
+        // Overwrite mode: mirror-only branches.
+        Case {
+            what: "a merged mirror-only branch is deleted",
+            local: &[(MAIN, "a3")],
+            remote: &[(MAIN, "a3"), (TOPIC, "a2")],
+            deletions: &[(TOPIC, "a2")],
+            ..BASE
+        },
+        Case {
+            what: "a mirror-only branch at the default tip is deleted",
+            local: &[(MAIN, "a3")],
+            remote: &[(MAIN, "a3"), (TOPIC, "a3")],
+            deletions: &[(TOPIC, "a3")],
+            ..BASE
+        },
+        Case {
+            what: "merged means merged into upstream's default, not the mirror's",
+            local: &[(MAIN, "a2")],
+            remote: &[(MAIN, "a3"), (TOPIC, "a3")],
+            pushes: &[(MAIN, "a2", Some("a3"))],
+            skipped: &[(TOPIC, UnmergedOnMirror)],
+            ..BASE
+        },
+        Case {
+            what: "an unmerged mirror-only branch is kept",
+            local: &[(MAIN, "a3")],
+            remote: &[(MAIN, "a3"), (TOPIC, "b2")],
+            skipped: &[(TOPIC, UnmergedOnMirror)],
+            ..BASE
+        },
+        Case {
+            what: "a mirror-only branch on a commit unknown upstream is kept",
+            local: &[(MAIN, "a3")],
+            remote: &[(MAIN, "a3"), (TOPIC, "ee")],
+            skipped: &[(TOPIC, UnmergedOnMirror)],
+            ..BASE
+        },
+        Case {
+            what: "an upstream deletion does not override the merge check for branches",
+            local: &[(MAIN, "a3")],
+            remote: &[(MAIN, "a3"), (FEATURE, "a1"), (TOPIC, "b2")],
+            deleted: &[FEATURE, TOPIC],
+            deletions: &[(FEATURE, "a1")],
+            skipped: &[(TOPIC, UnmergedOnMirror)],
+            ..BASE
+        },
+        Case {
+            what: "the default branch itself deleted upstream is kept unless merged",
+            local: &[(FEATURE, "a3")],
+            remote: &[(MAIN, "a3")],
+            default_branch: Some(FEATURE),
+            deleted: &[MAIN],
+            pushes: &[(FEATURE, "a3", None)],
+            deletions: &[(MAIN, "a3")],
+            ..BASE
+        },
+        Case {
+            what: "without a default branch no mirror-only branch is deleted",
+            local: &[(MAIN, "a3")],
+            remote: &[(MAIN, "a3"), (TOPIC, "a1")],
+            default_branch: None,
+            skipped: &[(TOPIC, UnmergedOnMirror)],
+            ..BASE
+        },
+        Case {
+            what: "a default branch missing upstream deletes nothing",
+            local: &[(FEATURE, "a3")],
+            remote: &[(FEATURE, "a3"), (TOPIC, "a1")],
+            default_branch: Some("refs/heads/master"),
+            skipped: &[(TOPIC, UnmergedOnMirror)],
+            ..BASE
+        },
+        // Overwrite mode: mirror-only tags and extra refs.
+        Case {
+            what: "a mirror-only tag is deleted only when upstream deleted it",
+            local: &[(MAIN, "a3")],
+            remote: &[(MAIN, "a3"), (V0, "a1"), (V9, "a2")],
+            deleted: &[V0],
+            deletions: &[(V0, "a1")],
+            skipped: &[(V9, MirrorOnlyTag)],
+            ..BASE
+        },
+        Case {
+            what: "a tag deleted then re-created upstream is pushed, not deleted",
+            local: &[(MAIN, "a3"), (V0, "a3")],
+            remote: &[(MAIN, "a3"), (V0, "a1")],
+            deleted: &[V0],
+            pushes: &[(V0, "a3", Some("a1"))],
+            ..BASE
+        },
+        Case {
+            what: "deleted_upstream for refs the mirror lacks is harmless",
+            local: &[(MAIN, "a3")],
+            remote: &[(MAIN, "a3")],
+            deleted: &[V0, TOPIC, "refs/notes/gone"],
+            opts: NOTES_TOO,
+            ..BASE
+        },
+        Case {
+            what: "extra prefixes are pushed, and deleted only after an upstream deletion",
+            local: &[(MAIN, "a3"), (NOTES, "a2")],
+            remote: &[
+                (MAIN, "a3"),
+                (NOTES, "a1"),
+                ("refs/notes/gone", "b1"),
+                ("refs/notes/theirs", "b2"),
+                ("refs/pipelines/7", "b2"),
+            ],
+            deleted: &["refs/notes/gone", "refs/pipelines/7"],
+            opts: NOTES_TOO,
+            pushes: &[(NOTES, "a2", Some("a1"))],
+            deletions: &[("refs/notes/gone", "b1")],
+            skipped: &[("refs/notes/theirs", MirrorOnlyKept)],
+            ..BASE
+        },
+        Case {
+            what: "an extra prefix without its slash matches whole components only",
+            local: &[(MAIN, "a3"), (NOTES, "a1"), ("refs/notes-private/x", "b1")],
+            remote: &[(MAIN, "a3")],
+            opts: Opts {
+                extra: &["refs/notes"],
+                ..OVERWRITE
+            },
+            pushes: &[(NOTES, "a1", None)],
+            ..BASE
+        },
+        Case {
+            what: "a refs/ prefix never brings in remote-tracking refs",
+            local: &[
+                (MAIN, "a3"),
+                ("refs/remotes/origin/main", "a3"),
+                ("refs/pipelines/1", "a2"),
+            ],
+            remote: &[(MAIN, "a3"), ("refs/remotes/origin/x", "a1")],
+            opts: Opts {
+                extra: &["refs/", ""],
+                ..OVERWRITE
+            },
+            pushes: &[("refs/pipelines/1", "a2", None)],
+            ..BASE
+        },
+        Case {
+            what: "heads and tags listed as extra prefixes keep their own rules",
+            local: &[(MAIN, "a3"), (FEATURE, "b1")],
+            remote: &[(MAIN, "a2"), (V9, "a1")],
+            opts: Opts {
+                only_protected: true,
+                protected: &["main"],
+                extra: &["refs/heads/", "refs/tags/"],
+                ..OVERWRITE
+            },
+            pushes: &[(MAIN, "a3", Some("a2"))],
+            skipped: &[(FEATURE, NotProtected), (V9, MirrorOnlyTag)],
+            ..BASE
+        },
+        // Push order.
+        Case {
+            what: "an empty mirror receives the default branch first",
+            local: &[
+                ("refs/heads/alpha", "a1"),
+                (MAIN, "a3"),
+                ("refs/heads/zeta", "b1"),
+                (V1, "a1"),
+            ],
+            pushes: &[
+                (MAIN, "a3", None),
+                ("refs/heads/alpha", "a1", None),
+                ("refs/heads/zeta", "b1", None),
+                (V1, "a1", None),
+            ],
+            ..BASE
+        },
+        Case {
+            what: "a mirror with only tags and hidden refs has no default branch yet",
+            local: &[("refs/heads/alpha", "a1"), (MAIN, "a3")],
+            remote: &[("HEAD", "a1"), ("refs/pull/1/head", "a1"), (V0, "a1")],
+            pushes: &[(MAIN, "a3", None), ("refs/heads/alpha", "a1", None)],
+            skipped: &[(V0, MirrorOnlyTag)],
+            ..BASE
+        },
+        Case {
+            what: "a mirror with branches gets plain name order",
+            local: &[("refs/heads/alpha", "a2"), (MAIN, "a3")],
+            remote: &[("refs/heads/alpha", "a1")],
+            pushes: &[("refs/heads/alpha", "a2", Some("a1")), (MAIN, "a3", None)],
+            ..BASE
+        },
+        Case {
+            what: "an unprotected branch on the mirror still makes it non-empty",
+            local: &[("refs/heads/release/1", "a2"), ("refs/heads/trunk", "a3")],
+            remote: &[(FEATURE, "b1")],
+            default_branch: Some("refs/heads/trunk"),
+            opts: Opts {
+                only_protected: true,
+                protected: &["trunk", "release/*"],
+                ..OVERWRITE
+            },
+            pushes: &[
+                ("refs/heads/release/1", "a2", None),
+                ("refs/heads/trunk", "a3", None),
+            ],
+            skipped: &[(FEATURE, NotProtected)],
+            ..BASE
+        },
+        Case {
+            what: "an unprotected default branch is not pushed first or at all",
+            local: &[("refs/heads/release/1", "a2"), ("refs/heads/zmain", "a3")],
+            default_branch: Some("refs/heads/zmain"),
+            opts: Opts {
+                only_protected: true,
+                protected: &["release/*"],
+                ..OVERWRITE
+            },
+            pushes: &[("refs/heads/release/1", "a2", None)],
+            skipped: &[("refs/heads/zmain", NotProtected)],
+            ..BASE
+        },
+        // keep_divergent_refs.
+        Case {
+            what: "keep divergent: fast-forwards go, rewinds and forks stay",
+            local: &[
+                (MAIN, "d1"),
+                (FEATURE, "b1"),
+                ("refs/heads/hotfix", "a3"),
+                ("refs/heads/new", "a1"),
+                ("refs/heads/same", "a2"),
+                ("refs/heads/stray", "a3"),
+            ],
+            remote: &[
+                (MAIN, "a3"),
+                (FEATURE, "b2"),
+                ("refs/heads/hotfix", "b2"),
+                ("refs/heads/same", "a2"),
+                ("refs/heads/stray", "ee"),
+            ],
+            opts: KEEP,
+            pushes: &[(MAIN, "d1", Some("a3")), ("refs/heads/new", "a1", None)],
+            divergent: &[FEATURE, "refs/heads/hotfix", "refs/heads/stray"],
+            ..BASE
+        },
+        Case {
+            what: "keep divergent: mirror-only refs are untouched, deleted upstream or not",
+            local: &[(MAIN, "a3")],
+            remote: &[
+                (MAIN, "a3"),
+                (TOPIC, "a2"),
+                ("refs/notes/gone", "a1"),
+                (V0, "a1"),
+                (V9, "a1"),
+            ],
+            deleted: &[TOPIC, V0, "refs/notes/gone"],
+            opts: Opts {
+                extra: &["refs/notes/"],
+                ..KEEP
+            },
+            skipped: &[
+                (TOPIC, MirrorOnlyKept),
+                ("refs/notes/gone", MirrorOnlyKept),
+                (V0, MirrorOnlyKept),
+                (V9, MirrorOnlyKept),
+            ],
+            ..BASE
+        },
+        Case {
+            what: "keep divergent: tags and extra refs follow the same ancestry rule",
+            local: &[
+                (MAIN, "a3"),
+                (NOTES, "d2"),
+                ("refs/notes/other", "a1"),
+                (V1, "a3"),
+                ("refs/tags/v2", "a2"),
+                ("refs/tags/v3", "a1"),
+            ],
+            remote: &[
+                (MAIN, "a3"),
+                (NOTES, "a3"),
+                ("refs/notes/other", "a2"),
+                (V1, "a2"),
+                ("refs/tags/v2", "a3"),
+                ("refs/tags/v3", "b1"),
+            ],
+            opts: Opts {
+                extra: &["refs/notes/"],
+                ..KEEP
+            },
+            pushes: &[(NOTES, "d2", Some("a3")), (V1, "a3", Some("a2"))],
+            divergent: &["refs/notes/other", "refs/tags/v2", "refs/tags/v3"],
+            ..BASE
+        },
+        Case {
+            what: "keep divergent: an empty mirror still gets the default branch first",
+            local: &[("refs/heads/alpha", "a1"), (MAIN, "a3")],
+            opts: KEEP,
+            pushes: &[(MAIN, "a3", None), ("refs/heads/alpha", "a1", None)],
+            ..BASE
+        },
+        // only_protected_branches.
+        Case {
+            what: "only protected branches are mirrored, and all tags",
+            local: &[
+                (MAIN, "a3"),
+                ("refs/heads/release/1", "a2"),
+                ("refs/heads/release/1/rc", "a1"),
+                ("refs/heads/v2", "b1"),
+                ("refs/heads/vx", "b2"),
+                (FEATURE, "b1"),
+                ("refs/tags/anything", "a1"),
+            ],
+            remote: &[
+                (MAIN, "a2"),
+                (FEATURE, "b1"),
+                ("refs/heads/old", "a1"),
+                (V0, "a1"),
+                (V9, "a1"),
+            ],
+            deleted: &["refs/heads/old", V0],
+            opts: Opts {
+                only_protected: true,
+                protected: &["main", "release/*", "v[0-9]*"],
+                ..OVERWRITE
+            },
+            pushes: &[
+                (MAIN, "a3", Some("a2")),
+                ("refs/heads/release/1", "a2", None),
+                ("refs/heads/v2", "b1", None),
+                ("refs/tags/anything", "a1", None),
+            ],
+            deletions: &[(V0, "a1")],
+            skipped: &[
+                ("refs/heads/old", NotProtected),
+                ("refs/heads/release/1/rc", NotProtected),
+                ("refs/heads/vx", NotProtected),
+                (V9, MirrorOnlyTag),
+            ],
+            ..BASE
+        },
+        Case {
+            what: "a protected mirror-only branch follows the merge rule",
+            local: &[(MAIN, "a3")],
+            remote: &[
+                (MAIN, "a3"),
+                ("refs/heads/release/1", "a2"),
+                ("refs/heads/release/2", "b1"),
+            ],
+            opts: Opts {
+                only_protected: true,
+                protected: &["main", "release/*"],
+                ..OVERWRITE
+            },
+            deletions: &[("refs/heads/release/1", "a2")],
+            skipped: &[("refs/heads/release/2", UnmergedOnMirror)],
+            ..BASE
+        },
+        Case {
+            what: "release/** covers nested branches",
+            local: &[(MAIN, "a3"), ("refs/heads/release/1/rc", "a1")],
+            remote: &[(MAIN, "a3")],
+            opts: Opts {
+                only_protected: true,
+                protected: &["release/**"],
+                ..OVERWRITE
+            },
+            pushes: &[("refs/heads/release/1/rc", "a1", None)],
+            ..BASE
+        },
+        Case {
+            what: "no protected patterns means tags only",
+            local: &[(MAIN, "a3"), (V1, "a1")],
+            opts: Opts {
+                only_protected: true,
+                ..OVERWRITE
+            },
+            pushes: &[(V1, "a1", None)],
+            skipped: &[(MAIN, NotProtected)],
+            ..BASE
+        },
+        Case {
+            what: "protected patterns are ignored unless only_protected_branches is set",
+            local: &[(MAIN, "a3"), (FEATURE, "b1")],
+            remote: &[(MAIN, "a3")],
+            opts: Opts {
+                protected: &["main"],
+                ..OVERWRITE
+            },
+            pushes: &[(FEATURE, "b1", None)],
+            ..BASE
+        },
+        Case {
+            what: "protected and keep divergent combine",
+            local: &[(MAIN, "a3"), (FEATURE, "b2"), (V1, "a3")],
+            remote: &[(MAIN, "b2"), (FEATURE, "b1"), (V1, "a1"), (TOPIC, "a1")],
+            opts: Opts {
+                keep: true,
+                only_protected: true,
+                protected: &["main"],
+                extra: &[],
+            },
+            pushes: &[(V1, "a3", Some("a1"))],
+            divergent: &[MAIN],
+            skipped: &[(FEATURE, NotProtected), (TOPIC, NotProtected)],
+            ..BASE
+        },
+        // Defensive cases.
+        Case {
+            what: "unusable upstream ids leave the ref alone on both sides",
+            local: &[
+                (MAIN, "a3"),
+                ("refs/heads/empty", ""),
+                ("refs/heads/null", ZERO),
+                ("refs/heads/junk", "zz"),
+            ],
+            remote: &[
+                (MAIN, "a3"),
+                ("refs/heads/empty", "a1"),
+                ("refs/heads/null", "a2"),
+            ],
+            ..BASE
+        },
+        Case {
+            what: "a null default tip deletes nothing",
+            local: &[(MAIN, ZERO), (FEATURE, "a3")],
+            remote: &[(FEATURE, "a3"), (TOPIC, "a1")],
+            skipped: &[(TOPIC, UnmergedOnMirror)],
+            ..BASE
+        },
+    ];
+
+    #[test]
+    fn plan_table() {
+        let g = graph();
+        let mut failures = Vec::new();
+        for case in CASES {
+            let actual = run(case, &g);
+            let expected = expected(case);
+            if actual != expected {
+                failures.push(format!(
+                    "{}:\n  expected {expected:?}\n  actual   {actual:?}",
+                    case.what
+                ));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn overwrite_pushes_do_not_ask_about_ancestry() {
+        let g = graph();
+        let counting = Counting {
+            inner: &g,
+            calls: Cell::new(0),
+        };
+        let case = Case {
+            local: &[(MAIN, "a3"), (FEATURE, "b1"), (V1, "a2")],
+            remote: &[(MAIN, "ee"), (FEATURE, "b1"), (V1, "a1"), (V9, "a1")],
+            ..BASE
+        };
+        let plan = run(&case, &counting);
+        assert_eq!(plan.pushes.len(), 2);
+        assert_eq!(counting.calls.get(), 0);
+    }
+
+    #[test]
+    fn every_ref_gets_at_most_one_verdict_and_the_mirror_converges() {
+        // Every combination of upstream/mirror values for a branch, a tag and a note, in
+        // every mode, checked against invariants rather than spelled-out answers.
+        let g = graph();
+        let values = [None, Some("a1"), Some("a3"), Some("b2"), Some("ee")];
+        let names = [TOPIC, V1, NOTES];
+        let modes = [
+            NOTES_TOO,
+            Opts {
+                keep: true,
+                ..NOTES_TOO
+            },
+            Opts {
+                only_protected: true,
+                protected: &["main"],
+                ..NOTES_TOO
+            },
+        ];
+        for opts in modes {
+            let options = opts.build();
+            for &ours in &values {
+                for &theirs in &values {
+                    let mut local = BTreeMap::from([(MAIN.to_owned(), "a3".to_owned())]);
+                    let mut remote = local.clone();
+                    for name in names {
+                        if let Some(v) = ours.filter(|v| *v != "ee") {
+                            local.insert(name.to_owned(), v.to_owned());
+                        }
+                        if let Some(v) = theirs {
+                            remote.insert(name.to_owned(), v.to_owned());
+                        }
+                    }
+                    let deleted = names.iter().map(|n| n.to_string()).collect();
+                    let input = PlanInput {
+                        local: &local,
+                        remote: &remote,
+                        default_branch: Some(MAIN),
+                        deleted_upstream: &deleted,
+                        options: &options,
+                    };
+                    let plan = plan(&input, &g);
+                    let ctx = format!("{ours:?} -> {theirs:?} with {options:?}: {plan:?}");
+
+                    let mut seen = BTreeSet::new();
+                    let verdicts = plan
+                        .pushes
+                        .iter()
+                        .map(|p| &p.name)
+                        .chain(plan.deletions.iter().map(|d| &d.name))
+                        .chain(plan.divergent.iter())
+                        .chain(plan.skipped.iter().map(|(n, _)| n));
+                    for name in verdicts {
+                        assert!(seen.insert(name.clone()), "{name} twice in {ctx}");
+                    }
+
+                    let mut mirror = remote.clone();
+                    for push in &plan.pushes {
+                        assert_ne!(Some(&push.new), push.old.as_ref(), "{ctx}");
+                        assert_eq!(push.old.as_ref(), remote.get(&push.name), "{ctx}");
+                        mirror.insert(push.name.clone(), push.new.clone());
+                    }
+                    for del in &plan.deletions {
+                        assert_eq!(Some(&del.old), remote.get(&del.name), "{ctx}");
+                        assert!(!local.contains_key(&del.name), "{ctx}");
+                        mirror.remove(&del.name);
+                    }
+                    for (name, value) in &local {
+                        if in_scope(name, &options) && !plan.divergent.contains(name) {
+                            assert_eq!(mirror.get(name), Some(value), "{name} in {ctx}");
+                        }
+                    }
+                    if options.keep_divergent_refs {
+                        assert!(plan.deletions.is_empty(), "{ctx}");
+                    } else {
+                        assert!(plan.divergent.is_empty(), "{ctx}");
+                    }
+                    // Running the plan and planning again must find nothing more to do.
+                    let again = PlanInput {
+                        remote: &mirror,
+                        ..input
+                    };
+                    let second = super::plan(&again, &g);
+                    assert!(second.is_empty(), "not idempotent: {second:?} after {ctx}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn refspecs_and_emptiness() {
+        let plan = Plan {
+            pushes: vec![
+                RefPush {
+                    name: MAIN.into(),
+                    new: "a3".into(),
+                    old: None,
+                },
+                RefPush {
+                    name: V1.into(),
+                    new: "a1".into(),
+                    old: Some("b1".into()),
+                },
+            ],
+            deletions: vec![RefDelete {
+                name: TOPIC.into(),
+                old: "a2".into(),
+            }],
+            divergent: vec![FEATURE.into()],
+            skipped: vec![(V9.into(), MirrorOnlyTag)],
+        };
+        assert_eq!(
+            plan.refspecs(),
+            [
+                "+a3:refs/heads/main",
+                "+a1:refs/tags/v1",
+                ":refs/heads/topic"
+            ]
+        );
+        assert!(!plan.is_empty());
+
+        let only_deletion = Plan {
+            pushes: Vec::new(),
+            ..plan.clone()
+        };
+        assert!(!only_deletion.is_empty());
+        assert_eq!(only_deletion.refspecs(), [":refs/heads/topic"]);
+
+        let nothing_to_send = Plan {
+            pushes: Vec::new(),
+            deletions: Vec::new(),
+            ..plan
+        };
+        assert!(nothing_to_send.is_empty());
+        assert!(nothing_to_send.refspecs().is_empty());
+        assert!(Plan::default().is_empty());
+    }
+
+    #[test]
+    fn scope() {
+        let plain = PlanOptions::default();
+        let notes = PlanOptions {
+            extra_prefixes: vec!["refs/notes/".into()],
+            ..PlanOptions::default()
+        };
+        let protected = PlanOptions {
+            only_protected_branches: true,
+            protected: vec!["main".into(), "release/*".into()],
+            ..PlanOptions::default()
+        };
+        let everything = PlanOptions {
+            extra_prefixes: vec!["refs/".into()],
+            ..PlanOptions::default()
+        };
+        for (name, options, expected) in [
+            (MAIN, &plain, true),
+            ("refs/heads/a/b/c", &plain, true),
+            (V1, &plain, true),
+            ("HEAD", &plain, false),
+            ("refs/heads/", &plain, false),
+            ("refs/tags/", &plain, false),
+            ("refs/tags/v1^{}", &plain, false),
+            ("refs/remotes/origin/main", &plain, false),
+            ("refs/pull/1/head", &plain, false),
+            ("refs/merge-requests/1/head", &plain, false),
+            ("refs/pipelines/1", &plain, false),
+            ("refs/keep-around/a1", &plain, false),
+            ("refs/stash", &plain, false),
+            ("refs/headsx/main", &plain, false),
+            ("heads/main", &plain, false),
+            (NOTES, &plain, false),
+            (NOTES, &notes, true),
+            ("refs/notes/", &notes, false),
+            ("refs/notesx/commits", &notes, false),
+            (MAIN, &notes, true),
+            (MAIN, &protected, true),
+            ("refs/heads/release/1", &protected, true),
+            ("refs/heads/release/1/rc", &protected, false),
+            (FEATURE, &protected, false),
+            (V1, &protected, true),
+            ("refs/pipelines/1", &everything, true),
+            ("refs/remotes/origin/main", &everything, false),
+            ("refs/tags/v1^{}", &everything, false),
+            ("HEAD", &everything, false),
+        ] {
+            assert_eq!(in_scope(name, options), expected, "{name} with {options:?}");
+        }
+    }
+
+    #[test]
+    fn wildmatch_for_branch_patterns() {
+        for (pattern, text, expected) in [
+            ("main", "main", true),
+            ("main", "main2", false),
+            ("main", "xmain", false),
+            ("release/*", "release/1", true),
+            ("release/*", "release/a/b", false),
+            ("release/*", "release/", true),
+            ("release/*", "release", false),
+            ("release/**", "release/a/b", true),
+            ("release/**", "release/1", true),
+            ("release/**/rc", "release/rc", true),
+            ("release/**/rc", "release/1/2/rc", true),
+            ("**/hotfix", "hotfix", true),
+            ("**/hotfix", "team/a/hotfix", true),
+            ("**", "any/thing/at/all", true),
+            ("*", "main", true),
+            ("*", "team/main", false),
+            ("v[0-9]*", "v1", true),
+            ("v[0-9]*", "v10.2", true),
+            ("v[0-9]*", "v", false),
+            ("v[0-9]*", "vx", false),
+            ("v[0-9]*", "v1/x", false),
+            ("[!a]*", "beta", true),
+            ("[!a]*", "alpha", false),
+            ("[^a]*", "alpha", false),
+            ("[!a]", "/", false),
+            ("?", "/", false),
+            ("feat?", "feat1", true),
+            ("feat?", "feat", false),
+            ("feat?", "feat12", false),
+            (r"feature\*", "feature*", true),
+            (r"feature\*", "featurex", false),
+            (r"a\?b", "a?b", true),
+            (r"a\?b", "axb", false),
+            (r"\[x]", "[x]", true),
+            ("[[:digit:]]*", "2024", true),
+            ("caf?", "café", true),
+            ("caf[é]", "café", true),
+            ("[", "[", false),
+            ("[a-", "a", false),
+            (r"main\", "main", false),
+            ("", "", true),
+            ("", "main", false),
+            ("main", "", false),
+        ] {
+            assert_eq!(wildmatch(pattern, text), expected, "{pattern:?} ~ {text:?}");
+        }
+    }
+
+    /// The WM_PATHNAME column of git's t/t3070-wildmatch.sh, as (text, pattern, expected).
+    const GIT_WILDMATCH: &[(&str, &str, bool)] = &[
+        // Basic wildmatch features
+        ("foo", "foo", true),
+        ("foo", "bar", false),
+        ("", "", true),
+        ("foo", "???", true),
+        ("foo", "??", false),
+        ("foo", "*", true),
+        ("foo", "f*", true),
+        ("foo", "*f", false),
+        ("foo", "*foo*", true),
+        ("foobar", "*ob*a*r*", true),
+        ("aaaaaaabababab", "*ab", true),
+        ("foo*", r"foo\*", true),
+        ("foobar", r"foo\*bar", false),
+        (r"f\oo", r"f\\oo", true),
+        ("ball", "*[al]?", true),
+        ("ten", "[ten]", false),
+        ("ten", "**[!te]", true),
+        ("ten", "**[!ten]", false),
+        ("ten", "t[a-g]n", true),
+        ("ten", "t[!a-g]n", false),
+        ("ton", "t[!a-g]n", true),
+        ("ton", "t[^a-g]n", true),
+        ("a]b", "a[]]b", true),
+        ("a-b", "a[]-]b", true),
+        ("a]b", "a[]-]b", true),
+        ("aab", "a[]-]b", false),
+        ("aab", "a[]a-]b", true),
+        ("]", "]", true),
+        // Extended slash-matching features
+        ("foo/baz/bar", "foo*bar", false),
+        ("foo/baz/bar", "foo**bar", false),
+        ("foobazbar", "foo**bar", true),
+        ("foo/baz/bar", "foo/**/bar", true),
+        ("foo/baz/bar", "foo/**/**/bar", true),
+        ("foo/b/a/z/bar", "foo/**/bar", true),
+        ("foo/b/a/z/bar", "foo/**/**/bar", true),
+        ("foo/bar", "foo/**/bar", true),
+        ("foo/bar", "foo/**/**/bar", true),
+        ("foo/bar", "foo?bar", false),
+        ("foo/bar", "foo[/]bar", false),
+        ("foo/bar", "foo[^a-z]bar", false),
+        ("foo/bar", "f[^eiu][^eiu][^eiu][^eiu][^eiu]r", false),
+        ("foo-bar", "f[^eiu][^eiu][^eiu][^eiu][^eiu]r", true),
+        ("foo", "**/foo", true),
+        ("XXX/foo", "**/foo", true),
+        ("bar/baz/foo", "**/foo", true),
+        ("bar/baz/foo", "*/foo", false),
+        ("foo/bar/baz", "**/bar*", false),
+        ("deep/foo/bar/baz", "**/bar/*", true),
+        ("deep/foo/bar/baz/", "**/bar/*", false),
+        ("deep/foo/bar/baz/", "**/bar/**", true),
+        ("deep/foo/bar", "**/bar/*", false),
+        ("deep/foo/bar/", "**/bar/**", true),
+        ("foo/bar/baz", "**/bar**", false),
+        ("foo/bar/baz/x", "*/bar/**", true),
+        ("deep/foo/bar/baz/x", "*/bar/**", false),
+        ("deep/foo/bar/baz/x", "**/bar/*/*", true),
+        // Various additional tests
+        ("acrt", "a[c-c]st", false),
+        ("acrt", "a[c-c]rt", true),
+        ("]", "[!]-]", false),
+        ("a", "[!]-]", true),
+        ("", r"\", false),
+        (r"\", r"\", false),
+        (r"XXX/\", r"*/\", false),
+        (r"XXX/\", r"*/\\", true),
+        ("foo", "foo", true),
+        ("@foo", "@foo", true),
+        ("foo", "@foo", false),
+        ("[ab]", r"\[ab]", true),
+        ("[ab]", "[[]ab]", true),
+        ("[ab]", "[[:]ab]", true),
+        ("[ab]", "[[::]ab]", false),
+        ("[ab]", "[[:digit]ab]", true),
+        ("[ab]", r"[\[:]ab]", true),
+        ("?a?b", r"\??\?b", true),
+        ("abc", r"\a\b\c", true),
+        ("foo", "", false),
+        ("foo/bar/baz/to", "**/t[o]", true),
+        // Character class tests
+        ("a1B", "[[:alpha:]][[:digit:]][[:upper:]]", true),
+        ("a", "[[:digit:][:upper:][:space:]]", false),
+        ("A", "[[:digit:][:upper:][:space:]]", true),
+        ("1", "[[:digit:][:upper:][:space:]]", true),
+        ("1", "[[:digit:][:upper:][:spaci:]]", false),
+        (" ", "[[:digit:][:upper:][:space:]]", true),
+        (".", "[[:digit:][:upper:][:space:]]", false),
+        (".", "[[:digit:][:punct:][:space:]]", true),
+        ("5", "[[:xdigit:]]", true),
+        ("f", "[[:xdigit:]]", true),
+        ("D", "[[:xdigit:]]", true),
+        (
+            "_",
+            "[[:alnum:][:alpha:][:blank:][:cntrl:][:digit:][:graph:][:lower:][:print:][:punct:][:space:][:upper:][:xdigit:]]",
+            true,
+        ),
+        (
+            ".",
+            "[^[:alnum:][:alpha:][:blank:][:cntrl:][:digit:][:lower:][:space:][:upper:][:xdigit:]]",
+            true,
+        ),
+        ("5", "[a-c[:digit:]x-z]", true),
+        ("b", "[a-c[:digit:]x-z]", true),
+        ("y", "[a-c[:digit:]x-z]", true),
+        ("q", "[a-c[:digit:]x-z]", false),
+        // Additional tests, including some malformed wildmatch patterns
+        ("]", r"[\\-^]", true),
+        ("[", r"[\\-^]", false),
+        ("-", r"[\-_]", true),
+        ("]", r"[\]]", true),
+        (r"\]", r"[\]]", false),
+        (r"\", r"[\]]", false),
+        ("ab", "a[]b", false),
+        ("a[]b", "a[]b", false),
+        ("ab[", "ab[", false),
+        ("ab", "[!", false),
+        ("ab", "[-", false),
+        ("-", "[-]", true),
+        ("-", "[a-", false),
+        ("-", "[!a-", false),
+        ("-", "[--A]", true),
+        ("5", "[--A]", true),
+        (" ", "[ --]", true),
+        ("$", "[ --]", true),
+        ("-", "[ --]", true),
+        ("0", "[ --]", false),
+        ("-", "[---]", true),
+        ("-", "[------]", true),
+        ("j", "[a-e-n]", false),
+        ("-", "[a-e-n]", true),
+        ("a", "[!------]", true),
+        ("[", "[]-a]", false),
+        ("^", "[]-a]", true),
+        ("^", "[!]-a]", false),
+        ("[", "[!]-a]", true),
+        ("^", "[a^bc]", true),
+        ("-b]", "[a-]b]", true),
+        (r"\", r"[\]", false),
+        (r"\", r"[\\]", true),
+        (r"\", r"[!\\]", false),
+        ("G", r"[A-\\]", true),
+        ("aaabbb", "b*a", false),
+        ("aabcaa", "*ba*", false),
+        (",", "[,]", true),
+        (",", r"[\\,]", true),
+        (r"\", r"[\\,]", true),
+        ("-", "[,-.]", true),
+        ("+", "[,-.]", false),
+        ("-.]", "[,-.]", false),
+        ("2", r"[\1-\3]", true),
+        ("3", r"[\1-\3]", true),
+        ("4", r"[\1-\3]", false),
+        (r"\", r"[[-\]]", true),
+        ("[", r"[[-\]]", true),
+        ("]", r"[[-\]]", true),
+        ("-", r"[[-\]]", false),
+        // Test recursion
+        (
+            "-adobe-courier-bold-o-normal--12-120-75-75-m-70-iso8859-1",
+            "-*-*-*-*-*-*-12-*-*-*-m-*-*-*",
+            true,
+        ),
+        (
+            "-adobe-courier-bold-o-normal--12-120-75-75-X-70-iso8859-1",
+            "-*-*-*-*-*-*-12-*-*-*-m-*-*-*",
+            false,
+        ),
+        (
+            "-adobe-courier-bold-o-normal--12-120-75-75-/-70-iso8859-1",
+            "-*-*-*-*-*-*-12-*-*-*-m-*-*-*",
+            false,
+        ),
+        (
+            "XXX/adobe/courier/bold/o/normal//12/120/75/75/m/70/iso8859/1",
+            "XXX/*/*/*/*/*/*/12/*/*/*/m/*/*/*",
+            true,
+        ),
+        (
+            "XXX/adobe/courier/bold/o/normal//12/120/75/75/X/70/iso8859/1",
+            "XXX/*/*/*/*/*/*/12/*/*/*/m/*/*/*",
+            false,
+        ),
+        (
+            "abcd/abcdefg/abcdefghijk/abcdefghijklmnop.txt",
+            "**/*a*b*g*n*t",
+            true,
+        ),
+        (
+            "abcd/abcdefg/abcdefghijk/abcdefghijklmnop.txtz",
+            "**/*a*b*g*n*t",
+            false,
+        ),
+        ("foo", "*/*/*", false),
+        ("foo/bar", "*/*/*", false),
+        ("foo/bba/arr", "*/*/*", true),
+        ("foo/bb/aa/rr", "*/*/*", false),
+        ("foo/bb/aa/rr", "**/**/**", true),
+        ("abcXdefXghi", "*X*i", true),
+        ("ab/cXd/efXg/hi", "*X*i", false),
+        ("ab/cXd/efXg/hi", "*/*X*/*/*i", true),
+        ("ab/cXd/efXg/hi", "**/*X*/**/*i", true),
+        // Extra pathmatch tests
+        ("foo", "fo", false),
+        ("foo/bar", "foo/bar", true),
+        ("foo/bar", "foo/*", true),
+        ("foo/bba/arr", "foo/*", false),
+        ("foo/bba/arr", "foo/**", true),
+        ("foo/bba/arr", "foo*", false),
+        ("foo/bba/arr", "foo**", false),
+        ("foo/bba/arr", "foo/*arr", false),
+        ("foo/bba/arr", "foo/**arr", false),
+        ("foo/bba/arr", "foo/*z", false),
+        ("foo/bba/arr", "foo/**z", false),
+        ("foo/bar", "foo?bar", false),
+        ("foo/bar", "foo[/]bar", false),
+        ("foo/bar", "foo[^a-z]bar", false),
+        ("ab/cXd/efXg/hi", "*Xg*i", false),
+        // Extra case-sensitivity tests
+        ("a", "[A-Z]", false),
+        ("A", "[A-Z]", true),
+        ("A", "[a-z]", false),
+        ("a", "[a-z]", true),
+        ("a", "[[:upper:]]", false),
+        ("A", "[[:upper:]]", true),
+        ("A", "[[:lower:]]", false),
+        ("a", "[[:lower:]]", true),
+        ("A", "[B-Za]", false),
+        ("a", "[B-Za]", true),
+        ("A", "[B-a]", false),
+        ("a", "[B-a]", true),
+        ("z", "[Z-y]", false),
+        ("Z", "[Z-y]", true),
+    ];
+
+    #[test]
+    fn wildmatch_agrees_with_git_test_suite() {
+        let failures: Vec<_> = GIT_WILDMATCH
+            .iter()
+            .filter(|(text, pattern, expected)| wildmatch(pattern, text) != *expected)
+            .collect();
+        assert!(failures.is_empty(), "{failures:#?}");
+    }
+
+    #[test]
+    fn wildmatch_stays_fast_on_pathological_patterns() {
+        let text = "a".repeat(64);
+        let pattern = format!("{}b", "*a".repeat(32));
+        assert!(!wildmatch(&pattern, &text));
+        let nested = format!("{}b", "**/".repeat(16));
+        assert!(!wildmatch(&nested, &"a/".repeat(32)));
+    }
+}

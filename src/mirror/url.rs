@@ -1,0 +1,824 @@
+//! Mirror URL policy: which URLs git may be handed, how they are shown, and how
+//! credentials are taken out of them before git sees them.
+//!
+//! The rules follow how git itself reads a remote string (`transport.c`, `connect.c`), so a
+//! URL is judged by what git would do with it, not by what it looks like:
+//! `<name>::<address>` runs the helper `git-remote-<name>`; `scheme://` is a URL; a `:` with
+//! no `/` before it is scp-like ssh (`host:path`); anything else is a local path.
+
+/// How git will reach a mirror.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Https,
+    Http,
+    /// `ssh://` (and git's aliases `git+ssh://`, `ssh+git://`) and scp-like `user@host:path`.
+    Ssh,
+    Git,
+    /// An absolute or relative path, or `file://`.
+    Local,
+}
+
+/// Why a mirror URL was refused. Messages never quote the URL: it may carry a password.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UrlError {
+    #[error("mirror URL refused: it is empty; give an https://, ssh://, git:// URL or a path")]
+    Empty,
+    #[error("mirror URL refused: ext:: transport runs arbitrary commands")]
+    ExtTransport,
+    #[error("mirror URL refused: fd:: transport talks to inherited file descriptors; give an https://, ssh:// or git:// URL")]
+    FdTransport,
+    #[error("mirror URL refused: '{name}::' runs the remote helper git-remote-{name}; give an https://, ssh:// or git:// URL")]
+    TransportHelper { name: String },
+    #[error("mirror URL refused: it contains a NUL byte")]
+    Nul,
+    #[error("mirror URL refused: it contains whitespace or a control character (percent-encode a space as %20)")]
+    ControlOrWhitespace,
+    #[error("mirror URL refused: a percent-encoded control character (%00-%1F, %7F) in its user, host or path")]
+    EncodedControl,
+    #[error("mirror URL refused: it starts with '-' and would be read as a git option")]
+    LeadingDash,
+    #[error("mirror URL refused: host starts with '-' and would be read as an ssh option")]
+    HostLeadingDash,
+    #[error("mirror URL refused: user name starts with '-' and would be read as an ssh option")]
+    UserLeadingDash,
+    #[error("mirror URL refused: path starts with '-' and would be read as an option")]
+    PathLeadingDash,
+    #[error("mirror URL refused: unknown scheme '{scheme}://'; use https://, ssh://, git://, file:// or a path (schemes are lowercase)")]
+    UnknownScheme { scheme: String },
+    #[error("mirror URL refused: http:// sends credentials and code in clear text; use https:// or set allow_insecure_http: true")]
+    InsecureHttp,
+    #[error("mirror URL refused: no host name; write scheme://host/path or user@host:path")]
+    MissingHost,
+    #[error("mirror URL refused: '[' in the host is not closed by ']'")]
+    UnclosedBracket,
+    #[error("mirror URL refused: port must be a number")]
+    BadPort,
+    #[error("mirror URL refused: a password in a {scheme}:// URL would reach the command line; remove it (use auth: ssh_key for ssh)")]
+    PasswordInUrl { scheme: String },
+    #[error("mirror URL refused: file:// must be followed by an absolute path, as in file:///srv/mirror.git")]
+    FileUrlHost,
+    #[error("mirror URL refused: '{scheme}:' without '//' would be read as an ssh host named {scheme}; write {scheme}://host/path")]
+    MissingSlashes { scheme: String },
+}
+
+/// Validates a mirror URL against the policy; returns its scheme. Refuses: empty, ext::, fd::,
+/// any other `<transport>::` form, unknown schemes (ftp, rsync...), http without
+/// `allow_insecure_http`, a URL/host/user/path starting with '-', control characters or
+/// whitespace/newlines, NUL.
+pub fn validate(url: &str, allow_insecure_http: bool) -> Result<Scheme, UrlError> {
+    if url.is_empty() {
+        return Err(UrlError::Empty);
+    }
+    // The dash and helper checks come before the character checks because the hostile
+    // forms usually also contain spaces, and naming the real danger is the better message.
+    if url.starts_with('-') {
+        return Err(UrlError::LeadingDash);
+    }
+    if let Some(name) = helper_prefix(url) {
+        return Err(match name.to_ascii_lowercase().as_str() {
+            "ext" => UrlError::ExtTransport,
+            "fd" => UrlError::FdTransport,
+            _ => UrlError::TransportHelper {
+                name: name.to_string(),
+            },
+        });
+    }
+    if url.contains('\0') {
+        return Err(UrlError::Nul);
+    }
+    if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(UrlError::ControlOrWhitespace);
+    }
+    if let Some((scheme, rest)) = split_scheme(url) {
+        return validate_url_form(scheme, rest, allow_insecure_http);
+    }
+    if is_scp_like(url) {
+        validate_scp_like(url)?;
+        return Ok(Scheme::Ssh);
+    }
+    Ok(Scheme::Local)
+}
+
+fn validate_url_form(scheme: &str, rest: &str, allow_http: bool) -> Result<Scheme, UrlError> {
+    let kind = match scheme {
+        "https" => Scheme::Https,
+        "http" if allow_http => Scheme::Http,
+        "http" => return Err(UrlError::InsecureHttp),
+        "ssh" | "git+ssh" | "ssh+git" => Scheme::Ssh,
+        "git" => Scheme::Git,
+        "file" => Scheme::Local,
+        _ => {
+            return Err(UrlError::UnknownScheme {
+                scheme: scheme.to_string(),
+            })
+        }
+    };
+    if kind == Scheme::Local {
+        // git takes everything after file:// as the path, so "file://host/x" would silently
+        // become the relative path "host/x".
+        if !rest.starts_with('/') {
+            return Err(UrlError::FileUrlHost);
+        }
+        if has_control(&percent_decode(rest)) {
+            return Err(UrlError::EncodedControl);
+        }
+        return Ok(kind);
+    }
+
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (userinfo, hostport) = match authority.rfind('@') {
+        Some(at) => (Some(&authority[..at]), &authority[at + 1..]),
+        None => (None, authority),
+    };
+    if let Some(userinfo) = userinfo {
+        let (user, password) = match userinfo.split_once(':') {
+            Some((user, password)) => (user, Some(password)),
+            None => (userinfo, None),
+        };
+        // git percent-decodes ssh and git URLs before handing the parts to ssh, so the
+        // decoded form is what must not look like an option.
+        let user = percent_decode(user);
+        if user.first() == Some(&b'-') {
+            return Err(UrlError::UserLeadingDash);
+        }
+        if has_control(&user) {
+            return Err(UrlError::EncodedControl);
+        }
+        if password.is_some() && !matches!(kind, Scheme::Https | Scheme::Http) {
+            return Err(UrlError::PasswordInUrl {
+                scheme: scheme.to_string(),
+            });
+        }
+    }
+    let host = percent_decode(split_host_port(hostport)?);
+    if host.is_empty() {
+        return Err(UrlError::MissingHost);
+    }
+    if host.first() == Some(&b'-') {
+        return Err(UrlError::HostLeadingDash);
+    }
+    if has_control(&host) || has_control(&percent_decode(path)) {
+        return Err(UrlError::EncodedControl);
+    }
+    Ok(kind)
+}
+
+/// Returns the host of `host[:port]` or `[v6][:port]`, brackets removed.
+fn split_host_port(hostport: &str) -> Result<&str, UrlError> {
+    let (host, after) = if let Some(inner) = hostport.strip_prefix('[') {
+        let close = inner.find(']').ok_or(UrlError::UnclosedBracket)?;
+        (&inner[..close], &inner[close + 1..])
+    } else {
+        match hostport.find(':') {
+            Some(colon) => (&hostport[..colon], &hostport[colon..]),
+            None => (hostport, ""),
+        }
+    };
+    match after.strip_prefix(':') {
+        Some(port) if port.bytes().all(|b| b.is_ascii_digit()) => Ok(host),
+        None if after.is_empty() => Ok(host),
+        _ => Err(UrlError::BadPort),
+    }
+}
+
+fn validate_scp_like(url: &str) -> Result<(), UrlError> {
+    let colon = scp_colon(url).ok_or(UrlError::UnclosedBracket)?;
+    let (hostpart, path) = (&url[..colon], &url[colon + 1..]);
+    if path.starts_with('-') {
+        return Err(UrlError::PathLeadingDash);
+    }
+    // git accepts "[user@host:port]:path" and "user@[v6]:path"; only the first character of
+    // user and host matters for the option check.
+    let hostpart = hostpart
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(hostpart);
+    let (user, host) = match hostpart.rfind('@') {
+        Some(at) => (Some(&hostpart[..at]), &hostpart[at + 1..]),
+        None => (None, hostpart),
+    };
+    if user.is_some_and(|u| u.starts_with('-')) {
+        return Err(UrlError::UserLeadingDash);
+    }
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.split(']').next())
+        .unwrap_or(host);
+    if host.is_empty() {
+        return Err(UrlError::MissingHost);
+    }
+    if host.starts_with('-') {
+        return Err(UrlError::HostLeadingDash);
+    }
+    // "https:host/x" is scp-like ssh to a host called "https" for git; it is a typo.
+    // "git" is left alone: it is a plausible ssh config Host alias.
+    if user.is_none() && matches!(host, "https" | "http" | "ssh" | "file") {
+        return Err(UrlError::MissingSlashes {
+            scheme: host.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// The `:` that ends the host of an scp-like address, skipping colons inside `[...]`.
+fn scp_colon(url: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, c) in url.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            ':' if depth == 0 => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// git's `url_is_local_not_ssh`, negated: a colon with no slash before it means ssh.
+fn is_scp_like(url: &str) -> bool {
+    match (url.find(':'), url.find('/')) {
+        (Some(colon), Some(slash)) => colon < slash,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
+/// git's `is_urlschemechar`.
+fn is_scheme_char(first: bool, c: char) -> bool {
+    c.is_ascii_alphabetic() || (!first && (c.is_ascii_digit() || matches!(c, '+' | '-' | '.')))
+}
+
+fn scheme_len(s: &str) -> usize {
+    s.char_indices()
+        .find(|&(i, c)| !is_scheme_char(i == 0, c))
+        .map_or(s.len(), |(i, _)| i)
+}
+
+/// The `<name>` of a `<name>::<address>` remote-helper form.
+fn helper_prefix(url: &str) -> Option<&str> {
+    let len = scheme_len(url);
+    (len > 0 && url[len..].starts_with("::")).then(|| &url[..len])
+}
+
+/// `("https", "host/x")` for `"https://host/x"`.
+fn split_scheme(url: &str) -> Option<(&str, &str)> {
+    let len = scheme_len(url);
+    let rest = url[len..].strip_prefix("://")?;
+    (len > 0).then(|| (&url[..len], rest))
+}
+
+fn percent_decode(s: &str) -> Vec<u8> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).and_then(|h| {
+                let h = std::str::from_utf8(h).ok()?;
+                u8::from_str_radix(h, 16).ok()
+            });
+            if let Some(b) = hex {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    out
+}
+
+fn has_control(bytes: &[u8]) -> bool {
+    bytes.iter().any(|&b| b < 0x20 || b == 0x7f)
+}
+
+const MASK: &str = "*****";
+
+/// For display everywhere: userinfo replaced, e.g. "https://user:tok@host/a.git" ->
+/// "https://*****:*****@host/a.git", "https://tok@host/x" -> "https://*****@host/x"; URLs
+/// without userinfo unchanged; scp-like "git@host:x" unchanged (user is not secret there);
+/// ssh://user@host/x unchanged; ssh://user:pw@host -> masked password and user.
+pub fn mask(url: &str) -> String {
+    // Only '/' and blanks end the authority here: a raw '#', '?' or quote in a password is
+    // invalid but happens, and stopping early there would print the rest of the password.
+    mask_userinfo(url, |c| c == '/' || c.is_whitespace() || c.is_control())
+}
+
+/// Removes secrets from text that came back from git (stderr) before it is stored or
+/// printed: every occurrence of each given secret (non-empty ones) becomes "*****", and any
+/// URL userinfo "scheme://user:pass@" in the text is masked as in `mask`.
+pub fn scrub(text: &str, secrets: &[&str]) -> String {
+    let mut needles: Vec<String> = Vec::new();
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        needles.push((*secret).to_string());
+        // git may echo a URL the way it was written, with the password percent-encoded.
+        let upper = percent_encode(secret, false);
+        let lower = percent_encode(secret, true);
+        if upper != *secret {
+            needles.push(upper);
+        }
+        if lower != *secret {
+            needles.push(lower);
+        }
+    }
+    // Longest first, so a secret that contains another is not left half-replaced.
+    needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+    needles.dedup();
+    let mut out = text.to_string();
+    for needle in &needles {
+        out = out.replace(needle.as_str(), MASK);
+    }
+    // In free text a URL is usually quoted ('https://...') or followed by a blank; stopping
+    // there keeps an unrelated '@' later in the line from being taken for userinfo.
+    mask_userinfo(&out, |c| {
+        c == '/'
+            || c.is_whitespace()
+            || c.is_control()
+            || matches!(c, '\'' | '"' | '`' | '<' | '>')
+    })
+}
+
+fn mask_userinfo(text: &str, ends_authority: impl Fn(char) -> bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(sep) = rest.find("://") {
+        let scheme_start = rest[..sep]
+            .char_indices()
+            .rev()
+            .take_while(|&(_, c)| is_scheme_char(false, c))
+            .last()
+            .map_or(sep, |(i, _)| i);
+        let scheme = &rest[scheme_start..sep];
+        let after = &rest[sep + 3..];
+        let authority_len = after.find(&ends_authority).unwrap_or(after.len());
+        let authority = &after[..authority_len];
+        out.push_str(&rest[..sep + 3]);
+        match authority.rfind('@') {
+            Some(at) => {
+                out.push_str(&masked_userinfo(scheme, &authority[..at]));
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &after[authority_len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn masked_userinfo(scheme: &str, userinfo: &str) -> String {
+    let ssh = matches!(
+        scheme.to_ascii_lowercase().as_str(),
+        "ssh" | "git+ssh" | "ssh+git"
+    );
+    if userinfo.is_empty() || (ssh && !userinfo.contains(':')) {
+        // An ssh login name is an account, not a credential, and operators need it to debug.
+        userinfo.to_string()
+    } else if userinfo.contains(':') {
+        format!("{MASK}:{MASK}")
+    } else {
+        // A lone userinfo on https is usually a token (https://TOKEN@host).
+        MASK.to_string()
+    }
+}
+
+fn percent_encode(s: &str, lowercase: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else if lowercase {
+            out.push_str(&format!("%{b:02x}"));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The URL git should be given: userinfo stripped from http(s) URLs (credentials go through
+/// askpass instead); returns (url_without_credentials, Option<username>, Option<password>) so
+/// inline credentials in a URL are not passed in argv. Other URLs come back unchanged.
+pub fn split_credentials(url: &str) -> (String, Option<String>, Option<String>) {
+    let unchanged = || (url.to_string(), None, None);
+    let Some((scheme, rest)) = split_scheme(url) else {
+        return unchanged();
+    };
+    if scheme != "https" && scheme != "http" {
+        return unchanged();
+    }
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let Some(at) = authority.rfind('@') else {
+        return unchanged();
+    };
+    let userinfo = &authority[..at];
+    let (user, password) = match userinfo.split_once(':') {
+        Some((user, password)) => (user, Some(password)),
+        None => (userinfo, None),
+    };
+    (
+        format!("{scheme}://{}", &rest[at + 1..]),
+        decoded_non_empty(user),
+        password.and_then(decoded_non_empty),
+    )
+}
+
+fn decoded_non_empty(s: &str) -> Option<String> {
+    // A credential that does not decode to UTF-8 is kept as written rather than mangled:
+    // either way the remote decides, and the written form is what must be scrubbed.
+    let decoded = String::from_utf8(percent_decode(s)).unwrap_or_else(|_| s.to_string());
+    (!decoded.is_empty()).then_some(decoded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(url: &str) -> Scheme {
+        match validate(url, false) {
+            Ok(s) => s,
+            Err(e) => panic!("{url:?} refused: {e}"),
+        }
+    }
+
+    fn refused(url: &str) -> UrlError {
+        match validate(url, false) {
+            Ok(s) => panic!("{url:?} accepted as {s:?}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn accepts_the_supported_forms() {
+        assert_eq!(ok("https://github.com/acme/repo.git"), Scheme::Https);
+        assert_eq!(ok("https://user:tok@github.com/acme/repo.git"), Scheme::Https);
+        assert_eq!(ok("https://oauth2:glpat%40x@gitlab.example/g/p.git"), Scheme::Https);
+        assert_eq!(ok("https://[::1]:8443/a.git"), Scheme::Https);
+        assert_eq!(ok("https://u:p@[fe80::1%25eth0]/a.git"), Scheme::Https);
+        assert_eq!(ok("https://host:/a.git"), Scheme::Https);
+        assert_eq!(
+            ok("https://git-codecommit.eu-west-1.amazonaws.com/v1/repos/r"),
+            Scheme::Https
+        );
+        assert_eq!(ok("ssh://git@host:2222/acme/repo.git"), Scheme::Ssh);
+        assert_eq!(ok("ssh://host/~user/repo.git"), Scheme::Ssh);
+        assert_eq!(ok("git+ssh://git@host/r.git"), Scheme::Ssh);
+        assert_eq!(ok("ssh+git://git@host/r.git"), Scheme::Ssh);
+        assert_eq!(ok("git@github.com:acme/repo.git"), Scheme::Ssh);
+        assert_eq!(ok("host:repo.git"), Scheme::Ssh);
+        assert_eq!(ok("git:repo.git"), Scheme::Ssh);
+        assert_eq!(ok("[git@host:22]:repo.git"), Scheme::Ssh);
+        assert_eq!(ok("git@[::1]:repo.git"), Scheme::Ssh);
+        assert_eq!(ok("git://host/repo.git"), Scheme::Git);
+        assert_eq!(ok("git://[::1]:9418/repo.git"), Scheme::Git);
+        assert_eq!(ok("/srv/mirrors/repo.git"), Scheme::Local);
+        assert_eq!(ok("../mirror.git"), Scheme::Local);
+        assert_eq!(ok("./odd:name.git"), Scheme::Local);
+        assert_eq!(ok("mirror.git"), Scheme::Local);
+        assert_eq!(ok("file:///srv/mirror.git"), Scheme::Local);
+        assert_eq!(ok("/srv/my%20repo.git"), Scheme::Local);
+    }
+
+    #[test]
+    fn http_needs_the_flag() {
+        assert_eq!(refused("http://host/a.git"), UrlError::InsecureHttp);
+        assert_eq!(refused("http://u:p@host/a.git"), UrlError::InsecureHttp);
+        assert_eq!(validate("http://host/a.git", true), Ok(Scheme::Http));
+        assert!(UrlError::InsecureHttp
+            .to_string()
+            .contains("allow_insecure_http: true"));
+    }
+
+    #[test]
+    fn refuses_transport_helpers() {
+        assert_eq!(refused("ext::sh -c touch% /tmp/pwned"), UrlError::ExtTransport);
+        assert_eq!(refused("ext::ssh -p 22 host %S repo"), UrlError::ExtTransport);
+        assert_eq!(refused("EXT::sh"), UrlError::ExtTransport);
+        assert_eq!(refused("fd::3"), UrlError::FdTransport);
+        assert_eq!(refused("fd::3,4/path"), UrlError::FdTransport);
+        assert_eq!(
+            refused("https::https://host/a.git"),
+            UrlError::TransportHelper {
+                name: "https".into()
+            }
+        );
+        assert_eq!(
+            refused("persistent-https::host"),
+            UrlError::TransportHelper {
+                name: "persistent-https".into()
+            }
+        );
+        assert_eq!(
+            refused("a::b"),
+            UrlError::TransportHelper { name: "a".into() }
+        );
+        assert_eq!(
+            UrlError::ExtTransport.to_string(),
+            "mirror URL refused: ext:: transport runs arbitrary commands"
+        );
+    }
+
+    #[test]
+    fn refuses_unknown_schemes() {
+        for (url, scheme) in [
+            ("ftp://host/a.git", "ftp"),
+            ("ftps://host/a.git", "ftps"),
+            ("rsync://host/a.git", "rsync"),
+            ("HTTPS://host/a.git", "HTTPS"),
+            ("s3://bucket/a.git", "s3"),
+        ] {
+            assert_eq!(
+                refused(url),
+                UrlError::UnknownScheme {
+                    scheme: scheme.into()
+                },
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_option_injection() {
+        assert_eq!(refused("--upload-pack=touch /tmp/x"), UrlError::LeadingDash);
+        assert_eq!(refused("-oProxyCommand=x:y"), UrlError::LeadingDash);
+        assert_eq!(refused("-"), UrlError::LeadingDash);
+        assert_eq!(refused("ssh://-oProxyCommand=x/y"), UrlError::HostLeadingDash);
+        assert_eq!(refused("ssh://%2doProxyCommand=x/y"), UrlError::HostLeadingDash);
+        assert_eq!(refused("ssh://git@-evil/y"), UrlError::HostLeadingDash);
+        assert_eq!(refused("ssh://[-evil]:22/y"), UrlError::HostLeadingDash);
+        assert_eq!(refused("ssh://-oProxyCommand=x@host/y"), UrlError::UserLeadingDash);
+        assert_eq!(refused("ssh://%2Dl@host/y"), UrlError::UserLeadingDash);
+        assert_eq!(refused("git://-evil/y"), UrlError::HostLeadingDash);
+        assert_eq!(refused("https://-evil/y"), UrlError::HostLeadingDash);
+        assert_eq!(refused("git@-evil:x"), UrlError::HostLeadingDash);
+        assert_eq!(refused("git@[-evil]:x"), UrlError::HostLeadingDash);
+        assert_eq!(refused("[-evil]:x"), UrlError::HostLeadingDash);
+        assert_eq!(refused("-user@host:x"), UrlError::LeadingDash);
+        assert_eq!(refused("[-user@host]:x"), UrlError::UserLeadingDash);
+        assert_eq!(refused("host:-x"), UrlError::PathLeadingDash);
+        assert_eq!(refused("file://-evil/x"), UrlError::FileUrlHost);
+    }
+
+    #[test]
+    fn refuses_control_characters_and_blanks() {
+        assert_eq!(refused("https://host/a.git\n"), UrlError::ControlOrWhitespace);
+        assert_eq!(
+            refused("https://host/a.git\nssh://evil/x"),
+            UrlError::ControlOrWhitespace
+        );
+        assert_eq!(refused("https://host/a\r.git"), UrlError::ControlOrWhitespace);
+        assert_eq!(refused("https://host/a .git"), UrlError::ControlOrWhitespace);
+        assert_eq!(refused("https://host/a\t.git"), UrlError::ControlOrWhitespace);
+        assert_eq!(refused("https://host/a\u{a0}.git"), UrlError::ControlOrWhitespace);
+        assert_eq!(refused("/srv/my repo.git"), UrlError::ControlOrWhitespace);
+        assert_eq!(refused("https://host/a\u{7f}"), UrlError::ControlOrWhitespace);
+        assert_eq!(refused("https://host/a\0.git"), UrlError::Nul);
+        assert_eq!(refused("ssh://host%0a/x"), UrlError::EncodedControl);
+        assert_eq!(refused("ssh://host/x%00y"), UrlError::EncodedControl);
+        assert_eq!(refused("ssh://u%0d@host/x"), UrlError::EncodedControl);
+        assert_eq!(refused("file:///srv/x%0a"), UrlError::EncodedControl);
+    }
+
+    #[test]
+    fn refuses_malformed_hosts_and_ports() {
+        assert_eq!(refused("https:///a.git"), UrlError::MissingHost);
+        assert_eq!(refused("https://user@/a.git"), UrlError::MissingHost);
+        assert_eq!(refused("ssh://"), UrlError::MissingHost);
+        assert_eq!(refused(":repo.git"), UrlError::MissingHost);
+        assert_eq!(refused("git@:repo.git"), UrlError::MissingHost);
+        assert_eq!(refused("https://host:80x/a"), UrlError::BadPort);
+        assert_eq!(refused("ssh://host:-p/a"), UrlError::BadPort);
+        assert_eq!(refused("https://[::1/a"), UrlError::UnclosedBracket);
+        assert_eq!(refused("https://[::1]x/a"), UrlError::BadPort);
+        assert_eq!(refused("file://host/x"), UrlError::FileUrlHost);
+        assert_eq!(refused("file://"), UrlError::FileUrlHost);
+        assert_eq!(
+            refused("https:github.com/a.git"),
+            UrlError::MissingSlashes {
+                scheme: "https".into()
+            }
+        );
+        assert_eq!(refused("[git@host:x"), UrlError::UnclosedBracket);
+    }
+
+    #[test]
+    fn refuses_passwords_where_only_argv_could_carry_them() {
+        assert_eq!(
+            refused("ssh://user:pw@host/x"),
+            UrlError::PasswordInUrl {
+                scheme: "ssh".into()
+            }
+        );
+        assert_eq!(
+            refused("git://user:pw@host/x"),
+            UrlError::PasswordInUrl {
+                scheme: "git".into()
+            }
+        );
+        assert_eq!(ok("ssh://user@host/x"), Scheme::Ssh);
+    }
+
+    #[test]
+    fn refused_messages_never_quote_the_url() {
+        let secret = "s3cr3tTOKEN";
+        for url in [
+            format!("http://u:{secret}@host/a"),
+            format!("ssh://u:{secret}@host/a"),
+            format!("ftp://u:{secret}@host/a"),
+            format!("https://u:{secret}@-host/a"),
+            format!("https://u:{secret}@host/a b"),
+            format!("https://u:{secret}@host:x/a"),
+            format!("ext::sh -c {secret}"),
+        ] {
+            let err = refused(&url);
+            assert!(!err.to_string().contains(secret), "{err}");
+            assert!(!format!("{err:?}").contains(secret), "{err:?}");
+            assert!(!err.to_string().contains('\n'));
+        }
+    }
+
+    #[test]
+    fn mask_replaces_userinfo() {
+        assert_eq!(
+            mask("https://user:tok@host/a.git"),
+            "https://*****:*****@host/a.git"
+        );
+        assert_eq!(mask("https://tok@host/x"), "https://*****@host/x");
+        assert_eq!(
+            mask("https://oauth2:glpat%40abc@gitlab.example/g/p.git"),
+            "https://*****:*****@gitlab.example/g/p.git"
+        );
+        // A raw '@' in the password: the last '@' before the path is the host separator.
+        assert_eq!(
+            mask("https://user:p@ss@host/a.git"),
+            "https://*****:*****@host/a.git"
+        );
+        assert_eq!(
+            mask("https://user:tok@[::1]:8443/a.git"),
+            "https://*****:*****@[::1]:8443/a.git"
+        );
+        assert_eq!(
+            mask("https://user:tok@host:8443/a.git"),
+            "https://*****:*****@host:8443/a.git"
+        );
+        assert_eq!(mask("https://user:tok@host"), "https://*****:*****@host");
+        assert_eq!(mask("https://user:@host/x"), "https://*****:*****@host/x");
+        assert_eq!(
+            mask("https://user:a#b?c@host/x"),
+            "https://*****:*****@host/x"
+        );
+        assert_eq!(
+            mask("http://user:tok@host/a.git"),
+            "http://*****:*****@host/a.git"
+        );
+        assert_eq!(mask("git://user:pw@host/a.git"), "git://*****:*****@host/a.git");
+        assert_eq!(
+            mask("https::https://user:tok@host/x"),
+            "https::https://*****:*****@host/x"
+        );
+    }
+
+    #[test]
+    fn mask_keeps_what_is_not_secret() {
+        for url in [
+            "https://github.com/acme/repo.git",
+            "https://[::1]:8443/a.git",
+            "https://host/path/with@sign",
+            "git@github.com:acme/repo.git",
+            "ssh://git@host:22/x.git",
+            "ssh://git@[::1]/x.git",
+            "git+ssh://git@host/x.git",
+            "/srv/mirror.git",
+            "file:///srv/mirror.git",
+            "",
+        ] {
+            assert_eq!(mask(url), url);
+        }
+    }
+
+    #[test]
+    fn mask_hides_ssh_passwords_and_their_user() {
+        assert_eq!(mask("ssh://user:pw@host/x"), "ssh://*****:*****@host/x");
+        assert_eq!(mask("SSH://user:pw@host/x"), "SSH://*****:*****@host/x");
+    }
+
+    #[test]
+    fn scrub_removes_given_secrets() {
+        let text = "fatal: token ghp_abc123 rejected; retry with ghp_abc123";
+        assert_eq!(
+            scrub(text, &["ghp_abc123"]),
+            "fatal: token ***** rejected; retry with *****"
+        );
+        assert_eq!(scrub("nothing here", &[""]), "nothing here");
+        assert_eq!(scrub("abcdef abc", &["abc", "abcdef"]), "***** *****");
+        assert_eq!(
+            scrub("https://u:p%40ss%2Fw@host/x", &["p@ss/w"]),
+            "https://*****:*****@host/x"
+        );
+        assert_eq!(scrub("bad p%2fw here", &["p/w"]), "bad ***** here");
+        assert_eq!(scrub("line1\nsecret\nline3", &["secret"]), "line1\n*****\nline3");
+    }
+
+    #[test]
+    fn scrub_masks_urls_in_free_text() {
+        assert_eq!(
+            scrub(
+                "fatal: unable to access 'https://user:tok@host/a.git/': 403",
+                &[]
+            ),
+            "fatal: unable to access 'https://*****:*****@host/a.git/': 403"
+        );
+        assert_eq!(
+            scrub("remote: see https://tok@host and mail me@example.com", &[]),
+            "remote: see https://*****@host and mail me@example.com"
+        );
+        assert_eq!(
+            scrub("'https://host' failed for me@example.com", &[]),
+            "'https://host' failed for me@example.com"
+        );
+        assert_eq!(
+            scrub("To ssh://git@host/x.git\n ! [rejected]", &[]),
+            "To ssh://git@host/x.git\n ! [rejected]"
+        );
+        assert_eq!(
+            scrub("a https://u:p@h1/x b http://u2:p2@h2 c", &[]),
+            "a https://*****:*****@h1/x b http://*****:*****@h2 c"
+        );
+        assert_eq!(scrub("weird :// here", &[]), "weird :// here");
+        assert_eq!(scrub("://", &[]), "://");
+        assert_eq!(scrub("", &["x"]), "");
+    }
+
+    #[test]
+    fn split_credentials_takes_userinfo_out_of_http_urls() {
+        assert_eq!(
+            split_credentials("https://user:tok@host/a.git"),
+            (
+                "https://host/a.git".to_string(),
+                Some("user".to_string()),
+                Some("tok".to_string())
+            )
+        );
+        assert_eq!(
+            split_credentials("https://tok@host/a.git"),
+            ("https://host/a.git".to_string(), Some("tok".to_string()), None)
+        );
+        assert_eq!(
+            split_credentials("https://oauth2:p%40ss%3Aw@[::1]:8443/a.git"),
+            (
+                "https://[::1]:8443/a.git".to_string(),
+                Some("oauth2".to_string()),
+                Some("p@ss:w".to_string())
+            )
+        );
+        assert_eq!(
+            split_credentials("https://user:p@ss@host/a.git"),
+            (
+                "https://host/a.git".to_string(),
+                Some("user".to_string()),
+                Some("p@ss".to_string())
+            )
+        );
+        assert_eq!(
+            split_credentials("http://:tok@host"),
+            ("http://host".to_string(), None, Some("tok".to_string()))
+        );
+        assert_eq!(
+            split_credentials("https://user:@host/x"),
+            ("https://host/x".to_string(), Some("user".to_string()), None)
+        );
+        assert_eq!(
+            split_credentials("https://u:%ff@host/x"),
+            (
+                "https://host/x".to_string(),
+                Some("u".to_string()),
+                Some("%ff".to_string())
+            )
+        );
+    }
+
+    #[test]
+    fn split_credentials_leaves_other_urls_alone() {
+        for url in [
+            "https://host/a.git",
+            "https://host/user@x",
+            "ssh://git@host/x.git",
+            "git@host:x.git",
+            "git://host/x.git",
+            "/srv/x.git",
+            "file:///srv/x.git",
+        ] {
+            assert_eq!(split_credentials(url), (url.to_string(), None, None));
+        }
+    }
+
+    #[test]
+    fn split_then_mask_never_shows_the_password() {
+        let url = "https://user:hunter2@host/a.git";
+        let (bare, _, password) = split_credentials(url);
+        assert!(!bare.contains("hunter2"));
+        assert!(!mask(url).contains("hunter2"));
+        assert_eq!(password.as_deref(), Some("hunter2"));
+    }
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the integration tests' real servers need
+# (see tests/README.md). Idempotent: exits at once when everything is present.
+# Run as root (CI runs as root). Never starts the system services of these
+# packages: tests start their own private instances on loopback.
+set -euo pipefail
+
+PKGS=(
+  git               # Debian's git (gitolite3 needs it; tests use the first git in PATH)
+  openssl           # CA / server certificates, apr1 password hashes
+  openssh-client    # ssh, ssh-keygen, ssh-keyscan
+  openssh-server    # sshd for SshServer
+  nginx             # HttpsServer: TLS + basic auth web server (runs unprivileged-style, single process)
+  fcgiwrap          # HttpsServer: runs git-http-backend as a CGI behind nginx
+  procps            # kill(1): servers are stopped by process group
+  gitolite3         # needed by gitolite tests
+)
+
+installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+missing=()
+for p in "${PKGS[@]}"; do
+  installed "$p" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps.sh: missing packages: ${missing[*]} (run as root)" >&2
+  exit 1
+fi
+
+echo "install-deps.sh: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+
+# Keep the packages' own services (system sshd, system nginx/fcgiwrap) from being
+# started by their postinst scripts: a policy-rc.d that denies everything,
+# put in place only when none exists, and removed again afterwards.
+policy=/usr/sbin/policy-rc.d
+created_policy=0
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' >"$policy"
+  chmod 755 "$policy"
+  created_policy=1
+fi
+cleanup() { if [ "$created_policy" = 1 ]; then rm -f "$policy"; fi; }
+trap cleanup EXIT
+
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends \
+  -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+  "${missing[@]}"
+
+for p in "${missing[@]}"; do
+  installed "$p" || { echo "install-deps.sh: $p failed to install" >&2; exit 1; }
+done
