@@ -37,7 +37,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Add a mirror (validated before it is written)
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// List the mirrors of the repository
     List {
         #[arg(long)]
@@ -176,16 +176,22 @@ fn run(cli: Cli) -> Result<i32, Fail> {
     }
     if let Cmd::Hook { kind } = &cli.cmd {
         if kind != "post-receive" {
-            return Err(usage(format!("unknown hook `{kind}` (only post-receive is supported)")));
+            return Err(usage(format!(
+                "unknown hook `{kind}` (only post-receive is supported)"
+            )));
         }
-        let dir = cli.repo.as_deref().map(crate::absolute).unwrap_or_else(crate::hook_git_dir);
+        let dir = cli
+            .repo
+            .as_deref()
+            .map(crate::absolute)
+            .unwrap_or_else(crate::hook_git_dir);
         return Ok(crate::hook::run(&dir));
     }
     let git_dir = resolve_repo(cli.repo.as_deref())?;
     let paths = RepoPaths::new(&git_dir);
     match cli.cmd {
         Cmd::Flush => Ok(crate::flusher::run(&git_dir)),
-        Cmd::Add(a) => add(&paths, a),
+        Cmd::Add(a) => add(&paths, *a),
         Cmd::List { json } => list(&paths, json),
         Cmd::Show { name, json } => show(&paths, &name, json),
         Cmd::Set { name, assignments } => set(&paths, &name, &assignments),
@@ -208,7 +214,11 @@ fn run(cli: Cli) -> Result<i32, Fail> {
                 crate::install::Installed::Fresh(p) => println!("installed {}", p.display()),
                 crate::install::Installed::Upgraded(p) => println!("updated {}", p.display()),
                 crate::install::Installed::Chained { hook, chained } => {
-                    println!("installed {} (runs {} first)", hook.display(), chained.display())
+                    println!(
+                        "installed {} (runs {} first)",
+                        hook.display(),
+                        chained.display()
+                    )
                 }
             }
             Ok(0)
@@ -230,9 +240,16 @@ fn resolve_repo(given: Option<&Path>) -> Result<PathBuf, Fail> {
         .map(Path::to_path_buf)
         .or_else(|| std::env::var_os("GIT_DIR").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("."));
-    let dir = if candidate.join(".git").is_dir() { candidate.join(".git") } else { candidate.clone() };
+    let dir = if candidate.join(".git").is_dir() {
+        candidate.join(".git")
+    } else {
+        candidate.clone()
+    };
     if !(dir.join("HEAD").is_file() && dir.join("objects").is_dir()) {
-        return Err(usage(format!("{} is not a git repository (use --repo PATH to a bare repository)", candidate.display())));
+        return Err(usage(format!(
+            "{} is not a git repository (use --repo PATH to a bare repository)",
+            candidate.display()
+        )));
     }
     Ok(crate::absolute(&dir))
 }
@@ -243,12 +260,24 @@ fn load_repo_config(paths: &RepoPaths) -> Result<RepoConfig, Fail> {
 
 /// Read-modify-write of the repository config under the spool lock, so two admins editing at
 /// once do not lose each other's change.
-fn edit(paths: &RepoPaths, name: &str, f: impl FnOnce(&mut RepoConfig) -> Result<(), Fail>) -> Result<(), Fail> {
-    paths.ensure().map_err(|e| Fail(1, format!("{}: {e}", paths.dir.display())))?;
+fn edit(
+    paths: &RepoPaths,
+    name: &str,
+    f: impl FnOnce(&mut RepoConfig) -> Result<(), Fail>,
+) -> Result<(), Fail> {
+    paths
+        .ensure()
+        .map_err(|e| Fail(1, format!("{}: {e}", paths.dir.display())))?;
     let _lock = Spool::new(&paths.dir).lock()?;
     let mut cfg = load_repo_config(paths)?;
     if cfg.find(name).is_none() {
-        return Err(Fail(1, format!("no mirror named `{name}` in {} (see `git-pushmirror list`)", paths.config().display())));
+        return Err(Fail(
+            1,
+            format!(
+                "no mirror named `{name}` in {} (see `git-pushmirror list`)",
+                paths.config().display()
+            ),
+        ));
     }
     f(&mut cfg)?;
     cfg.save(&paths.config())?;
@@ -270,9 +299,14 @@ fn add(paths: &RepoPaths, a: AddArgs) -> Result<i32, Fail> {
     m.auth = match (a.username, a.ssh_key) {
         (Some(_), Some(_)) => return Err(usage("--username and --ssh-key are exclusive")),
         (Some(username), None) => {
-            let given = [a.password_file.is_some(), a.password_env.is_some()].iter().filter(|x| **x).count();
+            let given = [a.password_file.is_some(), a.password_env.is_some()]
+                .iter()
+                .filter(|x| **x)
+                .count();
             if given != 1 {
-                return Err(usage("--username needs exactly one of --password-file FILE or --password-env VAR"));
+                return Err(usage(
+                    "--username needs exactly one of --password-file FILE or --password-env VAR",
+                ));
             }
             Auth::Password {
                 username,
@@ -294,12 +328,20 @@ fn add(paths: &RepoPaths, a: AddArgs) -> Result<i32, Fail> {
         }
     };
     m.validate().map_err(usage)?;
-    paths.ensure().map_err(|e| Fail(1, format!("{}: {e}", paths.dir.display())))?;
+    paths
+        .ensure()
+        .map_err(|e| Fail(1, format!("{}: {e}", paths.dir.display())))?;
     {
         let _lock = Spool::new(&paths.dir).lock()?;
         let mut cfg = load_repo_config(paths)?;
         if cfg.find(&a.name).is_some() {
-            return Err(Fail(1, format!("a mirror named `{}` already exists (use `set` to change it)", a.name)));
+            return Err(Fail(
+                1,
+                format!(
+                    "a mirror named `{}` already exists (use `set` to change it)",
+                    a.name
+                ),
+            ));
         }
         cfg.mirrors.push(m.clone());
         cfg.save(&paths.config())?;
@@ -309,7 +351,8 @@ fn add(paths: &RepoPaths, a: AddArgs) -> Result<i32, Fail> {
     println!("added mirror {} -> {}", a.name, url::mask(&m.url));
     if m.enabled {
         // The first sync sends everything; it goes out now rather than at the next push.
-        crate::hook::spool_and_wake_forced(paths, &[a.name.clone()]).map_err(|e| Fail(1, e))?;
+        crate::hook::spool_and_wake_forced(paths, std::slice::from_ref(&a.name))
+            .map_err(|e| Fail(1, e))?;
     }
     Ok(0)
 }
@@ -317,7 +360,10 @@ fn add(paths: &RepoPaths, a: AddArgs) -> Result<i32, Fail> {
 /// A relative local path means relative to where the admin stands, not to the repository the
 /// flusher runs git in.
 fn absolutize_local(u: &str) -> String {
-    if url::validate(u, true) == Ok(url::Scheme::Local) && !u.starts_with('/') && !u.starts_with("file:") {
+    if url::validate(u, true) == Ok(url::Scheme::Local)
+        && !u.starts_with('/')
+        && !u.starts_with("file:")
+    {
         return crate::absolute(Path::new(u)).display().to_string();
     }
     u.to_string()
@@ -341,22 +387,41 @@ fn toggle(paths: &RepoPaths, name: &str, on: bool) -> Result<i32, Fail> {
 /// strict deserialisation and validation as the file, so `set` cannot write what `load` refuses.
 fn set(paths: &RepoPaths, name: &str, assignments: &[String]) -> Result<i32, Fail> {
     edit(paths, name, |cfg| {
-        let idx = cfg.mirrors.iter().position(|m| m.name == name).ok_or_else(|| Fail(1, "vanished".into()))?;
+        let idx = cfg
+            .mirrors
+            .iter()
+            .position(|m| m.name == name)
+            .ok_or_else(|| Fail(1, "vanished".into()))?;
         let mut value = serde_yaml::to_value(&cfg.mirrors[idx])?;
         for a in assignments {
-            let (key, raw) = a.split_once('=').ok_or_else(|| usage(format!("`{a}` is not KEY=VALUE")))?;
+            let (key, raw) = a
+                .split_once('=')
+                .ok_or_else(|| usage(format!("`{a}` is not KEY=VALUE")))?;
             if key == "name" {
-                return Err(usage("a mirror cannot be renamed with set; remove and add it"));
+                return Err(usage(
+                    "a mirror cannot be renamed with set; remove and add it",
+                ));
             }
-            let v: serde_yaml::Value = if raw.is_empty() { serde_yaml::Value::Null } else { serde_yaml::from_str(raw).unwrap_or(serde_yaml::Value::String(raw.into())) };
+            let v: serde_yaml::Value = if raw.is_empty() {
+                serde_yaml::Value::Null
+            } else {
+                serde_yaml::from_str(raw).unwrap_or(serde_yaml::Value::String(raw.into()))
+            };
             let v = match (key, v) {
-                (k, serde_yaml::Value::Number(n)) if !matches!(k, "auth.method") => serde_yaml::Value::String(n.to_string()),
+                (k, serde_yaml::Value::Number(n)) if !matches!(k, "auth.method") => {
+                    serde_yaml::Value::String(n.to_string())
+                }
                 (_, v) => v,
             };
-            let v = if key == "url" { serde_yaml::Value::String(absolutize_local(raw)) } else { v };
+            let v = if key == "url" {
+                serde_yaml::Value::String(absolutize_local(raw))
+            } else {
+                v
+            };
             set_path(&mut value, key, v).map_err(usage)?;
         }
-        let m: MirrorConfig = serde_yaml::from_value(value).map_err(|e| usage(format!("mirror `{name}`: {e}")))?;
+        let m: MirrorConfig =
+            serde_yaml::from_value(value).map_err(|e| usage(format!("mirror `{name}`: {e}")))?;
         m.validate().map_err(usage)?;
         cfg.mirrors[idx] = m;
         Ok(())
@@ -372,20 +437,30 @@ fn set_path(root: &mut serde_yaml::Value, key: &str, v: serde_yaml::Value) -> Re
         if !cur.is_mapping() {
             *cur = serde_yaml::Value::Mapping(Default::default());
         }
-        let map = cur.as_mapping_mut().ok_or_else(|| format!("bad key `{key}`"))?;
+        let map = cur
+            .as_mapping_mut()
+            .ok_or_else(|| format!("bad key `{key}`"))?;
         let k = serde_yaml::Value::String(p.to_string());
         if i + 1 == parts.len() {
             if v.is_null() {
                 map.remove(&k);
             } else if matches!(*p, "protected" | "refs") && !v.is_sequence() {
-                let items = v.as_str().unwrap_or("").split(',').filter(|s| !s.is_empty()).map(|s| serde_yaml::Value::String(s.trim().into())).collect();
+                let items = v
+                    .as_str()
+                    .unwrap_or("")
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| serde_yaml::Value::String(s.trim().into()))
+                    .collect();
                 map.insert(k, serde_yaml::Value::Sequence(items));
             } else {
                 map.insert(k, v);
             }
             return Ok(());
         }
-        cur = map.entry(k).or_insert(serde_yaml::Value::Mapping(Default::default()));
+        cur = map
+            .entry(k)
+            .or_insert(serde_yaml::Value::Mapping(Default::default()));
     }
     Ok(())
 }
@@ -393,12 +468,21 @@ fn set_path(root: &mut serde_yaml::Value, key: &str, v: serde_yaml::Value) -> Re
 fn mirror_json(m: &MirrorConfig) -> Value {
     let auth = match &m.auth {
         Auth::None => json!({"method": "none"}),
-        Auth::Password { username, password_file, password_env, password } => json!({
+        Auth::Password {
+            username,
+            password_file,
+            password_env,
+            password,
+        } => json!({
             "method": "password", "username": username,
             "password_file": password_file, "password_env": password_env,
             "inline_password": password.is_some(),
         }),
-        Auth::SshKey { key_file, known_hosts, host_key } => json!({
+        Auth::SshKey {
+            key_file,
+            known_hosts,
+            host_key,
+        } => json!({
             "method": "ssh_key", "key_file": key_file, "known_hosts": known_hosts, "host_key": host_key,
         }),
     };
@@ -428,7 +512,11 @@ fn print_json(v: &Value) -> Result<i32, Fail> {
 fn list(paths: &RepoPaths, json_out: bool) -> Result<i32, Fail> {
     let loaded = config::load(paths)?;
     if json_out {
-        let v: Vec<Value> = loaded.mirrors.iter().map(|e| mirror_json(&e.mirror)).collect();
+        let v: Vec<Value> = loaded
+            .mirrors
+            .iter()
+            .map(|e| mirror_json(&e.mirror))
+            .collect();
         return print_json(&json!({ "mirrors": v }));
     }
     if loaded.mirrors.is_empty() {
@@ -436,14 +524,23 @@ fn list(paths: &RepoPaths, json_out: bool) -> Result<i32, Fail> {
     }
     for e in &loaded.mirrors {
         let m = &e.mirror;
-        println!("{}\t{}\t{}", m.name, url::mask(&m.url), if m.enabled { "enabled" } else { "disabled" });
+        println!(
+            "{}\t{}\t{}",
+            m.name,
+            url::mask(&m.url),
+            if m.enabled { "enabled" } else { "disabled" }
+        );
     }
     Ok(0)
 }
 
 fn show(paths: &RepoPaths, name: &str, json_out: bool) -> Result<i32, Fail> {
     let loaded = config::load(paths)?;
-    let e = loaded.mirrors.iter().find(|e| e.mirror.name == name).ok_or_else(|| Fail(1, format!("no mirror named `{name}`")))?;
+    let e = loaded
+        .mirrors
+        .iter()
+        .find(|e| e.mirror.name == name)
+        .ok_or_else(|| Fail(1, format!("no mirror named `{name}`")))?;
     let mut v = mirror_json(&e.mirror);
     v["effective"] = json!({
         "debounce": Dur(e.debounce).to_string(), "max_delay": Dur(e.max_delay).to_string(),
@@ -454,14 +551,26 @@ fn show(paths: &RepoPaths, name: &str, json_out: bool) -> Result<i32, Fail> {
     }
     if let Value::Object(map) = &v {
         for (k, val) in map {
-            println!("{k}: {}", if let Value::String(s) = val { s.clone() } else { val.to_string() });
+            println!(
+                "{k}: {}",
+                if let Value::String(s) = val {
+                    s.clone()
+                } else {
+                    val.to_string()
+                }
+            );
         }
     }
     Ok(0)
 }
 
 /// Per-mirror status as JSON; also tells whether the mirror is unhealthy.
-fn mirror_status(paths: &RepoPaths, e: &config::Effective, contents: &crate::spool::Contents, now: u64) -> (Value, bool) {
+fn mirror_status(
+    paths: &RepoPaths,
+    e: &config::Effective,
+    contents: &crate::spool::Contents,
+    now: u64,
+) -> (Value, bool) {
     let m = &e.mirror;
     let (st, state_err) = match state::load(&paths.state_dir(), &m.name) {
         Ok(s) => (s, None),
@@ -500,11 +609,19 @@ fn mirror_status(paths: &RepoPaths, e: &config::Effective, contents: &crate::spo
 fn status(paths: &RepoPaths, name: Option<&str>, json_out: bool) -> Result<i32, Fail> {
     let loaded = config::load(paths)?;
     let spool = Spool::new(&paths.dir);
-    let contents = if paths.dir.is_dir() { spool.lock().and_then(|l| spool.read(&l))? } else { Default::default() };
+    let contents = if paths.dir.is_dir() {
+        spool.lock().and_then(|l| spool.read(&l))?
+    } else {
+        Default::default()
+    };
     let now = crate::time::now_ms();
     let mut mirrors = Vec::new();
     let mut unhealthy = false;
-    for e in loaded.mirrors.iter().filter(|e| name.is_none_or(|n| e.mirror.name == n)) {
+    for e in loaded
+        .mirrors
+        .iter()
+        .filter(|e| name.is_none_or(|n| e.mirror.name == n))
+    {
         let (v, bad) = mirror_status(paths, e, &contents, now);
         unhealthy |= bad;
         mirrors.push(v);
@@ -543,23 +660,47 @@ fn print_status(doc: &Value) {
     if doc["hook_installed"] != json!(true) {
         println!("warning: the post-receive hook is not installed (git-pushmirror install)");
     }
-    println!("flusher: {}", if doc["flusher_running"] == json!(true) { "running" } else { "idle" });
+    println!(
+        "flusher: {}",
+        if doc["flusher_running"] == json!(true) {
+            "running"
+        } else {
+            "idle"
+        }
+    );
     let mirrors = doc["mirrors"].as_array().cloned().unwrap_or_default();
     if mirrors.is_empty() {
         println!("no mirrors");
     }
     for m in mirrors {
         println!();
-        println!("{}  {}  [{}]{}", s(&m["name"]), s(&m["url"]), s(&m["update_status"]), if m["enabled"] == json!(false) { " (disabled)" } else { "" });
+        println!(
+            "{}  {}  [{}]{}",
+            s(&m["name"]),
+            s(&m["url"]),
+            s(&m["update_status"]),
+            if m["enabled"] == json!(false) {
+                " (disabled)"
+            } else {
+                ""
+            }
+        );
         println!("  last attempt:   {}", s(&m["last_update_started_at"]));
         println!("  last update:    {}", s(&m["last_update_at"]));
         println!("  last success:   {}", s(&m["last_successful_update_at"]));
-        println!("  pending:        {} (oldest {}s)", s(&m["pending_updates"]), s(&m["oldest_pending_age_seconds"]));
+        println!(
+            "  pending:        {} (oldest {}s)",
+            s(&m["pending_updates"]),
+            s(&m["oldest_pending_age_seconds"])
+        );
         println!("  syncs/pushes:   {}/{}", s(&m["syncs"]), s(&m["pushes"]));
         if !m["last_error"].is_null() {
             println!("  last error:     {}", s(&m["last_error"]));
         }
-        if m["divergent_refs"].as_array().is_some_and(|a| !a.is_empty()) {
+        if m["divergent_refs"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+        {
             println!("  divergent:      {}", s(&m["divergent_refs"]));
         }
         if m["behind_max_delay"] == json!(true) {
@@ -582,14 +723,23 @@ fn sync(paths: &RepoPaths, name: Option<&str>, wait: bool) -> Result<i32, Fail> 
             return Err(Fail(1, format!("no mirror named `{n}`")));
         }
         if targets.is_empty() {
-            return Err(Fail(1, format!("mirror `{n}` is disabled (git-pushmirror enable {n})")));
+            return Err(Fail(
+                1,
+                format!("mirror `{n}` is disabled (git-pushmirror enable {n})"),
+            ));
         }
     }
     if targets.is_empty() {
         return Err(Fail(1, "no enabled mirror to sync".into()));
     }
     if loaded.server.silent {
-        return Err(Fail(1, format!("silent mode is on in {}: no mirror is contacted", loaded.server_path.display())));
+        return Err(Fail(
+            1,
+            format!(
+                "silent mode is on in {}: no mirror is contacted",
+                loaded.server_path.display()
+            ),
+        ));
     }
     let t0 = crate::time::now_ms();
     let forces = vec![name.unwrap_or("*").to_string()];
@@ -598,32 +748,52 @@ fn sync(paths: &RepoPaths, name: Option<&str>, wait: bool) -> Result<i32, Fail> 
         println!("sync requested");
         return Ok(0);
     }
-    let longest = targets.iter().map(|e| e.timeout).max().unwrap_or(Duration::from_secs(120));
+    let longest = targets
+        .iter()
+        .map(|e| e.timeout)
+        .max()
+        .unwrap_or(Duration::from_secs(120));
     let deadline = Instant::now() + longest * 3 + Duration::from_secs(30);
     let mut failed = false;
     for e in targets {
         loop {
             let st = state::load(&paths.state_dir(), &e.mirror.name)?;
             let done = st.last_update_started_at.is_some_and(|s| s >= t0)
-                && matches!(st.update_status, UpdateStatus::Finished | UpdateStatus::Failed);
+                && matches!(
+                    st.update_status,
+                    UpdateStatus::Finished | UpdateStatus::Failed
+                );
             if done {
                 match st.update_status {
                     UpdateStatus::Failed => {
                         failed = true;
-                        eprintln!("git-pushmirror: {}: failed: {}", e.mirror.name, st.last_error.unwrap_or_default());
+                        eprintln!(
+                            "git-pushmirror: {}: failed: {}",
+                            e.mirror.name,
+                            st.last_error.unwrap_or_default()
+                        );
                     }
                     _ => println!("{}: synced", e.mirror.name),
                 }
                 break;
             }
             if Instant::now() > deadline {
-                return Err(Fail(1, format!("{}: no sync finished in time (see {})", e.mirror.name, paths.log().display())));
+                return Err(Fail(
+                    1,
+                    format!(
+                        "{}: no sync finished in time (see {})",
+                        e.mirror.name,
+                        paths.log().display()
+                    ),
+                ));
             }
             if !crate::hook::flusher_running(paths) {
                 // The flusher may have exited between our request and its start; ask again.
                 std::thread::sleep(Duration::from_millis(200));
                 let st = state::load(&paths.state_dir(), &e.mirror.name)?;
-                if !st.last_update_started_at.is_some_and(|s| s >= t0) && !crate::hook::flusher_running(paths) {
+                if st.last_update_started_at.is_none_or(|s| s < t0)
+                    && !crate::hook::flusher_running(paths)
+                {
                     crate::hook::spool_and_wake_forced(paths, &[]).map_err(|e| Fail(1, e))?;
                 }
             }
@@ -648,17 +818,24 @@ fn sweep(root: &Path) -> Result<i32, Fail> {
     for git_dir in repos {
         let paths = RepoPaths::new(&git_dir);
         let Ok(loaded) = config::load(&paths) else {
-            eprintln!("git-pushmirror: {}: config error, skipped (run status there)", git_dir.display());
+            eprintln!(
+                "git-pushmirror: {}: config error, skipped (run status there)",
+                git_dir.display()
+            );
             continue;
         };
         let spool = Spool::new(&paths.dir);
-        let Ok(contents) = spool.lock().and_then(|l| spool.read(&l)) else { continue };
+        let Ok(contents) = spool.lock().and_then(|l| spool.read(&l)) else {
+            continue;
+        };
         let mut forces = Vec::new();
         let mut work = false;
         for e in loaded.mirrors.iter().filter(|e| e.mirror.enabled) {
             let st = state::load(&paths.state_dir(), &e.mirror.name).unwrap_or_default();
             let pending = crate::flusher::pending_for(&contents, &e.mirror.name, st.cursor);
-            if st.update_status == UpdateStatus::Failed && (pending.is_some() || st.gave_up_at_seq.is_some()) {
+            if st.update_status == UpdateStatus::Failed
+                && (pending.is_some() || st.gave_up_at_seq.is_some())
+            {
                 forces.push(e.mirror.name.clone());
             }
             work |= pending.is_some();
@@ -689,7 +866,10 @@ fn sweep(root: &Path) -> Result<i32, Fail> {
     for mut c in running {
         let _ = c.wait();
     }
-    println!("sweep: {started} repositor{} flushed", if started == 1 { "y" } else { "ies" });
+    println!(
+        "sweep: {started} repositor{} flushed",
+        if started == 1 { "y" } else { "ies" }
+    );
     Ok(0)
 }
 
@@ -703,8 +883,14 @@ fn find_repos(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
         }
         return;
     }
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
-    let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok()).filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()).collect();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
     entries.sort();
     for e in entries {
         find_repos(&e, depth + 1, out);

@@ -19,11 +19,17 @@ pub enum ConfigError {
     #[error("{path}: {msg}")]
     Invalid { path: PathBuf, msg: String },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 fn invalid(path: &Path, msg: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { path: path.to_path_buf(), msg: msg.into() }
+    ConfigError::Invalid {
+        path: path.to_path_buf(),
+        msg: msg.into(),
+    }
 }
 
 /// A duration written for humans: `500ms`, `1s`, `5m`, `1h30m`, `2d`.
@@ -41,9 +47,13 @@ impl Dur {
         while !rest.is_empty() {
             let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
             if digits == 0 {
-                return Err(format!("invalid duration `{s}` (use e.g. 500ms, 1s, 5m, 1h)"));
+                return Err(format!(
+                    "invalid duration `{s}` (use e.g. 500ms, 1s, 5m, 1h)"
+                ));
             }
-            let n: u128 = rest[..digits].parse().map_err(|_| format!("invalid duration `{s}`"))?;
+            let n: u128 = rest[..digits]
+                .parse()
+                .map_err(|_| format!("invalid duration `{s}`"))?;
             rest = &rest[digits..];
             let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
             let unit = match &rest[..unit_len] {
@@ -68,8 +78,13 @@ impl fmt::Display for Dur {
         if ms == 0 {
             return f.write_str("0s");
         }
-        for (unit, len) in [("d", 86_400_000u128), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
-            if ms % len == 0 {
+        for (unit, len) in [
+            ("d", 86_400_000u128),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1000),
+        ] {
+            if ms.is_multiple_of(len) {
                 return write!(f, "{}{unit}", ms / len);
             }
         }
@@ -172,7 +187,10 @@ impl MirrorConfig {
                 ));
             }
             if p.matches('[').count() != p.matches(']').count() {
-                return Err(format!("mirror `{}`: protected: unbalanced brackets in pattern `{p}`", self.name));
+                return Err(format!(
+                    "mirror `{}`: protected: unbalanced brackets in pattern `{p}`",
+                    self.name
+                ));
             }
         }
         for r in &self.refs {
@@ -189,9 +207,16 @@ impl MirrorConfig {
                 self.name
             ));
         }
-        for (k, d) in [("debounce", self.debounce), ("timeout", self.timeout), ("max_delay", self.max_delay)] {
+        for (k, d) in [
+            ("debounce", self.debounce),
+            ("timeout", self.timeout),
+            ("max_delay", self.max_delay),
+        ] {
             if d.is_some_and(|d| k != "debounce" && d.0.is_zero()) {
-                return Err(format!("mirror `{}`: {k} must be greater than 0", self.name));
+                return Err(format!(
+                    "mirror `{}`: {k} must be greater than 0",
+                    self.name
+                ));
             }
         }
         Ok(())
@@ -203,11 +228,15 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 100
         && !name.starts_with(['.', '-'])
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     if ok {
         Ok(())
     } else {
-        Err(format!("mirror name `{name}` must be 1-100 of [A-Za-z0-9._-], not starting with `.` or `-`"))
+        Err(format!(
+            "mirror name `{name}` must be 1-100 of [A-Za-z0-9._-], not starting with `.` or `-`"
+        ))
     }
 }
 
@@ -297,35 +326,79 @@ impl ServerConfig {
             .unwrap_or_else(|| PathBuf::from(SERVER_CONFIG));
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((ServerConfig::default(), path)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok((ServerConfig::default(), path))
+            }
             Err(source) => return Err(ConfigError::Io { path, source }),
         };
         let cfg: ServerConfig = parse_yaml(&text, &path)?;
         let mut names = BTreeSet::new();
         for r in &cfg.rules {
             if !names.insert(r.name.clone()) {
-                return Err(invalid(&path, format!("{}duplicate rule name `{}`", line_of(&text, &r.name), r.name)));
+                return Err(invalid(
+                    &path,
+                    format!(
+                        "{}duplicate rule name `{}`",
+                        line_of(&text, &r.name),
+                        r.name
+                    ),
+                ));
             }
             // Validate with a sample name so the template itself is checked.
             let mut sample = r.clone();
             sample.url = sample.url.replace("${name}", "sample");
-            sample.validate().map_err(|m| invalid(&path, format!("{}{m}", line_of(&text, &r.name))))?;
+            sample
+                .validate()
+                .map_err(|m| invalid(&path, format!("{}{m}", line_of(&text, &r.name))))?;
         }
         Ok((cfg, path))
     }
 
     pub fn concurrency(&self) -> usize {
-        self.concurrency
-            .filter(|n| *n > 0)
-            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+        self.concurrency.filter(|n| *n > 0).unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        })
     }
 }
 
-fn parse_yaml<T: serde::de::DeserializeOwned + Default>(text: &str, path: &Path) -> Result<T, ConfigError> {
+fn parse_yaml<T: serde::de::DeserializeOwned + Default>(
+    text: &str,
+    path: &Path,
+) -> Result<T, ConfigError> {
     if text.trim().is_empty() {
         return Ok(T::default());
     }
-    serde_yaml::from_str(text).map_err(|e| invalid(path, e.to_string()))
+    serde_yaml::from_str(text).map_err(|e| invalid(path, name_bad_value(text, &e.to_string())))
+}
+
+/// serde_yaml points a bad value at its enclosing mapping; find the `key: value` line that holds
+/// the quoted value so the message names the line and key to fix.
+fn name_bad_value(text: &str, msg: &str) -> String {
+    let Some(value) = first_quoted(msg) else {
+        return msg.to_string();
+    };
+    let hit = text.lines().enumerate().find(|(_, l)| {
+        let l = l.trim_end();
+        l.contains(':')
+            && (l.ends_with(value)
+                || l.ends_with(&format!("\"{value}\""))
+                || l.ends_with(&format!("'{value}'")))
+    });
+    match hit {
+        Some((i, l)) => {
+            let key = l
+                .trim()
+                .trim_start_matches("- ")
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .trim();
+            format!("line {}: key `{key}`: {msg}", i + 1)
+        }
+        None => msg.to_string(),
+    }
 }
 
 /// "line N: " for the first line mentioning `needle`, to point at the offending entry.
@@ -342,10 +415,25 @@ impl RepoConfig {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RepoConfig::default()),
-            Err(source) => return Err(ConfigError::Io { path: path.to_path_buf(), source }),
+            Err(source) => {
+                return Err(ConfigError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
         };
         let cfg: RepoConfig = parse_yaml(&text, path)?;
-        cfg.check().map_err(|m| invalid(path, format!("{}{m}", first_quoted(&m).map(|n| line_of(&text, n)).unwrap_or_default())))?;
+        cfg.check().map_err(|m| {
+            invalid(
+                path,
+                format!(
+                    "{}{m}",
+                    first_quoted(&m)
+                        .map(|n| line_of(&text, n))
+                        .unwrap_or_default()
+                ),
+            )
+        })?;
         Ok(cfg)
     }
 
@@ -356,7 +444,10 @@ impl RepoConfig {
                 return Err(format!("duplicate mirror name `{}`", m.name));
             }
             if !m.repos.is_empty() {
-                return Err(format!("mirror `{}`: `repos` belongs in server-wide rules only", m.name));
+                return Err(format!(
+                    "mirror `{}`: `repos` belongs in server-wide rules only",
+                    m.name
+                ));
             }
             m.validate()?;
         }
@@ -370,8 +461,12 @@ impl RepoConfig {
         let text = serde_yaml::to_string(self).map_err(|e| invalid(path, e.to_string()))?;
         let mode = crate::paths::mode_of(path).unwrap_or(0o600);
         let header = "# git-pushmirror mirrors of this repository; edit with `git-pushmirror add/set/remove`.\n";
-        crate::paths::write_atomic(path, format!("{header}{text}").as_bytes(), mode)
-            .map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })
+        crate::paths::write_atomic(path, format!("{header}{text}").as_bytes(), mode).map_err(
+            |source| ConfigError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+        )
     }
 
     pub fn find(&self, name: &str) -> Option<&MirrorConfig> {
@@ -405,7 +500,6 @@ pub struct Effective {
 pub struct Loaded {
     pub server: ServerConfig,
     pub server_path: PathBuf,
-    pub repo: RepoConfig,
     pub mirrors: Vec<Effective>,
 }
 
@@ -416,7 +510,12 @@ pub fn load(paths: &crate::paths::RepoPaths) -> Result<Loaded, ConfigError> {
     let mut list: Vec<(MirrorConfig, PathBuf)> = Vec::new();
     if let Some(name) = rule_name(&server, &paths.git_dir) {
         for r in &server.rules {
-            if !r.repos.is_empty() && !r.repos.iter().any(|p| crate::mirror::plan::wildmatch(p, &name)) {
+            if !r.repos.is_empty()
+                && !r
+                    .repos
+                    .iter()
+                    .any(|p| crate::mirror::plan::wildmatch(p, &name))
+            {
                 continue;
             }
             let mut m = r.clone();
@@ -433,14 +532,21 @@ pub fn load(paths: &crate::paths::RepoPaths) -> Result<Loaded, ConfigError> {
         .into_iter()
         .map(|(m, source)| {
             let max_delay_default = if m.only_protected_branches {
-                d.max_delay_protected.map_or(Duration::from_secs(60), |x| x.0)
+                d.max_delay_protected
+                    .map_or(Duration::from_secs(60), |x| x.0)
             } else {
                 d.max_delay.map_or(Duration::from_secs(300), |x| x.0)
             };
             Effective {
-                debounce: m.debounce.or(d.debounce).map_or(Duration::from_secs(1), |x| x.0),
+                debounce: m
+                    .debounce
+                    .or(d.debounce)
+                    .map_or(Duration::from_secs(1), |x| x.0),
                 max_delay: m.max_delay.map_or(max_delay_default, |x| x.0),
-                timeout: m.timeout.or(d.timeout).map_or(Duration::from_secs(120), |x| x.0),
+                timeout: m
+                    .timeout
+                    .or(d.timeout)
+                    .map_or(Duration::from_secs(120), |x| x.0),
                 max_attempts: d.max_attempts.unwrap_or(8).max(1),
                 backoff_initial: d.backoff_initial.map_or(Duration::from_secs(2), |x| x.0),
                 backoff_max: d.backoff_max.map_or(Duration::from_secs(300), |x| x.0),
@@ -449,7 +555,11 @@ pub fn load(paths: &crate::paths::RepoPaths) -> Result<Loaded, ConfigError> {
             }
         })
         .collect();
-    Ok(Loaded { server, server_path, repo, mirrors })
+    Ok(Loaded {
+        server,
+        server_path,
+        mirrors,
+    })
 }
 
 /// `${name}` for a repository under the server's root: its relative path without `.git`.
@@ -457,7 +567,11 @@ pub fn rule_name(server: &ServerConfig, git_dir: &Path) -> Option<String> {
     let root = std::fs::canonicalize(server.root.as_ref()?).ok()?;
     let dir = std::fs::canonicalize(git_dir).ok()?;
     let rel = dir.strip_prefix(&root).ok()?.to_str()?.to_string();
-    let rel = rel.strip_suffix(".git").unwrap_or(&rel).trim_end_matches('/').to_string();
+    let rel = rel
+        .strip_suffix(".git")
+        .unwrap_or(&rel)
+        .trim_end_matches('/')
+        .to_string();
     (!rel.is_empty()).then_some(rel)
 }
 
@@ -486,16 +600,28 @@ mod tests {
 
     #[test]
     fn strict_parsing_names_line_and_key() {
-        let e = load_text("mirrors:\n  - name: a\n    url: /tmp/x.git\n    debounse: 1s\n").unwrap_err();
-        assert!(e.contains("config.yaml") && e.contains("debounse") && e.contains("line 4"), "{e}");
-        let e = load_text("mirrors:\n  - name: a\n    url: /tmp/x.git\n    debounce: soon\n").unwrap_err();
+        let e = load_text("mirrors:\n  - name: a\n    url: /tmp/x.git\n    debounse: 1s\n")
+            .unwrap_err();
+        assert!(
+            e.contains("config.yaml") && e.contains("debounse") && e.contains("line 4"),
+            "{e}"
+        );
+        let e = load_text("mirrors:\n  - name: a\n    url: /tmp/x.git\n    debounce: soon\n")
+            .unwrap_err();
         assert!(e.contains("debounce") && e.contains("soon"), "{e}");
-        let e = load_text("mirrors:\n  - name: a\n    url: /tmp/x.git\n  - name: a\n    url: /tmp/y.git\n").unwrap_err();
-        assert!(e.contains("duplicate mirror name `a`") && e.contains("line 2"), "{e}");
+        let e = load_text(
+            "mirrors:\n  - name: a\n    url: /tmp/x.git\n  - name: a\n    url: /tmp/y.git\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("duplicate mirror name `a`") && e.contains("line 2"),
+            "{e}"
+        );
         let e = load_text("mirrors:\n  - name: a\n    url: ext::sh -c id\n").unwrap_err();
         assert!(e.contains("url"), "{e}");
         assert!(load_text("").unwrap().mirrors.is_empty());
-        let ok = load_text("mirrors:\n  - name: a\n    url: /tmp/x.git\n    max_delay: 2m\n").unwrap();
+        let ok =
+            load_text("mirrors:\n  - name: a\n    url: /tmp/x.git\n    max_delay: 2m\n").unwrap();
         assert_eq!(ok.mirrors[0].max_delay, Some(Dur(Duration::from_secs(120))));
     }
 
@@ -505,12 +631,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("config.yaml");
         let mut c = RepoConfig::default();
-        c.mirrors.push(MirrorConfig::new("gh", "https://example.com/a.git"));
+        c.mirrors
+            .push(MirrorConfig::new("gh", "https://example.com/a.git"));
         c.save(&p).unwrap();
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
         c.save(&p).unwrap();
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o640);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
         assert_eq!(RepoConfig::load(&p).unwrap(), c);
     }
 }

@@ -50,21 +50,33 @@ pub struct Pending {
     pub first_ms: u64,
     pub last_ms: u64,
     pub force: bool,
+    /// When the newest force request was made: one made after the last attempt skips the backoff.
+    pub force_ms: u64,
     pub max_seq: u64,
     /// Refs whose newest pending record is a deletion.
     pub deleted: BTreeSet<String>,
 }
 
 pub fn pending_for(contents: &Contents, mirror: &str, cursor: u64) -> Option<Pending> {
-    let mut p = Pending { first_ms: u64::MAX, ..Pending::default() };
+    let mut p = Pending {
+        first_ms: u64::MAX,
+        ..Pending::default()
+    };
     let mut latest: BTreeMap<&str, (u64, bool)> = BTreeMap::new();
-    for r in contents.records.iter().filter(|r| r.seq > cursor && r.applies_to(mirror)) {
+    for r in contents
+        .records
+        .iter()
+        .filter(|r| r.seq > cursor && r.applies_to(mirror))
+    {
         p.count += 1;
         p.first_ms = p.first_ms.min(r.first_ms);
         p.last_ms = p.last_ms.max(r.last_ms);
         p.max_seq = p.max_seq.max(r.seq);
         match &r.kind {
-            Kind::Force { .. } => p.force = true,
+            Kind::Force { .. } => {
+                p.force = true;
+                p.force_ms = p.force_ms.max(r.last_ms);
+            }
             Kind::Update { new, refname, .. } => {
                 let e = latest.entry(refname).or_insert((0, false));
                 if r.seq >= e.0 {
@@ -74,7 +86,11 @@ pub fn pending_for(contents: &Contents, mirror: &str, cursor: u64) -> Option<Pen
             Kind::Mark => {}
         }
     }
-    p.deleted = latest.into_iter().filter(|(_, (_, d))| *d).map(|(r, _)| r.to_string()).collect();
+    p.deleted = latest
+        .into_iter()
+        .filter(|(_, (_, d))| *d)
+        .map(|(r, _)| r.to_string())
+        .collect();
     (p.count > 0).then_some(p)
 }
 
@@ -82,12 +98,14 @@ pub fn pending_for(contents: &Contents, mirror: &str, cursor: u64) -> Option<Pen
 /// last update but never later than `max_delay` after the first; a retry waits for its backoff
 /// unless forced.
 pub fn due_at(p: &Pending, m: &Effective, st: &MirrorState) -> u64 {
-    if p.force {
-        return 0;
-    }
-    let due = (p.last_ms + m.debounce.as_millis() as u64).min(p.first_ms + m.max_delay.as_millis() as u64);
+    let due = if p.force {
+        0
+    } else {
+        (p.last_ms + m.debounce.as_millis() as u64).min(p.first_ms + m.max_delay.as_millis() as u64)
+    };
+    let fresh_request = p.force && st.last_update_at.is_none_or(|t| p.force_ms > t);
     match st.next_retry_at {
-        Some(r) if st.consecutive_failures > 0 => due.max(r),
+        Some(r) if st.consecutive_failures > 0 && !fresh_request => due.max(r),
         _ => due,
     }
 }
@@ -118,7 +136,12 @@ pub fn run(git_dir: &Path) -> i32 {
     }
     let loaded = config::load(&paths);
     let (level, max_bytes) = match &loaded {
-        Ok(l) => (l.server.log_level.clone(), l.server.log_max_bytes.unwrap_or(crate::logging::DEFAULT_MAX_BYTES)),
+        Ok(l) => (
+            l.server.log_level.clone(),
+            l.server
+                .log_max_bytes
+                .unwrap_or(crate::logging::DEFAULT_MAX_BYTES),
+        ),
         Err(_) => (None, crate::logging::DEFAULT_MAX_BYTES),
     };
     crate::logging::init(&paths.log(), level.as_deref(), max_bytes);
@@ -130,7 +153,14 @@ pub fn run(git_dir: &Path) -> i32 {
             return 1;
         }
     };
-    let code = Flusher { paths, exe, lock_file, in_flight: HashMap::new(), reported_damage: BTreeSet::new() }.main_loop();
+    let code = Flusher {
+        paths,
+        exe,
+        lock_file,
+        in_flight: HashMap::new(),
+        reported_damage: BTreeSet::new(),
+    }
+    .main_loop();
     info!("flusher exiting");
     code
 }
@@ -185,7 +215,9 @@ impl Flusher {
                         continue;
                     }
                 };
-                let Some(p) = pending_for(&contents, name, st.cursor) else { continue };
+                let Some(p) = pending_for(&contents, name, st.cursor) else {
+                    continue;
+                };
                 if parked(&p, &st) {
                     continue;
                 }
@@ -196,7 +228,9 @@ impl Flusher {
                 let due = due_at(&p, m, &st);
                 if due > now {
                     next_due = Some(next_due.map_or(due, |d: u64| d.min(due)));
-                    if st.update_status != UpdateStatus::Scheduled && st.update_status != UpdateStatus::Failed {
+                    if st.update_status != UpdateStatus::Scheduled
+                        && st.update_status != UpdateStatus::Failed
+                    {
                         st.update_status = UpdateStatus::Scheduled;
                         self.save(name, &st);
                     }
@@ -225,11 +259,18 @@ impl Flusher {
         let exe = self.exe.clone();
         let runtime = crate::paths::runtime_dir(cfg.server.runtime_dir.as_deref());
         let limit = cfg.server.concurrency();
-        info!("sync {}: {} pending update(s), up to seq {}", m.mirror.name, p.count, p.max_seq);
+        info!(
+            "sync {}: {} pending update(s), up to seq {}",
+            m.mirror.name, p.count, p.max_seq
+        );
         std::thread::spawn(move || {
             let report = match crate::slots::acquire(&runtime, limit) {
                 Ok(_slot) => {
-                    let ctx = mirror::SyncContext { git_dir: &git_dir, runtime_dir: &runtime, exe: &exe };
+                    let ctx = mirror::SyncContext {
+                        git_dir: &git_dir,
+                        runtime_dir: &runtime,
+                        exe: &exe,
+                    };
                     mirror::sync(&ctx, &m, &p.deleted)
                 }
                 Err(e) => mirror::SyncReport {
@@ -237,7 +278,12 @@ impl Flusher {
                     ..Default::default()
                 },
             };
-            let _ = tx.send(Done { name: m.mirror.name.clone(), seq: p.max_seq, started: now, report });
+            let _ = tx.send(Done {
+                name: m.mirror.name.clone(),
+                seq: p.max_seq,
+                started: now,
+                report,
+            });
         });
     }
 
@@ -279,7 +325,10 @@ impl Flusher {
                 st.consecutive_failures = 0;
                 st.next_retry_at = None;
                 st.gave_up_at_seq = None;
-                info!("sync {} finished: {} ref(s) pushed, {} deleted", done.name, r.pushed, r.deleted);
+                info!(
+                    "sync {} finished: {} ref(s) pushed, {} deleted",
+                    done.name, r.pushed, r.deleted
+                );
             }
             Some(e) => {
                 st.update_status = UpdateStatus::Failed;
@@ -290,17 +339,26 @@ impl Flusher {
                     warn!("sync {} finished with problems: {e}", done.name);
                 } else {
                     st.consecutive_failures += 1;
-                    let (max, init, cap) = m.map_or((8, Duration::from_secs(2), Duration::from_secs(300)), |m| {
-                        (m.max_attempts, m.backoff_initial, m.backoff_max)
-                    });
+                    let (max, init, cap) = m
+                        .map_or((8, Duration::from_secs(2), Duration::from_secs(300)), |m| {
+                            (m.max_attempts, m.backoff_initial, m.backoff_max)
+                        });
                     if st.consecutive_failures >= max {
                         st.gave_up_at_seq = Some(done.seq);
                         st.next_retry_at = None;
-                        error!("sync {} failed {} times, giving up until the next push or sync: {e}", done.name, st.consecutive_failures);
+                        error!(
+                            "sync {} failed {} times, giving up until the next push or sync: {e}",
+                            done.name, st.consecutive_failures
+                        );
                     } else {
                         let d = backoff(st.consecutive_failures, init, cap);
                         st.next_retry_at = Some(now + d.as_millis() as u64);
-                        warn!("sync {} failed (attempt {}), retry in {}: {e}", done.name, st.consecutive_failures, crate::time::human(d.as_millis() as u64));
+                        warn!(
+                            "sync {} failed (attempt {}), retry in {}: {e}",
+                            done.name,
+                            st.consecutive_failures,
+                            crate::time::human(d.as_millis() as u64)
+                        );
                     }
                 }
             }
@@ -317,7 +375,10 @@ impl Flusher {
     fn report_damage(&mut self, contents: &Contents) {
         for d in &contents.damage {
             if self.reported_damage.insert(d.offset) {
-                warn!("spool: skipped a damaged record of {} bytes at offset {} (torn write?)", d.len, d.offset);
+                warn!(
+                    "spool: skipped a damaged record of {} bytes at offset {} (torn write?)",
+                    d.len, d.offset
+                );
             }
         }
     }
@@ -327,12 +388,21 @@ impl Flusher {
         let enabled: Vec<&Effective> = cfg.mirrors.iter().filter(|m| m.mirror.enabled).collect();
         let min_cursor = enabled
             .iter()
-            .map(|m| state::load(&self.paths.state_dir(), &m.mirror.name).map(|s| s.cursor).unwrap_or(0))
+            .map(|m| {
+                state::load(&self.paths.state_dir(), &m.mirror.name)
+                    .map(|s| s.cursor)
+                    .unwrap_or(0)
+            })
             .min()
             .unwrap_or(seen.last_seq());
-        let droppable = seen.records.iter().filter(|r| r.seq <= min_cursor && r.kind != Kind::Mark).count();
+        let droppable = seen
+            .records
+            .iter()
+            .filter(|r| r.seq <= min_cursor && r.kind != Kind::Mark)
+            .count();
         let refs: BTreeSet<&str> = seen.records.iter().filter_map(|r| r.refname()).collect();
-        let worth_it = droppable > 0 || !seen.damage.is_empty() || seen.records.len() > 2 * refs.len() + 16;
+        let worth_it =
+            droppable > 0 || !seen.damage.is_empty() || seen.records.len() > 2 * refs.len() + 16;
         if !worth_it {
             return;
         }
@@ -369,15 +439,30 @@ impl Flusher {
         Some(0)
     }
 
-    fn compact_on_exit(&self, spool: &Spool, lock: &crate::spool::SpoolLock, contents: &Contents, cfg: &Loaded) -> Result<(), crate::spool::SpoolError> {
+    fn compact_on_exit(
+        &self,
+        spool: &Spool,
+        lock: &crate::spool::SpoolLock,
+        contents: &Contents,
+        cfg: &Loaded,
+    ) -> Result<(), crate::spool::SpoolError> {
         let min_cursor = cfg
             .mirrors
             .iter()
             .filter(|m| m.mirror.enabled)
-            .map(|m| state::load(&self.paths.state_dir(), &m.mirror.name).map(|s| s.cursor).unwrap_or(0))
+            .map(|m| {
+                state::load(&self.paths.state_dir(), &m.mirror.name)
+                    .map(|s| s.cursor)
+                    .unwrap_or(0)
+            })
             .min()
             .unwrap_or(contents.last_seq());
-        if contents.records.iter().any(|r| r.seq <= min_cursor && r.kind != Kind::Mark) || !contents.damage.is_empty() {
+        if contents
+            .records
+            .iter()
+            .any(|r| r.seq <= min_cursor && r.kind != Kind::Mark)
+            || !contents.damage.is_empty()
+        {
             spool.compact(lock, contents, min_cursor)?;
         }
         Ok(())

@@ -55,16 +55,21 @@ pub fn post_receive(git_dir: &Path, input: &mut dyn Read) -> Outcome {
             Err(e) => {
                 bad += 1;
                 if bad <= 10 {
-                    out.warnings.push(format!("stdin line {lineno} ignored: {e}"));
+                    out.warnings
+                        .push(format!("stdin line {lineno} ignored: {e}"));
                 }
             }
         }
     }
     if bad > 10 {
-        out.warnings.push(format!("{} more invalid stdin lines ignored", bad - 10));
+        out.warnings
+            .push(format!("{} more invalid stdin lines ignored", bad - 10));
     }
     if options.iter().any(|o| o == "pushmirror.skip") {
-        out.warnings.push(format!("push option pushmirror.skip: {} update(s) not mirrored", updates.len()));
+        out.warnings.push(format!(
+            "push option pushmirror.skip: {} update(s) not mirrored",
+            updates.len()
+        ));
         return out;
     }
     let force = options.iter().any(|o| o == "pushmirror.sync");
@@ -88,8 +93,16 @@ pub fn post_receive(git_dir: &Path, input: &mut dyn Read) -> Outcome {
 /// Appends and starts a flusher if none holds the flusher lock. The check happens while the
 /// spool lock is held: a flusher decides to exit under that same lock and releases its own lock
 /// before the spool lock, so either it sees our records or we see it gone (no stranded update).
-pub fn spool_and_wake(paths: &RepoPaths, updates: &[RefUpdate], force: bool) -> Result<Vec<String>, String> {
-    let forces = if force { vec!["*".to_string()] } else { Vec::new() };
+pub fn spool_and_wake(
+    paths: &RepoPaths,
+    updates: &[RefUpdate],
+    force: bool,
+) -> Result<Vec<String>, String> {
+    let forces = if force {
+        vec!["*".to_string()]
+    } else {
+        Vec::new()
+    };
     append_and_wake(paths, updates, &forces)
 }
 
@@ -98,11 +111,19 @@ pub fn spool_and_wake_forced(paths: &RepoPaths, mirrors: &[String]) -> Result<()
     append_and_wake(paths, &[], mirrors).map(|_| ())
 }
 
-fn append_and_wake(paths: &RepoPaths, updates: &[RefUpdate], forces: &[String]) -> Result<Vec<String>, String> {
-    paths.ensure().map_err(|e| format!("{}: {e}", paths.dir.display()))?;
+fn append_and_wake(
+    paths: &RepoPaths,
+    updates: &[RefUpdate],
+    forces: &[String],
+) -> Result<Vec<String>, String> {
+    paths
+        .ensure()
+        .map_err(|e| format!("{}: {e}", paths.dir.display()))?;
     let spool = Spool::new(&paths.dir);
     let lock = spool.lock().map_err(|e| e.to_string())?;
-    let damage = spool.append(&lock, updates, forces, crate::time::now_ms()).map_err(|e| e.to_string())?;
+    let damage = spool
+        .append(&lock, updates, forces, crate::time::now_ms())
+        .map_err(|e| e.to_string())?;
     let mut warns = Vec::new();
     if let Some(d) = damage {
         warns.push(format!(
@@ -114,7 +135,9 @@ fn append_and_wake(paths: &RepoPaths, updates: &[RefUpdate], forces: &[String]) 
     }
     if !flusher_running(paths) {
         if let Err(e) = spawn_flusher(&paths.git_dir) {
-            warns.push(format!("could not start the flusher: {e}; run `git-pushmirror sync`"));
+            warns.push(format!(
+                "could not start the flusher: {e}; run `git-pushmirror sync`"
+            ));
         }
     }
     drop(lock);
@@ -144,7 +167,9 @@ pub fn spawn_flusher(git_dir: &Path) -> io::Result<()> {
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("flush").arg("--repo").arg(git_dir);
     for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("GIT_") && !k.to_string_lossy().starts_with("GIT_PUSHMIRROR_") {
+        if k.to_string_lossy().starts_with("GIT_")
+            && !k.to_string_lossy().starts_with("GIT_PUSHMIRROR_")
+        {
             cmd.env_remove(k);
         }
     }
@@ -176,7 +201,11 @@ fn close_inherited_fds() {
         let r = libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
         if r != 0 {
             let max = libc::sysconf(libc::_SC_OPEN_MAX);
-            let max = if max <= 0 { 65_536 } else { max.min(1 << 20) as i32 };
+            let max = if max <= 0 {
+                65_536
+            } else {
+                max.min(1 << 20) as i32
+            };
             for fd in 3..max {
                 libc::close(fd);
             }
@@ -192,8 +221,13 @@ pub fn self_exe() -> io::Result<PathBuf> {
 
 /// Push options as receive-pack hands them to hooks (`GIT_PUSH_OPTION_<n>`).
 fn push_options() -> Vec<String> {
-    let n: usize = std::env::var("GIT_PUSH_OPTION_COUNT").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
-    (0..n.min(1000)).filter_map(|i| std::env::var(format!("GIT_PUSH_OPTION_{i}")).ok()).collect()
+    let n: usize = std::env::var("GIT_PUSH_OPTION_COUNT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    (0..n.min(1000))
+        .filter_map(|i| std::env::var(format!("GIT_PUSH_OPTION_{i}")).ok())
+        .collect()
 }
 
 /// Reads `extensions.objectFormat` with a plain scan of the repository's config: cheap, and keeps

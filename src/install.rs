@@ -33,10 +33,17 @@ pub fn hook_path(git_dir: &Path) -> PathBuf {
         .filter(|s| !s.is_empty())
         .map(|s| {
             let p = PathBuf::from(s);
-            if p.is_absolute() { p } else { git_dir.join(p) }
+            if p.is_absolute() {
+                p
+            } else {
+                git_dir.join(p)
+            }
         })
         .unwrap_or_else(|| git_dir.join("hooks"));
-    for d in [git_dir.join("custom_hooks/post-receive.d"), hooks_dir.join("post-receive.d")] {
+    for d in [
+        git_dir.join("custom_hooks/post-receive.d"),
+        hooks_dir.join("post-receive.d"),
+    ] {
         if d.is_dir() {
             return d.join("git-pushmirror");
         }
@@ -46,18 +53,23 @@ pub fn hook_path(git_dir: &Path) -> PathBuf {
 
 fn render(bin: &Path, chained: Option<&Path>) -> String {
     let q = |p: &Path| p.display().to_string().replace('\'', "'\\''");
-    TEMPLATE.replace("@BIN@", &q(bin)).replace("@CHAINED@", &chained.map(q).unwrap_or_default())
+    TEMPLATE
+        .replace("@BIN@", &q(bin))
+        .replace("@CHAINED@", &chained.map(q).unwrap_or_default())
 }
 
 fn is_ours(path: &Path) -> bool {
-    fs::read_to_string(path).map(|t| t.contains(MARKER)).unwrap_or(false)
+    fs::read_to_string(path)
+        .map(|t| t.contains(MARKER))
+        .unwrap_or(false)
 }
 
 fn write_hook(path: &Path, text: &str) -> Result<(), String> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    crate::paths::write_atomic(path, text.as_bytes(), 0o755).map_err(|e| format!("{}: {e}", path.display()))
+    crate::paths::write_atomic(path, text.as_bytes(), 0o755)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Installs the wrapper for `bin` into `git_dir`. With `chain`, a foreign post-receive is kept
@@ -81,7 +93,10 @@ pub fn install(git_dir: &Path, bin: &Path, chain: bool) -> Result<Installed, Str
         ));
     }
     if existing_chain.is_some() {
-        return Err(format!("{} already exists; move it away first", chained.display()));
+        return Err(format!(
+            "{} already exists; move it away first",
+            chained.display()
+        ));
     }
     fs::rename(&hook, &chained).map_err(|e| format!("{}: {e}", hook.display()))?;
     if let Err(e) = write_hook(&hook, &render(bin, Some(&chained))) {
@@ -109,5 +124,8 @@ pub fn uninstall(git_dir: &Path) -> Result<Option<PathBuf>, String> {
 /// For status: whether the hook is installed and points at an existing binary.
 pub fn installed(git_dir: &Path) -> bool {
     let hook = hook_path(git_dir);
-    is_ours(&hook) && fs::metadata(&hook).map(|m| m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    is_ours(&hook)
+        && fs::metadata(&hook)
+            .map(|m| m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
 }

@@ -22,9 +22,16 @@ mod update;
 use std::path::{Path, PathBuf};
 
 fn main() {
-    let argv0 = std::env::args_os().next().map(PathBuf::from).unwrap_or_default();
+    let argv0 = std::env::args_os()
+        .next()
+        .map(PathBuf::from)
+        .unwrap_or_default();
     // Git runs hooks with GIT_DIR set (usually "."); the hook must not need anything else.
-    if argv0.file_name().is_some_and(|n| n == "post-receive") || argv0.parent().is_some_and(|p| p.ends_with("post-receive.d")) {
+    if argv0.file_name().is_some_and(|n| n == "post-receive")
+        || argv0
+            .parent()
+            .is_some_and(|p| p.ends_with("post-receive.d"))
+    {
         std::process::exit(hook::run(&hook_git_dir()));
     }
     // git calls us as GIT_ASKPASS with the prompt as the only argument.
@@ -45,10 +52,16 @@ fn main() {
 /// The repository a hook runs in: `$GIT_DIR`, else the current directory, made absolute so the
 /// flusher does not depend on our working directory.
 pub fn hook_git_dir() -> PathBuf {
-    let dir = std::env::var_os("GIT_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let dir = std::env::var_os("GIT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     absolute(&dir)
 }
 
 pub fn absolute(p: &Path) -> PathBuf {
-    std::fs::canonicalize(p).unwrap_or_else(|_| std::env::current_dir().map(|c| c.join(p)).unwrap_or_else(|_| p.to_path_buf()))
+    std::fs::canonicalize(p).unwrap_or_else(|_| {
+        std::env::current_dir()
+            .map(|c| c.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    })
 }

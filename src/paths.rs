@@ -15,7 +15,10 @@ pub struct RepoPaths {
 
 impl RepoPaths {
     pub fn new(git_dir: &Path) -> RepoPaths {
-        RepoPaths { git_dir: git_dir.to_path_buf(), dir: git_dir.join("pushmirror") }
+        RepoPaths {
+            git_dir: git_dir.to_path_buf(),
+            dir: git_dir.join("pushmirror"),
+        }
     }
     pub fn config(&self) -> PathBuf {
         self.dir.join("config.yaml")
@@ -39,9 +42,18 @@ impl RepoPaths {
                 self.dir.display()
             ))),
             Ok(m) if m.is_dir() => Ok(()),
-            Ok(_) => Err(io::Error::other(format!("{} is not a directory", self.dir.display()))),
+            Ok(_) => Err(io::Error::other(format!(
+                "{} is not a directory",
+                self.dir.display()
+            ))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir(&self.dir).or_else(|e| if e.kind() == io::ErrorKind::AlreadyExists { Ok(()) } else { Err(e) })?;
+                fs::create_dir(&self.dir).or_else(|e| {
+                    if e.kind() == io::ErrorKind::AlreadyExists {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })?;
                 fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))
             }
             Err(e) => Err(e),
@@ -52,7 +64,10 @@ impl RepoPaths {
 /// Opens (creating, mode 0600) a file for reading and writing, refusing to follow a symlink.
 pub fn open_private(path: &Path, append: bool) -> io::Result<File> {
     let mut o = OpenOptions::new();
-    o.read(true).create(true).mode(0o600).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    o.read(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
     if append {
         o.append(true);
     } else {
@@ -65,7 +80,10 @@ pub fn open_private(path: &Path, append: bool) -> io::Result<File> {
 /// content, never a mix, whatever crashes when.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let result = (|| {
         let mut f = OpenOptions::new()
@@ -92,7 +110,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
 
 /// The mode bits of an existing file, to keep them across an atomic rewrite.
 pub fn mode_of(path: &Path) -> Option<u32> {
-    fs::metadata(path).ok().map(|m| m.permissions().mode() & 0o7777)
+    fs::metadata(path)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o7777)
 }
 
 /// The server-wide runtime directory (concurrency slots, temporary known_hosts files).

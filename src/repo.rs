@@ -19,9 +19,13 @@ pub struct RepoError {
 
 impl Upstream {
     pub fn open(git_dir: &Path) -> Result<Upstream, RepoError> {
-        let err = |msg: String| RepoError { path: git_dir.display().to_string(), msg };
+        let err = |msg: String| RepoError {
+            path: git_dir.display().to_string(),
+            msg,
+        };
         // Isolated: the user's and system's git config must not change what we read.
-        let mut repo = gix::open_opts(git_dir, gix::open::Options::isolated()).map_err(|e| err(e.to_string()))?;
+        let mut repo = gix::open_opts(git_dir, gix::open::Options::isolated())
+            .map_err(|e| err(e.to_string()))?;
         repo.object_cache_size_if_unset(8 << 20);
         Ok(Upstream { repo })
     }
@@ -29,7 +33,10 @@ impl Upstream {
     /// Every direct ref under `refs/` as name → hex id. Symbolic refs are left out: a mirror gets
     /// what they point at under its own name.
     pub fn refs(&self) -> Result<BTreeMap<String, String>, RepoError> {
-        let err = |msg: String| RepoError { path: self.repo.git_dir().display().to_string(), msg };
+        let err = |msg: String| RepoError {
+            path: self.repo.git_dir().display().to_string(),
+            msg,
+        };
         let platform = self.repo.references().map_err(|e| err(e.to_string()))?;
         let mut out = BTreeMap::new();
         for r in platform.all().map_err(|e| err(e.to_string()))? {
@@ -43,7 +50,11 @@ impl Upstream {
 
     /// Where HEAD points, e.g. `refs/heads/main`; None when HEAD is detached.
     pub fn default_branch(&self) -> Option<String> {
-        self.repo.head_name().ok().flatten().map(|n| n.as_bstr().to_string())
+        self.repo
+            .head_name()
+            .ok()
+            .flatten()
+            .map(|n| n.as_bstr().to_string())
     }
 
     fn commit_of(&self, hex: &str) -> Option<gix::ObjectId> {

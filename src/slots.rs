@@ -26,7 +26,8 @@ pub fn acquire(runtime_dir: &Path, limit: usize) -> std::io::Result<Slot> {
     loop {
         for i in 0..limit {
             let n = (start + i) % limit;
-            let file = crate::paths::open_private(&runtime_dir.join(format!("slot-{n}.lock")), false)?;
+            let file =
+                crate::paths::open_private(&runtime_dir.join(format!("slot-{n}.lock")), false)?;
             if file.try_lock_exclusive().is_ok() {
                 return Ok(Slot { file });
             }

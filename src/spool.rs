@@ -8,7 +8,7 @@
 //! open the path only after taking the lock, so no append can land in a replaced file.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -20,7 +20,11 @@ use crate::update::RefUpdate;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
     /// A ref changed upstream (`old`, `new` as pushed; new all-zero for a deletion).
-    Update { old: String, new: String, refname: String },
+    Update {
+        old: String,
+        new: String,
+        refname: String,
+    },
     /// Sync now, without the debounce: `pushmirror.sync`, `git-pushmirror sync`, a new mirror.
     /// `mirror` is a mirror name or `*` for all.
     Force { mirror: String },
@@ -58,10 +62,16 @@ impl Record {
     fn encode(&self) -> String {
         let body = match &self.kind {
             Kind::Update { old, new, refname } => {
-                format!("v1 {} {} {} u {old} {new} {refname}", self.seq, self.first_ms, self.last_ms)
+                format!(
+                    "v1 {} {} {} u {old} {new} {refname}",
+                    self.seq, self.first_ms, self.last_ms
+                )
             }
             Kind::Force { mirror } => {
-                format!("v1 {} {} {} f - - {mirror}", self.seq, self.first_ms, self.last_ms)
+                format!(
+                    "v1 {} {} {} f - - {mirror}",
+                    self.seq, self.first_ms, self.last_ms
+                )
             }
             Kind::Mark => format!("v1 {} {} {} m - - -", self.seq, self.first_ms, self.last_ms),
         };
@@ -73,7 +83,8 @@ impl Record {
     fn decode(line: &[u8]) -> Option<Record> {
         let line = std::str::from_utf8(line).ok()?;
         let (body, crc) = line.rsplit_once(' ')?;
-        if crc.len() != 8 || u32::from_str_radix(crc, 16).ok()? != crc32fast::hash(body.as_bytes()) {
+        if crc.len() != 8 || u32::from_str_radix(crc, 16).ok()? != crc32fast::hash(body.as_bytes())
+        {
             return None;
         }
         let f: Vec<&str> = body.splitn(8, ' ').collect();
@@ -82,12 +93,23 @@ impl Record {
         }
         let (seq, first_ms, last_ms) = (f[1].parse().ok()?, f[2].parse().ok()?, f[3].parse().ok()?);
         let kind = match f[4] {
-            "u" => Kind::Update { old: f[5].into(), new: f[6].into(), refname: f[7].into() },
-            "f" => Kind::Force { mirror: f[7].into() },
+            "u" => Kind::Update {
+                old: f[5].into(),
+                new: f[6].into(),
+                refname: f[7].into(),
+            },
+            "f" => Kind::Force {
+                mirror: f[7].into(),
+            },
             "m" => Kind::Mark,
             _ => return None,
         };
-        Some(Record { seq, first_ms, last_ms, kind })
+        Some(Record {
+            seq,
+            first_ms,
+            last_ms,
+            kind,
+        })
     }
 }
 
@@ -98,7 +120,10 @@ pub enum SpoolError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
-    move |source| SpoolError::Io { path: path.to_path_buf(), source }
+    move |source| SpoolError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// A damaged stretch of the journal: what a reader skipped, so it can be reported.
@@ -139,7 +164,9 @@ impl Drop for SpoolLock {
 impl Spool {
     /// `dir` is `$GIT_DIR/pushmirror`.
     pub fn new(dir: &Path) -> Spool {
-        Spool { dir: dir.to_path_buf() }
+        Spool {
+            dir: dir.to_path_buf(),
+        }
     }
 
     pub fn path(&self) -> PathBuf {
@@ -173,13 +200,33 @@ impl Spool {
         let mut seq = last_seq;
         for u in updates {
             seq += 1;
-            let kind = Kind::Update { old: u.old.clone(), new: u.new.clone(), refname: u.refname.clone() };
-            buf.push_str(&Record { seq, first_ms: now_ms, last_ms: now_ms, kind }.encode());
+            let kind = Kind::Update {
+                old: u.old.clone(),
+                new: u.new.clone(),
+                refname: u.refname.clone(),
+            };
+            buf.push_str(
+                &Record {
+                    seq,
+                    first_ms: now_ms,
+                    last_ms: now_ms,
+                    kind,
+                }
+                .encode(),
+            );
         }
         for m in forces {
             seq += 1;
             let kind = Kind::Force { mirror: m.clone() };
-            buf.push_str(&Record { seq, first_ms: now_ms, last_ms: now_ms, kind }.encode());
+            buf.push_str(
+                &Record {
+                    seq,
+                    first_ms: now_ms,
+                    last_ms: now_ms,
+                    kind,
+                }
+                .encode(),
+            );
         }
         if buf.is_empty() {
             return Ok(damage);
@@ -209,7 +256,12 @@ impl Spool {
     /// ref (the newest value wins; its `first_ms` is the oldest of the merged ones so max_delay
     /// still counts from the first pending update). `min_cursor` is the lowest cursor among the
     /// enabled mirrors. A Mark record keeps the sequence number from going backwards.
-    pub fn compact(&self, _lock: &SpoolLock, contents: &Contents, min_cursor: u64) -> Result<(), SpoolError> {
+    pub fn compact(
+        &self,
+        _lock: &SpoolLock,
+        contents: &Contents,
+        min_cursor: u64,
+    ) -> Result<(), SpoolError> {
         let last_seq = contents.last_seq();
         let mut by_key: BTreeMap<String, Record> = BTreeMap::new();
         for r in contents.records.iter().filter(|r| r.seq > min_cursor) {
@@ -233,10 +285,16 @@ impl Spool {
         kept.sort_by_key(|r| r.seq);
         if kept.last().map(|r| r.seq) != Some(last_seq) && last_seq > 0 {
             let now = crate::time::now_ms();
-            kept.push(Record { seq: last_seq, first_ms: now, last_ms: now, kind: Kind::Mark });
+            kept.push(Record {
+                seq: last_seq,
+                first_ms: now,
+                last_ms: now,
+                kind: Kind::Mark,
+            });
         }
         let body: String = kept.iter().map(Record::encode).collect();
-        crate::paths::write_atomic(&self.path(), body.as_bytes(), 0o600).map_err(io_err(&self.path()))
+        crate::paths::write_atomic(&self.path(), body.as_bytes(), 0o600)
+            .map_err(io_err(&self.path()))
     }
 }
 
@@ -252,12 +310,22 @@ fn tail_state(file: &mut File) -> io::Result<(u64, Option<Damage>, bool)> {
         file.take(len - start).read_to_end(&mut bytes)?;
         let needs_newline = bytes.last().is_some_and(|b| *b != b'\n');
         // The first line of a window that does not start the file may be cut: skip it.
-        let from = if start == 0 { 0 } else { bytes.iter().position(|b| *b == b'\n').map_or(bytes.len(), |p| p + 1) };
+        let from = if start == 0 {
+            0
+        } else {
+            bytes
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(bytes.len(), |p| p + 1)
+        };
         let parsed = parse(&bytes[from..]);
         let damage = parsed.damage.last().and_then(|d| {
             let end = from as u64 + d.offset + d.len as u64;
             let at_tail = end + 1 >= bytes.len() as u64;
-            at_tail.then(|| Damage { offset: start + from as u64 + d.offset, len: d.len })
+            at_tail.then(|| Damage {
+                offset: start + from as u64 + d.offset,
+                len: d.len,
+            })
         });
         if !parsed.records.is_empty() || start == 0 {
             return Ok((parsed.last_seq(), damage, needs_newline));
@@ -272,23 +340,22 @@ pub fn parse(bytes: &[u8]) -> Contents {
     let mut offset = 0usize;
     for chunk in bytes.split_inclusive(|b| *b == b'\n') {
         let complete = chunk.last() == Some(&b'\n');
-        let line = if complete { &chunk[..chunk.len() - 1] } else { chunk };
+        let line = if complete {
+            &chunk[..chunk.len() - 1]
+        } else {
+            chunk
+        };
         match Record::decode(line).filter(|_| complete) {
             Some(r) => out.records.push(r),
             None if line.is_empty() => {}
-            None => out.damage.push(Damage { offset: offset as u64, len: line.len() }),
+            None => out.damage.push(Damage {
+                offset: offset as u64,
+                len: line.len(),
+            }),
         }
         offset += chunk.len();
     }
     out
-}
-
-/// Removes the journal entirely (used when the repository's mirroring is uninstalled).
-pub fn remove(dir: &Path) -> io::Result<()> {
-    match fs::remove_file(dir.join("spool")) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
 }
 
 #[cfg(test)]
@@ -297,7 +364,11 @@ mod tests {
     use std::fs::OpenOptions;
 
     fn upd(r: &str, new: char) -> RefUpdate {
-        RefUpdate { old: "0".repeat(40), new: new.to_string().repeat(40), refname: r.into() }
+        RefUpdate {
+            old: "0".repeat(40),
+            new: new.to_string().repeat(40),
+            refname: r.into(),
+        }
     }
 
     #[test]
@@ -305,11 +376,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Spool::new(dir.path());
         let l = s.lock().unwrap();
-        s.append(&l, &[upd("refs/heads/a", '1'), upd("refs/heads/b", '2')], &[], 5).unwrap();
-        s.append(&l, &[upd("refs/heads/a", '3')], &["m1".into()], 6).unwrap();
+        s.append(
+            &l,
+            &[upd("refs/heads/a", '1'), upd("refs/heads/b", '2')],
+            &[],
+            5,
+        )
+        .unwrap();
+        s.append(&l, &[upd("refs/heads/a", '3')], &["m1".into()], 6)
+            .unwrap();
         let c = s.read(&l).unwrap();
-        assert_eq!(c.records.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
-        assert_eq!(c.records[3].kind, Kind::Force { mirror: "m1".into() });
+        assert_eq!(
+            c.records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
+        assert_eq!(
+            c.records[3].kind,
+            Kind::Force {
+                mirror: "m1".into()
+            }
+        );
         assert!(c.damage.is_empty());
     }
 
@@ -331,11 +417,34 @@ mod tests {
 
     #[test]
     fn corrupt_middle_record_is_skipped_not_fatal() {
-        let mut bytes = Record { seq: 1, first_ms: 1, last_ms: 1, kind: Kind::Mark }.encode().into_bytes();
-        let mut bad = Record { seq: 2, first_ms: 1, last_ms: 1, kind: Kind::Mark }.encode().into_bytes();
+        let mut bytes = Record {
+            seq: 1,
+            first_ms: 1,
+            last_ms: 1,
+            kind: Kind::Mark,
+        }
+        .encode()
+        .into_bytes();
+        let mut bad = Record {
+            seq: 2,
+            first_ms: 1,
+            last_ms: 1,
+            kind: Kind::Mark,
+        }
+        .encode()
+        .into_bytes();
         bad[3] = b'9';
         bytes.extend(bad);
-        bytes.extend(Record { seq: 3, first_ms: 1, last_ms: 1, kind: Kind::Mark }.encode().into_bytes());
+        bytes.extend(
+            Record {
+                seq: 3,
+                first_ms: 1,
+                last_ms: 1,
+                kind: Kind::Mark,
+            }
+            .encode()
+            .into_bytes(),
+        );
         bytes.extend(b"\0\0\xff\n");
         let c = parse(&bytes);
         assert_eq!(c.records.len(), 2);
@@ -348,14 +457,23 @@ mod tests {
         let s = Spool::new(dir.path());
         let l = s.lock().unwrap();
         for i in 0..50u64 {
-            s.append(&l, &[upd("refs/heads/a", '1'), upd("refs/heads/b", '2')], &[], 100 + i).unwrap();
+            s.append(
+                &l,
+                &[upd("refs/heads/a", '1'), upd("refs/heads/b", '2')],
+                &[],
+                100 + i,
+            )
+            .unwrap();
         }
         let c = s.read(&l).unwrap();
         s.compact(&l, &c, 10).unwrap();
         let c2 = s.read(&l).unwrap();
         assert_eq!(c2.records.len(), 2);
         assert_eq!(c2.last_seq(), 100);
-        assert!(c2.records.iter().all(|r| r.first_ms == 105 && r.last_ms == 149));
+        assert!(c2
+            .records
+            .iter()
+            .all(|r| r.first_ms == 105 && r.last_ms == 149));
         s.compact(&l, &c2, 100).unwrap();
         let c3 = s.read(&l).unwrap();
         assert_eq!(c3.records.len(), 1);

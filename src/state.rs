@@ -58,7 +58,10 @@ pub enum StateError {
     #[error("{path}: corrupt state file ({msg}); delete it to resync this mirror from scratch")]
     Corrupt { path: PathBuf, msg: String },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 pub fn path(state_dir: &Path, mirror: &str) -> PathBuf {
@@ -69,7 +72,10 @@ pub fn path(state_dir: &Path, mirror: &str) -> PathBuf {
 pub fn load(state_dir: &Path, mirror: &str) -> Result<MirrorState, StateError> {
     let p = path(state_dir, mirror);
     match std::fs::read(&p) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt { path: p, msg: e.to_string() }),
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+            path: p,
+            msg: e.to_string(),
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(MirrorState::default()),
         Err(source) => Err(StateError::Io { path: p, source }),
     }
@@ -77,14 +83,27 @@ pub fn load(state_dir: &Path, mirror: &str) -> Result<MirrorState, StateError> {
 
 pub fn save(state_dir: &Path, mirror: &str, state: &MirrorState) -> Result<(), StateError> {
     let p = path(state_dir, mirror);
-    let io = |source| StateError::Io { path: p.clone(), source };
+    let io = |source| StateError::Io {
+        path: p.clone(),
+        source,
+    };
     match std::fs::symlink_metadata(state_dir) {
         Ok(m) if m.file_type().is_symlink() => {
-            return Err(io(std::io::Error::other("state directory is a symlink; refusing to follow it")))
+            return Err(io(std::io::Error::other(
+                "state directory is a symlink; refusing to follow it",
+            )))
         }
         Ok(_) => {}
         Err(_) => {
-            std::fs::create_dir(state_dir).or_else(|e| if e.kind() == std::io::ErrorKind::AlreadyExists { Ok(()) } else { Err(e) }).map_err(io)?;
+            std::fs::create_dir(state_dir)
+                .or_else(|e| {
+                    if e.kind() == std::io::ErrorKind::AlreadyExists {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })
+                .map_err(io)?;
         }
     }
     let bytes = serde_json::to_vec_pretty(state).map_err(|e| io(std::io::Error::other(e)))?;

@@ -10,13 +10,6 @@ pub struct RefUpdate {
     pub refname: String,
 }
 
-impl RefUpdate {
-    /// An all-zero new id: git's way of saying the ref was deleted.
-    pub fn is_delete(&self) -> bool {
-        is_null(&self.new)
-    }
-}
-
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum UpdateError {
     #[error("expected `<old-oid> <new-oid> <refname>`, got {0} field(s)")]
@@ -59,7 +52,10 @@ pub fn is_null(oid: &str) -> bool {
 }
 
 pub fn is_hex_oid(oid: &str, len: usize) -> bool {
-    oid.len() == len && oid.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    oid.len() == len
+        && oid
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Parses one stdin line (without its line terminator; a trailing CR is tolerated because some
@@ -131,13 +127,25 @@ mod tests {
 
     #[test]
     fn parses_valid_lines() {
-        let u = parse_line(format!("{Z} {A} refs/heads/main").as_bytes(), ObjectFormat::Sha1).unwrap();
+        let u = parse_line(
+            format!("{Z} {A} refs/heads/main").as_bytes(),
+            ObjectFormat::Sha1,
+        )
+        .unwrap();
         assert_eq!(u.refname, "refs/heads/main");
-        assert!(!u.is_delete());
-        let d = parse_line(format!("{A} {Z} refs/tags/v1\r").as_bytes(), ObjectFormat::Sha1).unwrap();
-        assert!(d.is_delete());
+        assert!(!is_null(&u.new));
+        let d = parse_line(
+            format!("{A} {Z} refs/tags/v1\r").as_bytes(),
+            ObjectFormat::Sha1,
+        )
+        .unwrap();
+        assert!(is_null(&d.new));
         let long = "a".repeat(64);
-        assert!(parse_line(format!("{long} {long} refs/heads/x").as_bytes(), ObjectFormat::Sha256).is_ok());
+        assert!(parse_line(
+            format!("{long} {long} refs/heads/x").as_bytes(),
+            ObjectFormat::Sha256
+        )
+        .is_ok());
     }
 
     #[test]
@@ -148,28 +156,61 @@ mod tests {
             (&format!("{A} {A}"), ObjectFormat::Sha1),
             (&format!("{A} {A} refs/heads/x extra"), ObjectFormat::Sha1),
             (&format!("{A} {A}  refs/heads/x"), ObjectFormat::Sha1),
-            (&format!("{A} {} refs/heads/x", "g".repeat(40)), ObjectFormat::Sha1),
-            (&format!("{A} {} refs/heads/x", "A".repeat(40)), ObjectFormat::Sha1),
+            (
+                &format!("{A} {} refs/heads/x", "g".repeat(40)),
+                ObjectFormat::Sha1,
+            ),
+            (
+                &format!("{A} {} refs/heads/x", "A".repeat(40)),
+                ObjectFormat::Sha1,
+            ),
             (&format!("{A} {A} refs/heads/x"), ObjectFormat::Sha256),
             (&format!("{A} {A} HEAD"), ObjectFormat::Sha1),
             (&format!("{A} {A} refs/heads/a..b"), ObjectFormat::Sha1),
             (&format!("{A} {A} refs/heads/x\0y"), ObjectFormat::Sha1),
         ];
         for (line, f) in cases {
-            assert!(parse_line(line.as_bytes(), *f).is_err(), "accepted {line:?}");
+            assert!(
+                parse_line(line.as_bytes(), *f).is_err(),
+                "accepted {line:?}"
+            );
         }
-        assert_eq!(parse_line(&[0xff, 0xfe], ObjectFormat::Sha1), Err(UpdateError::NotUtf8));
+        assert_eq!(
+            parse_line(&[0xff, 0xfe], ObjectFormat::Sha1),
+            Err(UpdateError::NotUtf8)
+        );
     }
 
     #[test]
     fn ref_format_rules() {
-        for ok in ["refs/heads/main", "refs/heads/feature/x-1", "refs/tags/v1.0", "refs/heads/ünï", "refs/heads/a@b", "refs/notes/commits"] {
+        for ok in [
+            "refs/heads/main",
+            "refs/heads/feature/x-1",
+            "refs/tags/v1.0",
+            "refs/heads/ünï",
+            "refs/heads/a@b",
+            "refs/notes/commits",
+        ] {
             assert!(check_ref_format(ok), "{ok}");
         }
         for bad in [
-            "refs/heads/", "refs/heads//x", "refs/heads/.x", "refs/heads/x.lock", "refs/heads/x.", "refs/heads/a b",
-            "refs/heads/a~b", "refs/heads/a^b", "refs/heads/a:b", "refs/heads/a?b", "refs/heads/a*b", "refs/heads/a[b",
-            "refs/heads/a\\b", "refs/heads/a@{b", "refs/heads/a\x7f", "heads/main", "main",
+            "refs/heads/",
+            "refs/heads//x",
+            "refs/heads/.x",
+            "refs/heads/x.lock",
+            "refs/heads/x.",
+            "refs/heads/a b",
+            "refs/heads/a~b",
+            "refs/heads/a^b",
+            "refs/heads/a:b",
+            "refs/heads/a?b",
+            "refs/heads/a*b",
+            "refs/heads/a[b",
+            "refs/heads/a\\b",
+            "refs/heads/a@{b",
+            "refs/heads/a\x7f",
+            "heads/main",
+            "main",
         ] {
             assert!(!check_ref_format(bad), "{bad}");
         }

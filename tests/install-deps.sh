@@ -10,9 +10,8 @@ PKGS=(
   openssl           # CA / server certificates, apr1 password hashes
   openssh-client    # ssh, ssh-keygen, ssh-keyscan
   openssh-server    # sshd for SshServer
-  nginx             # HttpsServer: TLS + basic auth web server (runs unprivileged-style, single process)
+  nginx             # HttpsServer: TLS + basic auth in front of git-http-backend
   fcgiwrap          # HttpsServer: runs git-http-backend as a CGI behind nginx
-  procps            # kill(1): servers are stopped by process group
   gitolite3         # needed by gitolite tests
 )
 

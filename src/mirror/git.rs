@@ -33,7 +33,13 @@ pub struct Output {
 
 /// Runs `git -C <git_dir> <args>` with `env`, killing its whole process group (ssh included) at
 /// the deadline. Nothing secret is ever in `args`.
-pub fn run(git_dir: &Path, args: &[String], env: &ChildEnv, timeout: Duration, what: &'static str) -> Result<Output, GitError> {
+pub fn run(
+    git_dir: &Path,
+    args: &[String],
+    env: &ChildEnv,
+    timeout: Duration,
+    what: &'static str,
+) -> Result<Output, GitError> {
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new("git");
     cmd.arg("-C").arg(git_dir).args(args);
@@ -50,7 +56,9 @@ pub fn run(git_dir: &Path, args: &[String], env: &ChildEnv, timeout: Duration, w
     for (k, v) in &env.set {
         cmd.env(k, v);
     }
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     unsafe {
         cmd.pre_exec(|| {
             libc::setpgid(0, 0);
@@ -93,7 +101,10 @@ pub fn run(git_dir: &Path, args: &[String], env: &ChildEnv, timeout: Duration, w
         }
         let _ = child.kill();
         let _ = child.wait();
-        return Err(GitError::Timeout { what, secs: timeout.as_secs().max(1) });
+        return Err(GitError::Timeout {
+            what,
+            secs: timeout.as_secs().max(1),
+        });
     };
     // A grandchild (ssh) that kept the pipes open must not hold us past the deadline.
     unsafe {
@@ -101,7 +112,11 @@ pub fn run(git_dir: &Path, args: &[String], env: &ChildEnv, timeout: Duration, w
     }
     let stdout = String::from_utf8_lossy(&out_t.join().unwrap_or_default()).into_owned();
     let stderr = String::from_utf8_lossy(&err_t.join().unwrap_or_default()).into_owned();
-    Ok(Output { status_ok: status.success(), stdout, stderr })
+    Ok(Output {
+        status_ok: status.success(),
+        stdout,
+        stderr,
+    })
 }
 
 /// The last meaningful stderr line, which is where git says what went wrong.
@@ -109,8 +124,7 @@ pub fn last_line(stderr: &str) -> String {
     stderr
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("hint:"))
-        .last()
+        .rfind(|l| !l.is_empty() && !l.starts_with("hint:"))
         .unwrap_or("(no message)")
         .to_string()
 }
@@ -146,9 +160,20 @@ pub fn parse_porcelain(out: &str) -> BTreeMap<String, RefResult> {
             continue;
         };
         let mut fc = flag.chars();
-        let (Some(f), None) = (fc.next(), fc.next()) else { continue };
-        let Some((_, to)) = spec.rsplit_once(':') else { continue };
-        res.insert(to.to_string(), RefResult { flag: f, to: to.to_string(), summary: summary.unwrap_or("").to_string() });
+        let (Some(f), None) = (fc.next(), fc.next()) else {
+            continue;
+        };
+        let Some((_, to)) = spec.rsplit_once(':') else {
+            continue;
+        };
+        res.insert(
+            to.to_string(),
+            RefResult {
+                flag: f,
+                to: to.to_string(),
+                summary: summary.unwrap_or("").to_string(),
+            },
+        );
     }
     res
 }
@@ -168,7 +193,10 @@ mod tests {
         assert!(r["refs/heads/main"].ok());
         assert!(r["refs/heads/old"].ok());
         assert!(!r["refs/heads/locked"].ok());
-        assert_eq!(r["refs/heads/locked"].summary, "[remote rejected] (pre-receive hook declined)");
+        assert_eq!(
+            r["refs/heads/locked"].summary,
+            "[remote rejected] (pre-receive hook declined)"
+        );
     }
 
     #[test]

@@ -23,12 +23,6 @@ pub struct SyncReport {
     pub error: Option<String>,
 }
 
-impl SyncReport {
-    pub fn failed(&self) -> bool {
-        self.error.is_some()
-    }
-}
-
 /// Settings that come from the server rather than the mirror.
 pub struct SyncContext<'a> {
     pub git_dir: &'a Path,
@@ -39,13 +33,20 @@ pub struct SyncContext<'a> {
 
 /// Runs one full sync. `deleted_upstream` lists refs whose latest pending spool record is a
 /// deletion (the only evidence that a mirror-only tag was deleted upstream).
-pub fn sync(ctx: &SyncContext<'_>, m: &Effective, deleted_upstream: &BTreeSet<String>) -> SyncReport {
+pub fn sync(
+    ctx: &SyncContext<'_>,
+    m: &Effective,
+    deleted_upstream: &BTreeSet<String>,
+) -> SyncReport {
     let mut secrets: Vec<String> = Vec::new();
     match run_sync(ctx, m, deleted_upstream, &mut secrets) {
         Ok(r) => r,
         Err(msg) => {
             let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
-            SyncReport { error: Some(one_line(&url::scrub(&msg, &refs))), ..SyncReport::default() }
+            SyncReport {
+                error: Some(one_line(&url::scrub(&msg, &refs))),
+                ..SyncReport::default()
+            }
         }
     }
 }
@@ -67,20 +68,30 @@ fn run_sync(
 ) -> Result<SyncReport, String> {
     let cfg = &m.mirror;
     // Checked again here, not only at `add`: the file may have been edited by hand.
-    let scheme = url::validate(&cfg.url, cfg.allow_insecure_http).map_err(|e| format!("url {}: {e}", url::mask(&cfg.url)))?;
+    let scheme = url::validate(&cfg.url, cfg.allow_insecure_http)
+        .map_err(|e| format!("url {}: {e}", url::mask(&cfg.url)))?;
     let (bare_url, url_user, url_pass) = url::split_credentials(&cfg.url);
     if let Some(p) = &url_pass {
         secrets.push(p.clone());
     }
     let auth_cfg = match (&cfg.auth, url_user, url_pass) {
-        (auth::Auth::None, Some(username), Some(password)) => {
-            auth::Auth::Password { username, password: Some(password), password_file: None, password_env: None }
-        }
+        (auth::Auth::None, Some(username), Some(password)) => auth::Auth::Password {
+            username,
+            password: Some(password),
+            password_file: None,
+            password_env: None,
+        },
         (a, _, _) => a.clone(),
     };
     let timeout = m.timeout;
-    let prepared = auth::prepare(&auth_cfg, &m.source, ctx.exe, ctx.runtime_dir, timeout.as_secs().max(1))
-        .map_err(|e| format!("auth: {e}"))?;
+    let prepared = auth::prepare(
+        &auth_cfg,
+        &m.source,
+        ctx.exe,
+        ctx.runtime_dir,
+        timeout.as_secs().max(1),
+    )
+    .map_err(|e| format!("auth: {e}"))?;
     secrets.extend(prepared.secrets.iter().cloned());
     let _cleanup = TempFiles(prepared.temp_files.clone());
     let (mut set, remove) = auth::base_env(cfg.allow_insecure_http, timeout.as_secs().max(1));
@@ -91,14 +102,26 @@ fn run_sync(
     let env = git::ChildEnv { set, remove };
     let masked = url::mask(&cfg.url);
     let fail = |e: git::GitError| match e {
-        git::GitError::Failed { what, stderr } => format!("git {what} {masked}: {}", git::last_line(&stderr)),
+        git::GitError::Failed { what, stderr } => {
+            format!("git {what} {masked}: {}", git::last_line(&stderr))
+        }
         other => format!("{other} ({masked})"),
     };
     let _ = scheme;
 
-    let ls = git::run(ctx.git_dir, &["ls-remote".into(), bare_url.clone()], &env, timeout, "ls-remote").map_err(&fail)?;
+    let ls = git::run(
+        ctx.git_dir,
+        &["ls-remote".into(), bare_url.clone()],
+        &env,
+        timeout,
+        "ls-remote",
+    )
+    .map_err(&fail)?;
     if !ls.status_ok {
-        return Err(fail(git::GitError::Failed { what: "ls-remote", stderr: ls.stderr }));
+        return Err(fail(git::GitError::Failed {
+            what: "ls-remote",
+            stderr: ls.stderr,
+        }));
     }
     let remote = git::parse_ls_remote(&ls.stdout);
 
@@ -119,9 +142,17 @@ fn run_sync(
         options: &options,
     };
     let the_plan = plan::plan(&input, &upstream);
-    let mut report = SyncReport { divergent: the_plan.divergent.clone(), ..SyncReport::default() };
+    let mut report = SyncReport {
+        divergent: the_plan.divergent.clone(),
+        ..SyncReport::default()
+    };
     if !the_plan.is_empty() {
-        let mut args: Vec<String> = vec!["push".into(), "--porcelain".into(), "--no-verify".into(), bare_url];
+        let mut args: Vec<String> = vec![
+            "push".into(),
+            "--porcelain".into(),
+            "--no-verify".into(),
+            bare_url,
+        ];
         args.extend(the_plan.refspecs());
         let out = git::run(ctx.git_dir, &args, &env, timeout, "push").map_err(&fail)?;
         let results = git::parse_porcelain(&out.stdout);
@@ -146,7 +177,10 @@ fn run_sync(
             }
         }
         if results.is_empty() && !out.status_ok {
-            return Err(fail(git::GitError::Failed { what: "push", stderr: out.stderr }));
+            return Err(fail(git::GitError::Failed {
+                what: "push",
+                stderr: out.stderr,
+            }));
         }
     }
     let mut problems = Vec::new();
@@ -154,7 +188,10 @@ fn run_sync(
         problems.push(format!("mirror rejected {}", report.rejected.join(", ")));
     }
     if !report.divergent.is_empty() {
-        problems.push(format!("divergent refs kept on the mirror: {}", report.divergent.join(", ")));
+        problems.push(format!(
+            "divergent refs kept on the mirror: {}",
+            report.divergent.join(", ")
+        ));
     }
     if !problems.is_empty() {
         let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();

@@ -332,10 +332,7 @@ pub fn scrub(text: &str, secrets: &[&str]) -> String {
     // In free text a URL is usually quoted ('https://...') or followed by a blank; stopping
     // there keeps an unrelated '@' later in the line from being taken for userinfo.
     mask_userinfo(&out, |c| {
-        c == '/'
-            || c.is_whitespace()
-            || c.is_control()
-            || matches!(c, '\'' | '"' | '`' | '<' | '>')
+        c == '/' || c.is_whitespace() || c.is_control() || matches!(c, '\'' | '"' | '`' | '<' | '>')
     })
 }
 
@@ -452,8 +449,14 @@ mod tests {
     #[test]
     fn accepts_the_supported_forms() {
         assert_eq!(ok("https://github.com/acme/repo.git"), Scheme::Https);
-        assert_eq!(ok("https://user:tok@github.com/acme/repo.git"), Scheme::Https);
-        assert_eq!(ok("https://oauth2:glpat%40x@gitlab.example/g/p.git"), Scheme::Https);
+        assert_eq!(
+            ok("https://user:tok@github.com/acme/repo.git"),
+            Scheme::Https
+        );
+        assert_eq!(
+            ok("https://oauth2:glpat%40x@gitlab.example/g/p.git"),
+            Scheme::Https
+        );
         assert_eq!(ok("https://[::1]:8443/a.git"), Scheme::Https);
         assert_eq!(ok("https://u:p@[fe80::1%25eth0]/a.git"), Scheme::Https);
         assert_eq!(ok("https://host:/a.git"), Scheme::Https);
@@ -492,8 +495,14 @@ mod tests {
 
     #[test]
     fn refuses_transport_helpers() {
-        assert_eq!(refused("ext::sh -c touch% /tmp/pwned"), UrlError::ExtTransport);
-        assert_eq!(refused("ext::ssh -p 22 host %S repo"), UrlError::ExtTransport);
+        assert_eq!(
+            refused("ext::sh -c touch% /tmp/pwned"),
+            UrlError::ExtTransport
+        );
+        assert_eq!(
+            refused("ext::ssh -p 22 host %S repo"),
+            UrlError::ExtTransport
+        );
         assert_eq!(refused("EXT::sh"), UrlError::ExtTransport);
         assert_eq!(refused("fd::3"), UrlError::FdTransport);
         assert_eq!(refused("fd::3,4/path"), UrlError::FdTransport);
@@ -543,11 +552,20 @@ mod tests {
         assert_eq!(refused("--upload-pack=touch /tmp/x"), UrlError::LeadingDash);
         assert_eq!(refused("-oProxyCommand=x:y"), UrlError::LeadingDash);
         assert_eq!(refused("-"), UrlError::LeadingDash);
-        assert_eq!(refused("ssh://-oProxyCommand=x/y"), UrlError::HostLeadingDash);
-        assert_eq!(refused("ssh://%2doProxyCommand=x/y"), UrlError::HostLeadingDash);
+        assert_eq!(
+            refused("ssh://-oProxyCommand=x/y"),
+            UrlError::HostLeadingDash
+        );
+        assert_eq!(
+            refused("ssh://%2doProxyCommand=x/y"),
+            UrlError::HostLeadingDash
+        );
         assert_eq!(refused("ssh://git@-evil/y"), UrlError::HostLeadingDash);
         assert_eq!(refused("ssh://[-evil]:22/y"), UrlError::HostLeadingDash);
-        assert_eq!(refused("ssh://-oProxyCommand=x@host/y"), UrlError::UserLeadingDash);
+        assert_eq!(
+            refused("ssh://-oProxyCommand=x@host/y"),
+            UrlError::UserLeadingDash
+        );
         assert_eq!(refused("ssh://%2Dl@host/y"), UrlError::UserLeadingDash);
         assert_eq!(refused("git://-evil/y"), UrlError::HostLeadingDash);
         assert_eq!(refused("https://-evil/y"), UrlError::HostLeadingDash);
@@ -562,17 +580,35 @@ mod tests {
 
     #[test]
     fn refuses_control_characters_and_blanks() {
-        assert_eq!(refused("https://host/a.git\n"), UrlError::ControlOrWhitespace);
+        assert_eq!(
+            refused("https://host/a.git\n"),
+            UrlError::ControlOrWhitespace
+        );
         assert_eq!(
             refused("https://host/a.git\nssh://evil/x"),
             UrlError::ControlOrWhitespace
         );
-        assert_eq!(refused("https://host/a\r.git"), UrlError::ControlOrWhitespace);
-        assert_eq!(refused("https://host/a .git"), UrlError::ControlOrWhitespace);
-        assert_eq!(refused("https://host/a\t.git"), UrlError::ControlOrWhitespace);
-        assert_eq!(refused("https://host/a\u{a0}.git"), UrlError::ControlOrWhitespace);
+        assert_eq!(
+            refused("https://host/a\r.git"),
+            UrlError::ControlOrWhitespace
+        );
+        assert_eq!(
+            refused("https://host/a .git"),
+            UrlError::ControlOrWhitespace
+        );
+        assert_eq!(
+            refused("https://host/a\t.git"),
+            UrlError::ControlOrWhitespace
+        );
+        assert_eq!(
+            refused("https://host/a\u{a0}.git"),
+            UrlError::ControlOrWhitespace
+        );
         assert_eq!(refused("/srv/my repo.git"), UrlError::ControlOrWhitespace);
-        assert_eq!(refused("https://host/a\u{7f}"), UrlError::ControlOrWhitespace);
+        assert_eq!(
+            refused("https://host/a\u{7f}"),
+            UrlError::ControlOrWhitespace
+        );
         assert_eq!(refused("https://host/a\0.git"), UrlError::Nul);
         assert_eq!(refused("ssh://host%0a/x"), UrlError::EncodedControl);
         assert_eq!(refused("ssh://host/x%00y"), UrlError::EncodedControl);
@@ -672,7 +708,10 @@ mod tests {
             mask("http://user:tok@host/a.git"),
             "http://*****:*****@host/a.git"
         );
-        assert_eq!(mask("git://user:pw@host/a.git"), "git://*****:*****@host/a.git");
+        assert_eq!(
+            mask("git://user:pw@host/a.git"),
+            "git://*****:*****@host/a.git"
+        );
         assert_eq!(
             mask("https::https://user:tok@host/x"),
             "https::https://*****:*****@host/x"
@@ -717,7 +756,10 @@ mod tests {
             "https://*****:*****@host/x"
         );
         assert_eq!(scrub("bad p%2fw here", &["p/w"]), "bad ***** here");
-        assert_eq!(scrub("line1\nsecret\nline3", &["secret"]), "line1\n*****\nline3");
+        assert_eq!(
+            scrub("line1\nsecret\nline3", &["secret"]),
+            "line1\n*****\nline3"
+        );
     }
 
     #[test]
@@ -762,7 +804,11 @@ mod tests {
         );
         assert_eq!(
             split_credentials("https://tok@host/a.git"),
-            ("https://host/a.git".to_string(), Some("tok".to_string()), None)
+            (
+                "https://host/a.git".to_string(),
+                Some("tok".to_string()),
+                None
+            )
         );
         assert_eq!(
             split_credentials("https://oauth2:p%40ss%3Aw@[::1]:8443/a.git"),

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# git-pushmirror installer.
+#
+#   ./install.sh [--prefix DIR] [--chain] [REPO.git ...]
+#       Build the static release binary, install it as DIR/bin/git-pushmirror (default
+#       /usr/local), and install the post-receive hook into each bare repository given.
+#       --chain keeps an existing foreign post-receive hook (it runs first, same input).
+#   ./install.sh --demo
+#       Build, then in a throw-away directory: make an upstream and a mirror, install the hook,
+#       push, show the mirror updated and `status`. Touches nothing outside that directory.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+prefix=/usr/local
+chain=()
+demo=0
+repos=()
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--prefix) prefix=${2:?--prefix needs a directory}; shift 2 ;;
+	--prefix=*) prefix=${1#--prefix=}; shift ;;
+	--chain) chain=(--chain); shift ;;
+	--demo) demo=1; shift ;;
+	-h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-*) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+	*) repos+=("$1"); shift ;;
+	esac
+done
+
+command -v cargo >/dev/null || { echo "install.sh: cargo not found: install the Rust toolchain first" >&2; exit 1; }
+command -v git >/dev/null || { echo "install.sh: git not found: apt-get install git" >&2; exit 1; }
+
+# Static: glibc statically linked (static-pie). The explicit --target keeps proc-macros building
+# for the host.
+target=x86_64-unknown-linux-gnu
+echo "building git-pushmirror (release, static)..." >&2
+(cd "$here" && RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --quiet --target "$target")
+built="$here/target/$target/release/git-pushmirror"
+
+if [ "$demo" = 1 ]; then
+	work=$(mktemp -d "${TMPDIR:-/tmp}/git-pushmirror-demo.XXXXXX")
+	export GIT_PUSHMIRROR_CONFIG="$work/server.yaml" GIT_PUSHMIRROR_RUNTIME_DIR="$work/run"
+	export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1
+	export GIT_AUTHOR_NAME=Demo GIT_AUTHOR_EMAIL=demo@example.com GIT_COMMITTER_NAME=Demo GIT_COMMITTER_EMAIL=demo@example.com
+	: > "$GIT_PUSHMIRROR_CONFIG"
+	cp "$built" "$work/git-pushmirror"
+	pm="$work/git-pushmirror"
+	cd "$work"
+	git init -q --bare -b main upstream.git
+	git init -q --bare -b main mirror.git
+	echo "== install the hook and add a mirror"
+	"$pm" --repo upstream.git install
+	"$pm" --repo upstream.git add backup "$work/mirror.git" --debounce 200ms
+	git clone -q upstream.git work 2>/dev/null
+	cd work
+	git checkout -q -b main
+	echo "hello" > README && git add README && git commit -q -m "first commit"
+	git tag -a -m "first release" v1.0
+	git checkout -q -b feature && git commit -q --allow-empty -m "feature work" && git checkout -q main
+	echo "== git push (returns at once; the flusher mirrors in the background)"
+	start=$(date +%s%N)
+	git push -q origin main feature v1.0
+	end=$(date +%s%N)
+	echo "push took $(( (end - start) / 1000000 )) ms"
+	cd "$work"
+	for _ in $(seq 1 100); do
+		[ "$(git --git-dir=mirror.git for-each-ref | wc -l)" -ge 3 ] && break
+		sleep 0.1
+	done
+	echo "== upstream refs"
+	git --git-dir=upstream.git for-each-ref --format='%(objectname:short) %(refname)'
+	echo "== mirror refs"
+	git --git-dir=mirror.git for-each-ref --format='%(objectname:short) %(refname)'
+	if [ "$(git --git-dir=upstream.git for-each-ref)" != "$(git --git-dir=mirror.git for-each-ref)" ]; then
+		echo "install.sh: demo FAILED: the mirror does not match upstream; log:" >&2
+		cat upstream.git/pushmirror/log >&2
+		exit 1
+	fi
+	for _ in $(seq 1 100); do "$pm" --repo upstream.git status >/dev/null 2>&1 && ! grep -q '"started"\|"scheduled"' upstream.git/pushmirror/state/*.json && break; sleep 0.1; done
+	echo "== git-pushmirror status"
+	"$pm" --repo upstream.git status
+	echo "== demo OK: the mirror matches upstream (files in $work)"
+	exit 0
+fi
+
+install -d "$prefix/bin"
+# Replace by rename so a running flusher keeps its (old) binary and hooks never see a half copy.
+install -m 0755 "$built" "$prefix/bin/.git-pushmirror.new"
+mv -f "$prefix/bin/.git-pushmirror.new" "$prefix/bin/git-pushmirror"
+echo "installed $prefix/bin/git-pushmirror"
+for r in "${repos[@]}"; do
+	"$prefix/bin/git-pushmirror" --repo "$r" install "${chain[@]}"
+done

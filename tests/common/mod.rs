@@ -1,0 +1,293 @@
+//! Shared test harness: real bare repositories with the hook installed, real `git` clients, and
+//! the loopback servers of `servers.rs`. Every test gets its own temp dir, server-wide config and
+//! runtime dir; dropping the `Env` kills any flusher still running from it.
+#![allow(dead_code)]
+
+pub mod servers;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_git-pushmirror"))
+}
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub server_config: PathBuf,
+    pub runtime: PathBuf,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("pm-test-")
+            .tempdir()
+            .expect("tempdir");
+        let server_config = dir.path().join("server.yaml");
+        let runtime = dir.path().join("run");
+        std::fs::write(&server_config, "").unwrap();
+        Env {
+            dir,
+            server_config,
+            runtime,
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Applies the isolation every child needs: our server config, our runtime dir, no user or
+    /// system git config, fixed identity.
+    pub fn cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new(program);
+        c.env("GIT_PUSHMIRROR_CONFIG", &self.server_config)
+            .env("GIT_PUSHMIRROR_RUNTIME_DIR", &self.runtime)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "Test")
+            .env("GIT_AUTHOR_EMAIL", "test@example.com")
+            .env("GIT_COMMITTER_NAME", "Test")
+            .env("GIT_COMMITTER_EMAIL", "test@example.com")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env_remove("GIT_DIR")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn git(&self, dir: &Path, args: &[&str]) -> String {
+        let out = self
+            .cmd("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .expect("run git");
+        assert!(
+            out.status.success(),
+            "git {args:?} in {} failed: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn git_out(&self, dir: &Path, args: &[&str]) -> Output {
+        self.cmd("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .expect("run git")
+    }
+
+    /// `git-pushmirror --repo <repo> <args>`.
+    pub fn pm(&self, repo: &Path, args: &[&str]) -> Output {
+        self.cmd(bin())
+            .arg("--repo")
+            .arg(repo)
+            .args(args)
+            .output()
+            .expect("run git-pushmirror")
+    }
+
+    pub fn pm_ok(&self, repo: &Path, args: &[&str]) -> String {
+        let out = self.pm(repo, args);
+        assert!(
+            out.status.success(),
+            "git-pushmirror {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn write_server_config(&self, yaml: &str) {
+        std::fs::write(&self.server_config, yaml).unwrap();
+    }
+
+    /// A bare repository (`extra` are `git init` options such as `--object-format=sha256`).
+    pub fn bare(&self, name: &str, extra: &[&str]) -> PathBuf {
+        let p = self.path(name);
+        let mut args = vec!["init", "-q", "--bare", "-b", "main"];
+        args.extend_from_slice(extra);
+        args.push(p.to_str().unwrap());
+        self.git(self.dir.path(), &args);
+        p
+    }
+
+    /// A bare upstream with the hook installed.
+    pub fn upstream(&self, name: &str) -> PathBuf {
+        let p = self.bare(name, &[]);
+        self.pm_ok(&p, &["install"]);
+        p
+    }
+
+    /// A working clone of `repo` to commit and push from.
+    pub fn clone(&self, repo: &Path, name: &str) -> PathBuf {
+        let p = self.path(name);
+        self.git(
+            self.dir.path(),
+            &["clone", "-q", repo.to_str().unwrap(), p.to_str().unwrap()],
+        );
+        self.git(&p, &["checkout", "-q", "-B", "main"]);
+        p
+    }
+
+    /// An empty commit on the current branch of `wc`; returns its id.
+    pub fn commit(&self, wc: &Path, msg: &str) -> String {
+        self.git(wc, &["commit", "-q", "--allow-empty", "-m", msg]);
+        self.git(wc, &["rev-parse", "HEAD"])
+    }
+
+    /// `git push` from `wc` to origin; returns the output (stderr holds `remote:` lines).
+    pub fn push(&self, wc: &Path, args: &[&str]) -> Output {
+        let mut a = vec!["push", "-q", "origin"];
+        a.extend_from_slice(args);
+        let out = self.git_out(wc, &a);
+        assert!(
+            out.status.success(),
+            "push {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Like `push`, but retries the "cannot lock ref" refusal real servers give concurrent
+    /// pushers to one ref, as a real client's user would.
+    pub fn push_retrying(&self, wc: &Path, args: &[&str]) {
+        let mut a = vec!["push", "-q", "origin"];
+        a.extend_from_slice(args);
+        for _ in 0..50 {
+            let out = self.git_out(wc, &a);
+            if out.status.success() {
+                return;
+            }
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("cannot lock ref") || err.contains("failed to update ref"),
+                "push {args:?} failed: {err}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("push {args:?} kept failing on ref locks");
+    }
+
+    pub fn refs(&self, repo: &Path) -> BTreeMap<String, String> {
+        self.git(repo, &["for-each-ref", "--format=%(refname) %(objectname)"])
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(r, o)| (r.to_string(), o.to_string()))
+            .collect()
+    }
+
+    /// Branches and tags only: what a mirror should end up with.
+    pub fn heads_and_tags(&self, repo: &Path) -> BTreeMap<String, String> {
+        self.refs(repo)
+            .into_iter()
+            .filter(|(r, _)| r.starts_with("refs/heads/") || r.starts_with("refs/tags/"))
+            .collect()
+    }
+
+    pub fn status_json(&self, repo: &Path) -> serde_json::Value {
+        let out = self.pm(repo, &["status", "--json"]);
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "status --json: {e}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    pub fn mirror_status(&self, repo: &Path, name: &str) -> serde_json::Value {
+        let doc = self.status_json(repo);
+        doc["mirrors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no mirror {name} in {doc}"))
+    }
+
+    pub fn log(&self, repo: &Path) -> String {
+        std::fs::read_to_string(repo.join("pushmirror/log")).unwrap_or_default()
+    }
+
+    /// Waits (polling, generous deadline) until `mirror`'s branches and tags equal `upstream`'s.
+    pub fn wait_mirrored(&self, upstream: &Path, mirror: &Path) {
+        let want = self.heads_and_tags(upstream);
+        let ok = wait_until(Duration::from_secs(60), || {
+            self.heads_and_tags(mirror) == want
+        });
+        assert!(
+            ok,
+            "mirror {} never matched upstream\nwant {want:?}\ngot  {:?}\nlog:\n{}",
+            mirror.display(),
+            self.heads_and_tags(mirror),
+            self.log(upstream)
+        );
+    }
+
+    /// Waits until no flusher of this test is running.
+    pub fn wait_flushers_gone(&self) -> bool {
+        wait_until(Duration::from_secs(60), || {
+            flusher_pids(self.dir.path()).is_empty()
+        })
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for pid in flusher_pids(self.dir.path()) {
+            unsafe_kill(pid);
+        }
+    }
+}
+
+/// Polls `f` every 50 ms until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Flusher processes whose command line mentions `under` (our temp dir).
+pub fn flusher_pids(under: &Path) -> Vec<u32> {
+    let needle = under.to_string_lossy().into_owned();
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmd
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.iter().any(|a| a == "flush") && args.iter().any(|a| a.contains(&needle)) {
+            // Zombies have an empty cmdline, so anything here is alive.
+            out.push(pid);
+        }
+    }
+    out
+}
+
+pub fn unsafe_kill(pid: u32) {
+    let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+}
