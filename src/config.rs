@@ -626,6 +626,17 @@ mod tests {
     }
 
     #[test]
+    fn shipped_examples_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+        let repo = RepoConfig::load(&dir.join("config.example.yaml")).unwrap();
+        assert_eq!(repo.mirrors.len(), 3);
+        let p = dir.join("server.example.yaml");
+        let server: ServerConfig = parse_yaml(&std::fs::read_to_string(&p).unwrap(), &p).unwrap();
+        assert_eq!(server.rules.len(), 1);
+        assert_eq!(server.concurrency(), 4);
+    }
+
+    #[test]
     fn save_roundtrips_and_keeps_mode() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
