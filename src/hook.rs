@@ -77,6 +77,13 @@ pub fn post_receive(git_dir: &Path, input: &mut dyn Read) -> Outcome {
         return out;
     }
     let paths = RepoPaths::new(git_dir);
+    // A broken config is the pusher's to hear about (they may be the admin); the updates are
+    // still spooled and go out once it is fixed.
+    if let Err(e) = crate::config::load(&paths) {
+        out.warnings.push(format!(
+            "{e}; this push is spooled and will be mirrored once that is fixed"
+        ));
+    }
     match spool_and_wake(&paths, &updates, force) {
         Ok(warns) => {
             out.spooled = updates.len();

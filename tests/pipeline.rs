@@ -359,3 +359,36 @@ fn pushes_landing_while_the_flusher_exits_are_all_delivered() {
     }
     assert!(env.wait_flushers_gone());
 }
+
+#[test]
+fn broken_config_is_reported_to_the_pusher_and_nothing_is_lost() {
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    let mirror = env.bare("mirror.git", &[]);
+    env.pm_ok(
+        &up,
+        &["add", "m", mirror.to_str().unwrap(), "--debounce", "100ms"],
+    );
+    let good = std::fs::read_to_string(up.join("pushmirror/config.yaml")).unwrap();
+    std::fs::write(
+        up.join("pushmirror/config.yaml"),
+        format!("{good}    debounse: 1s\n"),
+    )
+    .unwrap();
+    let wc = env.clone(&up, "wc");
+    env.commit(&wc, "one");
+    let out = env.push(&wc, &["main"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.contains("remote: git-pushmirror:"))
+        .unwrap_or_else(|| panic!("no report: {err}"));
+    assert!(
+        line.contains("config.yaml") && line.contains("debounse"),
+        "{line}"
+    );
+    assert!(env.pm(&up, &["status"]).status.code() != Some(0));
+    std::fs::write(up.join("pushmirror/config.yaml"), good).unwrap();
+    env.pm_ok(&up, &["sync", "--wait"]);
+    env.wait_mirrored(&up, &mirror);
+}

@@ -119,12 +119,28 @@ pub fn run(
     })
 }
 
-/// The last meaningful stderr line, which is where git says what went wrong.
+/// The last meaningful stderr line, which is where git says what went wrong. When the
+/// transport (ssh) failed, git ends with the same advice whatever the cause ("fatal: Could not
+/// read from remote repository." / "Please make sure you have the correct access rights" /
+/// "and the repository exists."); the cause is the line before it, e.g. "Host key
+/// verification failed." or "user@host: Permission denied (publickey).", so the advice is
+/// skipped when anything else was said (and only its `fatal:` line is kept otherwise).
 pub fn last_line(stderr: &str) -> String {
-    stderr
-        .lines()
-        .map(str::trim)
-        .rfind(|l| !l.is_empty() && !l.starts_with("hint:"))
+    const BOILERPLATE: [&str; 3] = [
+        "fatal: Could not read from remote repository.",
+        "Please make sure you have the correct access rights",
+        "and the repository exists.",
+    ];
+    let meaningful = || {
+        stderr
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("hint:"))
+    };
+    meaningful()
+        .rfind(|l| !BOILERPLATE.contains(l))
+        .or_else(|| meaningful().find(|l| l.starts_with("fatal:")))
+        .or_else(|| meaningful().next_back())
         .unwrap_or("(no message)")
         .to_string()
 }
@@ -197,6 +213,33 @@ mod tests {
             r["refs/heads/locked"].summary,
             "[remote rejected] (pre-receive hook declined)"
         );
+    }
+
+    #[test]
+    fn last_line_names_the_cause_not_the_advice() {
+        let advice = "fatal: Could not read from remote repository.\n\n\
+                      Please make sure you have the correct access rights\n\
+                      and the repository exists.\n";
+        assert_eq!(
+            last_line(&format!("Host key verification failed.\r\n{advice}")),
+            "Host key verification failed."
+        );
+        assert_eq!(
+            last_line(&format!(
+                "git@host: Permission denied (publickey).\r\n{advice}"
+            )),
+            "git@host: Permission denied (publickey)."
+        );
+        assert_eq!(
+            last_line(advice),
+            "fatal: Could not read from remote repository."
+        );
+        assert_eq!(
+            last_line("remote: x\nfatal: Authentication failed for 'https://h/x/'\n"),
+            "fatal: Authentication failed for 'https://h/x/'"
+        );
+        assert_eq!(last_line("error: x\nhint: y\n\n"), "error: x");
+        assert_eq!(last_line(""), "(no message)");
     }
 
     #[test]

@@ -1,0 +1,1146 @@
+//! Real transports and credentials (spec §6.4, §9), end to end: real servers from
+//! `common/servers.rs` (nginx + git-http-backend over TLS with basic auth, sshd, git daemon),
+//! real `git`, the hook installed in a real upstream, mirrors added through the CLI.
+//!
+//! Timing is never asserted: everything polls with a generous deadline. Under `CI=true` a
+//! missing server program fails the test (`have_all` panics); elsewhere the test is skipped
+//! with a loud message.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use common::servers::*;
+use common::*;
+
+/// How long a mirror may take to reach a state (generous: CI has 2 cores).
+const DEADLINE: Duration = Duration::from_secs(90);
+
+/// Retries that give up quickly, so the "no retry storm" checks finish in seconds.
+const FAST_RETRIES: &str =
+    "defaults:\n  max_attempts: 3\n  backoff_initial: 200ms\n  backoff_max: 1s\n";
+
+fn skip(what: &str) -> bool {
+    eprintln!("\n*** SKIPPED: {what} is not installed (run tests/install-deps.sh) ***\n");
+    true
+}
+
+fn no_https() -> bool {
+    !have_all(HttpsServer::REQUIRES) && skip("nginx/fcgiwrap/openssl")
+}
+
+fn no_ssh() -> bool {
+    !have_all(SshServer::REQUIRES) && skip("sshd/ssh")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn write_mode(path: &Path, contents: &str, mode: u32) {
+    fs::write(path, contents).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn chmod(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `git-pushmirror --repo <repo> <args>` with extra environment variables.
+fn pm_with(env: &Env, repo: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let mut c = env.cmd(bin());
+    c.arg("--repo").arg(repo).args(args);
+    for (k, v) in vars {
+        c.env(k, v);
+    }
+    c.output().expect("run git-pushmirror")
+}
+
+/// `git push -q origin <refs>` from `wc` with extra environment variables (the hook, and so
+/// the flusher it starts, inherit them).
+fn push_with(env: &Env, wc: &Path, refs: &[&str], vars: &[(&str, &str)]) {
+    let mut c = env.cmd("git");
+    c.arg("-C")
+        .arg(wc)
+        .args(["push", "-q", "origin"])
+        .args(refs);
+    for (k, v) in vars {
+        c.env(k, v);
+    }
+    let out = c.output().expect("run git push");
+    assert!(out.status.success(), "push {refs:?} failed: {}", text(&out));
+}
+
+/// Polls until `pred` holds for mirror `name`'s status; panics with the status and the log.
+fn wait_mirror(
+    env: &Env,
+    up: &Path,
+    name: &str,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let ok = wait_until(DEADLINE, || pred(&env.mirror_status(up, name)));
+    let m = env.mirror_status(up, name);
+    assert!(
+        ok,
+        "mirror {name} never got {what}: {m:#}\nlog:\n{}",
+        env.log(up)
+    );
+    m
+}
+
+fn wait_finished(env: &Env, up: &Path, name: &str) -> serde_json::Value {
+    let m = wait_mirror(env, up, name, "finished", |m| {
+        m["update_status"] == "finished" && m["pending_updates"] == 0
+    });
+    assert!(m["last_error"].is_null(), "{m:#}");
+    assert!(m["last_successful_update_at"].is_string(), "{m:#}");
+    m
+}
+
+/// Waits until the flusher gave up on `name` and exited; returns the final status.
+fn wait_gave_up(env: &Env, up: &Path, name: &str) -> serde_json::Value {
+    wait_mirror(env, up, name, "failed and given up", |m| {
+        m["update_status"] == "failed" && m["gave_up"] == true
+    });
+    assert!(
+        env.wait_flushers_gone(),
+        "flusher kept running after giving up on {name}\nlog:\n{}",
+        env.log(up)
+    );
+    env.mirror_status(up, name)
+}
+
+/// The checks every failure shown to an operator must pass: one line, no secret, no
+/// unmasked userinfo.
+fn assert_clean_error(err: &str, secrets: &[&str]) {
+    assert!(!err.is_empty(), "empty error");
+    assert!(
+        !err.contains('\n') && !err.contains('\r'),
+        "not one line: {err:?}"
+    );
+    for secret in secrets {
+        assert!(!err.contains(secret), "secret in error: {err}");
+    }
+}
+
+fn assert_no_secret(what: &str, haystack: &str, secret: &str) {
+    assert!(
+        !haystack.contains(secret),
+        "the secret appears in {what}:\n{haystack}"
+    );
+}
+
+/// Every read command's output, the log, the state files and the runtime dir: none may hold
+/// `secret`. (The config itself may, for an inline secret; it is checked by the caller.)
+fn assert_secret_nowhere(env: &Env, up: &Path, names: &[&str], secret: &str) {
+    let mut outputs = vec![
+        ("status", env.pm(up, &["status"])),
+        ("status --json", env.pm(up, &["status", "--json"])),
+        ("list", env.pm(up, &["list"])),
+        ("list --json", env.pm(up, &["list", "--json"])),
+    ];
+    for name in names {
+        outputs.push(("show", env.pm(up, &["show", name])));
+        outputs.push(("show --json", env.pm(up, &["show", name, "--json"])));
+        outputs.push((
+            "status NAME --json",
+            env.pm(up, &["status", name, "--json"]),
+        ));
+    }
+    for (what, out) in &outputs {
+        assert_no_secret(what, &text(out), secret);
+    }
+    for dir in [up.join("pushmirror"), env.runtime.clone()] {
+        for file in files_under(&dir) {
+            if file.file_name().is_some_and(|n| n == "config.yaml") {
+                continue;
+            }
+            let bytes = fs::read(&file).unwrap_or_default();
+            assert_no_secret(
+                &file.display().to_string(),
+                &String::from_utf8_lossy(&bytes),
+                secret,
+            );
+        }
+    }
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_dir() => out.extend(files_under(&p)),
+            Ok(t) if t.is_file() => out.push(p),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `git ls-remote` of an HTTPS mirror with plain git: the server's CA through GIT_SSL_CAINFO
+/// (this machine exports another one) and an askpass script (no secret in argv).
+fn https_heads(env: &Env, https: &HttpsServer, rel: &str) -> String {
+    let askpass = env.path("plain-askpass");
+    write_askpass(&askpass, &https.user, &https.password);
+    let out = env
+        .cmd("git")
+        .args(["ls-remote", "--heads", "--tags", &https.url(rel)])
+        .env("GIT_SSL_CAINFO", &https.ca_file)
+        .env("GIT_ASKPASS", &askpass)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "plain ls-remote: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+// ---------------------------------------------------------------------------
+// 1-4: each transport mirrors a push
+// ---------------------------------------------------------------------------
+
+#[test]
+fn https_with_password_file_and_ca_file() {
+    if no_https() {
+        return;
+    }
+    const PASSWORD: &str = "pw-file-Secret-1111";
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    let dst = env.bare("srv/dst.git", &[]);
+    let https = HttpsServer::start(&env.path("srv"), "mirror", PASSWORD);
+    let pwfile = env.path("mirror.password");
+    // `echo token > file` style: the trailing newline is not part of the password.
+    write_mode(&pwfile, &format!("{PASSWORD}\n"), 0o600);
+    let added = env.pm_ok(
+        &up,
+        &[
+            "add",
+            "https",
+            &https.url("dst.git"),
+            "--username",
+            "mirror",
+            "--password-file",
+            s(&pwfile),
+            "--ca-file",
+            s(&https.ca_file),
+            "--debounce",
+            "100ms",
+            "--timeout",
+            "30s",
+        ],
+    );
+    assert_no_secret("add", &added, PASSWORD);
+
+    let wc = env.clone(&up, "wc");
+    env.commit(&wc, "one");
+    env.git(&wc, &["tag", "-a", "-m", "release", "v1"]);
+    env.git(&wc, &["branch", "feature"]);
+    env.push(&wc, &["main", "feature", "v1"]);
+    env.wait_mirrored(&up, &dst);
+    wait_finished(&env, &up, "https");
+
+    // A second push goes the same way, and "Update now" works and exits 0.
+    let head = env.commit(&wc, "two");
+    env.push(&wc, &["main"]);
+    env.wait_mirrored(&up, &dst);
+    let out = env.pm(&up, &["sync", "https", "--wait"]);
+    assert!(out.status.success(), "sync --wait: {}", text(&out));
+    let m = wait_finished(&env, &up, "https");
+    assert_eq!(m["url"], https.url("dst.git"), "{m:#}");
+    assert_eq!(m["auth"]["method"], "password", "{m:#}");
+
+    // What the server holds, seen by a plain git client through TLS and basic auth.
+    let heads = https_heads(&env, &https, "dst.git");
+    assert!(
+        heads.contains(&format!("{head}\trefs/heads/main")),
+        "{heads}"
+    );
+    assert!(heads.contains("refs/tags/v1"), "{heads}");
+    assert_secret_nowhere(&env, &up, &["https"], PASSWORD);
+    assert!(env.wait_flushers_gone(), "flusher did not exit when idle");
+}
+
+#[test]
+fn https_tokens_from_the_flushers_environment() {
+    if no_https() {
+        return;
+    }
+    const GH_TOKEN: &str = "ghp_Tok3nFromEnv0000000000000000000000";
+    const GL_TOKEN: &str = "glpat-Tok3nFromEnv-1234";
+    let env = Env::new();
+    env.write_server_config(FAST_RETRIES);
+    let up = env.upstream("up.git");
+    let gh_dst = env.bare("gh/acme/app.git", &[]);
+    let gl_dst = env.bare("gl/group/app.git", &[]);
+    // GitHub: any user name with a PAT, "x-access-token" by convention; GitLab: "oauth2".
+    let gh = HttpsServer::start(&env.path("gh"), "x-access-token", GH_TOKEN);
+    let gl = HttpsServer::start(&env.path("gl"), "oauth2", GL_TOKEN);
+    for (name, server, user, var) in [
+        ("github", &gh, "x-access-token", "MIRROR_GH_TOKEN"),
+        ("gitlab", &gl, "oauth2", "MIRROR_GL_TOKEN"),
+    ] {
+        // Added disabled, then enabled with `set`, so that no flusher starts from the `add`
+        // (whose environment has no token): the first flusher is the push's.
+        env.pm_ok(
+            &up,
+            &[
+                "add",
+                name,
+                &server.url(if name == "github" {
+                    "acme/app.git"
+                } else {
+                    "group/app.git"
+                }),
+                "--username",
+                "someone-else",
+                "--password-env",
+                var,
+                "--ca-file",
+                s(&server.ca_file),
+                "--debounce",
+                "100ms",
+                "--timeout",
+                "30s",
+                "--disabled",
+            ],
+        );
+        // Dotted keys reach into auth.
+        env.pm_ok(
+            &up,
+            &[
+                "set",
+                name,
+                &format!("auth.username={user}"),
+                "enabled=true",
+            ],
+        );
+        let shown: serde_json::Value =
+            serde_json::from_str(&env.pm_ok(&up, &["show", name, "--json"])).unwrap();
+        assert_eq!(shown["auth"]["username"], user, "{shown:#}");
+        assert_eq!(shown["auth"]["password_env"], var, "{shown:#}");
+        assert_eq!(shown["enabled"], true, "{shown:#}");
+    }
+    let vars = [("MIRROR_GH_TOKEN", GH_TOKEN), ("MIRROR_GL_TOKEN", GL_TOKEN)];
+
+    // A local push: the hook, and the flusher it starts, inherit the pusher's environment.
+    let wc = env.clone(&up, "wc");
+    env.commit(&wc, "one");
+    push_with(&env, &wc, &["main"], &vars);
+    env.wait_mirrored(&up, &gh_dst);
+    env.wait_mirrored(&up, &gl_dst);
+    wait_finished(&env, &up, "github");
+    wait_finished(&env, &up, "gitlab");
+    assert!(env.wait_flushers_gone(), "flusher did not exit when idle");
+
+    // A change that reached upstream without the hook (a fetch into the bare repository):
+    // `sync --wait` starts a flusher with the CLI's environment.
+    env.commit(&wc, "two");
+    env.git(&up, &["fetch", "-q", s(&wc), "+main:main"]);
+    let out = pm_with(&env, &up, &["sync", "--wait"], &vars);
+    assert!(out.status.success(), "sync --wait: {}", text(&out));
+    env.wait_mirrored(&up, &gh_dst);
+    env.wait_mirrored(&up, &gl_dst);
+    assert!(env.wait_flushers_gone(), "flusher did not exit when idle");
+
+    // Without the variable the failure names it, and shows no token.
+    env.commit(&wc, "three");
+    env.git(&up, &["fetch", "-q", s(&wc), "+main:main"]);
+    let out = pm_with(&env, &up, &["sync", "github", "--wait"], &[]);
+    assert!(!out.status.success(), "sync without the token succeeded");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        err.contains("MIRROR_GH_TOKEN") && err.contains("not set"),
+        "{err}"
+    );
+    let m = env.mirror_status(&up, "github");
+    let last = m["last_error"].as_str().unwrap_or_default().to_string();
+    assert!(last.contains("MIRROR_GH_TOKEN"), "{m:#}");
+    assert_clean_error(&last, &[GH_TOKEN, GL_TOKEN]);
+    assert!(
+        env.wait_flushers_gone(),
+        "flusher did not exit after failing"
+    );
+    for token in [GH_TOKEN, GL_TOKEN] {
+        assert_secret_nowhere(&env, &up, &["github", "gitlab"], token);
+        assert_no_secret(
+            "config.yaml",
+            &fs::read_to_string(up.join("pushmirror/config.yaml")).unwrap(),
+            token,
+        );
+    }
+}
+
+#[test]
+fn ssh_with_known_hosts_and_with_pinned_host_key() {
+    if no_ssh() {
+        return;
+    }
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    let kh_dst = env.bare("srv/kh.git", &[]);
+    let pin_dst = env.bare("srv/pin.git", &[]);
+    let ssh = SshServer::start(&env.path("srv"));
+    // The server's known_hosts is 0600; the product only needs it not writable by others.
+    env.pm_ok(
+        &up,
+        &[
+            "add",
+            "known-hosts",
+            &ssh.url("kh.git"),
+            "--ssh-key",
+            s(&ssh.client_key),
+            "--known-hosts",
+            s(&ssh.known_hosts),
+            "--debounce",
+            "100ms",
+            "--timeout",
+            "30s",
+        ],
+    );
+    env.pm_ok(
+        &up,
+        &[
+            "add",
+            "pinned",
+            &ssh.url("pin.git"),
+            "--ssh-key",
+            s(&ssh.client_key),
+            "--host-key",
+            &ssh.host_pubkey,
+            "--debounce",
+            "100ms",
+            "--timeout",
+            "30s",
+        ],
+    );
+    let wc = env.clone(&up, "wc");
+    env.commit(&wc, "one");
+    env.git(&wc, &["tag", "v1"]);
+    env.git(&wc, &["branch", "feature"]);
+    env.push(&wc, &["main", "feature", "v1"]);
+    env.wait_mirrored(&up, &kh_dst);
+    env.wait_mirrored(&up, &pin_dst);
+    wait_finished(&env, &up, "known-hosts");
+    wait_finished(&env, &up, "pinned");
+
+    // Deletion over ssh too (feature is merged into main).
+    env.push(&wc, &[":refs/heads/feature"]);
+    env.wait_mirrored(&up, &kh_dst);
+    env.wait_mirrored(&up, &pin_dst);
+    assert!(env.wait_flushers_gone(), "flusher did not exit when idle");
+    // The pinned key's temporary known_hosts files are gone with the syncs.
+    let left: Vec<_> = files_under(&env.runtime)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("known_hosts"))
+        .collect();
+    assert!(left.is_empty(), "temporary known_hosts left: {left:?}");
+}
+
+#[test]
+fn git_daemon_mirror() {
+    if !have_all(GitDaemon::REQUIRES) && skip("git") {
+        return;
+    }
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    let dst = env.bare("daemon/dst.git", &[]);
+    let daemon = GitDaemon::start(&env.path("daemon"));
+    env.pm_ok(
+        &up,
+        &[
+            "add",
+            "daemon",
+            &daemon.url("dst.git"),
+            "--debounce",
+            "100ms",
+            "--timeout",
+            "30s",
+        ],
+    );
+    let wc = env.clone(&up, "wc");
+    env.commit(&wc, "one");
+    env.git(&wc, &["tag", "-a", "-m", "r", "v1"]);
+    env.push(&wc, &["main", "v1"]);
+    env.wait_mirrored(&up, &dst);
+    wait_finished(&env, &up, "daemon");
+    let out = env.pm(&up, &["sync", "daemon", "--wait"]);
+    assert!(out.status.success(), "sync --wait: {}", text(&out));
+    assert!(env.wait_flushers_gone(), "flusher did not exit when idle");
+}
+
+// ---------------------------------------------------------------------------
+// 5-6: failures are clear, masked, and retried a bounded number of times
+// ---------------------------------------------------------------------------
+
+#[test]
+fn wrong_password_fails_clearly_without_a_retry_storm() {
+    if no_https() {
+        return;
+    }
+    const RIGHT: &str = "Right-Pa55w0rd-123";
+    const WRONG: &str = "Wr0ng-Pa55w0rd-777";
+    let env = Env::new();
+    env.write_server_config(FAST_RETRIES);
+    let up = env.upstream("up.git");
+    let dst = env.bare("srv/dst.git", &[]);
+    let https = HttpsServer::start(&env.path("srv"), "mirror", RIGHT);
+    let wc = env.clone(&up, "wc");
+    env.commit(&wc, "one");
+    env.git(&up, &["fetch", "-q", s(&wc), "main:main"]);
+    let wrong = env.path("wrong.password");
+    write_mode(&wrong, WRONG, 0o600);
+    // `add` asks for the first sync at once; it fails, is retried, then given up.
+    env.pm_ok(
+        &up,
+        &[
+            "add",
+            "https",
+            &https.url("dst.git"),
+            "--username",
+            "mirror",
+            "--password-file",
+            s(&wrong),
+            "--ca-file",
+            s(&https.ca_file),
+            "--timeout",
+            "30s",
+        ],
+    );
+    let m = wait_gave_up(&env, &up, "https");
+    let syncs = m["syncs"].as_u64().unwrap();
+    assert!(
+        (1..=3).contains(&syncs),
+        "{syncs} syncs for 3 attempts: {m:#}"
+    );
+    let err = m["last_error"].as_str().unwrap().to_string();
+    assert_clean_error(&err, &[WRONG, RIGHT]);
+    assert!(err.to_lowercase().contains("authentication"), "{err}");
+    assert!(
+        err.contains(&https.url("dst.git")),
+        "names the mirror: {err}"
+    );
+    // `status` is for monitoring: a failed mirror is exit 1.
+    assert_eq!(env.pm(&up, &["status"]).status.code(), Some(1));
+
+    // "Update now" tries once more, fails, and says why; the flusher gives up again.
+    let out = env.pm(&up, &["sync", "https", "--wait"]);
+    assert!(
+        !out.status.success(),
+        "sync --wait with a wrong password succeeded"
+    );
+    let shown = text(&out);
+    assert_no_secret("sync --wait", &shown, WRONG);
+    assert!(shown.to_lowercase().contains("authentication"), "{shown}");
+    let m = wait_gave_up(&env, &up, "https");
+    let after = m["syncs"].as_u64().unwrap();
+    assert!(
+        after > syncs && after <= 4,
+        "{after} syncs for 3 attempts and one sync request: {m:#}"
+    );
+    assert_clean_error(m["last_error"].as_str().unwrap(), &[WRONG, RIGHT]);
+    // Nothing runs on by itself once given up.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(env.mirror_status(&up, "https")["syncs"], after);
+    assert!(flusher_pids(env.dir.path()).is_empty());
+    assert!(env.heads_and_tags(&dst).is_empty());
+    assert_secret_nowhere(&env, &up, &["https"], WRONG);
+
+    // Fixed with `set` (a dotted key) and "Update now": mirrored.
+    let right = env.path("right.password");
+    write_mode(&right, RIGHT, 0o600);
+    env.pm_ok(
+        &up,
+        &["set", "https", &format!("auth.password_file={}", s(&right))],
+    );
+    let out = env.pm(&up, &["sync", "https", "--wait"]);
+    assert!(out.status.success(), "sync --wait: {}", text(&out));
+    env.wait_mirrored(&up, &dst);
+    wait_finished(&env, &up, "https");
+}
+
+#[test]
+fn unknown_host_key_fails_clearly_without_a_retry_storm() {
+    if no_ssh() {
+        return;
+    }
+    let env = Env::new();
+    env.write_server_config(FAST_RETRIES);
+    let up = env.upstream("up.git");
+    env.bare("srv/dst.git", &[]);
+    let ssh = SshServer::start(&env.path("srv"));
+    let wc = env.clone(&up, "wc");
+    env.commit(&wc, "one");
+    env.git(&up, &["fetch", "-q", s(&wc), "main:main"]);
+
+    // Some other host's key, listed for this server's address.
+    let other = env.path("other_host_key");
+    let out = std::process::Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "other",
+            "-f",
+            s(&other),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ssh-keygen: {}", text(&out));
+    let other_pub = fs::read_to_string(other.with_extension("pub")).unwrap();
+    let other_pub: String = other_pub
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert_ne!(other_pub, ssh.host_pubkey);
+    let wrong_kh = env.path("wrong_known_hosts");
+    write_mode(
+        &wrong_kh,
+        &format!("[127.0.0.1]:{} {other_pub}\n", ssh.port),
+        0o644,
+    );
+    let empty_kh = env.path("empty_known_hosts");
+    write_mode(&empty_kh, "", 0o644);
+
+    let key = s(&ssh.client_key);
+    let url = ssh.url("dst.git");
+    let mirrors: [(&str, Vec<&str>); 3] = [
+        ("other-key", vec!["--known-hosts", s(&wrong_kh)]),
+        ("empty", vec!["--known-hosts", s(&empty_kh)]),
+        ("pinned-other", vec!["--host-key", &other_pub]),
+    ];
+    for (name, extra) in &mirrors {
+        let mut args = vec!["add", name, &url, "--ssh-key", key, "--timeout", "30s"];
+        args.extend(extra.iter().copied());
+        env.pm_ok(&up, &args);
+    }
+    for (name, _) in &mirrors {
+        let m = wait_gave_up(&env, &up, name);
+        let syncs = m["syncs"].as_u64().unwrap();
+        assert!((1..=3).contains(&syncs), "{name}: {syncs} syncs: {m:#}");
+        let err = m["last_error"].as_str().unwrap();
+        assert_clean_error(err, &[]);
+        assert!(
+            err.to_lowercase().contains("host key verification failed"),
+            "{name}: {err}"
+        );
+    }
+    let out = env.pm(&up, &["sync", "--wait"]);
+    assert!(
+        !out.status.success(),
+        "sync --wait succeeded: {}",
+        text(&out)
+    );
+    assert!(
+        text(&out).to_lowercase().contains("host key"),
+        "{}",
+        text(&out)
+    );
+    assert!(env.wait_flushers_gone(), "flusher kept running");
+    for (name, _) in &mirrors {
+        let m = env.mirror_status(&up, name);
+        let syncs = m["syncs"].as_u64().unwrap();
+        assert!(syncs <= 4, "{name}: {syncs} syncs: {m:#}");
+        assert_eq!(m["update_status"], "failed", "{m:#}");
+    }
+    assert!(
+        !fs::read_to_string(&empty_kh)
+            .unwrap()
+            .contains("ssh-ed25519"),
+        "ssh added the unknown key to the known_hosts file"
+    );
+    let left: Vec<_> = files_under(&env.runtime)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("known_hosts"))
+        .collect();
+    assert!(left.is_empty(), "temporary known_hosts left: {left:?}");
+}
+
+// ---------------------------------------------------------------------------
+// 7-9: secrets never shown; where they may live
+// ---------------------------------------------------------------------------
+
+/// Watches every process's command line (as `ps` shows it) until stopped.
+struct ArgvWatch {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<(Vec<String>, usize, usize)>,
+}
+
+impl ArgvWatch {
+    /// `secret` must never appear; `marker` (e.g. the server's port) identifies the processes
+    /// that prove the watch saw the syncs.
+    fn start(secret: &str, marker: &str) -> ArgvWatch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (secret, marker) = (secret.to_string(), marker.to_string());
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut leaks = Vec::new();
+            let mut seen = 0usize;
+            let mut rounds = 0usize;
+            while !flag.load(Ordering::Relaxed) {
+                rounds += 1;
+                let Ok(rd) = fs::read_dir("/proc") else { break };
+                for e in rd.flatten() {
+                    let name = e.file_name();
+                    if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+                        continue;
+                    }
+                    let Ok(raw) = fs::read(e.path().join("cmdline")) else {
+                        continue;
+                    };
+                    let args = String::from_utf8_lossy(&raw).replace('\0', " ");
+                    if args.contains(&secret) {
+                        leaks.push(args.clone());
+                    }
+                    if args.contains(&marker) {
+                        seen += 1;
+                    }
+                }
+                if rounds.is_multiple_of(50) {
+                    if let Ok(out) = std::process::Command::new("ps")
+                        .args(["-eo", "args"])
+                        .output()
+                    {
+                        let listing = String::from_utf8_lossy(&out.stdout);
+                        leaks.extend(
+                            listing
+                                .lines()
+                                .filter(|l| l.contains(&secret))
+                                .map(|l| format!("ps: {l}")),
+                        );
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            (leaks, seen, rounds)
+        });
+        ArgvWatch { stop, handle }
+    }
+
+    fn finish(self) -> (Vec<String>, usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().unwrap()
+    }
+}
+
+/// Incompressible bytes (xorshift), so pushes carry real packs.
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+#[test]
+fn secret_never_in_argv_logs_or_outputs_while_syncing() {
+    if no_https() {
+        return;
+    }
+    const SECRET: &str = "S3cr3t-Tok3n-4242";
+    let env = Env::new();
+    // The most verbose log the product writes.
+    env.write_server_config("log_level: trace\n");
+    let up = env.upstream("up.git");
+    let file_dst = env.bare("srv/file.git", &[]);
+    let url_dst = env.bare("srv/inline.git", &[]);
+    let https = HttpsServer::start(&env.path("srv"), "mirror", SECRET);
+    let pwfile = env.path("token");
+    write_mode(&pwfile, SECRET, 0o600);
+    let common = [
+        "--ca-file",
+        s(&https.ca_file),
+        "--debounce",
+        "100ms",
+        "--timeout",
+        "60s",
+    ];
+    let file_url = https.url("file.git");
+    let mut args = vec![
+        "add",
+        "from-file",
+        &file_url,
+        "--username",
+        "mirror",
+        "--password-file",
+        s(&pwfile),
+    ];
+    args.extend(common);
+    let added = env.pm_ok(&up, &args);
+    // The same secret written into the URL: git must never get it on its command line.
+    let inline_url = https
+        .url("inline.git")
+        .replace("https://", &format!("https://mirror:{SECRET}@"));
+    let mut args = vec!["add", "in-url", &inline_url];
+    args.extend(common);
+    let added = added + &env.pm_ok(&up, &args);
+    assert_no_secret("add", &added, SECRET);
+    env.wait_mirrored(&up, &file_dst);
+    assert!(env.wait_flushers_gone());
+
+    // The `add` above had the secret on its own command line (the admin typed it); from here
+    // on, nothing may.
+    let watch = ArgvWatch::start(SECRET, &format!("127.0.0.1:{}", https.port));
+    let wc = env.clone(&up, "wc");
+    for round in 0..4u64 {
+        let name = format!("blob-{round}.bin");
+        fs::write(wc.join(&name), random_bytes(3 << 20, 0x9E37 + round)).unwrap();
+        env.git(&wc, &["add", &name]);
+        env.git(&wc, &["commit", "-q", "-m", &name]);
+        env.push(&wc, &["main"]);
+        env.wait_mirrored(&up, &file_dst);
+        env.wait_mirrored(&up, &url_dst);
+        let out = env.pm(&up, &["sync", "--wait"]);
+        assert!(out.status.success(), "sync --wait: {}", text(&out));
+        assert_no_secret("sync --wait", &text(&out), SECRET);
+    }
+    assert!(env.wait_flushers_gone());
+    let (leaks, seen, rounds) = watch.finish();
+    eprintln!(
+        "argv watch: {rounds} rounds, {seen} sightings, {} leaks",
+        leaks.len()
+    );
+    assert!(
+        leaks.is_empty(),
+        "secret visible in process listings: {leaks:#?}"
+    );
+    assert!(
+        seen > 0,
+        "the watch ({rounds} rounds) never saw a git process talking to the server"
+    );
+    wait_finished(&env, &up, "from-file");
+    wait_finished(&env, &up, "in-url");
+    assert_secret_nowhere(&env, &up, &["from-file", "in-url"], SECRET);
+    let log = env.log(&up);
+    assert!(log.contains("in-url"), "the log is written: {log}");
+    let list = env.pm_ok(&up, &["list"]);
+    assert!(
+        list.contains(&format!(
+            "https://*****:*****@127.0.0.1:{}/git/inline.git",
+            https.port
+        )),
+        "{list}"
+    );
+}
+
+#[test]
+fn inline_url_credentials_need_a_private_config() {
+    if no_https() {
+        return;
+    }
+    const SECRET: &str = "Inl1ne-S3cr3t-9876";
+    let env = Env::new();
+    env.write_server_config(FAST_RETRIES);
+    let up = env.upstream("up.git");
+    let dst = env.bare("srv/x.git", &[]);
+    let https = HttpsServer::start(&env.path("srv"), "user", SECRET);
+    let url = format!("https://user:{SECRET}@127.0.0.1:{}/git/x.git", https.port);
+    let masked = format!("https://*****:*****@127.0.0.1:{}/git/x.git", https.port);
+    let added = env.pm_ok(
+        &up,
+        &[
+            "add",
+            "inline",
+            &url,
+            "--ca-file",
+            s(&https.ca_file),
+            "--debounce",
+            "100ms",
+            "--timeout",
+            "30s",
+        ],
+    );
+    assert_no_secret("add", &added, SECRET);
+    assert!(added.contains(&masked), "{added}");
+    let config = up.join("pushmirror/config.yaml");
+    let mode = fs::metadata(&config).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "a config holding a secret is created private");
+    let list = env.pm_ok(&up, &["list"]);
+    assert!(list.contains(&masked), "{list}");
+    let m = env.mirror_status(&up, "inline");
+    assert_eq!(m["url"], masked, "{m:#}");
+
+    let wc = env.clone(&up, "wc");
+    env.commit(&wc, "one");
+    env.push(&wc, &["main"]);
+    env.wait_mirrored(&up, &dst);
+    wait_finished(&env, &up, "inline");
+    assert!(env.wait_flushers_gone());
+
+    // Opened to the group and others, the config's secret is refused at the next sync.
+    chmod(&config, 0o644);
+    env.commit(&wc, "two");
+    env.push(&wc, &["main"]);
+    let m = wait_gave_up(&env, &up, "inline");
+    let err = m["last_error"].as_str().unwrap();
+    assert_clean_error(err, &[SECRET]);
+    assert!(
+        err.contains(s(&config)) && err.contains("chmod 600") && err.contains("0644"),
+        "{err}"
+    );
+    let out = env.pm(&up, &["sync", "inline", "--wait"]);
+    assert!(!out.status.success(), "sync with a 0644 config succeeded");
+    assert!(text(&out).contains("chmod 600"), "{}", text(&out));
+    assert_no_secret("sync --wait", &text(&out), SECRET);
+    assert!(env.wait_flushers_gone());
+    assert_ne!(env.heads_and_tags(&dst), env.heads_and_tags(&up));
+    assert_secret_nowhere(&env, &up, &["inline"], SECRET);
+    // The mode is kept by CLI writes, not silently "fixed".
+    env.pm_ok(&up, &["set", "inline", "debounce=200ms"]);
+    assert_eq!(
+        fs::metadata(&config).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+
+    // Made private again, it works.
+    chmod(&config, 0o600);
+    let out = env.pm(&up, &["sync", "inline", "--wait"]);
+    assert!(out.status.success(), "sync --wait: {}", text(&out));
+    env.wait_mirrored(&up, &dst);
+}
+
+#[test]
+fn password_file_readable_by_others_is_refused() {
+    if no_https() {
+        return;
+    }
+    const SECRET: &str = "0pen-Pa55w0rd-File-55";
+    let env = Env::new();
+    env.write_server_config(FAST_RETRIES);
+    let up = env.upstream("up.git");
+    let dst = env.bare("srv/dst.git", &[]);
+    let https = HttpsServer::start(&env.path("srv"), "mirror", SECRET);
+    let wc = env.clone(&up, "wc");
+    env.commit(&wc, "one");
+    env.git(&up, &["fetch", "-q", s(&wc), "main:main"]);
+    let pwfile = env.path("open.password");
+    write_mode(&pwfile, SECRET, 0o644);
+    let out = env.pm(
+        &up,
+        &[
+            "add",
+            "https",
+            &https.url("dst.git"),
+            "--username",
+            "mirror",
+            "--password-file",
+            s(&pwfile),
+            "--ca-file",
+            s(&https.ca_file),
+            "--timeout",
+            "30s",
+        ],
+    );
+    // `add` records the mirror (the file's mode may legitimately change before the first
+    // sync); the refusal comes from the sync and says what to do.
+    assert!(out.status.success(), "add: {}", text(&out));
+    assert_no_secret("add", &text(&out), SECRET);
+    let m = wait_gave_up(&env, &up, "https");
+    let err = m["last_error"].as_str().unwrap();
+    assert_clean_error(err, &[SECRET]);
+    assert!(
+        err.contains(s(&pwfile))
+            && err.contains("0644")
+            && err.contains("group/other")
+            && err.contains("chmod 600"),
+        "{err}"
+    );
+    let out = env.pm(&up, &["sync", "https", "--wait"]);
+    assert!(
+        !out.status.success(),
+        "sync with a 0644 password file succeeded"
+    );
+    assert!(text(&out).contains(s(&pwfile)), "{}", text(&out));
+    assert!(env.wait_flushers_gone());
+    assert!(
+        env.heads_and_tags(&dst).is_empty(),
+        "pushed with a refused secret"
+    );
+    assert_secret_nowhere(&env, &up, &["https"], SECRET);
+
+    // Group-readable is refused the same way; private works.
+    chmod(&pwfile, 0o640);
+    let out = env.pm(&up, &["sync", "https", "--wait"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("0640"), "{}", text(&out));
+    assert!(env.wait_flushers_gone());
+    chmod(&pwfile, 0o600);
+    let out = env.pm(&up, &["sync", "https", "--wait"]);
+    assert!(out.status.success(), "sync --wait: {}", text(&out));
+    env.wait_mirrored(&up, &dst);
+}
+
+// ---------------------------------------------------------------------------
+// 10: hostile URLs
+// ---------------------------------------------------------------------------
+
+/// Hostile URLs with a marker file (inside the test's temp dir) that exists only if a command
+/// ran. Returns (url, marker).
+fn hostile_urls(env: &Env) -> Vec<(String, PathBuf)> {
+    let m = |n: &str| env.path(&format!("pwned-{n}"));
+    let enc = |p: &Path| s(p).replace('/', "%2F");
+    vec![
+        (format!("ext::sh -c touch% {}", s(&m("ext"))), m("ext")),
+        (format!("--upload-pack=touch {}", s(&m("up"))), m("up")),
+        (
+            format!("ssh://-oProxyCommand=touch%20{}/y", enc(&m("ssh"))),
+            m("ssh"),
+        ),
+        (
+            format!("-oProxyCommand=touch%20{}:y", enc(&m("scp"))),
+            m("scp"),
+        ),
+        ("fd::3".to_string(), m("fd")),
+        ("fd::3,4/x".to_string(), m("fd")),
+        ("http://127.0.0.1/x.git".to_string(), m("http")),
+    ]
+}
+
+#[test]
+fn hostile_urls_are_refused_at_add_and_at_sync() {
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    let config = up.join("pushmirror/config.yaml");
+    let before = fs::read(&config).ok();
+    for (url, _) in hostile_urls(&env) {
+        // `--` so that a URL starting with '-' reaches the URL policy, not the option parser.
+        let out = env.pm(&up, &["add", "evil", "--", &url]);
+        assert_eq!(out.status.code(), Some(2), "add {url:?}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(err.contains("mirror URL refused"), "add {url:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+        assert_eq!(fs::read(&config).ok(), before, "config written for {url:?}");
+        if url.starts_with('-') {
+            // Without `--` the option parser refuses it, also with a usage error.
+            let out = env.pm(&up, &["add", "evil", &url]);
+            assert_eq!(out.status.code(), Some(2), "add {url:?}: {}", text(&out));
+            assert_eq!(fs::read(&config).ok(), before);
+        }
+    }
+    let err = text(&env.pm(&up, &["add", "evil", "http://127.0.0.1/x.git"]));
+    assert!(err.contains("allow_insecure_http"), "{err}");
+    // http is accepted only when asked for.
+    env.pm_ok(
+        &up,
+        &[
+            "add",
+            "plain",
+            "http://127.0.0.1/x.git",
+            "--allow-insecure-http",
+            "--disabled",
+        ],
+    );
+    // `set url=` goes through the same policy.
+    let before = fs::read(&config).ok();
+    for (url, _) in hostile_urls(&env) {
+        if url.starts_with("http:") {
+            continue; // allowed for this mirror
+        }
+        let out = env.pm(&up, &["set", "plain", &format!("url={url}")]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "set url={url:?}: {}",
+            text(&out)
+        );
+        assert!(text(&out).contains("mirror URL refused"), "{}", text(&out));
+        assert_eq!(fs::read(&config).ok(), before, "config written for {url:?}");
+    }
+    env.pm_ok(&up, &["remove", "plain"]);
+    assert!(env.pm_ok(&up, &["list"]).contains("no mirrors"));
+
+    // Written into the config by hand, the same URLs are refused when read: nothing is
+    // contacted, every command names the file and the reason, a push still succeeds.
+    let wc = env.clone(&up, "wc");
+    for (i, (url, _)) in hostile_urls(&env).into_iter().enumerate() {
+        let yaml = format!(
+            "mirrors:\n  - name: evil\n    url: '{}'\n    debounce: 100ms\n",
+            url.replace('\'', "''")
+        );
+        write_mode(&config, &yaml, 0o600);
+        for args in [&["status"][..], &["sync", "--wait"], &["list"]] {
+            let out = env.pm(&up, args);
+            assert!(
+                !out.status.success(),
+                "{args:?} with {url:?}: {}",
+                text(&out)
+            );
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(
+                err.contains("mirror URL refused") && err.contains(s(&config)),
+                "{args:?} with {url:?}: {err}"
+            );
+        }
+        env.commit(&wc, &format!("c{i}"));
+        env.push(&wc, &["main"]);
+        assert!(
+            env.wait_flushers_gone(),
+            "flusher kept running with {url:?}"
+        );
+    }
+    assert!(
+        env.log(&up).contains("mirror URL refused"),
+        "the flusher logs why it did nothing:\n{}",
+        env.log(&up)
+    );
+    for (url, marker) in hostile_urls(&env) {
+        assert!(!marker.exists(), "{url:?} ran a command");
+    }
+}
+
+/// A server-wide rule whose URL template is fine but whose `${name}` makes it hostile: only the
+/// sync-time check can catch that one, and it must, with a clear status.
+#[test]
+fn hostile_url_from_a_rule_is_refused_at_sync_time() {
+    let env = Env::new();
+    let marker = env.path("pwned-rule");
+    let host = format!("-oProxyCommand=touch%20{}", s(&marker).replace('/', "%2F"));
+    let up = env.upstream(&format!("{host}.git"));
+    env.write_server_config(&format!(
+        "root: '{}'\ndefaults:\n  max_attempts: 2\n  backoff_initial: 200ms\n  backoff_max: 1s\n\
+         rules:\n  - name: by-host\n    url: 'ssh://${{name}}/repo.git'\n    debounce: 100ms\n",
+        s(env.dir.path())
+    ));
+    let wc = env.clone(&up, "wc");
+    env.commit(&wc, "one");
+    env.push(&wc, &["main"]);
+    let m = wait_gave_up(&env, &up, "by-host");
+    let err = m["last_error"].as_str().unwrap();
+    assert_clean_error(err, &[]);
+    assert!(
+        err.contains("mirror URL refused") && err.contains("host starts with '-'"),
+        "{err}"
+    );
+    let out = env.pm(&up, &["sync", "--wait"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("mirror URL refused"), "{}", text(&out));
+    assert!(env.wait_flushers_gone());
+    assert!(!marker.exists(), "the ProxyCommand ran");
+}
