@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # git-pushmirror installer.
 #
-#   ./install.sh [--prefix DIR] [--chain] [REPO.git ...]
+#   ./install.sh [--prefix DIR] [--chain] [--hooks-dir DIR ...] [REPO.git ...]
 #       Build the static release binary, install it as DIR/bin/git-pushmirror (default
 #       /usr/local), and install the post-receive hook into each bare repository given.
 #       --chain keeps an existing foreign post-receive hook (it runs first, same input).
+#       --hooks-dir installs into a hooks directory shared by many repositories (Gitolite:
+#       ~/.gitolite/hooks/common, then `gitolite setup --hooks-only`). Same as
+#       `git-pushmirror install [--chain] [--hooks-dir DIR]`, which does the work.
 #   ./install.sh --demo
 #       Build, then in a throw-away directory: make an upstream and a mirror, install the hook,
 #       push, show the mirror updated and `status`. Touches nothing outside that directory.
@@ -15,13 +18,16 @@ prefix=/usr/local
 chain=()
 demo=0
 repos=()
+hook_dirs=()
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--prefix) prefix=${2:?--prefix needs a directory}; shift 2 ;;
 	--prefix=*) prefix=${1#--prefix=}; shift ;;
 	--chain) chain=(--chain); shift ;;
+	--hooks-dir) hook_dirs+=("${2:?--hooks-dir needs a directory}"); shift 2 ;;
+	--hooks-dir=*) hook_dirs+=("${1#--hooks-dir=}"); shift ;;
 	--demo) demo=1; shift ;;
-	-h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	-*) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
 	*) repos+=("$1"); shift ;;
 	esac
@@ -90,4 +96,7 @@ mv -f "$prefix/bin/.git-pushmirror.new" "$prefix/bin/git-pushmirror"
 echo "installed $prefix/bin/git-pushmirror"
 for r in "${repos[@]}"; do
 	"$prefix/bin/git-pushmirror" --repo "$r" install "${chain[@]}"
+done
+for d in "${hook_dirs[@]}"; do
+	"$prefix/bin/git-pushmirror" install "${chain[@]}" --hooks-dir "$d"
 done

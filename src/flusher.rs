@@ -43,6 +43,15 @@ pub fn backoff(n: u32, initial: Duration, cap: Duration) -> Duration {
     Duration::from_millis(capped / 2 + jitter_ms(capped / 2 + 1))
 }
 
+/// Whether a mirror's refusal of a ref is one a retry can cure (a ref lock held by a concurrent
+/// push, a transient write failure) rather than a policy decision (a hook, a protected branch).
+pub fn is_transient_rejection(reason: &str) -> bool {
+    let r = reason.to_ascii_lowercase();
+    r.contains("failed to update ref")
+        || r.contains("cannot lock ref")
+        || r.contains("failed to lock")
+}
+
 /// What is pending for one mirror.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Pending {
@@ -298,6 +307,21 @@ impl Flusher {
     }
 
     fn record(&self, done: Done, m: Option<&Effective>) {
+        // `remove` deletes a mirror's config and state under the spool lock; checking and saving
+        // under that lock keeps a sync that was in flight from writing a removed mirror's state
+        // back (a mirror re-added under the name would inherit it).
+        let spool = Spool::new(&self.paths.dir);
+        let _lock = spool.lock().ok();
+        let removed = config::load(&self.paths)
+            .is_ok_and(|c| !c.mirrors.iter().any(|x| x.mirror.name == done.name));
+        if removed {
+            info!(
+                "sync {} ended after the mirror was removed; its state is not kept",
+                done.name
+            );
+            state::remove(&self.paths.state_dir(), &done.name);
+            return;
+        }
         let dir = self.paths.state_dir();
         let mut st = state::load(&dir, &done.name).unwrap_or_default();
         let now = now_ms();
@@ -313,7 +337,12 @@ impl Flusher {
         st.refs_pushed_last = (r.pushed + r.deleted) as u64;
         // A sync that ran to the end (even with refused or divergent refs) has done what retrying
         // could do; only one that could not run keeps its work pending for a retry.
-        let ran = r.error.is_none() || !r.rejected.is_empty() || !r.divergent.is_empty();
+        // A ref the mirror could not lock or write ("failed to update ref", "cannot lock ref":
+        // typically another push still running there, such as the orphaned `git push` of a
+        // flusher killed mid-sync) is transient: retrying can help, so the work stays pending.
+        let transient = r.rejected.iter().any(|x| is_transient_rejection(x));
+        let ran =
+            !transient && (r.error.is_none() || !r.rejected.is_empty() || !r.divergent.is_empty());
         if ran {
             st.cursor = st.cursor.max(done.seq);
         }
@@ -428,7 +457,11 @@ impl Flusher {
         };
         let contents = spool.read(&lock).unwrap_or_default();
         for m in cfg.mirrors.iter().filter(|m| m.mirror.enabled) {
-            let st = state::load(&self.paths.state_dir(), &m.mirror.name).unwrap_or_default();
+            // An unreadable state file is reported by the main loop and by `status`; it must not
+            // keep the flusher spinning here (the main loop skips that mirror too).
+            let Ok(st) = state::load(&self.paths.state_dir(), &m.mirror.name) else {
+                continue;
+            };
             if pending_for(&contents, &m.mirror.name, st.cursor).is_some_and(|p| !parked(&p, &st)) {
                 return None;
             }

@@ -42,9 +42,9 @@ pub fn post_receive(git_dir: &Path, input: &mut dyn Read) -> Outcome {
         }
         lineno += 1;
         if line.last() != Some(&b'\n') && line.len() >= 8192 {
-            // Swallow the rest of an over-long line.
-            let mut sink = Vec::new();
-            let _ = reader.read_until(b'\n', &mut sink);
+            // Swallow the rest of an over-long line without buffering it: memory stays bounded
+            // however long the line is.
+            skip_line(&mut reader);
         }
         let text = line.strip_suffix(b"\n").unwrap_or(&line);
         if text.is_empty() || text == b"\r" {
@@ -95,6 +95,25 @@ pub fn post_receive(git_dir: &Path, input: &mut dyn Read) -> Outcome {
         )),
     }
     out
+}
+
+/// Consumes input up to and including the next newline (or the end), chunk by chunk.
+fn skip_line(reader: &mut dyn BufRead) {
+    loop {
+        let (done, n) = match reader.fill_buf() {
+            Ok([]) => return,
+            Ok(buf) => match buf.iter().position(|b| *b == b'\n') {
+                Some(p) => (true, p + 1),
+                None => (false, buf.len()),
+            },
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        };
+        reader.consume(n);
+        if done {
+            return;
+        }
+    }
 }
 
 /// Appends and starts a flusher if none holds the flusher lock. The check happens while the

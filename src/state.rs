@@ -71,7 +71,7 @@ pub fn path(state_dir: &Path, mirror: &str) -> PathBuf {
 /// A missing file is a mirror that never synced.
 pub fn load(state_dir: &Path, mirror: &str) -> Result<MirrorState, StateError> {
     let p = path(state_dir, mirror);
-    match std::fs::read(&p) {
+    match read_nofollow(&p) {
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
             path: p,
             msg: e.to_string(),
@@ -79,6 +79,26 @@ pub fn load(state_dir: &Path, mirror: &str) -> Result<MirrorState, StateError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(MirrorState::default()),
         Err(source) => Err(StateError::Io { path: p, source }),
     }
+}
+
+/// Reads a file without following a symlink planted in its place (spec §9).
+fn read_nofollow(p: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(p)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                std::io::Error::other("is a symlink; refusing to follow it (remove it)")
+            } else {
+                e
+            }
+        })?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 pub fn save(state_dir: &Path, mirror: &str, state: &MirrorState) -> Result<(), StateError> {

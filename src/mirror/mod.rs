@@ -51,6 +51,27 @@ pub fn sync(
     }
 }
 
+/// The server's own messages from a push's stderr (`remote: ...` lines), without blank lines
+/// and progress meters, at most a few of them.
+fn remote_messages(stderr: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in stderr.split(['\n', '\r']) {
+        let Some(msg) = line.strip_prefix("remote:") else {
+            continue;
+        };
+        let msg = msg.trim();
+        let progress = msg.contains("% (") || msg.ends_with(", done.");
+        if msg.is_empty() || progress || out.iter().any(|m| m == msg) {
+            continue;
+        }
+        out.push(msg.to_string());
+        if out.len() == 5 {
+            break;
+        }
+    }
+    out
+}
+
 fn one_line(s: &str) -> String {
     let s: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
     if s.chars().count() > 500 {
@@ -146,6 +167,9 @@ fn run_sync(
         divergent: the_plan.divergent.clone(),
         ..SyncReport::default()
     };
+    // What the mirror's hooks said (`remote:` lines): the porcelain summary of a refused ref is
+    // only "[remote rejected] (hook declined)"; the reason and what to do about it are here.
+    let mut remote_said: Vec<String> = Vec::new();
     if !the_plan.is_empty() {
         let mut args: Vec<String> = vec![
             "push".into(),
@@ -182,10 +206,17 @@ fn run_sync(
                 stderr: out.stderr,
             }));
         }
+        if !report.rejected.is_empty() {
+            remote_said = remote_messages(&out.stderr);
+        }
     }
     let mut problems = Vec::new();
     if !report.rejected.is_empty() {
-        problems.push(format!("mirror rejected {}", report.rejected.join(", ")));
+        let mut p = format!("mirror rejected {}", report.rejected.join(", "));
+        if !remote_said.is_empty() {
+            p.push_str(&format!(" (mirror said: {})", remote_said.join(" | ")));
+        }
+        problems.push(p);
     }
     if !report.divergent.is_empty() {
         problems.push(format!(
@@ -208,5 +239,29 @@ impl Drop for TempFiles {
         for f in &self.0 {
             let _ = std::fs::remove_file(f);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_messages_keep_what_the_server_said() {
+        let stderr = "remote: locked is frozen FRZ-42        \n\
+                      remote: error: hook declined to update refs/heads/locked        \n\
+                      remote: \n\
+                      remote: Resolving deltas: 100% (3/3), done.\n\
+                      remote: Resolving deltas:  50% (1/2)\rremote: Resolving deltas: 100% (2/2)\n\
+                      remote: locked is frozen FRZ-42\n\
+                      error: failed to push some refs to '../m.git'\n";
+        assert_eq!(
+            remote_messages(stderr),
+            [
+                "locked is frozen FRZ-42",
+                "error: hook declined to update refs/heads/locked"
+            ]
+        );
+        assert!(remote_messages("error: failed to push\n").is_empty());
     }
 }
