@@ -51,6 +51,15 @@ pub fn sync(
     }
 }
 
+/// A refusal that means the mirror changed after we listed it: our lease no longer held
+/// (`stale info`), or a ref we meant to create appeared meanwhile (`fetch first`,
+/// `non-fast-forward`). Planning again from a fresh listing is the cure.
+fn is_stale_listing(summary: &str) -> bool {
+    summary.contains("stale info")
+        || summary.contains("fetch first")
+        || summary.contains("non-fast-forward")
+}
+
 /// The server's own messages from a push's stderr (`remote: ...` lines), without blank lines
 /// and progress meters, at most a few of them.
 fn remote_messages(stderr: &str) -> Vec<String> {
@@ -130,86 +139,116 @@ fn run_sync(
     };
     let _ = scheme;
 
-    let ls = git::run(
-        ctx.git_dir,
-        &["ls-remote".into(), bare_url.clone()],
-        &env,
-        timeout,
-        "ls-remote",
-    )
-    .map_err(&fail)?;
-    if !ls.status_ok {
-        return Err(fail(git::GitError::Failed {
-            what: "ls-remote",
-            stderr: ls.stderr,
-        }));
-    }
-    let remote = git::parse_ls_remote(&ls.stdout);
-
     let upstream = crate::repo::Upstream::open(ctx.git_dir).map_err(|e| e.to_string())?;
-    let local = upstream.refs().map_err(|e| e.to_string())?;
-    let default_branch = upstream.default_branch();
     let options = plan::PlanOptions {
         keep_divergent_refs: cfg.keep_divergent_refs,
         only_protected_branches: cfg.only_protected_branches,
         protected: cfg.protected.clone(),
         extra_prefixes: cfg.refs.clone(),
     };
-    let input = plan::PlanInput {
-        local: &local,
-        remote: &remote,
-        default_branch: default_branch.as_deref(),
-        deleted_upstream,
-        options: &options,
-    };
-    let the_plan = plan::plan(&input, &upstream);
-    let mut report = SyncReport {
-        divergent: the_plan.divergent.clone(),
-        ..SyncReport::default()
-    };
-    // What the mirror's hooks said (`remote:` lines): the porcelain summary of a refused ref is
-    // only "[remote rejected] (hook declined)"; the reason and what to do about it are here.
-    let mut remote_said: Vec<String> = Vec::new();
-    if !the_plan.is_empty() {
-        let mut args: Vec<String> = vec![
-            "push".into(),
-            "--porcelain".into(),
-            "--no-verify".into(),
-            bare_url,
-        ];
-        args.extend(the_plan.refspecs());
-        let out = git::run(ctx.git_dir, &args, &env, timeout, "push").map_err(&fail)?;
-        let results = git::parse_porcelain(&out.stdout);
-        let wanted: BTreeMap<&str, bool> = the_plan
-            .pushes
-            .iter()
-            .map(|p| (p.name.as_str(), false))
-            .chain(the_plan.deletions.iter().map(|d| (d.name.as_str(), true)))
-            .collect();
-        for (name, is_delete) in &wanted {
-            match results.get(*name) {
-                Some(r) if r.ok() => {
-                    if *is_delete {
-                        report.deleted += 1;
-                    } else {
-                        report.pushed += 1;
-                    }
-                }
-                Some(r) => report.rejected.push(format!("{name}: {}", r.summary)),
-                None if out.status_ok => report.pushed += 1,
-                None => report.rejected.push(format!("{name}: not pushed")),
-            }
-        }
-        if results.is_empty() && !out.status_ok {
+    // The plan is made from a listing of the mirror; someone may push to the mirror before our
+    // push lands. Every update and deletion is therefore leased on the value we listed, so that
+    // such work is never overwritten (keep_divergent_refs) or deleted as "merged" (§5.4); a
+    // lease that no longer holds means the listing is stale, and the sync starts over.
+    const ATTEMPTS: u32 = 3;
+    let mut attempt = 0;
+    let (mut report, remote_said) = loop {
+        attempt += 1;
+        let ls = git::run(
+            ctx.git_dir,
+            &["ls-remote".into(), bare_url.clone()],
+            &env,
+            timeout,
+            "ls-remote",
+        )
+        .map_err(&fail)?;
+        if !ls.status_ok {
             return Err(fail(git::GitError::Failed {
-                what: "push",
-                stderr: out.stderr,
+                what: "ls-remote",
+                stderr: ls.stderr,
             }));
         }
-        if !report.rejected.is_empty() {
-            remote_said = remote_messages(&out.stderr);
+        let remote = git::parse_ls_remote(&ls.stdout);
+
+        let local = upstream.refs().map_err(|e| e.to_string())?;
+        let default_branch = upstream.default_branch();
+        let input = plan::PlanInput {
+            local: &local,
+            remote: &remote,
+            default_branch: default_branch.as_deref(),
+            deleted_upstream,
+            options: &options,
+        };
+        let the_plan = plan::plan(&input, &upstream);
+        let mut report = SyncReport {
+            divergent: the_plan.divergent.clone(),
+            ..SyncReport::default()
+        };
+        // What the mirror's hooks said (`remote:` lines): the porcelain summary of a refused
+        // ref is only "[remote rejected] (hook declined)"; the reason is here.
+        let mut remote_said: Vec<String> = Vec::new();
+        let mut stale = false;
+        if !the_plan.is_empty() {
+            let mut args: Vec<String> =
+                vec!["push".into(), "--porcelain".into(), "--no-verify".into()];
+            // A lease forces the update when it holds (a `+` would override it, so the
+            // refspecs go without); a creation needs none: without `+` it can only
+            // fast-forward a ref that appeared meanwhile, which loses nothing.
+            for p in &the_plan.pushes {
+                if let Some(old) = &p.old {
+                    args.push(format!("--force-with-lease={}:{old}", p.name));
+                }
+            }
+            for d in &the_plan.deletions {
+                args.push(format!("--force-with-lease={}:{}", d.name, d.old));
+            }
+            args.push(bare_url.clone());
+            args.extend(
+                the_plan
+                    .refspecs()
+                    .into_iter()
+                    .map(|r| r.strip_prefix('+').map(str::to_owned).unwrap_or(r)),
+            );
+            let out = git::run(ctx.git_dir, &args, &env, timeout, "push").map_err(&fail)?;
+            let results = git::parse_porcelain(&out.stdout);
+            let wanted: BTreeMap<&str, bool> = the_plan
+                .pushes
+                .iter()
+                .map(|p| (p.name.as_str(), false))
+                .chain(the_plan.deletions.iter().map(|d| (d.name.as_str(), true)))
+                .collect();
+            for (name, is_delete) in &wanted {
+                match results.get(*name) {
+                    Some(r) if r.ok() => {
+                        if *is_delete {
+                            report.deleted += 1;
+                        } else {
+                            report.pushed += 1;
+                        }
+                    }
+                    Some(r) => {
+                        stale |= is_stale_listing(&r.summary);
+                        report.rejected.push(format!("{name}: {}", r.summary))
+                    }
+                    None if out.status_ok => report.pushed += 1,
+                    None => report.rejected.push(format!("{name}: not pushed")),
+                }
+            }
+            if results.is_empty() && !out.status_ok {
+                return Err(fail(git::GitError::Failed {
+                    what: "push",
+                    stderr: out.stderr,
+                }));
+            }
+            if !report.rejected.is_empty() {
+                remote_said = remote_messages(&out.stderr);
+            }
         }
-    }
+        if stale && attempt < ATTEMPTS {
+            continue;
+        }
+        break (report, remote_said);
+    };
     let mut problems = Vec::new();
     if !report.rejected.is_empty() {
         let mut p = format!("mirror rejected {}", report.rejected.join(", "));
