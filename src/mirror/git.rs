@@ -62,6 +62,10 @@ pub fn run(
     unsafe {
         cmd.pre_exec(|| {
             libc::setpgid(0, 0);
+            // A flusher killed mid-sync must not leave its push running on (holding the
+            // mirror's ref locks against the next flusher's retry). The spawning thread waits
+            // for this child, so the signal only fires when the flusher itself dies.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             Ok(())
         });
     }
