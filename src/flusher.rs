@@ -50,6 +50,9 @@ pub fn is_transient_rejection(reason: &str) -> bool {
     r.contains("failed to update ref")
         || r.contains("cannot lock ref")
         || r.contains("failed to lock")
+        // The mirror moved under the lease after several re-plans: the next sync re-plans again.
+        || r.contains("stale info")
+        || r.contains("fetch first")
 }
 
 /// What is pending for one mirror.
@@ -499,5 +502,39 @@ impl Flusher {
             spool.compact(lock, contents, min_cursor)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_rejections_are_told_from_policy_ones() {
+        for t in [
+            "[remote rejected] (failed to update ref)",
+            "[rejected] (stale info)",
+            "[rejected] (fetch first)",
+            "cannot lock ref 'refs/heads/x'",
+        ] {
+            assert!(is_transient_rejection(t), "{t}");
+        }
+        for p in [
+            "[remote rejected] (pre-receive hook declined)",
+            "[remote rejected] (protected branch hook declined)",
+            "[rejected] (non-fast-forward)",
+        ] {
+            assert!(!is_transient_rejection(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let (i, cap) = (Duration::from_millis(100), Duration::from_millis(1000));
+        assert!(backoff(1, i, cap) <= Duration::from_millis(100));
+        assert!(backoff(3, i, cap) >= Duration::from_millis(200));
+        for n in 1..40 {
+            assert!(backoff(n, i, cap) <= cap);
+        }
     }
 }
