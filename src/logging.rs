@@ -1,19 +1,59 @@
 //! The flusher's log, `pushmirror/log`: RUST_LOG-style levels, timestamps, size-capped by
-//! rotating to `log.1`. Never the pusher's terminal, and messages are masked before they get here.
+//! rotating to `log.1` whenever it passes the cap (also in the middle of a long-lived flusher's
+//! life). Never the pusher's terminal, and messages are masked before they get here.
 
-use std::io::Write;
-use std::path::Path;
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 
 pub const DEFAULT_MAX_BYTES: u64 = 1 << 20;
 
-pub fn init(log: &Path, level: Option<&str>, max_bytes: u64) {
-    if std::fs::metadata(log)
-        .map(|m| m.len() > max_bytes)
-        .unwrap_or(false)
-    {
-        let _ = std::fs::rename(log, log.with_extension("1"));
+/// Appends to the log and rotates it to `log.1` once it holds more than `max` bytes, so the log
+/// and its one predecessor never exceed twice the cap together.
+struct Rotating {
+    path: PathBuf,
+    file: File,
+    size: u64,
+    max: u64,
+}
+
+impl Rotating {
+    fn open(path: &Path, max: u64) -> io::Result<Rotating> {
+        let file = crate::paths::open_private(path, true)?;
+        let size = file.metadata()?.len();
+        let mut r = Rotating { path: path.to_path_buf(), file, size, max };
+        if r.size > r.max {
+            r.rotate()?;
+        }
+        Ok(r)
     }
-    let Ok(file) = crate::paths::open_private(log, true) else {
+
+    fn rotate(&mut self) -> io::Result<()> {
+        std::fs::rename(&self.path, self.path.with_extension("1"))?;
+        self.file = crate::paths::open_private(&self.path, true)?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+impl Write for Rotating {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.size > self.max {
+            // A failed rotation (read-only dir) must not stop logging into the current file.
+            let _ = self.rotate();
+        }
+        let n = self.file.write(buf)?;
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+pub fn init(log: &Path, level: Option<&str>, max_bytes: u64) {
+    let Ok(target) = Rotating::open(log, max_bytes.max(4096)) else {
         return;
     };
     let filter = std::env::var("GIT_PUSHMIRROR_LOG")
@@ -32,6 +72,25 @@ pub fn init(log: &Path, level: Option<&str>, max_bytes: u64) {
                 rec.args()
             )
         })
-        .target(env_logger::Target::Pipe(Box::new(file)))
+        .target(env_logger::Target::Pipe(Box::new(target)))
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotates_past_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("log");
+        let mut r = Rotating::open(&p, 100).unwrap();
+        for i in 0..50 {
+            writeln!(r, "line {i} with some padding").unwrap();
+        }
+        let cur = std::fs::metadata(&p).unwrap().len();
+        let old = std::fs::metadata(p.with_extension("1")).unwrap().len();
+        assert!(cur <= 100 + 40 && old <= 100 + 40, "{cur} {old}");
+        assert!(std::fs::read_to_string(&p).unwrap().contains("line 49"));
+    }
 }
