@@ -134,8 +134,24 @@ struct Done {
     report: mirror::SyncReport,
 }
 
+/// Leaves the pusher's session and closes every inherited descriptor above stderr (the hook gave
+/// us /dev/null for 0-2), so nothing of the push that started us is held open by us.
+pub fn detach() {
+    unsafe {
+        libc::setsid();
+        if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
+            let max = libc::sysconf(libc::_SC_OPEN_MAX);
+            let max = if max <= 0 { 65_536 } else { max.min(1 << 20) as i32 };
+            for fd in 3..max {
+                libc::close(fd);
+            }
+        }
+    }
+}
+
 /// Runs the flusher for `git_dir` until there is nothing left it can do. Returns the exit code.
 pub fn run(git_dir: &Path) -> i32 {
+    detach();
     let paths = RepoPaths::new(git_dir);
     if paths.ensure().is_err() {
         return 1;

@@ -183,12 +183,14 @@ pub fn flusher_running(paths: &RepoPaths) -> bool {
     }
 }
 
-/// Starts `git-pushmirror flush --repo DIR` fully detached: its own session, stdin/stdout/stderr on
-/// /dev/null and every other inherited descriptor closed, because git's receive-pack waits for
-/// the hook's output pipes to close and the pusher's `git push` would hang until the flusher
-/// exits. Git's own environment for the hook (GIT_DIR, push options, quarantine) is dropped.
+/// Starts `git-pushmirror flush --repo DIR` detached: stdin/stdout/stderr on /dev/null, because
+/// git's receive-pack waits for the hook's output pipes to close and the pusher's `git push` would
+/// hang until the flusher exits. Git's own environment for the hook (GIT_DIR, push options,
+/// quarantine) is dropped. The flusher makes itself a session leader and closes any other
+/// inherited descriptor as its first act (`flusher::detach`); doing that here in a `pre_exec`
+/// would force a full fork instead of posix_spawn on the push's hot path. The child is not
+/// waited for: it outlives us and is re-parented to init.
 pub fn spawn_flusher(git_dir: &Path) -> io::Result<()> {
-    use std::os::unix::process::CommandExt;
     let exe = self_exe()?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("flush").arg("--repo").arg(git_dir);
@@ -202,41 +204,7 @@ pub fn spawn_flusher(git_dir: &Path) -> io::Result<()> {
     cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            close_inherited_fds();
-            Ok(())
-        });
-    }
-    // The child is reaped by init once we exit; when the caller lives on (the CLI), we wait
-    // for nothing because the flusher re-parents to init after setsid only when we are gone,
-    // so reap it from a thread to avoid a zombie in long-lived callers.
-    let mut child = cmd.spawn()?;
-    std::thread::spawn(move || {
-        let _ = child.wait();
-    });
-    Ok(())
-}
-
-/// Closes every descriptor above stderr. Runs between fork and exec, so it only makes syscalls.
-fn close_inherited_fds() {
-    unsafe {
-        let r = libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
-        if r != 0 {
-            let max = libc::sysconf(libc::_SC_OPEN_MAX);
-            let max = if max <= 0 {
-                65_536
-            } else {
-                max.min(1 << 20) as i32
-            };
-            for fd in 3..max {
-                libc::close(fd);
-            }
-        }
-    }
+    cmd.spawn().map(drop)
 }
 
 /// Our own executable, resolved now: `/proc/self/exe` still names it if the file is replaced

@@ -170,6 +170,26 @@ fn hanging_mirror_neither_slows_the_push_nor_blocks_other_mirrors() {
     // The push has returned; the hung mirror's sync is still running...
     let hang = env.mirror_status(&up, "hang");
     assert_ne!(hang["update_status"], "finished", "{hang}");
+    // The stuck flusher is fully detached from the push that started it: its own session, and
+    // its standard descriptors on /dev/null rather than the pusher's pipes.
+    let pids = flusher_pids(env.dir.path());
+    assert!(
+        !pids.is_empty(),
+        "no flusher running while the mirror hangs"
+    );
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+        let session: u32 = after_comm.split(' ').nth(3).unwrap().parse().unwrap();
+        assert_eq!(
+            session, pid,
+            "flusher {pid} is not a session leader: {stat}"
+        );
+        for fd in 0..3 {
+            let target = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).unwrap();
+            assert_eq!(target, std::path::Path::new("/dev/null"), "flusher fd {fd}");
+        }
+    }
     // ...and the other mirror is updated all the same, long before the hang times out.
     env.wait_mirrored(&up, &good);
     let hang = env.mirror_status(&up, "hang");
