@@ -1050,3 +1050,87 @@ fn symlinked_state_log_and_spool_files_are_not_followed_or_overwritten() {
     assert_eq!(std::fs::read(&victim_log).unwrap(), b"precious\n");
     assert_eq!(std::fs::read(&victim_spool).unwrap(), b"precious spool\n");
 }
+
+#[test]
+fn mirror_hanging_mid_push_times_out_and_the_retry_delivers() {
+    let env = Env::new();
+    env.write_server_config(
+        "defaults:\n  backoff_initial: 200ms\n  backoff_max: 1s\n  max_attempts: 50\n",
+    );
+    let up = env.upstream("up.git");
+    // The mirror accepts the connection and the pack, then never finishes the receive.
+    let mirror = hooked_mirror(&env, "mirror.git", "sleep 613");
+    env.pm_ok(
+        &up,
+        &[
+            "add",
+            "m",
+            mirror.to_str().unwrap(),
+            "--debounce",
+            "0s",
+            "--timeout",
+            "2s",
+        ],
+    );
+    let wc = env.clone(&up, "wc");
+    env.commit(&wc, "one");
+    env.push(&wc, &["main"]);
+    let timed_out = || {
+        env.mirror_status(&up, "m")["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("push") && e.contains("timed out"))
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), timed_out),
+        "{}",
+        env.log(&up)
+    );
+    // The whole process group of the timed-out push is gone, the mirror's hook included.
+    assert!(wait_until(Duration::from_secs(10), || !run_quiet(
+        "pgrep",
+        &["-f", "sleep 613"]
+    )));
+    // Once the mirror answers again, the backoff retry delivers without any new push.
+    std::fs::remove_file(mirror.join("hooks/pre-receive")).unwrap();
+    env.wait_mirrored(&up, &mirror);
+    wait_settled(&env, &up);
+}
+
+#[test]
+fn ref_names_with_every_character_git_allows_are_mirrored() {
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    let mirror = env.bare("mirror.git", &[]);
+    add_mirror(&env, &up, "m", &mirror);
+    let wc = env.clone(&up, "wc");
+    env.commit(&wc, "one");
+    let names = [
+        "ünï/çødé",
+        "x@y",
+        "q!r#s$t%u&v'w(x)y+z,=;",
+        "br{a}ces",
+        "quo\"te",
+        "back`tick",
+        "pi|pe",
+        "lt<gt>",
+        "emoji-🚀",
+        "deep/er/than/you/think",
+    ];
+    let mut specs = vec!["main".to_string()];
+    for n in names {
+        env.git(&wc, &["branch", n]);
+        env.git(&wc, &["tag", &format!("t-{n}")]);
+        specs.push(format!("refs/heads/{n}"));
+        specs.push(format!("refs/tags/t-{n}"));
+    }
+    let specs: Vec<&str> = specs.iter().map(String::as_str).collect();
+    env.push(&wc, &specs);
+    env.wait_mirrored(&up, &mirror);
+    assert_eq!(env.heads_and_tags(&mirror).len(), 1 + 2 * names.len());
+    // And their deletion.
+    let dels: Vec<String> = names.iter().map(|n| format!(":refs/heads/{n}")).collect();
+    let dels: Vec<&str> = dels.iter().map(String::as_str).collect();
+    env.push(&wc, &dels);
+    env.wait_mirrored(&up, &mirror);
+    wait_settled(&env, &up);
+}
