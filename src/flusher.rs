@@ -141,7 +141,11 @@ pub fn detach() {
         libc::setsid();
         if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
             let max = libc::sysconf(libc::_SC_OPEN_MAX);
-            let max = if max <= 0 { 65_536 } else { max.min(1 << 20) as i32 };
+            let max = if max <= 0 {
+                65_536
+            } else {
+                max.min(1 << 20) as i32
+            };
             for fd in 3..max {
                 libc::close(fd);
             }
@@ -431,27 +435,26 @@ impl Flusher {
         }
     }
 
-    /// Drops what every enabled mirror has confirmed and coalesces the rest.
-    fn compact(&mut self, spool: &Spool, cfg: &Loaded, seen: &Contents) {
-        let enabled: Vec<&Effective> = cfg.mirrors.iter().filter(|m| m.mirror.enabled).collect();
-        let min_cursor = enabled
+    /// The lowest cursor among the enabled mirrors: records at or below it are confirmed by all.
+    fn min_cursor(&self, cfg: &Loaded, contents: &Contents) -> u64 {
+        cfg.mirrors
             .iter()
+            .filter(|m| m.mirror.enabled)
             .map(|m| {
                 state::load(&self.paths.state_dir(), &m.mirror.name)
                     .map(|s| s.cursor)
                     .unwrap_or(0)
             })
             .min()
-            .unwrap_or(seen.last_seq());
-        let droppable = seen
-            .records
-            .iter()
-            .filter(|r| r.seq <= min_cursor && r.kind != Kind::Mark)
-            .count();
-        let refs: BTreeSet<&str> = seen.records.iter().filter_map(|r| r.refname()).collect();
-        let worth_it =
-            droppable > 0 || !seen.damage.is_empty() || seen.records.len() > 2 * refs.len() + 16;
-        if !worth_it {
+            .unwrap_or(contents.last_seq())
+    }
+
+    /// Drops what every enabled mirror has confirmed and coalesces the rest, when that would
+    /// shrink the journal (decided on what the loop already read, to keep the lock off the
+    /// idle path).
+    fn compact(&mut self, spool: &Spool, cfg: &Loaded, seen: &Contents) {
+        let min_cursor = self.min_cursor(cfg, seen);
+        if !worth_compacting(seen, min_cursor) {
             return;
         }
         let result = spool.lock().and_then(|l| {
@@ -485,40 +488,31 @@ impl Flusher {
                 return None;
             }
         }
-        drop(self.compact_on_exit(spool, &lock, &contents, cfg));
+        let min_cursor = self.min_cursor(cfg, &contents);
+        if worth_compacting(&contents, min_cursor) {
+            if let Err(e) = spool.compact(&lock, &contents, min_cursor) {
+                warn!("spool compaction: {e}");
+            }
+        }
         let _ = FileExt::unlock(&self.lock_file);
         drop(lock);
         Some(0)
     }
+}
 
-    fn compact_on_exit(
-        &self,
-        spool: &Spool,
-        lock: &crate::spool::SpoolLock,
-        contents: &Contents,
-        cfg: &Loaded,
-    ) -> Result<(), crate::spool::SpoolError> {
-        let min_cursor = cfg
-            .mirrors
-            .iter()
-            .filter(|m| m.mirror.enabled)
-            .map(|m| {
-                state::load(&self.paths.state_dir(), &m.mirror.name)
-                    .map(|s| s.cursor)
-                    .unwrap_or(0)
-            })
-            .min()
-            .unwrap_or(contents.last_seq());
-        if contents
-            .records
-            .iter()
-            .any(|r| r.seq <= min_cursor && r.kind != Kind::Mark)
-            || !contents.damage.is_empty()
-        {
-            spool.compact(lock, contents, min_cursor)?;
-        }
-        Ok(())
-    }
+/// Whether rewriting the journal would drop anything: confirmed records, damage, or updates
+/// coalescing would merge.
+fn worth_compacting(contents: &Contents, min_cursor: u64) -> bool {
+    let droppable = contents
+        .records
+        .iter()
+        .any(|r| r.seq <= min_cursor && r.kind != Kind::Mark);
+    let refs: BTreeSet<&str> = contents
+        .records
+        .iter()
+        .filter_map(|r| r.refname())
+        .collect();
+    droppable || !contents.damage.is_empty() || contents.records.len() > 2 * refs.len() + 16
 }
 
 #[cfg(test)]

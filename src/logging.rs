@@ -21,7 +21,12 @@ impl Rotating {
     fn open(path: &Path, max: u64) -> io::Result<Rotating> {
         let file = crate::paths::open_private(path, true)?;
         let size = file.metadata()?.len();
-        let mut r = Rotating { path: path.to_path_buf(), file, size, max };
+        let mut r = Rotating {
+            path: path.to_path_buf(),
+            file,
+            size,
+            max,
+        };
         if r.size > r.max {
             r.rotate()?;
         }
