@@ -972,11 +972,16 @@ fn print_status(doc: &Value) {
         println!("  last attempt:   {}", s(&m["last_update_started_at"]));
         println!("  last update:    {}", s(&m["last_update_at"]));
         println!("  last success:   {}", s(&m["last_successful_update_at"]));
-        println!(
-            "  pending:        {} (oldest {}s)",
-            s(&m["pending_updates"]),
-            s(&m["oldest_pending_age_seconds"])
-        );
+        let oldest = &m["oldest_pending_age_seconds"];
+        if oldest.is_null() {
+            println!("  pending:        {}", s(&m["pending_updates"]));
+        } else {
+            println!(
+                "  pending:        {} (oldest {}s)",
+                s(&m["pending_updates"]),
+                s(oldest)
+            );
+        }
         println!("  syncs/pushes:   {}/{}", s(&m["syncs"]), s(&m["pushes"]));
         if !m["last_error"].is_null() {
             println!("  last error:     {}", s(&m["last_error"]));
