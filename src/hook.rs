@@ -194,13 +194,7 @@ pub fn spawn_flusher(git_dir: &Path) -> io::Result<()> {
     let exe = self_exe()?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("flush").arg("--repo").arg(git_dir);
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("GIT_")
-            && !k.to_string_lossy().starts_with("GIT_PUSHMIRROR_")
-        {
-            cmd.env_remove(k);
-        }
-    }
+    crate::paths::drop_git_env(&mut cmd);
     cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());

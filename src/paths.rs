@@ -148,3 +148,15 @@ pub fn ensure_runtime_dir(dir: &Path) -> io::Result<()> {
     let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
     Ok(())
 }
+
+/// Removes git's per-invocation variables (GIT_DIR, push options, quarantine, GIT_SSL_CAINFO...)
+/// from a child's environment, keeping our own GIT_PUSHMIRROR_* settings: what a hook or a
+/// wrapper handed us must not redirect a child to another repository or change how it connects.
+pub fn drop_git_env(cmd: &mut std::process::Command) {
+    for (k, _) in std::env::vars_os() {
+        let name = k.to_string_lossy();
+        if name.starts_with("GIT_") && !name.starts_with("GIT_PUSHMIRROR_") {
+            cmd.env_remove(&k);
+        }
+    }
+}

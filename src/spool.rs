@@ -197,36 +197,22 @@ impl Spool {
         if needs_newline {
             buf.push('\n');
         }
-        let mut seq = last_seq;
-        for u in updates {
-            seq += 1;
-            let kind = Kind::Update {
+        let kinds = updates
+            .iter()
+            .map(|u| Kind::Update {
                 old: u.old.clone(),
                 new: u.new.clone(),
                 refname: u.refname.clone(),
+            })
+            .chain(forces.iter().map(|m| Kind::Force { mirror: m.clone() }));
+        for (seq, kind) in (last_seq + 1..).zip(kinds) {
+            let record = Record {
+                seq,
+                first_ms: now_ms,
+                last_ms: now_ms,
+                kind,
             };
-            buf.push_str(
-                &Record {
-                    seq,
-                    first_ms: now_ms,
-                    last_ms: now_ms,
-                    kind,
-                }
-                .encode(),
-            );
-        }
-        for m in forces {
-            seq += 1;
-            let kind = Kind::Force { mirror: m.clone() };
-            buf.push_str(
-                &Record {
-                    seq,
-                    first_ms: now_ms,
-                    last_ms: now_ms,
-                    kind,
-                }
-                .encode(),
-            );
+            buf.push_str(&record.encode());
         }
         if buf.is_empty() {
             return Ok(damage);

@@ -43,13 +43,7 @@ pub fn run(
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new("git");
     cmd.arg("-C").arg(git_dir).args(args);
-    // Git's own variables from a hook or a wrapper must not redirect the child to another repo.
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy();
-        if k.starts_with("GIT_") && !k.starts_with("GIT_PUSHMIRROR_") {
-            cmd.env_remove(k.as_ref());
-        }
-    }
+    crate::paths::drop_git_env(&mut cmd);
     for k in &env.remove {
         cmd.env_remove(k);
     }
