@@ -15,12 +15,25 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+// The test harness's real sshd (the SSH mirror on loopback), shared rather than copied.
+#[path = "../tests/common/servers.rs"]
+#[allow(dead_code)]
+mod servers;
+
+use servers::SshServer;
+
 const HOOK_RUNS: usize = 500;
 const COLD_HOOK_RUNS: usize = 50;
 const P2M_RUNS: usize = 20;
 const BURST: usize = 100;
 const STARTUP_RUNS: usize = 200;
 const MANY_MIRRORS: usize = 10;
+const NOOP_RUNS: usize = 20;
+const MANY_REFS_RUNS: usize = 10;
+/// Branches and tags of the many-refs upstream (half each).
+const MANY_REFS: usize = 10_000;
+/// The upstream holding [`MANY_REFS`] refs; its flusher's memory is reported on its own.
+const MANY_REFS_REPO: &str = "refs10k.git";
 
 fn main() {
     let pushes: usize = std::env::var("BENCH_PUSHES")
@@ -30,18 +43,43 @@ fn main() {
         .unwrap_or(200);
     let bin = binary();
     let b = Bench::new(bin);
+    let ssh = start_sshd(&b);
     let mut table = Table::default();
     let started = Instant::now();
 
-    push_latency(&b, pushes, &mut table);
+    push_latency(&b, ssh.as_ref(), pushes, &mut table);
     hook_alone(&b, &mut table);
     push_to_mirror(&b, &mut table);
     coalescing(&b, &mut table);
+    noop_sync(&b, ssh.as_ref(), &mut table);
+    many_refs_sync(&b, &mut table);
     binary_and_startup(&b, &mut table);
+    flusher_memory(&b, &mut table);
 
     eprintln!("bench: done in {:.1} s", started.elapsed().as_secs_f64());
     drop(b); // waits for (or kills) our flushers and removes the temp dir before we print
+    drop(ssh); // after the flushers, which may still be talking to it
     table.print();
+}
+
+/// The sshd serving the SSH mirrors, its repositories under `<temp dir>/ssh`; or why there is
+/// none (the SSH rows then say "skipped: ..." instead of failing the run).
+fn start_sshd(b: &Bench) -> Result<SshServer, String> {
+    // `have_in(.., false)`: warn and skip even under CI=true, where the tests' `have` panics.
+    let missing: Vec<&str> = SshServer::REQUIRES
+        .iter()
+        .copied()
+        .filter(|p| !servers::have_in(p, false))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!("skipped: {} not installed", missing.join(", ")));
+    }
+    let root = b.path("ssh");
+    // Its panic message (with sshd's log) goes to stderr; the bench goes on without SSH rows.
+    std::panic::catch_unwind(|| SshServer::start(&root)).map_err(|_| {
+        eprintln!("bench: WARNING: sshd did not start; the SSH rows are skipped");
+        "skipped: sshd did not start (see stderr)".to_string()
+    })
 }
 
 /// The binary to measure: `GIT_PUSHMIRROR_BIN`, or the static release binary exactly as
@@ -102,46 +140,64 @@ fn binary() -> PathBuf {
 // ---------------------------------------------------------------------------------------------
 // Scenarios
 
-/// Row group 1: wall time of `git push` of one new commit to one branch, for five upstreams that
+/// Row group 1: wall time of `git push` of one new commit to one branch, for upstreams that
 /// differ only in their post-receive hook: none, a trivial one (the floor any hook pays: git's
-/// hook plumbing plus one `sh`), the naive `git push --mirror`, ours with 1 and with 10 mirrors.
-/// They are measured interleaved (each round makes one commit and pushes it to all five, in
+/// hook plumbing plus one `sh`), the naive `git push --mirror`, ours with 1 and with 10 mirrors;
+/// and, with sshd, the naive hook and ours with one SSH mirror on loopback (the naive hook's cost
+/// grows with the mirror's distance, here a new SSH connection per push; ours must not).
+/// They are measured interleaved (each round makes one commit and pushes it to all of them, in
 /// rotating order), so drift in machine load over the run hits every scenario alike, and every
 /// push carries exactly one new commit. The flushers of our upstreams stay alive through the loop
 /// (pushes come faster than the 1 s debounce) and sync once at the end.
-fn push_latency(b: &Bench, pushes: usize, table: &mut Table) {
-    eprintln!("bench: push latency, {pushes} pushes x 5 scenarios");
+fn push_latency(b: &Bench, ssh: Result<&SshServer, &String>, pushes: usize, table: &mut Table) {
     let nohook = b.bare("nohook.git");
     let trivial = b.bare("trivial.git");
     write_hook(&trivial, "#!/bin/sh\nexit 0\n");
     let naive = b.bare("naive.git");
-    let naive_mirror = b.bare("naive-mirror.git");
+    let naive_mirror = b.local_target("naive-mirror.git");
     write_naive_hook(&naive, &naive_mirror);
     let hook1 = b.upstream("hook1.git");
-    let hook1_mirror = b.bare("hook1-mirror.git");
-    b.pm_ok(&hook1, &["add", "m0", path_str(&hook1_mirror)]);
+    let hook1_mirror = b.local_target("hook1-mirror.git");
+    b.add_mirror(&hook1, "m0", &hook1_mirror, &[]);
     let hook10 = b.upstream("hook10.git");
     let mut hook10_mirrors = Vec::new();
     for i in 0..MANY_MIRRORS {
-        let m = b.bare(&format!("hook10-mirror{i}.git"));
-        b.pm_ok(&hook10, &["add", &format!("m{i}"), path_str(&m)]);
+        let m = b.local_target(&format!("hook10-mirror{i}.git"));
+        b.add_mirror(&hook10, &format!("m{i}"), &m, &[]);
         hook10_mirrors.push(m);
     }
+    let mut names = vec!["nohook", "trivial", "naive", "hook1", "hook10"];
+    let mut repos = vec![nohook, trivial, naive, hook1, hook10];
+    // The SSH scenarios: their mirrors, the naive one's first.
+    let mut ssh_mirrors = Vec::new();
+    if let Ok(ssh) = ssh {
+        let naive_ssh = b.bare("naive-ssh.git");
+        let naive_ssh_mirror = b.ssh_target(ssh, "naive-ssh-mirror.git");
+        write_naive_hook(&naive_ssh, &naive_ssh_mirror);
+        let hook_ssh = b.upstream("hook-ssh.git");
+        let hook_ssh_mirror = b.ssh_target(ssh, "hook-ssh-mirror.git");
+        b.add_mirror(&hook_ssh, "ssh", &hook_ssh_mirror, &[]);
+        names.extend(["naive-ssh", "hook-ssh"]);
+        repos.extend([naive_ssh, hook_ssh]);
+        ssh_mirrors = vec![naive_ssh_mirror, hook_ssh_mirror];
+    }
+    eprintln!(
+        "bench: push latency, {pushes} pushes x {} scenarios",
+        names.len()
+    );
 
-    let names = ["nohook", "trivial", "naive", "hook1", "hook10"];
-    let repos = [&nohook, &trivial, &naive, &hook1, &hook10];
     let wc = b.worktree("wc-latency");
-    for (n, r) in names.iter().zip(repos) {
+    for (n, r) in names.iter().zip(&repos) {
         b.git(&wc, &["remote", "add", n, path_str(r)]);
     }
     b.commit(&wc, 0);
-    for n in names {
+    for n in &names {
         b.git(&wc, &["push", "-q", n, "main"]);
     }
     // Start measuring from a quiet machine: the seed push and `add` started flushers.
     b.wait_flushers(Duration::from_secs(60));
 
-    let mut samples: [Vec<Duration>; 5] = Default::default();
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::with_capacity(pushes); names.len()];
     for round in 0..pushes {
         b.commit(&wc, round + 1);
         for k in 0..names.len() {
@@ -161,22 +217,40 @@ fn push_latency(b: &Bench, pushes: usize, table: &mut Table) {
     }
     let want = b.git(&wc, &["rev-parse", "HEAD"]);
     eprintln!("bench: push latency measured; waiting for the mirrors to catch up");
-    let mut mirrors_ok = rev(b, &naive_mirror) == want;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for m in std::iter::once(&hook1_mirror).chain(&hook10_mirrors) {
-        while rev(b, m) != want && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
+    // The naive hooks' mirrors are up to date when the push returns; ours within a debounce.
+    let caught_up = |naive: &Target, ours: &[&Target]| {
+        let mut ok = rev(b, &naive.dir) == want;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for m in ours {
+            while rev(b, &m.dir) != want && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            ok &= rev(b, &m.dir) == want;
         }
-        mirrors_ok &= rev(b, m) == want;
-    }
+        ok
+    };
+    let ours: Vec<&Target> = std::iter::once(&hook1_mirror)
+        .chain(&hook10_mirrors)
+        .collect();
+    let mirrors_ok = caught_up(&naive_mirror, &ours);
     if !mirrors_ok {
         eprintln!(
             "bench: WARNING: a mirror of the push-latency scenarios never got the last commit"
         );
     }
+    let ssh_ok = match &ssh_mirrors[..] {
+        [naive, ours] => caught_up(naive, &[ours]),
+        _ => true,
+    };
+    if !ssh_ok {
+        eprintln!("bench: WARNING: an SSH mirror of the push-latency scenarios never got the last commit");
+    }
     b.wait_flushers(Duration::from_secs(60));
 
-    let [s_nohook, s_trivial, s_naive, s_hook1, s_hook10] = samples.map(Stats::of);
+    let mut stats = samples.into_iter().map(Stats::of);
+    let mut next = || stats.next().expect("one sample per scenario");
+    let (s_nohook, s_trivial, s_naive, s_hook1, s_hook10) = (next(), next(), next(), next(), next());
+    let ssh_stats = ssh.map(|_| (next(), next()));
     let vs = |s: &Stats| {
         format!(
             "{} / {} vs no hook",
@@ -227,10 +301,24 @@ fn push_latency(b: &Bench, pushes: usize, table: &mut Table) {
         ms(s_hook10.p99),
         vs2(&s_hook10),
     );
-    let naive_added = (
-        diff(s_naive.median, s_nohook.median),
-        diff(s_naive.p99, s_nohook.p99),
-    );
+    if let Ok((s_naive_ssh, s_hook_ssh)) = &ssh_stats {
+        table.row(
+            "push, naive hook (sync `git push --mirror`, 1 SSH mirror on loopback)",
+            s_naive_ssh.n,
+            ms(s_naive_ssh.median),
+            ms(s_naive_ssh.p99),
+            vs(s_naive_ssh),
+        );
+        table.row(
+            "push, our hook, 1 SSH mirror on loopback",
+            s_hook_ssh.n,
+            ms(s_hook_ssh.median),
+            ms(s_hook_ssh.p99),
+            vs2(s_hook_ssh),
+        );
+    }
+    let added = |s: &Stats| (diff(s.median, s_nohook.median), diff(s.p99, s_nohook.p99));
+    let naive_added = added(&s_naive);
     table.row(
         "added latency, naive hook",
         s_naive.n,
@@ -238,6 +326,39 @@ fn push_latency(b: &Bench, pushes: usize, table: &mut Table) {
         signed_ms(naive_added.1),
         "a whole `git push` on every push".into(),
     );
+    let naive_ssh_added = ssh_stats.as_ref().map(|(s, _)| added(s));
+    if let (Ok(a), Ok((s, _))) = (naive_ssh_added, &ssh_stats) {
+        table.row(
+            "added latency, naive hook, SSH mirror",
+            s.n,
+            signed_ms(a.0),
+            signed_ms(a.1),
+            format!(
+                "a whole `git push` over a new SSH connection on every push; {} / {} more than \
+                 to a local mirror{}",
+                signed_ms(a.0 - naive_added.0),
+                signed_ms(a.1 - naive_added.1),
+                if ssh_ok { "" } else { "; MIRRORS NOT UP TO DATE" }
+            ),
+        );
+    } else if let Err(why) = ssh {
+        table.row(
+            "added latency, naive hook, SSH mirror",
+            0,
+            why.clone(),
+            "—".into(),
+            "—".into(),
+        );
+    }
+    let target = |a: (f64, f64), naive: (f64, f64), ok: bool| {
+        format!(
+            "target p50 < 2 ms, p99 < 10 ms ({}); naive {} / {}{}",
+            verdict(a.0 < 2.0, a.1 < 10.0),
+            signed_ms(naive.0),
+            signed_ms(naive.1),
+            if ok { "" } else { "; MIRRORS NOT UP TO DATE" }
+        )
+    };
     for (label, s) in [
         ("added latency, our hook, 1 mirror", &s_hook1),
         (
@@ -245,24 +366,38 @@ fn push_latency(b: &Bench, pushes: usize, table: &mut Table) {
             &s_hook10,
         ),
     ] {
-        let added = (diff(s.median, s_nohook.median), diff(s.p99, s_nohook.p99));
+        let a = added(s);
         table.row(
             label,
             s.n,
-            signed_ms(added.0),
-            signed_ms(added.1),
-            format!(
-                "target p50 < 2 ms, p99 < 10 ms ({}); naive {} / {}{}",
-                verdict(added.0 < 2.0, added.1 < 10.0),
-                signed_ms(naive_added.0),
-                signed_ms(naive_added.1),
-                if mirrors_ok {
-                    ""
-                } else {
-                    "; MIRRORS NOT UP TO DATE"
-                }
-            ),
+            signed_ms(a.0),
+            signed_ms(a.1),
+            target(a, naive_added, mirrors_ok),
         );
+    }
+    match (&ssh_stats, naive_ssh_added) {
+        (Ok((_, s)), Ok(naive)) => {
+            let a = added(s);
+            table.row(
+                "added latency, our hook, SSH mirror",
+                s.n,
+                signed_ms(a.0),
+                signed_ms(a.1),
+                format!(
+                    "{}; our hook with a local mirror {} / {}",
+                    target(a, naive, ssh_ok),
+                    signed_ms(added(&s_hook1).0),
+                    signed_ms(added(&s_hook1).1)
+                ),
+            );
+        }
+        _ => table.row(
+            "added latency, our hook, SSH mirror",
+            0,
+            ssh.err().cloned().unwrap_or_default(),
+            "—".into(),
+            "—".into(),
+        ),
     }
 }
 
@@ -525,6 +660,359 @@ fn coalescing(b: &Bench, table: &mut Table) {
     );
 }
 
+/// Row group 5: the cost of a sync with nothing to send (spec §8), for a local mirror and an SSH
+/// mirror on loopback that are already up to date. Measured two ways: what the user waits for,
+/// the wall time of `git-pushmirror sync NAME --wait` (request spooled, flusher started, sync,
+/// state polled); and the sync itself as the flusher recorded it in the mirror's state file
+/// (started → finished: `git ls-remote` of the mirror, the upstream's refs, the plan, and no
+/// `git push` at all). The references, in the same loop: `git ls-remote` of the mirror (the
+/// floor: a no-op sync must at least list the mirror) and a no-op `git push --mirror` from the
+/// upstream (what the naive hook would pay). Every sample waits for the flushers first, so each
+/// sync is a cold request (the usual case for "Update now"), and no flusher winds down during a
+/// reference measurement; the three measurements rotate their order per sample.
+fn noop_sync(b: &Bench, ssh: Result<&SshServer, &String>, table: &mut Table) {
+    eprintln!("bench: no-op sync, {NOOP_RUNS} runs per mirror");
+    let up = b.upstream("noop.git");
+    let mut mirrors = vec![("local mirror", "local", b.local_target("noop-local.git"))];
+    if let Ok(ssh) = ssh {
+        mirrors.push(("SSH mirror", "ssh", b.ssh_target(ssh, "noop-ssh.git")));
+    }
+    for (_, name, t) in &mirrors {
+        b.add_mirror(&up, name, t, &[]);
+    }
+    let wc = b.worktree("wc-noop");
+    b.git(&wc, &["remote", "add", "origin", path_str(&up)]);
+    let want = b.commit(&wc, 0);
+    b.git(&wc, &["push", "-q", "origin", "main"]);
+    for (_, name, _) in &mirrors {
+        b.sync_wait(&up, name);
+    }
+    b.wait_flushers(Duration::from_secs(60));
+
+    for (label, name, t) in &mirrors {
+        let (mut wall, mut recorded, mut ls, mut push) = (vec![], vec![], vec![], vec![]);
+        let mut sent = 0;
+        for i in 0..NOOP_RUNS {
+            for k in 0..3 {
+                b.wait_flushers(Duration::from_secs(30));
+                match (i + k) % 3 {
+                    0 => {
+                        let (w, r, refs) = b.sync_wait(&up, name);
+                        wall.push(w);
+                        recorded.push(r);
+                        sent += refs;
+                    }
+                    1 => ls.push(timed(&mut b.git_to(&up, &["ls-remote"], t))),
+                    _ => push.push(timed(&mut b.git_to(
+                        &up,
+                        &["push", "--quiet", "--mirror"],
+                        t,
+                    ))),
+                }
+            }
+        }
+        let ok = rev(b, &t.dir) == want && sent == 0;
+        if !ok {
+            eprintln!(
+                "bench: WARNING: no-op sync, {label}: mirror main is not {want}, or a sync sent \
+                 {sent} refs"
+            );
+        }
+        let (wall, recorded) = (Stats::of(wall), Stats::of(recorded));
+        let (ls, push) = (Stats::of(ls), Stats::of(push));
+        let refs = format!(
+            "vs `git ls-remote` {} / {}, vs no-op `git push --mirror` {} / {}{}",
+            plus(recorded.median, ls.median),
+            plus(recorded.p99, ls.p99),
+            plus(recorded.median, push.median),
+            plus(recorded.p99, push.p99),
+            if ok { "" } else { "; NOT A NO-OP (see stderr)" }
+        );
+        let target = |s: &Stats| {
+            format!(
+                "target < 50 ms on loopback ({})",
+                verdict(s.median < 50.0, s.p99 < 50.0)
+            )
+        };
+        table.row(
+            &format!("no-op sync, {label}: `sync {name} --wait` wall time (cold: starts a flusher)"),
+            wall.n,
+            ms(wall.median),
+            ms(wall.p99),
+            format!(
+                "{}; {} / {} vs the sync as recorded",
+                target(&wall),
+                plus(wall.median, recorded.median),
+                plus(wall.p99, recorded.p99)
+            ),
+        );
+        table.row(
+            &format!("no-op sync, {label}: the sync as the flusher recorded it (ms resolution)"),
+            recorded.n,
+            ms(recorded.median),
+            ms(recorded.p99),
+            format!("{}; {refs}", target(&recorded)),
+        );
+        table.row(
+            &format!("no-op sync, {label}: reference `git ls-remote`"),
+            ls.n,
+            ms(ls.median),
+            ms(ls.p99),
+            "the listing every sync starts with".into(),
+        );
+        table.row(
+            &format!("no-op sync, {label}: reference no-op `git push --mirror`"),
+            push.n,
+            ms(push.median),
+            ms(push.p99),
+            "what the naive hook pays when nothing changed".into(),
+        );
+    }
+    if let Err(why) = ssh {
+        table.row(
+            "no-op sync, SSH mirror",
+            0,
+            why.clone(),
+            "—".into(),
+            "—".into(),
+        );
+    }
+}
+
+/// Row group 6: a sync of an upstream holding 10,000 refs (5,000 branches, 5,000 lightweight
+/// tags, all packed, pointing at a handful of commits) after one branch moved, against the naive
+/// `git push --mirror` of the same state to a second mirror. Both mirrors are brought fully up to
+/// date first (our first sync after `add`; one `git push --mirror`), and that first full copy is
+/// reported too. Per sample the upstream's main moves to a new commit by plumbing (`commit-tree`
+/// + `update-ref`, which runs no hook, so no flusher starts behind our back); then our
+/// `sync m --wait` (wall time, and the sync as recorded in the state file) and the naive push
+/// run, alternating which goes first, each with no flusher running; then one `git ls-remote` of
+/// our mirror, the cost of listing its 10,000 refs once. Our sync lists the mirror, reads the
+/// upstream's refs, plans, and pushes one ref; `git push --mirror` lists the mirror too (the
+/// ref advertisement) and sends one ref, so the gap between them is bounded by about one listing.
+fn many_refs_sync(b: &Bench, table: &mut Table) {
+    eprintln!("bench: sync with {MANY_REFS} refs, {MANY_REFS_RUNS} runs");
+    let up = b.upstream(MANY_REFS_REPO);
+    let tree = b.git(&up, &["mktree"]);
+    let mut commits = vec![b.git(&up, &["commit-tree", &tree, "-m", "commit 0"])];
+    for i in 1..5 {
+        let (msg, parent) = (format!("commit {i}"), &commits[i - 1]);
+        let c = b.git(&up, &["commit-tree", &tree, "-p", parent, "-m", &msg]);
+        commits.push(c);
+    }
+    let mut input = String::with_capacity(MANY_REFS * 64);
+    for i in 0..MANY_REFS / 2 {
+        let branch = if i == 0 {
+            "main".to_string()
+        } else {
+            format!("branch-{i:04}")
+        };
+        let c = &commits[i % commits.len()];
+        input.push_str(&format!("create refs/heads/{branch} {c}\n"));
+        input.push_str(&format!("create refs/tags/v{i:04} {c}\n"));
+    }
+    b.git_stdin(&up, &["update-ref", "--stdin"], &input);
+    b.git(&up, &["pack-refs", "--all", "--prune"]);
+    let mirror = b.local_target("refs10k-mirror.git");
+    let naive = b.local_target("refs10k-naive.git");
+
+    // `add` starts the first full sync at once; it is done when the flusher has exited.
+    let t = Instant::now();
+    b.add_mirror(&up, "m", &mirror, &[]);
+    b.wait_flushers(Duration::from_secs(120));
+    let first_ours_wall = t.elapsed();
+    let first_ours = b.last_sync(&up, "m").0;
+    let first_naive = timed(&mut b.git_to(&up, &["push", "--quiet", "--mirror"], &naive));
+    let count = |t: &Target| b.git(&t.dir, &["for-each-ref", "--format=x"]).lines().count();
+    let (n_ours, n_naive) = (count(&mirror), count(&naive));
+    if n_ours != MANY_REFS || n_naive != MANY_REFS {
+        eprintln!(
+            "bench: WARNING: after the first full copy our mirror holds {n_ours} refs and the \
+             naive one {n_naive}, not {MANY_REFS}"
+        );
+    }
+
+    let (mut wall, mut recorded, mut push, mut ls) = (vec![], vec![], vec![], vec![]);
+    let mut sent = Vec::new();
+    let mut head = commits.last().cloned().unwrap_or_default();
+    for i in 0..MANY_REFS_RUNS {
+        let msg = format!("move {i}");
+        head = b.git(&up, &["commit-tree", &tree, "-p", &head, "-m", &msg]);
+        b.git(&up, &["update-ref", "refs/heads/main", &head]);
+        for k in 0..2 {
+            b.wait_flushers(Duration::from_secs(60));
+            if (i + k) % 2 == 0 {
+                let (w, r, refs) = b.sync_wait(&up, "m");
+                wall.push(w);
+                recorded.push(r);
+                sent.push(refs);
+            } else {
+                push.push(timed(&mut b.git_to(
+                    &up,
+                    &["push", "--quiet", "--mirror"],
+                    &naive,
+                )));
+            }
+        }
+        b.wait_flushers(Duration::from_secs(60));
+        ls.push(timed(&mut b.git_to(&up, &["ls-remote"], &mirror)));
+    }
+    let ok = rev(b, &mirror.dir) == head && rev(b, &naive.dir) == head;
+    if !ok || sent.iter().any(|n| *n != 1) {
+        eprintln!(
+            "bench: WARNING: {MANY_REFS} refs: a mirror's main is not {head}, or a sync did not \
+             send exactly one ref (refs sent per sync: {sent:?})"
+        );
+    }
+    let (wall, recorded) = (Stats::of(wall), Stats::of(recorded));
+    let (push, ls) = (Stats::of(push), Stats::of(ls));
+    let flag = if ok { "" } else { "; MIRRORS NOT UP TO DATE" };
+    table.row(
+        &format!("{MANY_REFS} refs, first full copy: our first sync after `add`, as recorded"),
+        1,
+        ms(first_ours.as_secs_f64() * 1000.0),
+        "—".into(),
+        format!(
+            "from `add` to its flusher's exit {}; first `git push --mirror` {}",
+            ms(first_ours_wall.as_secs_f64() * 1000.0),
+            ms(first_naive.as_secs_f64() * 1000.0)
+        ),
+    );
+    table.row(
+        &format!("{MANY_REFS} refs, one branch moved: `sync m --wait` wall time"),
+        wall.n,
+        ms(wall.median),
+        ms(wall.p99),
+        format!(
+            "{} / {} vs naive `git push --mirror`{flag}",
+            plus(wall.median, push.median),
+            plus(wall.p99, push.p99)
+        ),
+    );
+    table.row(
+        &format!("{MANY_REFS} refs, one branch moved: our sync as the flusher recorded it"),
+        recorded.n,
+        ms(recorded.median),
+        ms(recorded.p99),
+        format!(
+            "{} / {} vs naive `git push --mirror`",
+            plus(recorded.median, push.median),
+            plus(recorded.p99, push.p99)
+        ),
+    );
+    table.row(
+        &format!("{MANY_REFS} refs, one branch moved: naive `git push --mirror`"),
+        push.n,
+        ms(push.median),
+        ms(push.p99),
+        "reference".into(),
+    );
+    table.row(
+        &format!("{MANY_REFS} refs: `git ls-remote` of the mirror"),
+        ls.n,
+        ms(ls.median),
+        ms(ls.p99),
+        "reference: listing the mirror once".into(),
+    );
+    let ratio = (recorded.median / push.median, recorded.p99 / push.p99);
+    table.row(
+        &format!("{MANY_REFS} refs: ours (as recorded) / naive"),
+        recorded.n,
+        format!("{:.2}×", ratio.0),
+        format!("{:.2}×", ratio.1),
+        format!(
+            "target within 1.5× ({}); wall time / naive {:.2}× / {:.2}×",
+            verdict(ratio.0 <= 1.5, ratio.1 <= 1.5),
+            wall.median / push.median,
+            wall.p99 / push.p99
+        ),
+    );
+    let gap = (
+        diff(recorded.median, push.median),
+        diff(recorded.p99, push.p99),
+    );
+    table.row(
+        &format!("{MANY_REFS} refs: ours (as recorded) − naive"),
+        recorded.n,
+        signed_ms(gap.0),
+        signed_ms(gap.1),
+        format!(
+            "target ≤ one `git ls-remote` ({} / {}): {}",
+            ms(ls.median),
+            ms(ls.p99),
+            verdict(gap.0 <= ls.median, gap.1 <= ls.p99)
+        ),
+    );
+}
+
+/// Row group 7: the flusher's own peak resident set size (`ru_maxrss`, the git processes it runs
+/// not counted), from the `flusher exiting; peak RSS N KiB` line every flusher logs into its
+/// repository's `pushmirror/log` when it exits. Read once every flusher of the run has exited:
+/// every upstream but the 10,000-ref one together, and that one on its own.
+fn flusher_memory(b: &Bench, table: &mut Table) {
+    if !b.wait_flushers(Duration::from_secs(60)) {
+        eprintln!("bench: WARNING: flushers still running; their peak RSS is not counted");
+    }
+    let (mut plain, mut many) = (Vec::new(), Vec::new());
+    let mut repos = (0, 0);
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(b.dir.path())
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    dirs.sort();
+    for dir in dirs {
+        let mut peaks = Vec::new();
+        for log in ["log.1", "log"] {
+            let text = std::fs::read_to_string(dir.join("pushmirror").join(log)).unwrap_or_default();
+            peaks.extend(text.lines().filter_map(|l| {
+                let rest = l.split("flusher exiting; peak RSS ").nth(1)?;
+                rest.strip_suffix(" KiB")?.trim().parse::<u64>().ok()
+            }));
+        }
+        if peaks.is_empty() {
+            continue;
+        }
+        if dir.file_name().is_some_and(|n| n == MANY_REFS_REPO) {
+            repos.1 += 1;
+            many.extend(peaks);
+        } else {
+            repos.0 += 1;
+            plain.extend(peaks);
+        }
+    }
+    for (label, peaks, n_repos) in [
+        ("flusher peak RSS, every other scenario", plain, repos.0),
+        (
+            &*format!("flusher peak RSS, the {MANY_REFS}-ref upstream"),
+            many,
+            repos.1,
+        ),
+    ] {
+        let Some(max) = peaks.iter().max().copied() else {
+            table.row(
+                label,
+                0,
+                "no `peak RSS` line in any log".into(),
+                "—".into(),
+                "is the binary older than the peak RSS log line?".into(),
+            );
+            continue;
+        };
+        let s = Stats::of_values(peaks.iter().map(|k| *k as f64).collect());
+        table.row(
+            label,
+            s.n,
+            kib(s.median as u64),
+            kib(s.p99 as u64),
+            format!(
+                "max {} over {} flusher runs in {n_repos} repositories; the flusher alone, \
+                 git children not counted",
+                kib(max),
+                s.n
+            ),
+        );
+    }
+}
+
 /// Row group 4: the release binary's size, and its start-up time (`--version`, which parses the
 /// command line and exits) against `git --version` measured alongside.
 fn binary_and_startup(b: &Bench, table: &mut Table) {
@@ -689,11 +1177,120 @@ impl Bench {
 
     fn bare(&self, name: &str) -> PathBuf {
         let p = self.path(name);
+        self.init_bare(&p);
+        p
+    }
+
+    fn init_bare(&self, p: &Path) {
         self.git(
             self.dir.path(),
-            &["init", "-q", "--bare", "-b", "main", path_str(&p)],
+            &["init", "-q", "--bare", "-b", "main", path_str(p)],
         );
-        p
+    }
+
+    /// A bare mirror repository reached by its local path.
+    fn local_target(&self, name: &str) -> Target {
+        let dir = self.bare(name);
+        Target {
+            url: path_str(&dir).to_string(),
+            dir,
+            add_opts: Vec::new(),
+            ssh_command: None,
+        }
+    }
+
+    /// A bare mirror repository under the sshd's root, reached as `ssh://...@127.0.0.1:PORT/...`
+    /// with the server's client key and known_hosts.
+    fn ssh_target(&self, ssh: &SshServer, name: &str) -> Target {
+        let dir = ssh.root.join(name);
+        self.init_bare(&dir);
+        Target {
+            dir,
+            url: ssh.url(name),
+            add_opts: vec![
+                "--ssh-key".into(),
+                path_str(&ssh.client_key).into(),
+                "--known-hosts".into(),
+                path_str(&ssh.known_hosts).into(),
+            ],
+            ssh_command: Some(ssh.ssh_command()),
+        }
+    }
+
+    /// `git-pushmirror add NAME URL` for the target, with its auth options and `opts`.
+    fn add_mirror(&self, up: &Path, name: &str, t: &Target, opts: &[&str]) {
+        let mut args = vec!["add", name, &t.url];
+        args.extend(t.add_opts.iter().map(String::as_str));
+        args.extend_from_slice(opts);
+        self.pm_ok(up, &args);
+    }
+
+    /// `git -C DIR ARGS... URL` against a mirror, with its SSH command when it has one.
+    fn git_to(&self, dir: &Path, args: &[&str], t: &Target) -> Command {
+        let mut c = self.cmd("git");
+        c.arg("-C").arg(dir).args(args).arg(&t.url);
+        if let Some(ssh) = &t.ssh_command {
+            c.env("GIT_SSH_COMMAND", ssh);
+        }
+        c
+    }
+
+    /// `git ARGS` in `dir` with `input` on stdin; returns stdout.
+    fn git_stdin(&self, dir: &Path, args: &[&str], input: &str) -> String {
+        let mut child = self
+            .cmd("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run git");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write git stdin");
+        let out = child.wait_with_output().expect("wait git");
+        assert!(
+            out.status.success(),
+            "git {args:?} in {} failed: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// `sync NAME --wait` as a user runs it (a cold request when no flusher runs). Returns its
+    /// wall time, and [`Bench::last_sync`].
+    fn sync_wait(&self, up: &Path, name: &str) -> (Duration, Duration, u64) {
+        let t = Instant::now();
+        self.pm_ok(up, &["sync", name, "--wait"]);
+        let wall = t.elapsed();
+        let (recorded, refs) = self.last_sync(up, name);
+        (wall, recorded, refs)
+    }
+
+    /// The mirror's last sync as the flusher recorded it in `pushmirror/state/NAME.json`:
+    /// `last_update_started_at` → `last_update_at` (whole milliseconds), and how many refs it
+    /// sent.
+    fn last_sync(&self, up: &Path, name: &str) -> (Duration, u64) {
+        let p = up
+            .join("pushmirror")
+            .join("state")
+            .join(format!("{name}.json"));
+        let text = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let st: serde_json::Value =
+            serde_json::from_slice(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let at = |k: &str| {
+            st[k]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{}: no {k} after a sync", p.display()))
+        };
+        let recorded = at("last_update_at").saturating_sub(at("last_update_started_at"));
+        (Duration::from_millis(recorded), at("refs_pushed_last"))
     }
 
     /// A bare upstream with our hook installed.
@@ -722,17 +1319,15 @@ impl Bench {
     /// done with them; returns the upstream, the mirror and a realistic stdin line for the hook.
     fn upstream_with_commits(&self, name: &str, add_opts: &[&str]) -> (PathBuf, PathBuf, String) {
         let up = self.upstream(&format!("{name}.git"));
-        let mirror = self.bare(&format!("{name}-mirror.git"));
-        let mut args = vec!["add", "m", path_str(&mirror)];
-        args.extend_from_slice(add_opts);
-        self.pm_ok(&up, &args);
+        let mirror = self.local_target(&format!("{name}-mirror.git"));
+        self.add_mirror(&up, "m", &mirror, add_opts);
         let wc = self.worktree(&format!("wc-{name}"));
         self.git(&wc, &["remote", "add", "origin", path_str(&up)]);
         let old = self.commit(&wc, 0);
         let new = self.commit(&wc, 1);
         self.git(&wc, &["push", "-q", "origin", "main"]);
         self.wait_flushers(Duration::from_secs(60));
-        (up, mirror, format!("{old} {new} refs/heads/main\n"))
+        (up, mirror.dir, format!("{old} {new} refs/heads/main\n"))
     }
 
     /// One run of a hook command `c` as receive-pack would start it: GIT_DIR set, working directory
@@ -820,15 +1415,37 @@ impl Drop for Bench {
     }
 }
 
-/// The naive hook: a synchronous `git push --mirror` to the mirror on every push.
-fn write_naive_hook(upstream: &Path, mirror: &Path) {
+/// A mirror repository as the scenarios reach it: by its local path, or over SSH on loopback.
+struct Target {
+    /// The bare repository on disk, to check what it holds.
+    dir: PathBuf,
+    /// What `git push`, `git ls-remote` and `git-pushmirror add` are given.
+    url: String,
+    /// Options `add` needs for it (the SSH key and known_hosts).
+    add_opts: Vec<String>,
+    /// GIT_SSH_COMMAND for a plain `git` talking to it (SSH only).
+    ssh_command: Option<String>,
+}
+
+/// The naive hook: a synchronous `git push --mirror` to the mirror on every push (over SSH with
+/// the key and known_hosts the mirror needs, as an admin would write it).
+fn write_naive_hook(upstream: &Path, mirror: &Target) {
+    let env = mirror
+        .ssh_command
+        .as_ref()
+        .map(|c| format!("export GIT_SSH_COMMAND={}\n", sh_quote(c)))
+        .unwrap_or_default();
     write_hook(
         upstream,
         &format!(
-            "#!/bin/sh\nexec git push --quiet --mirror '{}'\n",
-            mirror.display()
+            "#!/bin/sh\n{env}exec git push --quiet --mirror {}\n",
+            sh_quote(&mirror.url)
         ),
     );
+}
+
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 fn write_hook(upstream: &Path, script: &str) {
@@ -893,7 +1510,7 @@ fn path_str(p: &Path) -> &str {
 // ---------------------------------------------------------------------------------------------
 // Statistics and the table
 
-/// Median and p99 (nearest rank) of a sample, in milliseconds.
+/// Median and p99 (nearest rank) of a sample, in milliseconds ([`Stats::of`]).
 struct Stats {
     n: usize,
     median: f64,
@@ -901,12 +1518,15 @@ struct Stats {
 }
 
 impl Stats {
-    fn of(mut v: Vec<Duration>) -> Stats {
+    fn of(v: Vec<Duration>) -> Stats {
+        Stats::of_values(v.iter().map(|d| d.as_secs_f64() * 1000.0).collect())
+    }
+
+    /// The same for plain values (in whatever unit they come).
+    fn of_values(mut v: Vec<f64>) -> Stats {
         assert!(!v.is_empty());
-        v.sort();
-        let rank = |p: f64| {
-            v[((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1].as_secs_f64() * 1000.0
-        };
+        v.sort_by(f64::total_cmp);
+        let rank = |p: f64| v[((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
         Stats {
             n: v.len(),
             median: rank(0.50),
@@ -937,6 +1557,10 @@ fn signed_ms(v: f64) -> String {
 
 fn plus(a: f64, reference: f64) -> String {
     signed_ms(a - reference)
+}
+
+fn kib(k: u64) -> String {
+    format!("{k} KiB ({:.1} MiB)", k as f64 / 1024.0)
 }
 
 fn secs(d: Duration) -> String {

@@ -915,10 +915,12 @@ fn status(paths: &RepoPaths, name: Option<&str>, json_out: bool) -> Result<i32, 
             return Err(no_such_mirror(paths, n));
         }
     }
+    let hook = crate::install::check(&paths.git_dir);
     let doc = json!({
         "repository": paths.git_dir,
         "silent_mode": loaded.server.silent,
-        "hook_installed": crate::install::installed(&paths.git_dir),
+        "hook_installed": hook.is_ok(),
+        "hook_problem": hook.err(),
         "flusher_running": crate::hook::flusher_running(paths),
         "spool_damaged_records": contents.damage.len(),
         "mirrors": mirrors,
@@ -941,8 +943,8 @@ fn print_status(doc: &Value) {
     if doc["silent_mode"] == json!(true) {
         println!("SILENT MODE: no mirror is contacted; updates accumulate in the spool");
     }
-    if doc["hook_installed"] != json!(true) {
-        println!("warning: the post-receive hook is not installed (git-pushmirror install)");
+    if let Some(problem) = doc["hook_problem"].as_str() {
+        println!("warning: {problem}");
     }
     println!(
         "flusher: {}",

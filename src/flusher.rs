@@ -193,8 +193,19 @@ pub fn run(git_dir: &Path) -> i32 {
         reported_damage: BTreeSet::new(),
     }
     .main_loop();
-    info!("flusher exiting");
+    info!("flusher exiting; peak RSS {} KiB", peak_rss_kib());
     code
+}
+
+/// The flusher's own peak resident set size (the git children it ran are not counted), from
+/// `getrusage`: reported in the log at exit for operators sizing a server, and for the benchmark.
+fn peak_rss_kib() -> i64 {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage only writes the struct we pass.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return -1;
+    }
+    ru.ru_maxrss
 }
 
 struct Flusher {

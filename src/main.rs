@@ -27,10 +27,13 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_default();
     // Git runs hooks with GIT_DIR set (usually "."); the hook must not need anything else.
+    // Installed as a `#!<this binary> post-receive` file, the kernel runs us with `post-receive`
+    // as the first argument and the hook file's path after it.
     if argv0.file_name().is_some_and(|n| n == "post-receive")
         || argv0
             .parent()
             .is_some_and(|p| p.ends_with("post-receive.d"))
+        || std::env::args_os().nth(1).is_some_and(|a| a == "post-receive")
     {
         std::process::exit(hook::run(&hook_git_dir()));
     }

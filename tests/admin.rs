@@ -751,27 +751,60 @@ fn install_is_idempotent_upgrades_its_wrapper_and_reports_a_missing_binary() {
     assert!(env.pm_ok(&up, &["install"]).contains("updated"));
     assert_eq!(std::fs::read(&hook).unwrap(), fresh);
 
-    // A wrapper whose binary is gone says so to the pusher and does not fail the push.
-    let copy = env.path("bin-copy/git-pushmirror");
-    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
-    std::fs::copy(bin(), &copy).unwrap();
-    let o = env
-        .cmd(&copy)
-        .arg("--repo")
-        .arg(&up)
-        .arg("install")
-        .output()
-        .unwrap();
-    assert!(stdout(&o).contains("updated"), "{}", stderr(&o));
-    std::fs::remove_file(&copy).unwrap();
+    // The usual form has no shell: `#!<binary> post-receive`. A binary gone from there does
+    // not fail the push; git says it cannot exec the hook, and status names the missing binary.
+    let shebang = format!("#!{} post-receive", bin().display());
+    if shebang.len() <= 127 && !shebang.contains(char::is_whitespace) {
+        assert!(text.starts_with(&format!("{shebang}\n")), "{text}");
+    }
+    let gone = |dir: &str| {
+        let copy = env.path(dir).join("git-pushmirror");
+        std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+        std::fs::copy(bin(), &copy).unwrap();
+        let o = env
+            .cmd(&copy)
+            .arg("--repo")
+            .arg(&up)
+            .arg("install")
+            .output()
+            .unwrap();
+        assert!(stdout(&o).contains("updated"), "{}", stderr(&o));
+        assert_eq!(env.status_json(&up)["hook_installed"], true);
+        std::fs::remove_file(&copy).unwrap();
+        let st = env.status_json(&up);
+        assert_eq!(st["hook_installed"], false);
+        let problem = st["hook_problem"].as_str().unwrap_or_default().to_string();
+        assert!(
+            problem.contains(copy.to_str().unwrap()) && problem.contains("missing"),
+            "{problem}"
+        );
+        let human = stdout(&env.pm(&up, &["status"]));
+        assert!(human.contains(&problem), "{human}");
+        std::fs::read_to_string(&hook).unwrap()
+    };
     let wc = env.clone(&up, "wc");
+    let text = gone("bin-copy");
+    assert!(text.starts_with("#!"), "{text}");
+    let direct = !text.starts_with("#!/bin/sh\n");
     env.commit(&wc, "one");
+    let o = env.push(&wc, &["main"]);
+    if direct {
+        assert!(stderr(&o).contains("cannot exec"), "{}", stderr(&o));
+    }
+
+    // A path that cannot stand on a `#!` line (a blank in it) gets the sh wrapper, which says
+    // what to do itself when the binary is gone.
+    let text = gone("bin copy");
+    assert!(text.starts_with("#!/bin/sh\n"), "{text}");
+    env.commit(&wc, "two");
     let o = env.push(&wc, &["main"]);
     let err = stderr(&o);
     assert!(
         err.contains("is missing") && err.contains("NOT mirrored"),
         "{err}"
     );
+    env.pm_ok(&up, &["install"]);
+    assert_eq!(std::fs::read(&hook).unwrap(), fresh);
 
     // uninstall removes it; a second uninstall finds nothing and changes nothing.
     assert!(env
@@ -781,6 +814,9 @@ fn install_is_idempotent_upgrades_its_wrapper_and_reports_a_missing_binary() {
     assert!(env.pm_ok(&up, &["uninstall"]).contains("not installed"));
     assert_eq!(env.status_json(&up)["hook_installed"], false);
     assert!(stdout(&env.pm(&up, &["status"])).contains("hook is not installed"));
+    assert!(env.status_json(&up)["hook_problem"]
+        .as_str()
+        .is_some_and(|p| p.contains("git-pushmirror install")));
 }
 
 #[test]
@@ -1229,6 +1265,7 @@ fn json_documents_have_the_documented_fields() {
         "repository",
         "silent_mode",
         "hook_installed",
+        "hook_problem",
         "flusher_running",
         "spool_damaged_records",
         "mirrors",
