@@ -1044,6 +1044,7 @@ fn sync(paths: &RepoPaths, name: Option<&str>, wait: bool) -> Result<i32, Fail> 
         .unwrap_or(Duration::from_secs(120));
     let deadline = Instant::now() + longest * 3 + Duration::from_secs(30);
     let mut failed = false;
+    let mut idle_since: Option<Instant> = None;
     for e in targets {
         loop {
             let st = state::load(&paths.state_dir(), &e.mirror.name)?;
@@ -1076,17 +1077,21 @@ fn sync(paths: &RepoPaths, name: Option<&str>, wait: bool) -> Result<i32, Fail> 
                     ),
                 ));
             }
-            if !crate::hook::flusher_running(paths) {
-                // The flusher may have exited between our request and its start; ask again.
-                std::thread::sleep(Duration::from_millis(200));
+            // A flusher that exited between our request and its start would leave us waiting:
+            // when none has run for a while and our sync has not started, wake one again. (Just
+            // after the request, the flusher we started may not hold its lock yet.)
+            if crate::hook::flusher_running(paths) {
+                idle_since = None;
+            } else if idle_since.get_or_insert_with(Instant::now).elapsed()
+                >= Duration::from_millis(300)
+            {
+                idle_since = None;
                 let st = state::load(&paths.state_dir(), &e.mirror.name)?;
-                if st.last_update_started_at.is_none_or(|s| s < t0)
-                    && !crate::hook::flusher_running(paths)
-                {
+                if st.last_update_started_at.is_none_or(|s| s < t0) {
                     crate::hook::spool_and_wake_forced(paths, &[]).map_err(|e| Fail(1, e))?;
                 }
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
     Ok(if failed { 1 } else { 0 })

@@ -310,7 +310,11 @@ mod tests {
         assert!(direct.starts_with("#!/usr/local/bin/git-pushmirror post-receive\n"));
         assert!(direct.contains(MARKER) && !direct.contains("@BIN@"));
         let long = format!("/{}/git-pushmirror", "d".repeat(120));
-        for bin in ["relative/git-pushmirror", "/opt/my tools/git-pushmirror", &long] {
+        for bin in [
+            "relative/git-pushmirror",
+            "/opt/my tools/git-pushmirror",
+            &long,
+        ] {
             let text = render(Path::new(bin), None);
             assert!(text.starts_with("#!/bin/sh\n"), "{bin}: {text}");
             assert_eq!(hook_binary(&text), Some(PathBuf::from(bin)), "{bin}");

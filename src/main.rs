@@ -33,7 +33,9 @@ fn main() {
         || argv0
             .parent()
             .is_some_and(|p| p.ends_with("post-receive.d"))
-        || std::env::args_os().nth(1).is_some_and(|a| a == "post-receive")
+        || std::env::args_os()
+            .nth(1)
+            .is_some_and(|a| a == "post-receive")
     {
         std::process::exit(hook::run(&hook_git_dir()));
     }
