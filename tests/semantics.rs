@@ -974,3 +974,52 @@ fn a_push_to_the_mirror_during_a_sync_is_not_lost() {
         stderr(&out)
     );
 }
+
+/// A push of thousands of refs (a first sync of a big repository, or every branch moved): the
+/// sync splits its `git push` into batches that fit on a command line (unit-tested in plan.rs),
+/// leases included, and every ref arrives. 6,000 branches moved at once make about 900 KB of
+/// arguments, several batches.
+#[test]
+fn thousands_of_refs_go_out_in_batches_and_all_arrive() {
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    let mirror = env.bare("mirror.git", &[]);
+    add(&env, &up, "m", s(&mirror), &[]);
+    let wc = env.clone(&up, "wc");
+    let set_all = |commit: &str| {
+        let mut input = String::new();
+        for i in 0..6000 {
+            input.push_str(&format!("update refs/heads/b-{i:04} {commit}\n"));
+        }
+        let mut c = env.cmd("git");
+        c.arg("-C").arg(&wc).args(["update-ref", "--stdin"]);
+        c.stdin(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+    };
+    let c1 = env.commit(&wc, "one");
+    set_all(&c1);
+    env.push(&wc, &["--all"]);
+    env.wait_mirrored(&up, &mirror);
+    settle(&env, &up);
+    assert_eq!(env.heads_and_tags(&mirror).len(), 6001);
+
+    let c2 = env.commit(&wc, "two");
+    set_all(&c2);
+    env.push(&wc, &["--all"]);
+    env.wait_mirrored(&up, &mirror);
+    let doc = settle(&env, &up);
+    let refs = env.heads_and_tags(&mirror);
+    assert_eq!(refs.len(), 6001);
+    assert!(refs.values().all(|v| *v == c2));
+    let m = &doc["mirrors"][0];
+    assert_eq!(m["update_status"], "finished", "{doc}");
+    assert!(m["last_error"].is_null(), "{doc}");
+}

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod git;
 pub mod plan;
+pub mod source;
 pub mod url;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -50,6 +51,10 @@ pub fn sync(
         }
     }
 }
+
+/// Argument text per `git push` run: well under Linux's 2 MiB for argv and environment together
+/// (at the default 8 MiB stack), and still about 2,500 refs per push.
+const PUSH_ARGS_MAX: usize = 256 << 10;
 
 /// A refusal that means the mirror changed after we listed it: our lease no longer held
 /// (`stale info`), or a ref we meant to create appeared meanwhile (`fetch first`,
@@ -137,8 +142,18 @@ fn run_sync(
         }
         other => format!("{other} ({masked})"),
     };
-    let _ = scheme;
 
+    // The push runs in a shadow repository (see source.rs): a relative path to a local mirror
+    // still means relative to the upstream, as git takes it there.
+    let push_url = match scheme {
+        url::Scheme::Local
+            if !bare_url.starts_with("file:") && Path::new(&bare_url).is_relative() =>
+        {
+            ctx.git_dir.join(&bare_url).display().to_string()
+        }
+        _ => bare_url.clone(),
+    };
+    let mut source: Option<source::PushSource> = None;
     let upstream = crate::repo::Upstream::open(ctx.git_dir).map_err(|e| e.to_string())?;
     let options = plan::PlanOptions {
         keep_divergent_refs: cfg.keep_divergent_refs,
@@ -188,60 +203,72 @@ fn run_sync(
         // ref is only "[remote rejected] (hook declined)"; the reason is here.
         let mut remote_said: Vec<String> = Vec::new();
         let mut stale = false;
-        if !the_plan.is_empty() {
+        let wanted: BTreeMap<&str, bool> = the_plan
+            .pushes
+            .iter()
+            .map(|p| (p.name.as_str(), false))
+            .chain(the_plan.deletions.iter().map(|d| (d.name.as_str(), true)))
+            .collect();
+        let mut results = BTreeMap::new();
+        let mut all_ok = true;
+        for batch in the_plan.push_batches(PUSH_ARGS_MAX) {
+            let source = match &source {
+                Some(s) => s,
+                None => source.insert(
+                    source::PushSource::create(
+                        &crate::paths::RepoPaths::new(ctx.git_dir)
+                            .dir
+                            .join("push")
+                            .join(&cfg.name),
+                        ctx.git_dir,
+                    )
+                    .map_err(|e| format!("preparing the push: {e}"))?,
+                ),
+            };
+            source
+                .set_refs(&batch.updates)
+                .map_err(|e| format!("preparing the push: {e}"))?;
             let mut args: Vec<String> =
                 vec!["push".into(), "--porcelain".into(), "--no-verify".into()];
-            // A lease forces the update when it holds (a `+` would override it, so the
-            // refspecs go without); a creation needs none: without `+` it can only
-            // fast-forward a ref that appeared meanwhile, which loses nothing.
-            for p in &the_plan.pushes {
-                if let Some(old) = &p.old {
-                    args.push(format!("--force-with-lease={}:{old}", p.name));
-                }
+            args.extend(batch.leases.iter().cloned());
+            args.push(push_url.clone());
+            if !batch.updates.is_empty() {
+                args.push("refs/*:refs/*".into());
             }
-            for d in &the_plan.deletions {
-                args.push(format!("--force-with-lease={}:{}", d.name, d.old));
-            }
-            args.push(bare_url.clone());
-            args.extend(
-                the_plan
-                    .refspecs()
-                    .into_iter()
-                    .map(|r| r.strip_prefix('+').map(str::to_owned).unwrap_or(r)),
-            );
-            let out = git::run(ctx.git_dir, &args, &env, timeout, "push").map_err(&fail)?;
-            let results = git::parse_porcelain(&out.stdout);
-            let wanted: BTreeMap<&str, bool> = the_plan
-                .pushes
-                .iter()
-                .map(|p| (p.name.as_str(), false))
-                .chain(the_plan.deletions.iter().map(|d| (d.name.as_str(), true)))
-                .collect();
-            for (name, is_delete) in &wanted {
-                match results.get(*name) {
-                    Some(r) if r.ok() => {
-                        if *is_delete {
-                            report.deleted += 1;
-                        } else {
-                            report.pushed += 1;
-                        }
-                    }
-                    Some(r) => {
-                        stale |= is_stale_listing(&r.summary);
-                        report.rejected.push(format!("{name}: {}", r.summary))
-                    }
-                    None if out.status_ok => report.pushed += 1,
-                    None => report.rejected.push(format!("{name}: not pushed")),
-                }
-            }
-            if results.is_empty() && !out.status_ok {
+            args.extend(batch.deletions.iter().map(|d| format!(":{d}")));
+            let out = git::run(source.dir(), &args, &env, timeout, "push").map_err(&fail)?;
+            let got = git::parse_porcelain(&out.stdout);
+            if got.is_empty() && !out.status_ok {
                 return Err(fail(git::GitError::Failed {
                     what: "push",
                     stderr: out.stderr,
                 }));
             }
-            if !report.rejected.is_empty() {
-                remote_said = remote_messages(&out.stderr);
+            all_ok &= out.status_ok;
+            if got.values().any(|r| !r.ok()) {
+                for m in remote_messages(&out.stderr) {
+                    if remote_said.len() < 5 && !remote_said.contains(&m) {
+                        remote_said.push(m);
+                    }
+                }
+            }
+            results.extend(got);
+        }
+        for (name, is_delete) in &wanted {
+            match results.get(*name) {
+                Some(r) if r.ok() => {
+                    if *is_delete {
+                        report.deleted += 1;
+                    } else {
+                        report.pushed += 1;
+                    }
+                }
+                Some(r) => {
+                    stale |= is_stale_listing(&r.summary);
+                    report.rejected.push(format!("{name}: {}", r.summary))
+                }
+                None if all_ok => report.pushed += 1,
+                None => report.rejected.push(format!("{name}: not pushed")),
             }
         }
         if stale && attempt < ATTEMPTS {

@@ -94,27 +94,76 @@ pub struct Plan {
     pub divergent: Vec<String>,
     /// Sorted by name; every name at most once.
     pub skipped: Vec<(String, SkipReason)>,
+    /// The first push is upstream's default branch, put first because the mirror has no branch
+    /// yet: hosts such as GitHub make the first branch pushed into an empty repository the default.
+    pub default_first: bool,
 }
 
 impl Plan {
-    /// Whether the sync can be skipped: divergent and skipped refs alone send nothing, and
-    /// spec §5.7 forbids starting a `git push` for nothing.
+    /// Whether the sync sends nothing: divergent and skipped refs alone make no push. Then
+    /// `push_batches` is empty too, and no `git push` is started for nothing (spec §5.7).
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.pushes.is_empty() && self.deletions.is_empty()
     }
 
-    /// explicit refspecs for one `git push --porcelain`: `+<oid>:<ref>` for pushes (in order), `:<ref>` for deletions
+    /// The `git push` runs that carry out the plan, in order. A batch's leases and deletions go
+    /// on the command line, so a batch holds at most `max_bytes` of them (the kernel limits a
+    /// command line; a sync that moves or deletes tens of thousands of refs would not fit in
+    /// one). Pushes come first, in plan order, then deletions. When the plan leads with the
+    /// default branch (the mirror has no branch yet), that branch goes alone in the first batch,
+    /// so that it reaches the mirror before any other.
     ///
-    /// Sources are object ids rather than local ref names so that the push sends exactly what
-    /// was planned even if upstream moves while the push runs.
-    pub fn refspecs(&self) -> Vec<String> {
-        let pushes = self
-            .pushes
-            .iter()
-            .map(|push| format!("+{}:{}", push.new, push.name));
-        let deletions = self.deletions.iter().map(|del| format!(":{}", del.name));
-        pushes.chain(deletions).collect()
+    /// Every update and deletion is leased on the mirror's value as listed
+    /// (`--force-with-lease=<ref>:<old>`): it is forced only while the mirror still holds what the
+    /// plan saw, so work pushed to the mirror meanwhile is never overwritten or deleted. Nothing is
+    /// pushed with `+`, which would override the lease. A creation needs no lease: unforced, it
+    /// can only fast-forward a ref that appeared meanwhile, which loses nothing.
+    pub fn push_batches(&self, max_bytes: usize) -> Vec<PushBatch> {
+        let lease = |name: &str, old: &str| format!("--force-with-lease={name}:{old}");
+        let mut batches: Vec<PushBatch> = Vec::new();
+        let mut used = 0usize;
+        // The batch for an item costing `cost` bytes of arguments (each argument also costs its
+        // NUL and a pointer in argv): the current one, or a new one if that is full or `fresh`.
+        let mut slot = |batches: &mut Vec<PushBatch>, cost: usize, fresh: bool| {
+            if fresh || batches.is_empty() || used + cost > max_bytes {
+                batches.push(PushBatch::default());
+                used = 0;
+            }
+            used += cost;
+            batches.len() - 1
+        };
+        for (i, p) in self.pushes.iter().enumerate() {
+            let l = p.old.as_deref().map(|old| lease(&p.name, old));
+            // A leading default branch goes alone: the next push opens the second batch.
+            let at = slot(
+                &mut batches,
+                l.as_ref().map_or(0, |l| l.len() + 9),
+                self.default_first && i == 1,
+            );
+            batches[at].leases.extend(l);
+            batches[at].updates.push((p.name.clone(), p.new.clone()));
+        }
+        for d in &self.deletions {
+            let l = lease(&d.name, &d.old);
+            let cost = l.len() + 9 + d.name.len() + 10;
+            let at = slot(&mut batches, cost, false);
+            batches[at].leases.push(l);
+            batches[at].deletions.push(d.name.clone());
+        }
+        batches
     }
+}
+
+/// One `git push` of a plan: see `Plan::push_batches`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PushBatch {
+    /// `--force-with-lease=<ref>:<old>` for every update and deletion in the batch.
+    pub leases: Vec<String>,
+    /// `(ref, oid)`: the mirror's ref gets exactly this object, even if upstream moves meanwhile.
+    pub updates: Vec<(String, String)>,
+    /// Refs to delete from the mirror.
+    pub deletions: Vec<String>,
 }
 
 const HEADS: &str = "refs/heads/";
@@ -302,6 +351,7 @@ pub fn plan(input: &PlanInput<'_>, ancestry: &dyn Ancestry) -> Plan {
     if let Some(pos) = default_pos {
         let first = out.pushes.remove(pos);
         out.pushes.insert(0, first);
+        out.default_first = true;
     }
     out
 }
@@ -727,6 +777,13 @@ mod tests {
                 .iter()
                 .map(|(name, reason)| (name.to_string(), *reason))
                 .collect(),
+            // The oracle: an expected first push of the default branch to a branchless mirror.
+            default_first: !case
+                .remote
+                .iter()
+                .any(|(n, _)| n.len() > HEADS.len() && n.starts_with(HEADS))
+                && case.default_branch.is_some()
+                && case.pushes.first().map(|p| p.0) == case.default_branch,
         }
     }
 
@@ -1348,7 +1405,7 @@ mod tests {
     }
 
     #[test]
-    fn refspecs_and_emptiness() {
+    fn push_batches_and_emptiness() {
         let plan = Plan {
             pushes: vec![
                 RefPush {
@@ -1368,23 +1425,96 @@ mod tests {
             }],
             divergent: vec![FEATURE.into()],
             skipped: vec![(V9.into(), MirrorOnlyTag)],
+            default_first: false,
         };
+        let lease = |r: &str, old: &str| format!("--force-with-lease={r}:{old}");
+        let update = |r: &str, oid: &str| (r.to_string(), oid.to_string());
+        let whole = PushBatch {
+            leases: vec![lease(V1, "b1"), lease(TOPIC, "a2")],
+            updates: vec![update(MAIN, "a3"), update(V1, "a1")],
+            deletions: vec![TOPIC.into()],
+        };
+        assert_eq!(plan.push_batches(usize::MAX), std::slice::from_ref(&whole));
+        assert!(!plan.is_empty());
+        // A budget too small for two leases: one batch per lease, order kept, every lease with
+        // its ref; an item larger than the budget still goes (alone). Creations cost no argument.
         assert_eq!(
-            plan.refspecs(),
+            plan.push_batches(40),
             [
-                "+a3:refs/heads/main",
-                "+a1:refs/tags/v1",
-                ":refs/heads/topic"
+                PushBatch {
+                    updates: vec![update(MAIN, "a3")],
+                    ..PushBatch::default()
+                },
+                PushBatch {
+                    leases: vec![lease(V1, "b1")],
+                    updates: vec![update(V1, "a1")],
+                    ..PushBatch::default()
+                },
+                PushBatch {
+                    leases: vec![lease(TOPIC, "a2")],
+                    deletions: vec![TOPIC.into()],
+                    ..PushBatch::default()
+                },
             ]
         );
-        assert!(!plan.is_empty());
+        // The default branch leading into a branchless mirror goes alone, then the rest.
+        let leading = Plan {
+            default_first: true,
+            ..plan.clone()
+        };
+        assert_eq!(
+            leading.push_batches(usize::MAX),
+            [
+                PushBatch {
+                    updates: vec![update(MAIN, "a3")],
+                    ..PushBatch::default()
+                },
+                PushBatch {
+                    updates: vec![update(V1, "a1")],
+                    ..whole.clone()
+                },
+            ]
+        );
+        // 10,000 leased updates in 256 KiB batches: nothing lost, nothing repeated, order kept,
+        // every batch within budget. 10,000 creations need no argument at all: one batch.
+        let many = |leased: bool| Plan {
+            pushes: (0..10_000)
+                .map(|i| RefPush {
+                    name: format!("refs/heads/branch-{i:05}"),
+                    new: format!("{i:040x}"),
+                    old: leased.then(|| format!("{:040x}", i + 1)),
+                })
+                .collect(),
+            ..Plan::default()
+        };
+        let batches = many(true).push_batches(256 << 10);
+        assert!(batches.len() > 1, "{}", batches.len());
+        for b in &batches {
+            assert!(b.leases.iter().map(|a| a.len() + 9).sum::<usize>() <= 256 << 10);
+            assert_eq!(b.leases.len(), b.updates.len());
+        }
+        let names: Vec<&String> = batches
+            .iter()
+            .flat_map(|b| &b.updates)
+            .map(|u| &u.0)
+            .collect();
+        assert_eq!(names.len(), 10_000);
+        assert!(names.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(many(false).push_batches(256 << 10).len(), 1);
 
         let only_deletion = Plan {
             pushes: Vec::new(),
             ..plan.clone()
         };
         assert!(!only_deletion.is_empty());
-        assert_eq!(only_deletion.refspecs(), [":refs/heads/topic"]);
+        assert_eq!(
+            only_deletion.push_batches(usize::MAX),
+            [PushBatch {
+                leases: vec![lease(TOPIC, "a2")],
+                deletions: vec![TOPIC.into()],
+                ..PushBatch::default()
+            }]
+        );
 
         let nothing_to_send = Plan {
             pushes: Vec::new(),
@@ -1392,7 +1522,7 @@ mod tests {
             ..plan
         };
         assert!(nothing_to_send.is_empty());
-        assert!(nothing_to_send.refspecs().is_empty());
+        assert!(nothing_to_send.push_batches(usize::MAX).is_empty());
         assert!(Plan::default().is_empty());
     }
 
