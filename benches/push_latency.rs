@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 // The test harness's real sshd (the SSH mirror on loopback), shared rather than copied.
 #[path = "../tests/common/servers.rs"]
-#[allow(dead_code)]
 mod servers;
 
 use servers::SshServer;
@@ -34,6 +33,8 @@ const MANY_REFS_RUNS: usize = 10;
 const MANY_REFS: usize = 10_000;
 /// The upstream holding [`MANY_REFS`] refs; its flusher's memory is reported on its own.
 const MANY_REFS_REPO: &str = "refs10k.git";
+/// Bound on our first full copy of [`MANY_REFS`] refs (the `--timeout` of that mirror).
+const FIRST_COPY_TIMEOUT: &str = "30s";
 
 fn main() {
     let pushes: usize = std::env::var("BENCH_PUSHES")
@@ -243,13 +244,16 @@ fn push_latency(b: &Bench, ssh: Result<&SshServer, &String>, pushes: usize, tabl
         _ => true,
     };
     if !ssh_ok {
-        eprintln!("bench: WARNING: an SSH mirror of the push-latency scenarios never got the last commit");
+        eprintln!(
+            "bench: WARNING: an SSH mirror of the push-latency scenarios never got the last commit"
+        );
     }
     b.wait_flushers(Duration::from_secs(60));
 
     let mut stats = samples.into_iter().map(Stats::of);
     let mut next = || stats.next().expect("one sample per scenario");
-    let (s_nohook, s_trivial, s_naive, s_hook1, s_hook10) = (next(), next(), next(), next(), next());
+    let (s_nohook, s_trivial, s_naive, s_hook1, s_hook10) =
+        (next(), next(), next(), next(), next());
     let ssh_stats = ssh.map(|_| (next(), next()));
     let vs = |s: &Stats| {
         format!(
@@ -338,7 +342,11 @@ fn push_latency(b: &Bench, ssh: Result<&SshServer, &String>, pushes: usize, tabl
                  to a local mirror{}",
                 signed_ms(a.0 - naive_added.0),
                 signed_ms(a.1 - naive_added.1),
-                if ssh_ok { "" } else { "; MIRRORS NOT UP TO DATE" }
+                if ssh_ok {
+                    ""
+                } else {
+                    "; MIRRORS NOT UP TO DATE"
+                }
             ),
         );
     } else if let Err(why) = ssh {
@@ -735,7 +743,9 @@ fn noop_sync(b: &Bench, ssh: Result<&SshServer, &String>, table: &mut Table) {
             )
         };
         table.row(
-            &format!("no-op sync, {label}: `sync {name} --wait` wall time (cold: starts a flusher)"),
+            &format!(
+                "no-op sync, {label}: `sync {name} --wait` wall time (cold: starts a flusher)"
+            ),
             wall.n,
             ms(wall.median),
             ms(wall.p99),
@@ -779,17 +789,22 @@ fn noop_sync(b: &Bench, ssh: Result<&SshServer, &String>, table: &mut Table) {
     }
 }
 
-/// Row group 6: a sync of an upstream holding 10,000 refs (5,000 branches, 5,000 lightweight
-/// tags, all packed, pointing at a handful of commits) after one branch moved, against the naive
-/// `git push --mirror` of the same state to a second mirror. Both mirrors are brought fully up to
-/// date first (our first sync after `add`; one `git push --mirror`), and that first full copy is
-/// reported too. Per sample the upstream's main moves to a new commit by plumbing (`commit-tree`
-/// + `update-ref`, which runs no hook, so no flusher starts behind our back); then our
-/// `sync m --wait` (wall time, and the sync as recorded in the state file) and the naive push
-/// run, alternating which goes first, each with no flusher running; then one `git ls-remote` of
-/// our mirror, the cost of listing its 10,000 refs once. Our sync lists the mirror, reads the
-/// upstream's refs, plans, and pushes one ref; `git push --mirror` lists the mirror too (the
-/// ref advertisement) and sends one ref, so the gap between them is bounded by about one listing.
+/// Row group 6: an upstream holding 10,000 refs (5,000 branches, 5,000 lightweight tags, all
+/// packed, pointing at a handful of commits), against the naive `git push --mirror`.
+///
+/// First the full copy to an empty mirror: our first sync after `add` (with a
+/// [`FIRST_COPY_TIMEOUT`] bound, so a sync that cannot finish costs the run that much and no
+/// more; the mirror is removed afterwards) against the first `git push --mirror` to another empty
+/// mirror. Our mirror for the rest is then seeded by `git push --mirror` and added, so its first
+/// sync is a full comparison with nothing to send.
+///
+/// Then per sample the upstream's main moves to a new commit by plumbing (`commit-tree` +
+/// `update-ref`, which runs no hook, so no flusher starts behind our back); our `sync m --wait`
+/// (wall time, and the sync as recorded in the state file) and the naive push run, alternating
+/// which goes first, each with no flusher running; then one `git ls-remote` of our mirror, the
+/// cost of listing its 10,000 refs once. Our sync lists the mirror, reads the upstream's refs,
+/// plans, and pushes one ref; `git push --mirror` lists the mirror too (the ref advertisement)
+/// and sends one ref, so the gap between them should be about one listing.
 fn many_refs_sync(b: &Bench, table: &mut Table) {
     eprintln!("bench: sync with {MANY_REFS} refs, {MANY_REFS_RUNS} runs");
     let up = b.upstream(MANY_REFS_REPO);
@@ -813,22 +828,84 @@ fn many_refs_sync(b: &Bench, table: &mut Table) {
     }
     b.git_stdin(&up, &["update-ref", "--stdin"], &input);
     b.git(&up, &["pack-refs", "--all", "--prune"]);
-    let mirror = b.local_target("refs10k-mirror.git");
-    let naive = b.local_target("refs10k-naive.git");
+    let count = |t: &Target| {
+        b.git(&t.dir, &["for-each-ref", "--format=x"])
+            .lines()
+            .count()
+    };
 
-    // `add` starts the first full sync at once; it is done when the flusher has exited.
+    // The first full copy, ours and naive.
+    eprintln!("bench: {MANY_REFS} refs: first full copy (ours bounded by {FIRST_COPY_TIMEOUT})");
+    let fresh = b.local_target("refs10k-fresh.git");
     let t = Instant::now();
-    b.add_mirror(&up, "m", &mirror, &[]);
+    b.add_mirror(&up, "fresh", &fresh, &["--timeout", FIRST_COPY_TIMEOUT]);
+    let first = b.first_sync(&up, "fresh", Duration::from_secs(120));
+    let first_wall = t.elapsed();
+    // Before its retry starts (the first backoff is about a second).
+    b.pm_ok(&up, &["remove", "fresh"]);
+    let first_ours = match &first {
+        Some(st) if st["update_status"] == "finished" => Ok(b.last_sync_of(st)),
+        Some(st) => Err(format!(
+            "FAILED after {}: {}",
+            secs(first_wall),
+            st["last_error"].as_str().unwrap_or("?")
+        )),
+        None => Err(format!("no result after {}", secs(first_wall))),
+    };
+    let fresh_refs = count(&fresh);
     b.wait_flushers(Duration::from_secs(120));
-    let first_ours_wall = t.elapsed();
-    let first_ours = b.last_sync(&up, "m").0;
+    let naive = b.local_target("refs10k-naive.git");
     let first_naive = timed(&mut b.git_to(&up, &["push", "--quiet", "--mirror"], &naive));
-    let count = |t: &Target| b.git(&t.dir, &["for-each-ref", "--format=x"]).lines().count();
+    table.row(
+        &format!(
+            "{MANY_REFS} refs, first full copy to an empty mirror: our first sync after `add`"
+        ),
+        1,
+        match &first_ours {
+            Ok((d, _)) => ms(d.as_secs_f64() * 1000.0),
+            Err(_) => "did not finish".into(),
+        },
+        "—".into(),
+        format!(
+            "first `git push --mirror` {}; {}",
+            secs(first_naive),
+            match &first_ours {
+                Ok((_, n)) => format!("{n} refs sent, {fresh_refs} on the mirror"),
+                Err(e) => format!(
+                    "timeout {FIRST_COPY_TIMEOUT}: {e}; {fresh_refs} refs reached the mirror"
+                ),
+            }
+        ),
+    );
+
+    // Our mirror for the samples: seeded, then added (a first sync with nothing to send).
+    let mirror = b.local_target("refs10k-mirror.git");
+    b.git(&up, &["push", "--quiet", "--mirror", &mirror.url]);
+    b.add_mirror(&up, "m", &mirror, &[]);
+    let seeded = b.first_sync(&up, "m", Duration::from_secs(120));
+    b.wait_flushers(Duration::from_secs(120));
     let (n_ours, n_naive) = (count(&mirror), count(&naive));
     if n_ours != MANY_REFS || n_naive != MANY_REFS {
         eprintln!(
-            "bench: WARNING: after the first full copy our mirror holds {n_ours} refs and the \
-             naive one {n_naive}, not {MANY_REFS}"
+            "bench: WARNING: our mirror holds {n_ours} refs and the naive one {n_naive}, not \
+             {MANY_REFS}"
+        );
+    }
+    if let Some(st) = seeded.filter(|st| st["update_status"] == "finished") {
+        let (d, n) = b.last_sync_of(&st);
+        table.row(
+            &format!(
+                "{MANY_REFS} refs, first sync after `add` to a mirror already holding them, as \
+                 recorded"
+            ),
+            1,
+            ms(d.as_secs_f64() * 1000.0),
+            "—".into(),
+            format!("a full comparison; {n} refs sent"),
+        );
+    } else {
+        eprintln!(
+            "bench: WARNING: {MANY_REFS} refs: the seeded mirror's first sync did not finish"
         );
     }
 
@@ -867,17 +944,6 @@ fn many_refs_sync(b: &Bench, table: &mut Table) {
     let (wall, recorded) = (Stats::of(wall), Stats::of(recorded));
     let (push, ls) = (Stats::of(push), Stats::of(ls));
     let flag = if ok { "" } else { "; MIRRORS NOT UP TO DATE" };
-    table.row(
-        &format!("{MANY_REFS} refs, first full copy: our first sync after `add`, as recorded"),
-        1,
-        ms(first_ours.as_secs_f64() * 1000.0),
-        "—".into(),
-        format!(
-            "from `add` to its flusher's exit {}; first `git push --mirror` {}",
-            ms(first_ours_wall.as_secs_f64() * 1000.0),
-            ms(first_naive.as_secs_f64() * 1000.0)
-        ),
-    );
     table.row(
         &format!("{MANY_REFS} refs, one branch moved: `sync m --wait` wall time"),
         wall.n,
@@ -962,7 +1028,8 @@ fn flusher_memory(b: &Bench, table: &mut Table) {
     for dir in dirs {
         let mut peaks = Vec::new();
         for log in ["log.1", "log"] {
-            let text = std::fs::read_to_string(dir.join("pushmirror").join(log)).unwrap_or_default();
+            let text =
+                std::fs::read_to_string(dir.join("pushmirror").join(log)).unwrap_or_default();
             peaks.extend(text.lines().filter_map(|l| {
                 let rest = l.split("flusher exiting; peak RSS ").nth(1)?;
                 rest.strip_suffix(" KiB")?.trim().parse::<u64>().ok()
@@ -1273,24 +1340,52 @@ impl Bench {
         (wall, recorded, refs)
     }
 
-    /// The mirror's last sync as the flusher recorded it in `pushmirror/state/NAME.json`:
-    /// `last_update_started_at` → `last_update_at` (whole milliseconds), and how many refs it
-    /// sent.
-    fn last_sync(&self, up: &Path, name: &str) -> (Duration, u64) {
+    /// The mirror's state file `pushmirror/state/NAME.json`, as the flusher last wrote it; None
+    /// while there is none.
+    fn state(&self, up: &Path, name: &str) -> Option<serde_json::Value> {
         let p = up
             .join("pushmirror")
             .join("state")
             .join(format!("{name}.json"));
-        let text = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-        let st: serde_json::Value =
-            serde_json::from_slice(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let text = std::fs::read(&p).ok()?;
+        Some(serde_json::from_slice(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+    }
+
+    /// The mirror's last sync as the flusher recorded it in its state file:
+    /// `last_update_started_at` → `last_update_at` (whole milliseconds), and how many refs it
+    /// sent.
+    fn last_sync(&self, up: &Path, name: &str) -> (Duration, u64) {
+        let st = self
+            .state(up, name)
+            .unwrap_or_else(|| panic!("{}: no state for mirror {name}", up.display()));
+        self.last_sync_of(&st)
+    }
+
+    /// [`Bench::last_sync`] of a state already read.
+    fn last_sync_of(&self, st: &serde_json::Value) -> (Duration, u64) {
         let at = |k: &str| {
             st[k]
                 .as_u64()
-                .unwrap_or_else(|| panic!("{}: no {k} after a sync", p.display()))
+                .unwrap_or_else(|| panic!("no {k} in a mirror state after a sync: {st}"))
         };
         let recorded = at("last_update_at").saturating_sub(at("last_update_started_at"));
         (Duration::from_millis(recorded), at("refs_pushed_last"))
+    }
+
+    /// Waits until the mirror's first sync ever has ended (finished or failed) and returns its
+    /// state; None if it had not after `limit`.
+    fn first_sync(&self, up: &Path, name: &str, limit: Duration) -> Option<serde_json::Value> {
+        let end = Instant::now() + limit;
+        loop {
+            let st = self.state(up, name);
+            if st.as_ref().is_some_and(|st| st["last_update_at"].is_u64()) {
+                return st;
+            }
+            if Instant::now() > end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// A bare upstream with our hook installed.
