@@ -907,7 +907,8 @@ fn a_push_to_the_mirror_during_a_sync_is_not_lost() {
             "#!/bin/sh\n\
              # After the first listing of each mirror, someone else pushes to it.\n\
              if [ \"$3\" = ls-remote ]; then\n\
-             \tcase \"$4\" in\n\
+             \tfor a; do url=$a; done\n\
+             \tcase \"$url\" in\n\
              \t*/keep.git) marker={wrap}/keep.done; spec=race-feature:refs/heads/feature ;;\n\
              \t*/plain.git) marker={wrap}/plain.done; spec=race-old:refs/heads/old ;;\n\
              \t*) exec {real} \"$@\" ;;\n\
@@ -915,7 +916,7 @@ fn a_push_to_the_mirror_during_a_sync_is_not_lost() {
              \tif [ ! -e \"$marker\" ]; then\n\
              \t\t: > \"$marker\"\n\
              \t\t{real} \"$@\"; rc=$?\n\
-             \t\t{real} -C {wc} push -q --force \"$4\" \"$spec\" >/dev/null 2>&1 </dev/null\n\
+             \t\t{real} -C {wc} push -q --force \"$url\" \"$spec\" >/dev/null 2>&1 </dev/null\n\
              \t\texit $rc\n\
              \tfi\n\
              fi\n\

@@ -171,7 +171,7 @@ fn run_sync(
         attempt += 1;
         let ls = git::run(
             ctx.git_dir,
-            &["ls-remote".into(), bare_url.clone()],
+            &["ls-remote".into(), "--refs".into(), bare_url.clone()],
             &env,
             timeout,
             "ls-remote",
