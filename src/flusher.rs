@@ -222,9 +222,20 @@ impl Flusher {
         let spool = Spool::new(&self.paths.dir);
         let (tx, rx) = mpsc::channel::<Done>();
         loop {
+            // The config, the spool and the status saves below are read and written under one
+            // spool lock: `remove` deletes a mirror's config and state under it, so a mirror
+            // removed meanwhile is either not seen here or its state is not written back.
+            let lock = match spool.lock() {
+                Ok(l) => l,
+                Err(e) => {
+                    error!("{e}");
+                    return 1;
+                }
+            };
             let cfg = match config::load(&self.paths) {
                 Ok(c) => c,
                 Err(e) => {
+                    drop(lock);
                     // The hook reports a broken config to the next pusher; we keep the spool.
                     error!("{e}");
                     if self.in_flight.is_empty() {
@@ -238,7 +249,7 @@ impl Flusher {
                 info!("silent mode is on: no mirror contacted; updates stay in the spool");
                 return 0;
             }
-            let contents = match spool.lock().and_then(|l| spool.read(&l)) {
+            let contents = match spool.read(&lock) {
                 Ok(c) => c,
                 Err(e) => {
                     error!("{e}");
@@ -285,6 +296,7 @@ impl Flusher {
                 self.in_flight.insert(name.clone(), p.max_seq);
                 self.start_sync(&cfg, m.clone(), p, now, tx.clone());
             }
+            drop(lock);
             if !actionable && self.in_flight.is_empty() {
                 match self.try_exit(&spool, &cfg) {
                     Some(code) => return code,

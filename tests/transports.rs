@@ -453,6 +453,42 @@ fn ssh_with_known_hosts_and_with_pinned_host_key() {
         .filter(|p| p.to_string_lossy().contains("known_hosts"))
         .collect();
     assert!(left.is_empty(), "temporary known_hosts left: {left:?}");
+
+    // One SSH connection per sync: ls-remote and push share it (ControlMaster), and the master
+    // is gone with the sync (no socket, no `ssh: ... [mux]` process left behind).
+    let before = ssh.logins();
+    env.commit(&wc, "two");
+    env.push(&wc, &["main"]);
+    env.wait_mirrored(&up, &kh_dst);
+    env.wait_mirrored(&up, &pin_dst);
+    assert!(env.wait_flushers_gone(), "flusher did not exit when idle");
+    let syncs = 2; // one per mirror: the push came as one update, well within the debounce
+    assert_eq!(
+        ssh.logins() - before,
+        syncs,
+        "SSH logins for {syncs} syncs (ls-remote + push each):\n{}",
+        ssh.log()
+    );
+    let sockets: Vec<_> = fs::read_dir(&env.runtime)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("ssh-"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(sockets.is_empty(), "SSH control sockets left: {sockets:?}");
+    let runtime = env.runtime.to_string_lossy().into_owned();
+    let masters: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&runtime) && c.contains("[mux]"))
+        .collect();
+    assert!(masters.is_empty(), "SSH masters left running: {masters:?}");
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod git;
+pub mod mux;
 pub mod plan;
 pub mod source;
 pub mod url;
@@ -134,6 +135,11 @@ fn run_sync(
     if let Some(ca) = &cfg.ca_file {
         set.push(("GIT_SSL_CAINFO".into(), ca.display().to_string()));
     }
+    // ls-remote and push share one SSH connection (see mux.rs); dropped last, after both.
+    let _mux = match scheme {
+        url::Scheme::Ssh => mux::Mux::share(ctx.runtime_dir, &mut set),
+        _ => None,
+    };
     let env = git::ChildEnv { set, remove };
     let masked = url::mask(&cfg.url);
     let fail = |e: git::GitError| match e {

@@ -408,6 +408,18 @@ impl Proc {
         s
     }
 
+    /// How often `needle` occurs in the whole of the log files.
+    fn log_count(&self, needle: &str) -> usize {
+        self.logs
+            .iter()
+            .map(|p| {
+                fs::read_to_string(p)
+                    .map(|t| t.matches(needle).count())
+                    .unwrap_or(0)
+            })
+            .sum()
+    }
+
     fn log_contains(&self, needle: &str) -> bool {
         self.logs.iter().any(|p| {
             fs::read_to_string(p)
@@ -1137,6 +1149,12 @@ impl SshServer {
 
     pub fn log(&self) -> String {
         self.proc.log()
+    }
+
+    /// SSH connections sshd has authenticated so far (one per connection, however many
+    /// sessions a connection master carries).
+    pub fn logins(&self) -> usize {
+        self.proc.log_count("Accepted publickey")
     }
 
     pub fn pid(&self) -> u32 {
