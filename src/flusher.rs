@@ -401,8 +401,8 @@ impl Flusher {
                 st.next_retry_at = None;
                 st.gave_up_at_seq = None;
                 info!(
-                    "sync {} finished: {} ref(s) pushed, {} deleted",
-                    done.name, r.pushed, r.deleted
+                    "sync {} finished: {} ref(s) pushed, {} deleted ({})",
+                    done.name, r.pushed, r.deleted, r.timings
                 );
             }
             Some(e) => {

@@ -23,6 +23,32 @@ pub struct SyncReport {
     pub rejected: Vec<String>,
     /// One masked line when the sync failed.
     pub error: Option<String>,
+    /// Where the time went, for the log line of a sync that ran.
+    pub timings: Timings,
+}
+
+/// Wall time per phase of a sync, summed over its attempts and push batches.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Timings {
+    /// `git ls-remote` of the mirror.
+    pub list: std::time::Duration,
+    /// Reading upstream's refs and making the plan.
+    pub plan: std::time::Duration,
+    /// `git push` runs, with their shadow repository.
+    pub push: std::time::Duration,
+}
+
+impl std::fmt::Display for Timings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = |d: std::time::Duration| d.as_millis();
+        write!(
+            f,
+            "ls-remote {} ms, plan {} ms, push {} ms",
+            ms(self.list),
+            ms(self.plan),
+            ms(self.push)
+        )
+    }
 }
 
 /// Settings that come from the server rather than the mirror.
@@ -173,8 +199,10 @@ fn run_sync(
     // lease that no longer holds means the listing is stale, and the sync starts over.
     const ATTEMPTS: u32 = 3;
     let mut attempt = 0;
+    let mut timings = Timings::default();
     let (mut report, remote_said) = loop {
         attempt += 1;
+        let t = std::time::Instant::now();
         let ls = git::run(
             ctx.git_dir,
             &["ls-remote".into(), "--refs".into(), bare_url.clone()],
@@ -190,6 +218,8 @@ fn run_sync(
             }));
         }
         let remote = git::parse_ls_remote(&ls.stdout);
+        timings.list += t.elapsed();
+        let t = std::time::Instant::now();
 
         let local = upstream.refs().map_err(|e| e.to_string())?;
         let default_branch = upstream.default_branch();
@@ -205,6 +235,8 @@ fn run_sync(
             divergent: the_plan.divergent.clone(),
             ..SyncReport::default()
         };
+        timings.plan += t.elapsed();
+        let t = std::time::Instant::now();
         // What the mirror's hooks said (`remote:` lines): the porcelain summary of a refused
         // ref is only "[remote rejected] (hook declined)"; the reason is here.
         let mut remote_said: Vec<String> = Vec::new();
@@ -260,6 +292,7 @@ fn run_sync(
             }
             results.extend(got);
         }
+        timings.push += t.elapsed();
         for (name, is_delete) in &wanted {
             match results.get(*name) {
                 Some(r) if r.ok() => {
@@ -282,6 +315,7 @@ fn run_sync(
         }
         break (report, remote_said);
     };
+    report.timings = timings;
     let mut problems = Vec::new();
     if !report.rejected.is_empty() {
         let mut p = format!("mirror rejected {}", report.rejected.join(", "));
