@@ -202,26 +202,30 @@ fn run_sync(
     let mut timings = Timings::default();
     let (mut report, remote_said) = loop {
         attempt += 1;
-        let t = std::time::Instant::now();
-        let ls = git::run(
-            ctx.git_dir,
-            &["ls-remote".into(), "--refs".into(), bare_url.clone()],
-            &env,
-            timeout,
-            "ls-remote",
-        )
-        .map_err(&fail)?;
+        // The mirror is listed while upstream's refs are read (the two do not depend on each
+        // other; the plan needs both).
+        let args = ["ls-remote".into(), "--refs".into(), bare_url.clone()];
+        let (listed, local) = std::thread::scope(|scope| {
+            let listing = scope.spawn(|| {
+                let t = std::time::Instant::now();
+                let out = git::run(ctx.git_dir, &args, &env, timeout, "ls-remote");
+                (out, t.elapsed())
+            });
+            let local = upstream.refs();
+            (listing.join(), local)
+        });
+        let (ls, took) = listed.map_err(|_| "ls-remote: the thread running it panicked")?;
+        timings.list += took;
+        let ls = ls.map_err(&fail)?;
         if !ls.status_ok {
             return Err(fail(git::GitError::Failed {
                 what: "ls-remote",
                 stderr: ls.stderr,
             }));
         }
-        let remote = git::parse_ls_remote(&ls.stdout);
-        timings.list += t.elapsed();
         let t = std::time::Instant::now();
-
-        let local = upstream.refs().map_err(|e| e.to_string())?;
+        let remote = git::parse_ls_remote(&ls.stdout);
+        let local = local.map_err(|e| e.to_string())?;
         let default_branch = upstream.default_branch();
         let input = plan::PlanInput {
             local: &local,
