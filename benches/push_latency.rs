@@ -274,54 +274,32 @@ fn push_latency(b: &Bench, ssh: Result<&SshServer, &String>, pushes: usize, tabl
             plus(s.p99, s_trivial.p99)
         )
     };
-    table.row(
-        "push, no hook",
-        s_nohook.n,
-        ms(s_nohook.median),
-        ms(s_nohook.p99),
-        "reference".into(),
-    );
-    table.row(
+    table.stats("push, no hook", &s_nohook, "reference".into());
+    table.stats(
         "push, trivial hook (`#!/bin/sh` + `exit 0`): what any post-receive costs",
-        s_trivial.n,
-        ms(s_trivial.median),
-        ms(s_trivial.p99),
+        &s_trivial,
         vs(&s_trivial),
     );
-    table.row(
+    table.stats(
         "push, naive hook (sync `git push --mirror`, 1 local mirror)",
-        s_naive.n,
-        ms(s_naive.median),
-        ms(s_naive.p99),
+        &s_naive,
         vs(&s_naive),
     );
-    table.row(
-        "push, our hook, 1 mirror",
-        s_hook1.n,
-        ms(s_hook1.median),
-        ms(s_hook1.p99),
-        vs2(&s_hook1),
-    );
-    table.row(
+    table.stats("push, our hook, 1 mirror", &s_hook1, vs2(&s_hook1));
+    table.stats(
         &format!("push, our hook, {MANY_MIRRORS} mirrors"),
-        s_hook10.n,
-        ms(s_hook10.median),
-        ms(s_hook10.p99),
+        &s_hook10,
         vs2(&s_hook10),
     );
     if let Ok((s_naive_ssh, s_hook_ssh)) = &ssh_stats {
-        table.row(
+        table.stats(
             "push, naive hook (sync `git push --mirror`, 1 SSH mirror on loopback)",
-            s_naive_ssh.n,
-            ms(s_naive_ssh.median),
-            ms(s_naive_ssh.p99),
+            s_naive_ssh,
             vs(s_naive_ssh),
         );
-        table.row(
+        table.stats(
             "push, our hook, 1 SSH mirror on loopback",
-            s_hook_ssh.n,
-            ms(s_hook_ssh.median),
-            ms(s_hook_ssh.p99),
+            s_hook_ssh,
             vs2(s_hook_ssh),
         );
     }
@@ -484,22 +462,18 @@ fn hook_alone(b: &Bench, table: &mut Table) {
             );
         }
     }
-    table.row(
+    table.stats(
         "our hook alone: `hook post-receive`, flusher already running",
-        warm_stats.n,
-        ms(warm_stats.median),
-        ms(warm_stats.p99),
+        &warm_stats,
         format!(
             "target p50 < 2 ms, p99 < 10 ms ({})",
             verdict(warm_stats.median < 2.0, warm_stats.p99 < 10.0)
         ),
     );
-    table.row(
+    table.stats(
         "our hook alone, as installed: `hooks/post-receive` = `#!<binary> post-receive`, \
          flusher running",
-        direct_stats.n,
-        ms(direct_stats.median),
-        ms(direct_stats.p99),
+        &direct_stats,
         format!(
             "{} / {} vs the row above; target p50 < 2 ms, p99 < 10 ms ({})",
             plus(direct_stats.median, warm_stats.median),
@@ -507,23 +481,19 @@ fn hook_alone(b: &Bench, table: &mut Table) {
             verdict(direct_stats.median < 2.0, direct_stats.p99 < 10.0)
         ),
     );
-    table.row(
+    table.stats(
         "our hook alone, sh wrapper form (chained hook, or a binary path with a blank), flusher \
          running",
-        wrapper_stats.n,
-        ms(wrapper_stats.median),
-        ms(wrapper_stats.p99),
+        &wrapper_stats,
         format!(
             "{} / {} for the wrapper's `sh` vs `#!` form",
             plus(wrapper_stats.median, direct_stats.median),
             plus(wrapper_stats.p99, direct_stats.p99)
         ),
     );
-    table.row(
+    table.stats(
         "our hook alone: no flusher running (hook starts one)",
-        cold_stats.n,
-        ms(cold_stats.median),
-        ms(cold_stats.p99),
+        &cold_stats,
         format!(
             "target p50 < 2 ms, p99 < 10 ms ({}){}",
             verdict(cold_stats.median < 2.0, cold_stats.p99 < 10.0),
@@ -534,6 +504,21 @@ fn hook_alone(b: &Bench, table: &mut Table) {
             }
         ),
     );
+}
+
+/// How long after `since` the mirror's main held `want`, polled every 5 ms; None if it did not
+/// within a minute.
+fn arrival(b: &Bench, mirror: &Path, want: &str, since: Instant) -> Option<Duration> {
+    let deadline = since + Duration::from_secs(60);
+    loop {
+        if rev(b, mirror) == want {
+            return Some(since.elapsed());
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Row group 2b: the same with an SSH mirror on loopback, where a sync's `ls-remote` and `push`
@@ -563,17 +548,9 @@ fn push_to_ssh_mirror(b: &Bench, ssh: Result<&SshServer, &String>, table: &mut T
         let want = b.commit(&wc, i + 1);
         b.git(&wc, &["push", "-q", "origin", "main"]);
         let pushed = Instant::now();
-        let deadline = pushed + Duration::from_secs(60);
-        loop {
-            if rev(b, &target.dir) == want {
-                lat.push(pushed.elapsed());
-                break;
-            }
-            if Instant::now() > deadline {
-                missed += 1;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
+        match arrival(b, &target.dir, &want, pushed) {
+            Some(d) => lat.push(d),
+            None => missed += 1,
         }
     }
     b.wait_flushers(Duration::from_secs(60));
@@ -589,11 +566,9 @@ fn push_to_ssh_mirror(b: &Bench, ssh: Result<&SshServer, &String>, table: &mut T
         return;
     }
     let s = Stats::of(lat);
-    table.row(
+    table.stats(
         LABEL,
-        s.n,
-        ms(s.median),
-        ms(s.p99),
+        &s,
         format!(
             "debounce + one SSH connection for listing and push; one `git ls-remote` over SSH \
              here: {} / {}{}",
@@ -653,28 +628,18 @@ fn push_to_mirror(b: &Bench, table: &mut Table) {
             "push failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let deadline = pushed + Duration::from_secs(60);
-        loop {
-            if rev(b, &mirror) == want {
-                lat.push(pushed.elapsed());
-                break;
-            }
-            if Instant::now() > deadline {
-                missed += 1;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
+        match arrival(b, &mirror, &want, pushed) {
+            Some(d) => lat.push(d),
+            None => missed += 1,
         }
     }
     b.wait_flushers(Duration::from_secs(60));
     let status1 = b.mirror_status(&up, "m");
     let syncs = counter(&status1, "syncs") - counter(&status0, "syncs");
     let (push_stats, plain_stats) = (Stats::of(push), Stats::of(plain));
-    table.row(
+    table.stats(
         "push, our hook, 1 mirror, no flusher running (first push after a quiet spell)",
-        push_stats.n,
-        ms(push_stats.median),
-        ms(push_stats.p99),
+        &push_stats,
         format!(
             "{} / {} vs no hook in the same loop ({} / {})",
             plus(push_stats.median, plain_stats.median),
@@ -694,11 +659,9 @@ fn push_to_mirror(b: &Bench, table: &mut Table) {
         return;
     }
     let s = Stats::of(lat);
-    table.row(
+    table.stats(
         "push → mirror has the commit (default debounce 1s, local mirror)",
-        s.n,
-        ms(s.median),
-        ms(s.p99),
+        &s,
         format!(
             "debounce + one `git push`; GitLab 1–5 min, Gerrit 15 s; {syncs} syncs for {} pushes{}",
             s.n + missed,
@@ -876,13 +839,11 @@ fn noop_sync(b: &Bench, ssh: Result<&SshServer, &String>, table: &mut Table) {
                 }
             )
         };
-        table.row(
+        table.stats(
             &format!(
                 "no-op sync, {label}: `sync {name} --wait` wall time (cold: starts a flusher)"
             ),
-            wall.n,
-            ms(wall.median),
-            ms(wall.p99),
+            &wall,
             format!(
                 "{}; {} / {} vs the sync as recorded",
                 target(&wall),
@@ -890,25 +851,19 @@ fn noop_sync(b: &Bench, ssh: Result<&SshServer, &String>, table: &mut Table) {
                 plus(wall.p99, recorded.p99)
             ),
         );
-        table.row(
+        table.stats(
             &format!("no-op sync, {label}: the sync as the flusher recorded it (ms resolution)"),
-            recorded.n,
-            ms(recorded.median),
-            ms(recorded.p99),
+            &recorded,
             format!("{}; {refs}", target(&recorded)),
         );
-        table.row(
+        table.stats(
             &format!("no-op sync, {label}: reference `git ls-remote`"),
-            ls.n,
-            ms(ls.median),
-            ms(ls.p99),
+            &ls,
             "the listing every sync starts with".into(),
         );
-        table.row(
+        table.stats(
             &format!("no-op sync, {label}: reference no-op `git push --mirror`"),
-            push.n,
-            ms(push.median),
-            ms(push.p99),
+            &push,
             "what the naive hook pays when nothing changed".into(),
         );
     }
@@ -1031,14 +986,12 @@ fn many_refs_sync(b: &Bench, table: &mut Table) {
         ),
         (None, false) => {
             let ours = Stats::of(ours_first);
-            table.row(
+            table.stats(
                 &format!(
                     "{MANY_REFS} refs, first full copy to an empty mirror: our first sync after \
                      `add`, as recorded (median / max)"
                 ),
-                ours.n,
-                ms(ours.median),
-                ms(ours.p99),
+                &ours,
                 format!(
                     "{:.2}× naive; {} refs sent, {} on the mirror",
                     ours.median / naive_first.median,
@@ -1049,11 +1002,9 @@ fn many_refs_sync(b: &Bench, table: &mut Table) {
         }
         (None, true) => {}
     }
-    table.row(
+    table.stats(
         &format!("{MANY_REFS} refs, first full copy to an empty mirror: `git push --mirror`"),
-        naive_first.n,
-        ms(naive_first.median),
-        ms(naive_first.p99),
+        &naive_first,
         "reference".into(),
     );
 
@@ -1123,40 +1074,32 @@ fn many_refs_sync(b: &Bench, table: &mut Table) {
     let (wall, recorded) = (Stats::of(wall), Stats::of(recorded));
     let (push, ls) = (Stats::of(push), Stats::of(ls));
     let flag = if ok { "" } else { "; MIRRORS NOT UP TO DATE" };
-    table.row(
+    table.stats(
         &format!("{MANY_REFS} refs, one branch moved: `sync m --wait` wall time"),
-        wall.n,
-        ms(wall.median),
-        ms(wall.p99),
+        &wall,
         format!(
             "{} / {} vs naive `git push --mirror`{flag}",
             plus(wall.median, push.median),
             plus(wall.p99, push.p99)
         ),
     );
-    table.row(
+    table.stats(
         &format!("{MANY_REFS} refs, one branch moved: our sync as the flusher recorded it"),
-        recorded.n,
-        ms(recorded.median),
-        ms(recorded.p99),
+        &recorded,
         format!(
             "{} / {} vs naive `git push --mirror`",
             plus(recorded.median, push.median),
             plus(recorded.p99, push.p99)
         ),
     );
-    table.row(
+    table.stats(
         &format!("{MANY_REFS} refs, one branch moved: naive `git push --mirror`"),
-        push.n,
-        ms(push.median),
-        ms(push.p99),
+        &push,
         "reference".into(),
     );
-    table.row(
+    table.stats(
         &format!("{MANY_REFS} refs: `git ls-remote` of the mirror"),
-        ls.n,
-        ms(ls.median),
-        ms(ls.p99),
+        &ls,
         "reference: listing the mirror once".into(),
     );
     let ratio = (recorded.median / push.median, recorded.p99 / push.p99);
@@ -1285,11 +1228,9 @@ fn binary_and_startup(b: &Bench, table: &mut Table) {
         "—".into(),
         "—".into(),
     );
-    table.row(
+    table.stats(
         "start-up: `git-pushmirror --version`",
-        ours.n,
-        ms(ours.median),
-        ms(ours.p99),
+        &ours,
         format!(
             "`git --version`: {} / {}; spawning `true` (the floor): {} / {}",
             ms(git.median),
@@ -1856,6 +1797,11 @@ struct Table {
 }
 
 impl Table {
+    /// A row of a measured distribution: its n, median and p99 in milliseconds.
+    fn stats(&mut self, scenario: &str, s: &Stats, reference: String) {
+        self.row(scenario, s.n, ms(s.median), ms(s.p99), reference);
+    }
+
     fn row(&mut self, scenario: &str, n: usize, median: String, p99: String, reference: String) {
         self.rows
             .push([scenario.to_string(), n.to_string(), median, p99, reference]);
