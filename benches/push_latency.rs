@@ -254,57 +254,71 @@ fn push_latency(b: &Bench, ssh: Result<&SshServer, &String>, pushes: usize, tabl
     }
     b.wait_flushers(Duration::from_secs(60));
 
-    let mut stats = samples.into_iter().map(Stats::of);
+    // Added latency is paired: every round pushes the same commit to every scenario, so a
+    // scenario's cost over another is taken round by round, and its median and p99 are those of
+    // the per-round differences (a difference of two p99s mixes unrelated noise spikes).
+    let paired = |i: usize, base: usize| {
+        Stats::of_values(
+            samples[i]
+                .iter()
+                .zip(&samples[base])
+                .map(|(a, b)| (a.as_secs_f64() - b.as_secs_f64()) * 1000.0)
+                .collect(),
+        )
+    };
+    let (nohook, trivial) = (0, 1);
+    let added = |i: usize| {
+        let p = paired(i, nohook);
+        (p.median, p.p99)
+    };
+    let vs = |i: usize| {
+        let a = added(i);
+        format!("{} / {} vs no hook", signed_ms(a.0), signed_ms(a.1))
+    };
+    let vs2 = |i: usize| {
+        let p = paired(i, trivial);
+        format!(
+            "{}; {} / {} vs trivial hook",
+            vs(i),
+            signed_ms(p.median),
+            signed_ms(p.p99)
+        )
+    };
+    let mut stats = samples.iter().cloned().map(Stats::of);
     let mut next = || stats.next().expect("one sample per scenario");
     let (s_nohook, s_trivial, s_naive, s_hook1, s_hook10) =
         (next(), next(), next(), next(), next());
     let ssh_stats = ssh.map(|_| (next(), next()));
-    let vs = |s: &Stats| {
-        format!(
-            "{} / {} vs no hook",
-            plus(s.median, s_nohook.median),
-            plus(s.p99, s_nohook.p99)
-        )
-    };
-    let vs2 = |s: &Stats| {
-        format!(
-            "{}; {} / {} vs trivial hook",
-            vs(s),
-            plus(s.median, s_trivial.median),
-            plus(s.p99, s_trivial.p99)
-        )
-    };
     table.stats("push, no hook", &s_nohook, "reference".into());
     table.stats(
         "push, trivial hook (`#!/bin/sh` + `exit 0`): what any post-receive costs",
         &s_trivial,
-        vs(&s_trivial),
+        vs(trivial),
     );
     table.stats(
         "push, naive hook (sync `git push --mirror`, 1 local mirror)",
         &s_naive,
-        vs(&s_naive),
+        vs(2),
     );
-    table.stats("push, our hook, 1 mirror", &s_hook1, vs2(&s_hook1));
+    table.stats("push, our hook, 1 mirror", &s_hook1, vs2(3));
     table.stats(
         &format!("push, our hook, {MANY_MIRRORS} mirrors"),
         &s_hook10,
-        vs2(&s_hook10),
+        vs2(4),
     );
     if let Ok((s_naive_ssh, s_hook_ssh)) = &ssh_stats {
         table.stats(
             "push, naive hook (sync `git push --mirror`, 1 SSH mirror on loopback)",
             s_naive_ssh,
-            vs(s_naive_ssh),
+            vs(5),
         );
         table.stats(
             "push, our hook, 1 SSH mirror on loopback",
             s_hook_ssh,
-            vs2(s_hook_ssh),
+            vs2(6),
         );
     }
-    let added = |s: &Stats| (diff(s.median, s_nohook.median), diff(s.p99, s_nohook.p99));
-    let naive_added = added(&s_naive);
+    let naive_added = added(2);
     table.row(
         "added latency, naive hook",
         s_naive.n,
@@ -312,7 +326,7 @@ fn push_latency(b: &Bench, ssh: Result<&SshServer, &String>, pushes: usize, tabl
         signed_ms(naive_added.1),
         "a whole `git push` on every push".into(),
     );
-    let naive_ssh_added = ssh_stats.as_ref().map(|(s, _)| added(s));
+    let naive_ssh_added = ssh_stats.as_ref().map(|_| added(5));
     if let (Ok(a), Ok((s, _))) = (naive_ssh_added, &ssh_stats) {
         table.row(
             "added latency, naive hook, SSH mirror",
@@ -349,14 +363,15 @@ fn push_latency(b: &Bench, ssh: Result<&SshServer, &String>, pushes: usize, tabl
             if ok { "" } else { "; MIRRORS NOT UP TO DATE" }
         )
     };
-    for (label, s) in [
-        ("added latency, our hook, 1 mirror", &s_hook1),
+    for (label, s, i) in [
+        ("added latency, our hook, 1 mirror", &s_hook1, 3),
         (
             &*format!("added latency, our hook, {MANY_MIRRORS} mirrors"),
             &s_hook10,
+            4,
         ),
     ] {
-        let a = added(s);
+        let a = added(i);
         table.row(
             label,
             s.n,
@@ -367,7 +382,7 @@ fn push_latency(b: &Bench, ssh: Result<&SshServer, &String>, pushes: usize, tabl
     }
     match (&ssh_stats, naive_ssh_added) {
         (Ok((_, s)), Ok(naive)) => {
-            let a = added(s);
+            let a = added(6);
             table.row(
                 "added latency, our hook, SSH mirror",
                 s.n,
@@ -376,8 +391,8 @@ fn push_latency(b: &Bench, ssh: Result<&SshServer, &String>, pushes: usize, tabl
                 format!(
                     "{}; our hook with a local mirror {} / {}",
                     target(a, naive, ssh_ok),
-                    signed_ms(added(&s_hook1).0),
-                    signed_ms(added(&s_hook1).1)
+                    signed_ms(added(3).0),
+                    signed_ms(added(3).1)
                 ),
             );
         }
