@@ -40,10 +40,14 @@ impl Mux {
             return None;
         }
         let cmd = env.iter_mut().find(|(k, _)| k == "GIT_SSH_COMMAND")?;
+        // ssh gives up (exit 255) when it cannot create the socket, e.g. on a file system
+        // without unix sockets: try once here and go without a master then.
+        let _ = std::fs::remove_file(&socket); // a socket left by a killed flusher of this pid
+        drop(std::os::unix::net::UnixListener::bind(&socket).ok()?);
+        std::fs::remove_file(&socket).ok()?;
         cmd.1.push_str(&format!(
             " -o ControlMaster=auto -o ControlPath='{text}' -o ControlPersist={PERSIST_SECS}"
         ));
-        let _ = std::fs::remove_file(&socket); // a socket left by a killed flusher of this pid
         Some(Mux { socket })
     }
 }
@@ -88,7 +92,8 @@ mod tests {
 
     #[test]
     fn only_the_ssh_command_gains_a_private_control_path() {
-        let dir = Path::new("/run/git-pushmirror");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let mut env = vec![
             ("GIT_ASKPASS".to_string(), "/bin/x".to_string()),
             (
@@ -100,7 +105,10 @@ mod tests {
         assert_eq!(env[0].1, "/bin/x");
         let cmd = &env[1].1;
         assert!(cmd.starts_with("ssh -o BatchMode=yes -o ControlMaster=auto -o ControlPath='"));
-        assert!(cmd.contains(&format!("/run/git-pushmirror/ssh-{}-", std::process::id())));
+        let prefix = format!("{}/ssh-{}-", dir.display(), std::process::id());
+        assert!(cmd.contains(&prefix), "{cmd}");
+        // Probed and removed: ssh creates the socket itself.
+        assert!(!a.socket.exists());
         // Every sync gets its own master.
         let mut env2 = vec![("GIT_SSH_COMMAND".to_string(), "ssh".to_string())];
         let b = Mux::share(dir, &mut env2).unwrap();
@@ -120,6 +128,10 @@ mod tests {
             assert_eq!(env[0].1, "ssh");
         }
         let mut no_ssh = vec![("GIT_ASKPASS".to_string(), "x".to_string())];
-        assert!(Mux::share(Path::new("/run/x"), &mut no_ssh).is_none());
+        assert!(Mux::share(Path::new("/tmp"), &mut no_ssh).is_none());
+        // A directory where no socket can be made (it does not exist): no master either.
+        let mut env = vec![("GIT_SSH_COMMAND".to_string(), "ssh".to_string())];
+        assert!(Mux::share(Path::new("/nonexistent/pushmirror"), &mut env).is_none());
+        assert_eq!(env[0].1, "ssh");
     }
 }
