@@ -5,7 +5,6 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpListener;
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -323,21 +322,9 @@ fn torn_spool_tail_and_malformed_stdin_are_reported_and_valid_updates_delivered(
         z = "0".repeat(40),
         bad = "g".repeat(40)
     );
-    let mut child = env
-        .cmd(bin())
-        .args(["hook", "post-receive"])
-        .env("GIT_DIR", &up)
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut hook = env.cmd(bin());
+    hook.args(["hook", "post-receive"]).env("GIT_DIR", &up);
+    let out = output_with_stdin(hook, input.as_bytes());
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     for n in 1..=5 {

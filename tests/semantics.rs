@@ -994,16 +994,8 @@ fn thousands_of_refs_go_out_in_batches_and_all_arrive() {
         }
         let mut c = env.cmd("git");
         c.arg("-C").arg(&wc).args(["update-ref", "--stdin"]);
-        c.stdin(std::process::Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        assert!(child.wait().unwrap().success());
+        let out = output_with_stdin(c, input.as_bytes());
+        assert!(out.status.success(), "{}", stderr(&out));
     };
     let c1 = env.commit(&wc, "one");
     set_all(&c1);

@@ -14,6 +14,24 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_git-pushmirror"))
 }
 
+/// Runs `c` with `input` on its stdin (and its stdout and stderr captured).
+pub fn output_with_stdin(mut c: Command, input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub server_config: PathBuf,
