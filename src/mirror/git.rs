@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -80,8 +80,40 @@ pub fn run(
         }
         s
     });
-    // Waited for on a thread, so the sync goes on the moment git exits (polling with a
-    // growing sleep cost up to 50 ms per git run, a fifth of a 10,000-ref sync).
+    let pid = child.id() as i32;
+    let (status, timed_out) = wait_deadline(child, timeout, |pid| unsafe {
+        libc::kill(-pid, libc::SIGKILL);
+    });
+    if timed_out {
+        return Err(GitError::Timeout {
+            what,
+            secs: timeout.as_secs().max(1),
+        });
+    }
+    let status = status.map_err(GitError::Spawn)?;
+    // A grandchild (ssh) that kept the pipes open must not hold us past the deadline.
+    unsafe {
+        libc::kill(-pid, libc::SIGKILL);
+    }
+    let stdout = String::from_utf8_lossy(&out_t.join().unwrap_or_default()).into_owned();
+    let stderr = String::from_utf8_lossy(&err_t.join().unwrap_or_default()).into_owned();
+    Ok(Output {
+        status_ok: status.success(),
+        stdout,
+        stderr,
+    })
+}
+
+/// Waits for `child` for at most `timeout`, on a thread, so that its exit is seen the moment it
+/// happens (polling with a growing sleep cost up to 50 ms per git run, a fifth of a 10,000-ref
+/// sync). At the deadline `kill` gets the child's pid while the child is not yet reaped (so the
+/// pid, and a process group of that id, are still its own); the child is reaped either way.
+/// Returns its exit status and whether the deadline passed.
+pub fn wait_deadline(
+    mut child: Child,
+    timeout: Duration,
+    kill: impl FnOnce(i32),
+) -> (std::io::Result<ExitStatus>, bool) {
     let pid = child.id() as i32;
     let (tx, rx) = std::sync::mpsc::channel();
     let waiter = std::thread::spawn(move || {
@@ -94,32 +126,12 @@ pub fn run(
         Err(std::sync::mpsc::RecvTimeoutError::Timeout)
     );
     if timed_out {
-        // Not reaped yet (the waiter has not sent), so the group id is still git's.
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
-        }
+        kill(pid);
     }
     let status = waiter
         .join()
-        .unwrap_or_else(|_| Err(std::io::Error::other("waiter thread panicked")))
-        .map_err(GitError::Spawn)?;
-    if timed_out {
-        return Err(GitError::Timeout {
-            what,
-            secs: timeout.as_secs().max(1),
-        });
-    }
-    // A grandchild (ssh) that kept the pipes open must not hold us past the deadline.
-    unsafe {
-        libc::kill(-pid, libc::SIGKILL);
-    }
-    let stdout = String::from_utf8_lossy(&out_t.join().unwrap_or_default()).into_owned();
-    let stderr = String::from_utf8_lossy(&err_t.join().unwrap_or_default()).into_owned();
-    Ok(Output {
-        status_ok: status.success(),
-        stdout,
-        stderr,
-    })
+        .unwrap_or_else(|_| Err(std::io::Error::other("waiter thread panicked")));
+    (status, timed_out)
 }
 
 /// The last meaningful stderr line, which is where git says what went wrong. When the

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a master outlives its last session when nobody tells it to exit.
 const PERSIST_SECS: u64 = 30;
@@ -66,21 +66,10 @@ impl Drop for Mux {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         crate::paths::drop_git_env(&mut cmd);
-        if let Ok(mut child) = cmd.spawn() {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            loop {
-                match child.try_wait() {
-                    Ok(None) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(2))
-                    }
-                    Ok(None) => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
-                    _ => break,
-                }
-            }
+        if let Ok(child) = cmd.spawn() {
+            let _ = super::git::wait_deadline(child, Duration::from_secs(5), |pid| unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            });
         }
         let _ = std::fs::remove_file(&self.socket);
     }
