@@ -77,6 +77,39 @@ fn push_is_mirrored_branches_tags_and_deletions_local_and_git_daemon() {
     assert!(m["last_successful_update_at"].is_string(), "{m}");
     assert!(m["last_error"].is_null(), "{m}");
     assert!(env.wait_flushers_gone(), "flusher did not exit when idle");
+
+    // The log tells where each sync's time went, and what the flusher cost in memory.
+    let log = env.log(&up);
+    for name in ["local", "daemon"] {
+        let line = log
+            .lines()
+            .find(|l| l.contains(&format!("sync {name} finished: ")))
+            .unwrap_or_else(|| panic!("no finished sync of {name}:\n{log}"));
+        let timings = line
+            .rsplit_once(" deleted (")
+            .and_then(|(_, t)| t.strip_suffix(')'))
+            .unwrap_or_else(|| panic!("no timings: {line}"));
+        let phases: Vec<&str> = timings
+            .split(", ")
+            .map(|p| {
+                let (phase, ms) = p.split_once(' ').unwrap_or_else(|| panic!("{line}"));
+                let n = ms.strip_suffix(" ms").unwrap_or_else(|| panic!("{line}"));
+                assert!(n.parse::<u64>().is_ok(), "{line}");
+                phase
+            })
+            .collect();
+        assert_eq!(phases, ["ls-remote", "plan", "push"], "{line}");
+    }
+    let rss = log
+        .lines()
+        .filter_map(|l| {
+            l.split_once("flusher exiting; peak RSS ")?
+                .1
+                .strip_suffix(" KiB")
+        })
+        .map(|n| n.parse::<u64>().unwrap_or(0))
+        .collect::<Vec<_>>();
+    assert!(!rss.is_empty() && rss.iter().all(|n| *n > 0), "{log}");
 }
 
 #[test]
