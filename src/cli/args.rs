@@ -1,0 +1,200 @@
+//! Argument definitions (clap): every command, its options and its help text.
+
+use super::*;
+
+pub(super) const EXAMPLES: &str = "Examples:
+  git-pushmirror --repo /srv/git/app.git install
+  git-pushmirror --repo /srv/git/app.git add github https://github.com/acme/app.git \\
+      --username octocat --password-file /etc/git-pushmirror/github.token
+  git-pushmirror --repo /srv/git/app.git add backup /srv/backup/app.git --debounce 5s
+  git-pushmirror --repo /srv/git/app.git set github debounce=5s protected=main,release/*
+  git-pushmirror --repo /srv/git/app.git disable backup
+  git -C /srv/git/app.git pushmirror status
+  git-pushmirror --repo /srv/git/app.git status --json
+  git-pushmirror --repo /srv/git/app.git sync github --wait
+  git-pushmirror install --hooks-dir ~/.gitolite/hooks/common     # Gitolite: every repository
+  git-pushmirror sweep --root /srv/git                            # from a systemd timer or cron
+
+Exit status: 0 success, 1 failure (or, for status, an unhealthy mirror), 2 usage error
+(unknown command, option, mirror or key; bad value; duplicate name; not a repository).
+Server-wide settings and mirror rules: /etc/git-pushmirror/config.yaml (GIT_PUSHMIRROR_CONFIG).";
+
+pub(super) const SET_HELP: &str =
+    "Keys: url, enabled, only_protected_branches, protected (comma-separated \
+patterns), keep_divergent_refs, debounce, max_delay, timeout (durations: 500ms, 1s, 5m, 1h), \
+refs (comma-separated prefixes, e.g. refs/notes/), allow_insecure_http, ca_file, \
+auth.method (none|password|ssh_key), auth.username, auth.password_file, auth.password_env, \
+auth.key_file, auth.known_hosts, auth.host_key. An empty value (key=) removes a setting.
+A mirror that comes from a server rule gets its own copy in this repository first (an override;
+`remove` it to follow the rule again).
+
+Examples:
+  git-pushmirror set github debounce=5s keep_divergent_refs=true
+  git-pushmirror set github only_protected_branches=true protected=main,release/*
+  git-pushmirror set github auth.method=password auth.username=bot auth.password_env=GH_TOKEN";
+
+pub(super) const INSTALL_HELP: &str = "Where the hook goes (the first that applies):
+  --hooks-dir DIR           DIR/post-receive, or DIR/git-pushmirror if DIR is a post-receive.d/
+                            (Gitolite: ~/.gitolite/hooks/common, then `gitolite setup --hooks-only`)
+  custom_hooks/ exists      custom_hooks/post-receive.d/git-pushmirror (GitLab server hooks)
+  core.hooksPath            that directory, as below
+  hooks/post-receive.d/     hooks/post-receive.d/git-pushmirror when a foreign hooks/post-receive
+    + a foreign dispatcher  runs that directory (Gitea)
+  otherwise                 hooks/post-receive
+Idempotent; upgrades an older git-pushmirror wrapper; never overwrites a foreign post-receive
+unless --chain (it is kept, runs first with the same stdin, and `uninstall` puts it back).
+
+Examples:
+  git-pushmirror --repo /srv/git/app.git install
+  git-pushmirror --repo /srv/git/app.git install --chain
+  git-pushmirror install --hooks-dir /home/git/.gitolite/hooks/common";
+
+#[derive(Parser, Debug)]
+#[command(name = "git-pushmirror", version, about = "GitLab-style push mirroring for any git server", after_help = EXAMPLES)]
+pub(super) struct Cli {
+    /// The bare repository (default: $GIT_DIR, else the repository of the current directory)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub(crate) repo: Option<PathBuf>,
+    #[command(subcommand)]
+    pub(crate) cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub(super) enum Cmd {
+    /// Add a mirror (validated before it is written; the first full sync starts at once)
+    #[command(after_help = "Examples:
+  git-pushmirror add github https://github.com/acme/app.git --username x-access-token \\
+      --password-file /etc/git-pushmirror/secrets/github.token
+  git-pushmirror add gitlab https://gitlab.example.com/acme/app.git --username oauth2 \\
+      --password-env GITLAB_TOKEN --only-protected-branches --protected main --protected 'release/*'
+  git-pushmirror add backup ssh://git@backup.example.com/srv/git/app.git \\
+      --ssh-key /etc/git-pushmirror/secrets/backup_ed25519 --known-hosts /etc/git-pushmirror/known_hosts
+  git-pushmirror add local /srv/backup/app.git --debounce 5s --keep-divergent-refs")]
+    Add(Box<AddArgs>),
+    /// List the mirrors of the repository
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one mirror's configuration
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change mirror settings: `set NAME key=value...` (e.g. debounce=5s keep_divergent_refs=true auth.username=bot)
+    #[command(after_help = SET_HELP)]
+    Set {
+        name: String,
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        assignments: Vec<String>,
+    },
+    /// Remove a mirror and its state
+    Remove { name: String },
+    /// Enable a mirror (it gets a full sync)
+    Enable { name: String },
+    /// Disable a mirror (nothing is pushed to it; compaction no longer waits for it)
+    Disable { name: String },
+    /// Force a full sync now, bypassing the debounce ("Update now")
+    Sync {
+        name: Option<String>,
+        /// Wait for the sync and exit non-zero if it failed
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Mirror health: exit 0 healthy, 1 when a mirror failed or is behind its max_delay
+    Status {
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Flush every repository under DIR with pending work, a due retry or a mirror never synced
+    /// yet, within the concurrency limit (for a systemd timer or cron)
+    #[command(
+        after_help = "DIR defaults to `root` of the server-wide config. Exits 1 when a repository's \
+config could not be read (it is skipped; the others are still flushed).\n\nExample:\n  \
+git-pushmirror sweep --root /srv/git"
+    )]
+    Sweep {
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+    },
+    /// Install the post-receive hook into the repository (or a shared hooks directory)
+    #[command(after_help = INSTALL_HELP)]
+    Install {
+        /// Keep an existing foreign post-receive hook and run it first
+        #[arg(long)]
+        chain: bool,
+        /// Install into this hooks directory instead of one repository's (shared by many)
+        #[arg(long, value_name = "DIR")]
+        hooks_dir: Option<PathBuf>,
+    },
+    /// Remove the hook installed by `install` (a chained hook is put back)
+    Uninstall {
+        /// Remove it from this hooks directory instead of one repository's
+        #[arg(long, value_name = "DIR")]
+        hooks_dir: Option<PathBuf>,
+    },
+    /// Run as a hook: `hook post-receive` (what the installed wrapper calls)
+    Hook { kind: String },
+    /// Run the flusher in the foreground (normally started detached by the hook)
+    #[command(hide = true)]
+    Flush,
+}
+
+#[derive(Args, Debug)]
+pub(super) struct AddArgs {
+    /// Mirror name: 1-100 of [A-Za-z0-9._-]; a server rule of the same name is overridden
+    pub(crate) name: String,
+    /// https://, ssh:// or user@host:path, git://, or a local path (http:// needs
+    /// --allow-insecure-http)
+    pub(crate) url: String,
+    /// Wait this long after the last push before syncing (default 1s), e.g. 500ms, 5s
+    #[arg(long, value_parser = Dur::parse)]
+    pub(crate) debounce: Option<Dur>,
+    /// Sync at most this long after the first pending push (default 5m; 1m protected-only)
+    #[arg(long, value_parser = Dur::parse)]
+    pub(crate) max_delay: Option<Dur>,
+    /// Bound on each ls-remote and push (default 2m)
+    #[arg(long, value_parser = Dur::parse)]
+    pub(crate) timeout: Option<Dur>,
+    /// Leave mirror refs that diverged from upstream alone (and report them)
+    #[arg(long)]
+    pub(crate) keep_divergent_refs: bool,
+    /// Mirror only branches matching --protected (and all tags)
+    #[arg(long)]
+    pub(crate) only_protected_branches: bool,
+    /// Protected branch pattern (repeatable), e.g. main, release/*
+    #[arg(long = "protected", value_name = "PATTERN")]
+    pub(crate) protected: Vec<String>,
+    /// Extra ref prefix to mirror (repeatable), e.g. refs/notes/
+    #[arg(long = "refs", value_name = "PREFIX")]
+    pub(crate) refs: Vec<String>,
+    /// Accept an http:// URL (credentials would travel in clear)
+    #[arg(long)]
+    pub(crate) allow_insecure_http: bool,
+    /// CA bundle for a mirror behind a private CA
+    #[arg(long, value_name = "FILE")]
+    pub(crate) ca_file: Option<PathBuf>,
+    /// Add it disabled (no sync until `enable`)
+    #[arg(long)]
+    pub(crate) disabled: bool,
+    /// Username for password/token auth
+    #[arg(long)]
+    pub(crate) username: Option<String>,
+    /// File holding the password or token (must not be group/world readable)
+    #[arg(long, value_name = "FILE")]
+    pub(crate) password_file: Option<PathBuf>,
+    /// Environment variable holding the password or token
+    #[arg(long, value_name = "VAR")]
+    pub(crate) password_env: Option<String>,
+    /// SSH private key for ssh:// mirrors
+    #[arg(long, value_name = "FILE")]
+    pub(crate) ssh_key: Option<PathBuf>,
+    /// known_hosts file for the mirror's host (strict host key checking is always on)
+    #[arg(long, value_name = "FILE")]
+    pub(crate) known_hosts: Option<PathBuf>,
+    /// Pinned host key, e.g. "ssh-ed25519 AAAA..."
+    #[arg(long, value_name = "KEY")]
+    pub(crate) host_key: Option<String>,
+}

@@ -1,0 +1,452 @@
+//! The mirror commands: add, set, remove, enable, disable, list, show.
+
+use super::*;
+
+/// A mirror named on the command line that does not exist is a usage error (exit 2), like an
+/// unknown option: the caller has to change the command, not the server.
+pub(super) fn no_such_mirror(paths: &RepoPaths, name: &str) -> Fail {
+    usage(format!(
+        "no mirror named `{name}` in {} (see `git-pushmirror list`)",
+        paths.git_dir.display()
+    ))
+}
+
+/// The mirror `name` as this repository sees it (its own, or a server rule's).
+pub(super) fn find_mirror<'a>(
+    paths: &RepoPaths,
+    loaded: &'a config::Loaded,
+    name: &str,
+) -> Result<&'a config::Effective, Fail> {
+    loaded
+        .mirrors
+        .iter()
+        .find(|e| e.mirror.name == name)
+        .ok_or_else(|| no_such_mirror(paths, name))
+}
+
+pub(super) fn from_rule(loaded: &config::Loaded, e: &config::Effective) -> bool {
+    e.source == loaded.server_path
+}
+
+/// Read-modify-write of the repository config under the spool lock, so two admins editing at
+/// once do not lose each other's change. A mirror that comes from a server rule is first
+/// copied into the repository config (`${name}` resolved): that copy overrides the rule here.
+pub(super) fn edit(
+    paths: &RepoPaths,
+    name: &str,
+    f: impl FnOnce(&mut RepoConfig) -> Result<(), Fail>,
+) -> Result<(), Fail> {
+    let loaded = config::load(paths)?;
+    let rule = loaded
+        .mirrors
+        .iter()
+        .find(|e| e.mirror.name == name && from_rule(&loaded, e))
+        .map(|e| e.mirror.clone());
+    paths
+        .ensure()
+        .map_err(|e| Fail(1, format!("{}: {e}", paths.dir.display())))?;
+    let _lock = Spool::new(&paths.dir).lock()?;
+    let mut cfg = load_repo_config(paths)?;
+    let mut copied = false;
+    if cfg.find(name).is_none() {
+        let Some(mut m) = rule else {
+            return Err(no_such_mirror(paths, name));
+        };
+        if matches!(
+            m.auth,
+            Auth::Password {
+                password: Some(_),
+                ..
+            }
+        ) {
+            return Err(Fail(
+                1,
+                format!(
+                    "mirror `{name}` comes from a server rule with an inline password, which is not copied into {}; add an override there by hand",
+                    paths.config().display()
+                ),
+            ));
+        }
+        m.repos.clear();
+        cfg.mirrors.push(m);
+        copied = true;
+    }
+    f(&mut cfg)?;
+    cfg.save(&paths.config())?;
+    if copied {
+        eprintln!(
+            "git-pushmirror: note: mirror `{name}` came from a server rule in {}; {} now holds this repository's own copy (`git-pushmirror remove {name}` follows the rule again)",
+            loaded.server_path.display(),
+            paths.config().display()
+        );
+    }
+    Ok(())
+}
+
+/// Removes a repository's mirror and its state. A server rule's mirror cannot be removed from
+/// one repository (disable it there instead); removing a repository's override of a rule
+/// brings the rule back, with a full sync.
+pub(super) fn remove(paths: &RepoPaths, name: &str) -> Result<i32, Fail> {
+    let loaded = config::load(paths)?;
+    let e = find_mirror(paths, &loaded, name)?;
+    if from_rule(&loaded, e) {
+        return Err(usage(format!(
+            "mirror `{name}` comes from a server rule in {}: it cannot be removed from one repository; `git-pushmirror disable {name}` stops it here",
+            loaded.server_path.display()
+        )));
+    }
+    // The state goes under the same lock as the config, so an in-flight sync cannot write it
+    // back (see `Flusher::record`).
+    edit(paths, name, |cfg| {
+        cfg.mirrors.retain(|m| m.name != name);
+        state::remove(&paths.state_dir(), name);
+        Ok(())
+    })?;
+    let rule_back = config::load(paths)
+        .ok()
+        .and_then(|l| l.mirrors.into_iter().find(|e| e.mirror.name == name))
+        .map(|e| e.mirror.enabled);
+    match rule_back {
+        Some(enabled) => {
+            println!("removed mirror {name}; the server rule `{name}` applies again");
+            if enabled {
+                crate::hook::spool_and_wake_forced(paths, &[name.to_string()])
+                    .map_err(|e| Fail(1, e))?;
+            }
+        }
+        None => println!("removed mirror {name}"),
+    }
+    Ok(0)
+}
+
+pub(super) fn add(paths: &RepoPaths, a: AddArgs) -> Result<i32, Fail> {
+    let mut m = MirrorConfig::new(&a.name, &absolutize_local(&a.url));
+    m.enabled = !a.disabled;
+    m.debounce = a.debounce;
+    m.max_delay = a.max_delay;
+    m.timeout = a.timeout;
+    m.keep_divergent_refs = a.keep_divergent_refs;
+    m.only_protected_branches = a.only_protected_branches;
+    m.protected = a.protected;
+    m.refs = a.refs;
+    m.allow_insecure_http = a.allow_insecure_http;
+    m.ca_file = a.ca_file.map(|p| crate::absolute(&p));
+    m.auth = match (a.username, a.ssh_key) {
+        (Some(_), Some(_)) => return Err(usage("--username and --ssh-key are exclusive")),
+        (Some(username), None) => {
+            let given = [a.password_file.is_some(), a.password_env.is_some()]
+                .iter()
+                .filter(|x| **x)
+                .count();
+            if given != 1 {
+                return Err(usage(
+                    "--username needs exactly one of --password-file FILE or --password-env VAR",
+                ));
+            }
+            Auth::Password {
+                username,
+                password: None,
+                password_file: a.password_file.map(|p| crate::absolute(&p)),
+                password_env: a.password_env,
+            }
+        }
+        (None, Some(key)) => Auth::SshKey {
+            key_file: crate::absolute(&key),
+            known_hosts: a.known_hosts.map(|p| crate::absolute(&p)),
+            host_key: a.host_key,
+        },
+        (None, None) => {
+            if a.password_file.is_some() || a.password_env.is_some() {
+                return Err(usage("--password-file/--password-env need --username"));
+            }
+            Auth::None
+        }
+    };
+    m.validate().map_err(usage)?;
+    // A rule's mirror of the same name is replaced here, not refused: that is the override.
+    let overrides = config::load(paths).is_ok_and(|l| {
+        l.mirrors
+            .iter()
+            .any(|e| e.mirror.name == a.name && e.source != paths.config())
+    });
+    paths
+        .ensure()
+        .map_err(|e| Fail(1, format!("{}: {e}", paths.dir.display())))?;
+    {
+        let _lock = Spool::new(&paths.dir).lock()?;
+        let mut cfg = load_repo_config(paths)?;
+        if cfg.find(&a.name).is_some() {
+            return Err(usage(format!(
+                "a mirror named `{}` already exists (use `set` to change it)",
+                a.name
+            )));
+        }
+        cfg.mirrors.push(m.clone());
+        cfg.save(&paths.config())?;
+        // A fresh state: a mirror re-added under an old name (or replacing a rule's) must not
+        // inherit the old cursor. Under the lock, like `remove`.
+        state::remove(&paths.state_dir(), &a.name);
+    }
+    println!(
+        "added mirror {} -> {}{}",
+        a.name,
+        url::mask(&m.url),
+        if overrides {
+            " (overrides the server rule of the same name here)"
+        } else {
+            ""
+        }
+    );
+    if m.enabled {
+        // The first sync sends everything; it goes out now rather than at the next push.
+        crate::hook::spool_and_wake_forced(paths, std::slice::from_ref(&a.name))
+            .map_err(|e| Fail(1, e))?;
+    }
+    Ok(0)
+}
+
+/// A relative local path means relative to where the admin stands, not to the repository the
+/// flusher runs git in.
+pub(super) fn absolutize_local(u: &str) -> String {
+    if url::validate(u, true) == Ok(url::Scheme::Local)
+        && !u.starts_with('/')
+        && !u.starts_with("file:")
+    {
+        return crate::absolute(Path::new(u)).display().to_string();
+    }
+    u.to_string()
+}
+
+pub(super) fn toggle(paths: &RepoPaths, name: &str, on: bool) -> Result<i32, Fail> {
+    let loaded = config::load(paths)?;
+    let e = find_mirror(paths, &loaded, name)?;
+    let word = if on { "enabled" } else { "disabled" };
+    if from_rule(&loaded, e) && e.mirror.enabled == on {
+        // Nothing to override: the rule already says so.
+        println!("mirror {name} is already {word}");
+    } else {
+        edit(paths, name, |cfg| {
+            for m in cfg.mirrors.iter_mut().filter(|m| m.name == name) {
+                m.enabled = on;
+            }
+            Ok(())
+        })?;
+        println!("{word} mirror {name}");
+    }
+    if on {
+        crate::hook::spool_and_wake_forced(paths, &[name.to_string()]).map_err(|e| Fail(1, e))?;
+    }
+    Ok(0)
+}
+
+/// `set NAME key=value...`: each value is read as YAML and the result goes through the same
+/// strict deserialisation and validation as the file, so `set` cannot write what `load` refuses.
+pub(super) fn set(paths: &RepoPaths, name: &str, assignments: &[String]) -> Result<i32, Fail> {
+    edit(paths, name, |cfg| {
+        let idx = cfg
+            .mirrors
+            .iter()
+            .position(|m| m.name == name)
+            .ok_or_else(|| Fail(1, "vanished".into()))?;
+        let mut value = serde_yaml::to_value(&cfg.mirrors[idx])?;
+        for a in assignments {
+            let (key, raw) = a
+                .split_once('=')
+                .ok_or_else(|| usage(format!("`{a}` is not KEY=VALUE")))?;
+            if key == "name" {
+                return Err(usage(
+                    "a mirror cannot be renamed with set; remove and add it",
+                ));
+            }
+            if key == "auth.password" {
+                return Err(usage(
+                    "an inline password on the command line is visible in `ps` and shell history; use auth.password_file=FILE or auth.password_env=VAR",
+                ));
+            }
+            if key == "repos" {
+                return Err(usage(
+                    "`repos` belongs in server-wide rules only (it picks the repositories a rule applies to)",
+                ));
+            }
+            let v: serde_yaml::Value = if raw.is_empty() {
+                serde_yaml::Value::Null
+            } else {
+                serde_yaml::from_str(raw).unwrap_or(serde_yaml::Value::String(raw.into()))
+            };
+            let v = match (key, v) {
+                (k, serde_yaml::Value::Number(n)) if !matches!(k, "auth.method") => {
+                    serde_yaml::Value::String(n.to_string())
+                }
+                (_, v) => v,
+            };
+            let v = if key == "url" {
+                serde_yaml::Value::String(absolutize_local(raw))
+            } else {
+                v
+            };
+            set_path(&mut value, key, v).map_err(usage)?;
+        }
+        let m: MirrorConfig = serde_yaml::from_value(value).map_err(|e| {
+            // serde names the field it missed, which may not be one the admin typed (e.g.
+            // `auth.colour=red` is reported as a missing `method`): name the assignments too.
+            let e = e.to_string();
+            let named = assignments.iter().any(|a| {
+                let key = a.split_once('=').map_or(a.as_str(), |(k, _)| k);
+                key.rsplit('.')
+                    .next()
+                    .is_some_and(|k| e.contains(&format!("`{k}`")))
+            });
+            if named {
+                usage(format!("mirror `{name}`: {e}"))
+            } else {
+                usage(format!(
+                    "mirror `{name}`: {e} (in `{}`)",
+                    assignments.join(" ")
+                ))
+            }
+        })?;
+        m.validate().map_err(usage)?;
+        cfg.mirrors[idx] = m;
+        Ok(())
+    })?;
+    println!("updated mirror {name}");
+    Ok(0)
+}
+
+pub(super) fn set_path(
+    root: &mut serde_yaml::Value,
+    key: &str,
+    v: serde_yaml::Value,
+) -> Result<(), String> {
+    let mut cur = root;
+    let parts: Vec<&str> = key.split('.').collect();
+    for (i, p) in parts.iter().enumerate() {
+        if !cur.is_mapping() {
+            *cur = serde_yaml::Value::Mapping(Default::default());
+        }
+        let map = cur
+            .as_mapping_mut()
+            .ok_or_else(|| format!("bad key `{key}`"))?;
+        let k = serde_yaml::Value::String(p.to_string());
+        if i + 1 == parts.len() {
+            if v.is_null() {
+                map.remove(&k);
+            } else if matches!(*p, "protected" | "refs") && !v.is_sequence() {
+                let items = v
+                    .as_str()
+                    .unwrap_or("")
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| serde_yaml::Value::String(s.trim().into()))
+                    .collect();
+                map.insert(k, serde_yaml::Value::Sequence(items));
+            } else {
+                map.insert(k, v);
+            }
+            return Ok(());
+        }
+        cur = map
+            .entry(k)
+            .or_insert(serde_yaml::Value::Mapping(Default::default()));
+    }
+    Ok(())
+}
+
+pub(super) fn mirror_json(m: &MirrorConfig) -> Value {
+    let auth = match &m.auth {
+        Auth::None => json!({"method": "none"}),
+        Auth::Password {
+            username,
+            password_file,
+            password_env,
+            password,
+        } => json!({
+            "method": "password", "username": username,
+            "password_file": password_file, "password_env": password_env,
+            "inline_password": password.is_some(),
+        }),
+        Auth::SshKey {
+            key_file,
+            known_hosts,
+            host_key,
+        } => json!({
+            "method": "ssh_key", "key_file": key_file, "known_hosts": known_hosts, "host_key": host_key,
+        }),
+    };
+    json!({
+        "name": m.name,
+        "url": url::mask(&m.url),
+        "enabled": m.enabled,
+        "auth": auth,
+        "only_protected_branches": m.only_protected_branches,
+        "protected": m.protected,
+        "keep_divergent_refs": m.keep_divergent_refs,
+        "debounce": m.debounce.map(|d| d.to_string()),
+        "max_delay": m.max_delay.map(|d| d.to_string()),
+        "timeout": m.timeout.map(|d| d.to_string()),
+        "refs": m.refs,
+        "allow_insecure_http": m.allow_insecure_http,
+        "ca_file": m.ca_file,
+    })
+}
+
+pub(super) fn list(paths: &RepoPaths, json_out: bool) -> Result<i32, Fail> {
+    let loaded = config::load(paths)?;
+    if json_out {
+        let v: Vec<Value> = loaded
+            .mirrors
+            .iter()
+            .map(|e| {
+                let mut v = mirror_json(&e.mirror);
+                v["from_rule"] = json!(from_rule(&loaded, e));
+                v
+            })
+            .collect();
+        return print_json(&json!({ "mirrors": v }));
+    }
+    if loaded.mirrors.is_empty() {
+        println!("no mirrors (add one with `git-pushmirror add NAME URL`)");
+    }
+    for e in &loaded.mirrors {
+        let m = &e.mirror;
+        println!(
+            "{}\t{}\t{}{}",
+            m.name,
+            url::mask(&m.url),
+            if m.enabled { "enabled" } else { "disabled" },
+            if from_rule(&loaded, e) {
+                "\t(server rule)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(0)
+}
+
+pub(super) fn show(paths: &RepoPaths, name: &str, json_out: bool) -> Result<i32, Fail> {
+    let loaded = config::load(paths)?;
+    let e = find_mirror(paths, &loaded, name)?;
+    let mut v = mirror_json(&e.mirror);
+    v["from_rule"] = json!(from_rule(&loaded, e));
+    v["effective"] = json!({
+        "debounce": Dur(e.debounce).to_string(), "max_delay": Dur(e.max_delay).to_string(),
+        "timeout": Dur(e.timeout).to_string(), "source": e.source,
+    });
+    if json_out {
+        return print_json(&v);
+    }
+    if let Value::Object(map) = &v {
+        for (k, val) in map {
+            println!(
+                "{k}: {}",
+                if let Value::String(s) = val {
+                    s.clone()
+                } else {
+                    val.to_string()
+                }
+            );
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,196 @@
+//! The administration CLI (the "remote mirrors API"): add/list/show/set/remove/enable/disable,
+//! sync, status, sweep, install/uninstall, plus the hook and flusher entry points.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{json, Value};
+
+use crate::config::{self, Dur, MirrorConfig, RepoConfig};
+use crate::mirror::auth::Auth;
+use crate::mirror::url;
+use crate::paths::RepoPaths;
+use crate::spool::Spool;
+use crate::state::{self, UpdateStatus};
+
+mod args;
+mod install;
+mod mirrors;
+mod status;
+mod sweep;
+mod sync;
+
+use args::*;
+use install::*;
+use mirrors::*;
+use status::*;
+use sweep::*;
+use sync::*;
+
+/// A command failure: one line for stderr and an exit code.
+struct Fail(i32, String);
+
+impl<E: std::fmt::Display> From<E> for Fail {
+    fn from(e: E) -> Fail {
+        Fail(1, e.to_string())
+    }
+}
+
+fn usage(msg: impl Into<String>) -> Fail {
+    Fail(2, msg.into())
+}
+
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if !e.use_stderr() || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                // --help, --version, or no command at all: the full text is what was asked for.
+                let _ = e.print();
+                return if e.use_stderr() { 2 } else { 0 };
+            }
+            eprintln!("git-pushmirror: {}", one_line(&e.render().to_string()));
+            return 2;
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(Fail(code, msg)) => {
+            eprintln!("git-pushmirror: {msg}");
+            code
+        }
+    }
+}
+
+/// Folds clap's multi-line usage error into one line: the message, its tip, and which `--help`
+/// to read (scripts and logs keep one line per error).
+fn one_line(rendered: &str) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut help = "git-pushmirror --help".to_string();
+    for line in rendered.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(u) = line.strip_prefix("Usage:") {
+            let cmd: Vec<&str> = u
+                .split_whitespace()
+                .take_while(|w| !w.starts_with(['[', '<', '-']))
+                .collect();
+            if !cmd.is_empty() {
+                help = format!("{} --help", cmd.join(" "));
+            }
+            break;
+        }
+        let line = line.strip_prefix("error: ").unwrap_or(line);
+        match line.strip_prefix("tip: ") {
+            Some(tip) => parts.push(format!("({tip})")),
+            None => parts.push(line.to_string()),
+        }
+    }
+    format!("{} (see `{help}`)", parts.join(" "))
+}
+
+fn run(cli: Cli) -> Result<i32, Fail> {
+    match &cli.cmd {
+        Cmd::Sweep { root } => return sweep(root.as_deref()),
+        Cmd::Install {
+            chain,
+            hooks_dir: Some(dir),
+        } => {
+            let hook = crate::install::hook_in_dir(&crate::absolute(dir));
+            return install_report(crate::install::install_at(
+                &hook,
+                &std::env::current_exe()?,
+                *chain,
+            ));
+        }
+        Cmd::Uninstall {
+            hooks_dir: Some(dir),
+        } => {
+            let hook = crate::install::hook_in_dir(&crate::absolute(dir));
+            let removed = crate::install::uninstall_at(&hook).map_err(|e| Fail(1, e))?;
+            return uninstall_report(removed.into_iter().collect(), dir);
+        }
+        _ => {}
+    }
+    if let Cmd::Hook { kind } = &cli.cmd {
+        if kind != "post-receive" {
+            return Err(usage(format!(
+                "unknown hook `{kind}` (only post-receive is supported)"
+            )));
+        }
+        let dir = cli
+            .repo
+            .as_deref()
+            .map(crate::absolute)
+            .unwrap_or_else(crate::hook_git_dir);
+        return Ok(crate::hook::run(&dir));
+    }
+    let git_dir = resolve_repo(cli.repo.as_deref())?;
+    let paths = RepoPaths::new(&git_dir);
+    match cli.cmd {
+        Cmd::Flush => Ok(crate::flusher::run(&git_dir)),
+        Cmd::Add(a) => add(&paths, *a),
+        Cmd::List { json } => list(&paths, json),
+        Cmd::Show { name, json } => show(&paths, &name, json),
+        Cmd::Set { name, assignments } => set(&paths, &name, &assignments),
+        Cmd::Remove { name } => remove(&paths, &name),
+        Cmd::Enable { name } => toggle(&paths, &name, true),
+        Cmd::Disable { name } => toggle(&paths, &name, false),
+        Cmd::Sync { name, wait } => sync(&paths, name.as_deref(), wait),
+        Cmd::Status { name, json } => status(&paths, name.as_deref(), json),
+        Cmd::Install { chain, .. } => {
+            let exe = std::env::current_exe()?;
+            install_report(crate::install::install(&git_dir, &exe, chain))
+        }
+        Cmd::Uninstall { .. } => uninstall_report(
+            crate::install::uninstall(&git_dir).map_err(|e| Fail(1, e))?,
+            &git_dir,
+        ),
+        Cmd::Sweep { .. } | Cmd::Hook { .. } => unreachable!("handled above"),
+    }
+}
+
+/// `--repo`, else `$GIT_DIR` (set when git runs us as `git pushmirror` with `--git-dir`), else
+/// the repository the current directory is in (git does not set `$GIT_DIR` for `git -C
+/// repo.git pushmirror`, and one may stand in a subdirectory of it).
+fn resolve_repo(given: Option<&Path>) -> Result<PathBuf, Fail> {
+    let explicit = given
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("GIT_DIR").map(PathBuf::from));
+    let candidate = explicit.clone().unwrap_or_else(|| PathBuf::from("."));
+    let dir = if candidate.join(".git").is_dir() {
+        candidate.join(".git")
+    } else {
+        candidate.clone()
+    };
+    if dir.join("HEAD").is_file() && dir.join("objects").is_dir() {
+        return Ok(crate::absolute(&dir));
+    }
+    if explicit.is_none() {
+        let found = std::process::Command::new("git")
+            .args(["rev-parse", "--absolute-git-dir"])
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+        if let Some(d) = found.filter(|d| d.join("HEAD").is_file()) {
+            return Ok(crate::absolute(&d));
+        }
+    }
+    Err(usage(format!(
+        "{} is not a git repository (use --repo PATH to a bare repository)",
+        crate::absolute(&candidate).display()
+    )))
+}
+
+fn load_repo_config(paths: &RepoPaths) -> Result<RepoConfig, Fail> {
+    Ok(RepoConfig::load(&paths.config())?)
+}
+
+fn print_json(v: &Value) -> Result<i32, Fail> {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", serde_json::to_string_pretty(v)?);
+    Ok(0)
+}

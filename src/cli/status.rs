@@ -1,0 +1,156 @@
+//! `status`: per-mirror health, as text or `--json`.
+
+use super::*;
+
+/// Per-mirror status as JSON; also tells whether the mirror is unhealthy.
+pub(super) fn mirror_status(
+    paths: &RepoPaths,
+    e: &config::Effective,
+    contents: &crate::spool::Contents,
+    now: u64,
+) -> (Value, bool) {
+    let m = &e.mirror;
+    let (st, state_err) = match state::load(&paths.state_dir(), &m.name) {
+        Ok(s) => (s, None),
+        Err(err) => (Default::default(), Some(err.to_string())),
+    };
+    let pending = crate::flusher::pending_for(contents, &m.name, st.cursor);
+    let oldest_ms = pending.as_ref().map(|p| now.saturating_sub(p.first_ms));
+    let behind = m.enabled && oldest_ms.is_some_and(|a| a > e.max_delay.as_millis() as u64);
+    let failed = m.enabled && (st.update_status == UpdateStatus::Failed || state_err.is_some());
+    let ts = |t: Option<u64>| t.map(crate::time::rfc3339);
+    let mut v = mirror_json(m);
+    let extra = json!({
+        "update_status": st.update_status.as_str(),
+        "last_update_started_at": ts(st.last_update_started_at),
+        "last_update_at": ts(st.last_update_at),
+        "last_successful_update_at": ts(st.last_successful_update_at),
+        "last_error": state_err.or(st.last_error.clone()),
+        "divergent_refs": st.divergent_refs,
+        "rejected_refs": st.rejected_refs,
+        "pending_updates": pending.as_ref().map_or(0, |p| p.count),
+        "oldest_pending_age_seconds": oldest_ms.map(|a| a / 1000),
+        "behind_max_delay": behind,
+        "consecutive_failures": st.consecutive_failures,
+        "next_retry_at": ts(st.next_retry_at),
+        "gave_up": st.gave_up_at_seq.is_some(),
+        "syncs": st.syncs,
+        "pushes": st.pushes,
+        "healthy": !(failed || behind),
+    });
+    if let (Value::Object(a), Value::Object(b)) = (&mut v, extra) {
+        a.extend(b);
+    }
+    (v, failed || behind)
+}
+
+pub(super) fn status(paths: &RepoPaths, name: Option<&str>, json_out: bool) -> Result<i32, Fail> {
+    let loaded = config::load(paths)?;
+    let spool = Spool::new(&paths.dir);
+    let contents = if paths.dir.is_dir() {
+        spool.lock().and_then(|l| spool.read(&l))?
+    } else {
+        Default::default()
+    };
+    let now = crate::time::now_ms();
+    let mut mirrors = Vec::new();
+    let mut unhealthy = false;
+    for e in loaded
+        .mirrors
+        .iter()
+        .filter(|e| name.is_none_or(|n| e.mirror.name == n))
+    {
+        let (mut v, bad) = mirror_status(paths, e, &contents, now);
+        v["from_rule"] = json!(from_rule(&loaded, e));
+        unhealthy |= bad;
+        mirrors.push(v);
+    }
+    if let Some(n) = name {
+        if mirrors.is_empty() {
+            return Err(no_such_mirror(paths, n));
+        }
+    }
+    let hook = crate::install::check(&paths.git_dir);
+    let doc = json!({
+        "repository": paths.git_dir,
+        "silent_mode": loaded.server.silent,
+        "hook_installed": hook.is_ok(),
+        "hook_problem": hook.err(),
+        "flusher_running": crate::hook::flusher_running(paths),
+        "spool_damaged_records": contents.damage.len(),
+        "mirrors": mirrors,
+    });
+    if json_out {
+        print_json(&doc)?;
+    } else {
+        print_status(&doc);
+    }
+    Ok(if unhealthy { 1 } else { 0 })
+}
+
+pub(super) fn print_status(doc: &Value) {
+    let s = |v: &Value| match v {
+        Value::Null => "-".to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    println!("repository: {}", s(&doc["repository"]));
+    if doc["silent_mode"] == json!(true) {
+        println!("SILENT MODE: no mirror is contacted; updates accumulate in the spool");
+    }
+    if let Some(problem) = doc["hook_problem"].as_str() {
+        println!("warning: {problem}");
+    }
+    println!(
+        "flusher: {}",
+        if doc["flusher_running"] == json!(true) {
+            "running"
+        } else {
+            "idle"
+        }
+    );
+    let mirrors = doc["mirrors"].as_array().cloned().unwrap_or_default();
+    if mirrors.is_empty() {
+        println!("no mirrors");
+    }
+    for m in mirrors {
+        println!();
+        println!(
+            "{}  {}  [{}]{}",
+            s(&m["name"]),
+            s(&m["url"]),
+            s(&m["update_status"]),
+            if m["enabled"] == json!(false) {
+                " (disabled)"
+            } else {
+                ""
+            }
+        );
+        println!("  last attempt:   {}", s(&m["last_update_started_at"]));
+        println!("  last update:    {}", s(&m["last_update_at"]));
+        println!("  last success:   {}", s(&m["last_successful_update_at"]));
+        let oldest = &m["oldest_pending_age_seconds"];
+        if oldest.is_null() {
+            println!("  pending:        {}", s(&m["pending_updates"]));
+        } else {
+            println!(
+                "  pending:        {} (oldest {}s)",
+                s(&m["pending_updates"]),
+                s(oldest)
+            );
+        }
+        println!("  syncs/pushes:   {}/{}", s(&m["syncs"]), s(&m["pushes"]));
+        if !m["last_error"].is_null() {
+            println!("  last error:     {}", s(&m["last_error"]));
+        }
+        if m["divergent_refs"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+        {
+            println!("  divergent:      {}", s(&m["divergent_refs"]));
+        }
+        if m["behind_max_delay"] == json!(true) {
+            println!("  BEHIND: pending longer than max_delay");
+        }
+    }
+}
