@@ -1222,7 +1222,7 @@ fn gitolite_common_hook_mirrors_pushes_through_gitolite() {
     assert!(env.wait_flushers_gone());
 }
 
-/// The README documents `status --json`; keep the documented top-level and per-mirror fields
+/// docs/administration.md documents `status --json`; keep the documented top-level and per-mirror fields
 /// and `list`/`show` fields present.
 #[test]
 fn json_documents_have_the_documented_fields() {
