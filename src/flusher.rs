@@ -193,6 +193,7 @@ pub fn run(git_dir: &Path) -> i32 {
         reported_damage: BTreeSet::new(),
     }
     .main_loop();
+    crate::ops::notify::wait_all();
     info!("flusher exiting; peak RSS {} KiB", peak_rss_kib());
     code
 }
@@ -370,6 +371,7 @@ impl Flusher {
         }
         let dir = self.paths.state_dir();
         let mut st = state::load(&dir, &done.name).unwrap_or_default();
+        let before = st.clone();
         let now = now_ms();
         let r = &done.report;
         st.syncs += 1;
@@ -381,6 +383,7 @@ impl Flusher {
             st.pushes += 1;
         }
         st.refs_pushed_last = (r.pushed + r.deleted) as u64;
+        st.refs_pushed_total += st.refs_pushed_last;
         // A sync that ran to the end (even with refused or divergent refs) has done what retrying
         // could do; only one that could not run keeps its work pending for a retry.
         // A ref the mirror could not lock or write ("failed to update ref", "cannot lock ref":
@@ -439,6 +442,7 @@ impl Flusher {
             }
         }
         self.save(&done.name, &st);
+        crate::ops::notify::transition(&self.paths, &done.name, &before, &st);
     }
 
     fn save(&self, name: &str, st: &MirrorState) {

@@ -11,6 +11,7 @@ mod hook;
 mod install;
 mod logging;
 mod mirror;
+mod ops;
 mod paths;
 mod repo;
 mod slots;

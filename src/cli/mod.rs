@@ -18,6 +18,7 @@ use crate::state::{self, UpdateStatus};
 mod args;
 mod install;
 mod mirrors;
+mod ops;
 mod status;
 mod sweep;
 mod sync;
@@ -25,6 +26,7 @@ mod sync;
 use args::*;
 use install::*;
 use mirrors::*;
+use ops::*;
 use status::*;
 use sweep::*;
 use sync::*;
@@ -93,6 +95,12 @@ fn one_line(rendered: &str) -> String {
 fn run(cli: Cli) -> Result<i32, Fail> {
     match &cli.cmd {
         Cmd::Sweep { root } => return sweep(root.as_deref()),
+        Cmd::Status {
+            name,
+            json,
+            root: Some(root),
+        } => return status_root(root, name.as_deref(), *json),
+        Cmd::Metrics { root, output } => return metrics(root.as_deref(), output.as_deref()),
         Cmd::Install {
             chain,
             hooks_dir: Some(dir),
@@ -138,7 +146,7 @@ fn run(cli: Cli) -> Result<i32, Fail> {
         Cmd::Enable { name } => toggle(&paths, &name, true),
         Cmd::Disable { name } => toggle(&paths, &name, false),
         Cmd::Sync { name, wait } => sync(&paths, name.as_deref(), wait),
-        Cmd::Status { name, json } => status(&paths, name.as_deref(), json),
+        Cmd::Status { name, json, .. } => status(&paths, name.as_deref(), json),
         Cmd::Install { chain, .. } => {
             let exe = std::env::current_exe()?;
             install_report(crate::install::install(&git_dir, &exe, chain))
@@ -147,7 +155,9 @@ fn run(cli: Cli) -> Result<i32, Fail> {
             crate::install::uninstall(&git_dir).map_err(|e| Fail(1, e))?,
             &git_dir,
         ),
-        Cmd::Sweep { .. } | Cmd::Hook { .. } => unreachable!("handled above"),
+        Cmd::Sweep { .. } | Cmd::Hook { .. } | Cmd::Metrics { .. } => {
+            unreachable!("handled above")
+        }
     }
 }
 

@@ -1,0 +1,137 @@
+//! `status --root` and `metrics`: the server-wide views (the work is in `crate::ops`).
+
+use super::*;
+use crate::ops::{fleet, metrics as prom};
+
+/// Loads the server file and scans the root (`given`, or the server's `root` when absent or
+/// empty).
+fn scan_root(given: Option<&Path>, what: &str) -> Result<(fleet::Fleet, f64), Fail> {
+    let (server, server_path) = config::ServerConfig::load()?;
+    let given = given.filter(|p| !p.as_os_str().is_empty());
+    let root = fleet::resolve_root(given, &server, &server_path, what).map_err(usage)?;
+    let t = Instant::now();
+    let f = fleet::scan(&crate::absolute(&root), server, server_path);
+    Ok((f, t.elapsed().as_secs_f64()))
+}
+
+/// `status --root`: every repository's status document (as `status --json` in it prints, the
+/// hook check left out), repositories with an unhealthy mirror first, and within one the
+/// unhealthy mirrors first.
+pub(super) fn status_root(root: &Path, name: Option<&str>, json_out: bool) -> Result<i32, Fail> {
+    let (f, _) = scan_root(Some(root), "status --root")?;
+    let now = crate::time::now_ms();
+    let mut docs: Vec<(bool, Value)> = Vec::new();
+    let (mut mirrors_total, mut unhealthy_total) = (0usize, 0usize);
+    for repo in &f.repos {
+        let loaded = match &repo.loaded {
+            Ok(l) => l,
+            Err(e) => {
+                unhealthy_total += 1;
+                docs.push((
+                    true,
+                    json!({"repository": repo.paths.git_dir, "error": e, "mirrors": []}),
+                ));
+                continue;
+            }
+        };
+        let mut mirrors: Vec<(bool, Value)> = loaded
+            .mirrors
+            .iter()
+            .filter(|e| name.is_none_or(|n| e.mirror.name == n))
+            .map(|e| {
+                let (mut v, bad) = mirror_status(&repo.paths, e, &repo.contents, now);
+                v["from_rule"] = json!(from_rule(loaded, e));
+                v["repository"] = json!(repo.paths.git_dir);
+                (bad, v)
+            })
+            .collect();
+        if mirrors.is_empty() {
+            continue;
+        }
+        mirrors.sort_by_key(|(bad, _)| !bad);
+        let bad = mirrors.iter().filter(|(b, _)| *b).count();
+        mirrors_total += mirrors.len();
+        unhealthy_total += bad;
+        docs.push((
+            bad > 0 || repo.spool_error.is_some(),
+            json!({
+                "repository": repo.paths.git_dir,
+                "silent_mode": f.server.silent,
+                "hook_installed": null,
+                "hook_problem": null,
+                "flusher_running": repo.flusher_running,
+                "spool_damaged_records": repo.contents.damage.len(),
+                "spool_error": repo.spool_error,
+                "mirrors": mirrors.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+            }),
+        ));
+    }
+    // Stable: within each group, the scan's path order.
+    docs.sort_by_key(|(bad, _)| !bad);
+    let doc = json!({
+        "root": f.root,
+        "silent_mode": f.server.silent,
+        "repositories_scanned": f.repos.len(),
+        "mirrors": mirrors_total,
+        "unhealthy": unhealthy_total,
+        "repositories": docs.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+    });
+    if json_out {
+        print_json(&doc)?;
+    } else {
+        print_root(&doc);
+    }
+    Ok(if unhealthy_total > 0 { 1 } else { 0 })
+}
+
+fn print_root(doc: &Value) {
+    let n = |k: &str| doc[k].as_u64().unwrap_or(0);
+    println!(
+        "root: {}  ({} repositories, {} with mirrors; {} mirrors, {} unhealthy)",
+        doc["root"].as_str().unwrap_or("-"),
+        n("repositories_scanned"),
+        doc["repositories"].as_array().map_or(0, Vec::len),
+        n("mirrors"),
+        n("unhealthy"),
+    );
+    if doc["silent_mode"] == json!(true) {
+        println!("SILENT MODE: no mirror is contacted; updates accumulate in the spool");
+    }
+    for r in doc["repositories"].as_array().into_iter().flatten() {
+        println!();
+        if let Some(e) = r["error"].as_str() {
+            println!("repository: {}", r["repository"].as_str().unwrap_or("-"));
+            println!("ERROR: {e}");
+            continue;
+        }
+        let mut r = r.clone();
+        // The header is printed once for the whole root.
+        r["silent_mode"] = json!(false);
+        print_status(&r);
+        if let Some(e) = r["spool_error"].as_str() {
+            println!("  spool: {e}");
+        }
+    }
+}
+
+/// `metrics`: the exposition on stdout, or written atomically to `--output`.
+pub(super) fn metrics(root: Option<&Path>, output: Option<&Path>) -> Result<i32, Fail> {
+    let (f, scan_seconds) = scan_root(root, "metrics")?;
+    let now = crate::time::now_ms();
+    let healthy = |repo: &fleet::RepoScan, e: &config::Effective| {
+        !mirror_status(&repo.paths, e, &repo.contents, now).1
+    };
+    let text = prom::render(&f, now, scan_seconds, &healthy);
+    match output {
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+        }
+        Some(path) => {
+            // Readable by node_exporter (another user): nothing in it is secret.
+            crate::paths::write_atomic(path, text.as_bytes(), 0o644)
+                .map_err(|e| Fail(1, format!("--output {}: {e}", path.display())))?;
+        }
+    }
+    Ok(0)
+}
