@@ -127,8 +127,9 @@ pub(super) enum Cmd {
         #[arg(long)]
         json: bool,
         /// Every repository under DIR (default: `root` of the server-wide config), unhealthy first
-        #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "")]
-        root: Option<PathBuf>,
+        #[arg(long, value_name = "DIR")]
+        #[allow(clippy::option_option)]
+        root: Option<Option<PathBuf>>,
     },
     /// Write Prometheus metrics of every repository under DIR (node_exporter textfile format)
     #[command(after_help = METRICS_HELP)]

@@ -99,7 +99,7 @@ fn run(cli: Cli) -> Result<i32, Fail> {
             name,
             json,
             root: Some(root),
-        } => return status_root(root, name.as_deref(), *json),
+        } => return status_root(root.as_deref(), name.as_deref(), *json),
         Cmd::Metrics { root, output } => return metrics(root.as_deref(), output.as_deref()),
         Cmd::Install {
             chain,

@@ -3,11 +3,9 @@
 use super::*;
 use crate::ops::{fleet, metrics as prom};
 
-/// Loads the server file and scans the root (`given`, or the server's `root` when absent or
-/// empty).
+/// Loads the server file and scans the root (`given`, else the server's `root`).
 fn scan_root(given: Option<&Path>, what: &str) -> Result<(fleet::Fleet, f64), Fail> {
     let (server, server_path) = config::ServerConfig::load()?;
-    let given = given.filter(|p| !p.as_os_str().is_empty());
     let root = fleet::resolve_root(given, &server, &server_path, what).map_err(usage)?;
     let t = Instant::now();
     let f = fleet::scan(&crate::absolute(&root), server, server_path);
@@ -17,8 +15,12 @@ fn scan_root(given: Option<&Path>, what: &str) -> Result<(fleet::Fleet, f64), Fa
 /// `status --root`: every repository's status document (as `status --json` in it prints, the
 /// hook check left out), repositories with an unhealthy mirror first, and within one the
 /// unhealthy mirrors first.
-pub(super) fn status_root(root: &Path, name: Option<&str>, json_out: bool) -> Result<i32, Fail> {
-    let (f, _) = scan_root(Some(root), "status --root")?;
+pub(super) fn status_root(
+    root: Option<&Path>,
+    name: Option<&str>,
+    json_out: bool,
+) -> Result<i32, Fail> {
+    let (f, _) = scan_root(root, "status --root")?;
     let now = crate::time::now_ms();
     let mut docs: Vec<(bool, Value)> = Vec::new();
     let (mut mirrors_total, mut unhealthy_total) = (0usize, 0usize);
