@@ -474,3 +474,108 @@ fn notify_is_overridden_per_repository_and_bounded_by_its_timeout() {
     let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
     assert!(!String::from_utf8_lossy(&ps.stdout).contains("sleep 617"));
 }
+
+#[test]
+fn install_sh_installs_man_pages_completions_and_systemd_units() {
+    if !have_all(&["man", "systemd-analyze"]) {
+        eprintln!("SKIPPED: man / systemd-analyze missing");
+        return;
+    }
+    let env = Env::new();
+    let prefix = env.path("prefix");
+    let units = env.path("units");
+    let out = env
+        .cmd("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("install.sh"))
+        .arg("--prefix")
+        .arg(&prefix)
+        .arg("--binary")
+        .arg(bin())
+        .args(["--systemd", "--systemd-dir"])
+        .arg(&units)
+        .args(["--user", current_user()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "install.sh: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let man = prefix.join("share/man");
+    let path = format!(
+        "{}:{}",
+        prefix.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    // git's own way to ask for help: `git pushmirror --help` runs `man git-pushmirror`.
+    let help = env
+        .cmd("git")
+        .args(["pushmirror", "--help"])
+        .env("PATH", &path)
+        .env("MANPATH", &man)
+        .env("MANPAGER", "cat")
+        .env("PAGER", "cat")
+        .env("MANWIDTH", "100")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.status.success()
+            && text.contains("git-pushmirror-status(1)")
+            && text.contains("SYNOPSIS"),
+        "git pushmirror --help: {text}{}",
+        String::from_utf8_lossy(&help.stderr)
+    );
+    let page = env
+        .cmd("man")
+        .arg("git-pushmirror-metrics")
+        .env("MANPATH", &man)
+        .env("MANPAGER", "cat")
+        .env("MANWIDTH", "100")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&page.stdout).contains("--output"));
+    // Completions: bash loads them.
+    let comp = env
+        .cmd("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {} && complete -p git-pushmirror",
+            prefix
+                .join("share/bash-completion/completions/git-pushmirror")
+                .display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        comp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&comp.stderr)
+    );
+    // The units point at the installed binary and pass systemd's own check (which also looks
+    // the Documentation= man pages up).
+    let sweep = std::fs::read_to_string(units.join("git-pushmirror-sweep.service")).unwrap();
+    assert!(sweep.contains(&format!(
+        "ExecStart={} sweep",
+        prefix.join("bin/git-pushmirror").display()
+    )));
+    assert!(sweep.contains(&format!("User={}", current_user())));
+    let mut verify = env.cmd("systemd-analyze");
+    verify.arg("verify").env("MANPATH", &man);
+    for u in [
+        "git-pushmirror-sweep.service",
+        "git-pushmirror-sweep.timer",
+        "git-pushmirror-metrics.service",
+        "git-pushmirror-metrics.timer",
+    ] {
+        verify.arg(units.join(u));
+    }
+    let v = verify.output().unwrap();
+    let errs = String::from_utf8_lossy(&v.stderr);
+    assert!(v.status.success(), "systemd-analyze verify: {errs}");
+    assert!(
+        !errs.contains("git-pushmirror-"),
+        "systemd-analyze verify warns: {errs}"
+    );
+}

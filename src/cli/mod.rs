@@ -16,6 +16,8 @@ use crate::spool::Spool;
 use crate::state::{self, UpdateStatus};
 
 mod args;
+#[cfg(test)]
+mod generated;
 mod install;
 mod mirrors;
 mod ops;
