@@ -19,6 +19,10 @@ use std::time::{Duration, Instant};
 #[path = "../tests/common/servers.rs"]
 mod servers;
 
+// Server-wide `status --root` and `metrics` over large fleets.
+#[path = "push_latency/fleet.rs"]
+mod fleet;
+
 use servers::SshServer;
 
 const HOOK_RUNS: usize = 500;
@@ -50,6 +54,12 @@ fn main() {
     let ssh = start_sshd(&b);
     let mut table = Table::default();
     let started = Instant::now();
+    if std::env::var_os("BENCH_ONLY_FLEET").is_some() {
+        fleet::fleet(&b, &mut table);
+        drop(b);
+        table.print();
+        return;
+    }
 
     push_latency(&b, ssh.as_ref(), pushes, &mut table);
     hook_alone(&b, &mut table);
@@ -60,6 +70,7 @@ fn main() {
     many_refs_sync(&b, &mut table);
     binary_and_startup(&b, &mut table);
     flusher_memory(&b, &mut table);
+    fleet::fleet(&b, &mut table);
 
     eprintln!("bench: done in {:.1} s", started.elapsed().as_secs_f64());
     drop(b); // waits for (or kills) our flushers and removes the temp dir before we print

@@ -653,6 +653,9 @@ mod tests {
         let server: ServerConfig = parse_yaml(&std::fs::read_to_string(&p).unwrap(), &p).unwrap();
         assert_eq!(server.rules.len(), 1);
         assert_eq!(server.concurrency(), 4);
+        assert!(server
+            .notify
+            .is_some_and(|n| n.command.ends_with("pushmirror-mail")));
     }
 
     #[test]

@@ -579,3 +579,35 @@ fn install_sh_installs_man_pages_completions_and_systemd_units() {
         "systemd-analyze verify warns: {errs}"
     );
 }
+
+#[test]
+fn documented_alert_rules_pass_promtool() {
+    if !have("promtool") {
+        eprintln!("SKIPPED: promtool missing");
+        return;
+    }
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operations.md"))
+            .unwrap();
+    let after = doc.split("### Example alert rules").nth(1).unwrap();
+    let rules = after
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .unwrap();
+    let env = Env::new();
+    let file = env.path("rules.yml");
+    std::fs::write(&file, rules).unwrap();
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 rules found"));
+}
