@@ -520,7 +520,10 @@ fn ssh_command_env(
     known_hosts: Option<&Path>,
     connect_timeout: u64,
 ) -> (String, String) {
-    let mut cmd = String::from("ssh");
+    // `-F /dev/null`: neither ~/.ssh/config of the flusher's user nor /etc/ssh/ssh_config
+    // applies (an IdentityFile there would be offered next to ours, a ProxyCommand run), so
+    // the mirror's own settings below are all ssh uses.
+    let mut cmd = String::from("ssh -F /dev/null");
     if let Some(key) = key {
         cmd.push_str(" -i ");
         cmd.push_str(&sh_quote(&key.to_string_lossy()));
@@ -534,6 +537,21 @@ fn ssh_command_env(
     }
     cmd.push_str(&format!(" -o ConnectTimeout={connect_timeout}"));
     ("GIT_SSH_COMMAND".to_string(), cmd)
+}
+
+/// Adds `key = value` to the git configuration a child gets through GIT_CONFIG_COUNT /
+/// GIT_CONFIG_KEY_n / GIT_CONFIG_VALUE_n (command-line scope: it beats every config file, and
+/// it stays out of argv), after the entries already in `env`.
+pub fn add_git_config(env: &mut Vec<(String, String)>, key: &str, value: &str) {
+    let n: usize = env
+        .iter()
+        .find(|(k, _)| k == "GIT_CONFIG_COUNT")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    env.retain(|(k, _)| k != "GIT_CONFIG_COUNT");
+    env.push((format!("GIT_CONFIG_KEY_{n}"), key.to_string()));
+    env.push((format!("GIT_CONFIG_VALUE_{n}"), value.to_string()));
+    env.push(("GIT_CONFIG_COUNT".to_string(), (n + 1).to_string()));
 }
 
 /// POSIX single quotes: git runs GIT_SSH_COMMAND through `sh -c`.
@@ -578,23 +596,61 @@ fn absolute(config_file: &Path, path: &Path, what: &'static str) -> Result<PathB
     })
 }
 
+/// The first words of every line the askpass face writes when it refuses a prompt: git passes
+/// its stderr through, and `git::last_line` prefers this line to git's own "terminal prompts
+/// disabled".
+pub const ASKPASS_REFUSED: &str = "git-pushmirror: refused to give the mirror's credentials";
+
 /// The askpass face: given the prompt git passes as argv[1] ("Username for 'https://host': "
 /// or "Password for 'https://user@host': "), returns what to print from the GIT_PUSHMIRROR_*
-/// env vars; None if not set or if the prompt is not one of git's two.
-pub fn askpass_answer(prompt: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+/// env vars. Only git's own two prompts are answered, and only for the mirror itself: the
+/// URL in the prompt must have the scheme, host and port of GIT_PUSHMIRROR_URL (see
+/// `origin::belongs_to_mirror`), and a password prompt must name our user. A redirect to
+/// another host or a proxy asking for its password gets `Err` with one line saying why (to
+/// stderr, where git's error output shows it); anything else gets `Err("")` (no answer).
+pub fn askpass_answer(
+    prompt: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, String> {
     if env("GIT_PUSHMIRROR_ASKPASS").as_deref() != Some("1") {
-        return None;
+        return Err(String::new());
     }
     // Anything else (an ssh passphrase or host-key question) gets no answer, so a prompt we
     // did not expect fails instead of receiving the password.
-    let var = if prompt.starts_with("Username for ") {
-        "GIT_PUSHMIRROR_USERNAME"
-    } else if prompt.starts_with("Password for ") {
-        "GIT_PUSHMIRROR_PASSWORD"
+    let (var, described) = if let Some(rest) = prompt.strip_prefix("Username for '") {
+        ("GIT_PUSHMIRROR_USERNAME", rest)
+    } else if let Some(rest) = prompt.strip_prefix("Password for '") {
+        ("GIT_PUSHMIRROR_PASSWORD", rest)
     } else {
-        return None;
+        return Err(String::new());
     };
-    env(var).filter(|v| !v.is_empty())
+    let Some(described) = described.strip_suffix("': ") else {
+        return Err(String::new());
+    };
+    let mirror = env("GIT_PUSHMIRROR_URL").unwrap_or_default();
+    let Some((mirror_origin, _)) = super::origin::Origin::parse(&mirror) else {
+        return Err(String::new());
+    };
+    let refuse = |why: &str| {
+        Err(format!(
+            "{ASKPASS_REFUSED} to {} ({why}; they go only to {mirror_origin}, the host of the mirror's URL: a redirect to another host or a proxy asked; see docs/security.md)",
+            crate::mirror::url::mask(described)
+        ))
+    };
+    if !super::origin::belongs_to_mirror(&mirror, described) {
+        return refuse("another scheme, host or port");
+    }
+    let user = super::origin::Origin::parse(described).and_then(|(_, user)| user);
+    let username = env("GIT_PUSHMIRROR_USERNAME").unwrap_or_default();
+    match (var, user) {
+        ("GIT_PUSHMIRROR_USERNAME", Some(_)) => return refuse("a user is already named"),
+        ("GIT_PUSHMIRROR_PASSWORD", Some(u)) if u != username => {
+            return refuse("another user");
+        }
+        ("GIT_PUSHMIRROR_PASSWORD", None) => return refuse("no user named"),
+        _ => {}
+    }
+    env(var).filter(|v| !v.is_empty()).ok_or_else(String::new)
 }
 
 /// Common env for every git child, applied after removing the returned names: no terminal
@@ -627,6 +683,17 @@ pub fn base_env(allow_http: bool, timeout_secs: u64) -> (Vec<(String, String)>, 
         "GIT_PUSHMIRROR_ASKPASS",
         "GIT_PUSHMIRROR_USERNAME",
         "GIT_PUSHMIRROR_PASSWORD",
+        "GIT_PUSHMIRROR_URL",
+        // Which proxy a sync uses is git's configuration alone (see `proxy_config`), not
+        // whatever the process that pushed happened to carry.
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+        "no_proxy",
+        "NO_PROXY",
     ]
     .into_iter()
     .map(String::from)
@@ -920,7 +987,7 @@ mod tests {
         assert_eq!(
             env_of(&git)["GIT_SSH_COMMAND"],
             format!(
-                "ssh -i '{}' -o IdentitiesOnly=yes -o IdentityAgent=none -o BatchMode=yes \
+                "ssh -F /dev/null -i '{}' -o IdentitiesOnly=yes -o IdentityAgent=none -o BatchMode=yes \
                  -o StrictHostKeyChecking=yes -o UserKnownHostsFile='{}' -o ConnectTimeout=30",
                 key.display(),
                 kh.display()
@@ -943,7 +1010,10 @@ mod tests {
         let git = run(&auth, &dir, 0o644).unwrap();
         let cmd = env_of(&git)["GIT_SSH_COMMAND"].to_string();
         assert!(
-            cmd.starts_with(&format!("ssh -i '{}' ", dir.0.join("id").display())),
+            cmd.starts_with(&format!(
+                "ssh -F /dev/null -i '{}' ",
+                dir.0.join("id").display()
+            )),
             "{cmd}"
         );
         assert!(!cmd.contains("UserKnownHostsFile"), "{cmd}");
@@ -1152,7 +1222,7 @@ mod tests {
             git.env,
             vec![(
                 "GIT_SSH_COMMAND".to_string(),
-                "ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o ConnectTimeout=30"
+                "ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=yes -o ConnectTimeout=30"
                     .to_string()
             )]
         );
@@ -1176,41 +1246,107 @@ mod tests {
             "GIT_PUSHMIRROR_ASKPASS" => Some("1".to_string()),
             "GIT_PUSHMIRROR_USERNAME" => Some("oauth2".to_string()),
             "GIT_PUSHMIRROR_PASSWORD" => Some(SECRET.to_string()),
+            "GIT_PUSHMIRROR_URL" => Some("https://gitlab.example/g/r.git".to_string()),
             _ => None,
         };
+        let answer = |prompt: &str| askpass_answer(prompt, &vars);
         assert_eq!(
-            askpass_answer("Username for 'https://gitlab.example': ", &vars).as_deref(),
-            Some("oauth2")
+            answer("Username for 'https://gitlab.example': ").as_deref(),
+            Ok("oauth2")
         );
         assert_eq!(
-            askpass_answer("Password for 'https://oauth2@gitlab.example': ", &vars).as_deref(),
-            Some(SECRET)
+            answer("Password for 'https://oauth2@gitlab.example': ").as_deref(),
+            Ok(SECRET)
+        );
+        // credential.useHttpPath adds the path; an explicit default port is the same port.
+        assert_eq!(
+            answer("Password for 'https://oauth2@gitlab.example:443/g/r.git': ").as_deref(),
+            Ok(SECRET)
+        );
+        for silent in [
+            "Enter passphrase for key '/k': ",
+            "Are you sure you want to continue connecting (yes/no)? ",
+            "",
+            "Password for 'https://oauth2@gitlab.example'",
+        ] {
+            assert_eq!(answer(silent), Err(String::new()), "{silent}");
+        }
+        // A proxy with a user but no password, a redirect to another host, port or scheme,
+        // another user: refused, with a line that says so and never the secret.
+        for foreign in [
+            "Password for 'http://proxyuser@127.0.0.1:3128': ",
+            "Password for 'https://proxyuser@proxy.example': ",
+            "Username for 'https://evil.example': ",
+            "Username for 'https://gitlab.example:8443': ",
+            "Username for 'http://gitlab.example': ",
+            "Password for 'https://oauth2@gitlab.example.evil.test': ",
+            "Password for 'https://other@gitlab.example': ",
+            "Password for 'https://gitlab.example': ",
+            "Username for 'ssh://gitlab.example': ",
+        ] {
+            let err = answer(foreign).unwrap_err();
+            assert!(err.starts_with(ASKPASS_REFUSED), "{foreign}: {err}");
+            assert!(err.contains("https://gitlab.example:443"), "{err}");
+            assert!(!err.contains(SECRET) && !err.contains('\n'), "{err}");
+        }
+        // Without the mirror's URL nothing is answered at all.
+        let no_url = |name: &str| (name != "GIT_PUSHMIRROR_URL").then(|| vars(name)).flatten();
+        assert_eq!(
+            askpass_answer("Password for 'https://oauth2@gitlab.example': ", &no_url),
+            Err(String::new())
         );
         assert_eq!(
-            askpass_answer("Enter passphrase for key '/k': ", &vars),
-            None
+            askpass_answer("Password for 'https://h': ", &no_env),
+            Err(String::new())
         );
+        let not_ours = |name: &str| {
+            (name != "GIT_PUSHMIRROR_ASKPASS")
+                .then(|| vars(name))
+                .flatten()
+        };
+        assert_eq!(
+            askpass_answer("Password for 'https://oauth2@gitlab.example': ", &not_ours),
+            Err(String::new())
+        );
+        let unset_password = |name: &str| {
+            (name != "GIT_PUSHMIRROR_PASSWORD")
+                .then(|| vars(name))
+                .flatten()
+        };
         assert_eq!(
             askpass_answer(
-                "Are you sure you want to continue connecting (yes/no)? ",
-                &vars
+                "Password for 'https://oauth2@gitlab.example': ",
+                &unset_password
             ),
-            None
+            Err(String::new())
         );
-        assert_eq!(askpass_answer("", &vars), None);
-        assert_eq!(askpass_answer("Password for 'https://h': ", &no_env), None);
-        let not_ours = |name: &str| match name {
-            "GIT_PUSHMIRROR_PASSWORD" => Some(SECRET.to_string()),
-            _ => None,
-        };
+    }
+
+    #[test]
+    fn git_config_entries_add_up() {
+        let mut env = vec![
+            ("GIT_CONFIG_COUNT".to_string(), "1".to_string()),
+            (
+                "GIT_CONFIG_KEY_0".to_string(),
+                "credential.helper".to_string(),
+            ),
+            ("GIT_CONFIG_VALUE_0".to_string(), String::new()),
+        ];
+        add_git_config(&mut env, "http.proxy", "");
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        assert_eq!(get("GIT_CONFIG_COUNT").as_deref(), Some("2"));
+        assert_eq!(get("GIT_CONFIG_KEY_1").as_deref(), Some("http.proxy"));
+        assert_eq!(get("GIT_CONFIG_VALUE_1").as_deref(), Some(""));
         assert_eq!(
-            askpass_answer("Password for 'https://h': ", &not_ours),
-            None
+            env.iter().filter(|(k, _)| k == "GIT_CONFIG_COUNT").count(),
+            1
         );
-        let unset_password = |name: &str| (name == "GIT_PUSHMIRROR_ASKPASS").then(|| "1".into());
+        let mut fresh = Vec::new();
+        add_git_config(&mut fresh, "a.b", "c");
+        assert_eq!(fresh.last().unwrap().1, "1");
         assert_eq!(
-            askpass_answer("Password for 'https://h': ", &unset_password),
-            None
+            fresh[0],
+            ("GIT_CONFIG_KEY_0".to_string(), "a.b".to_string())
         );
     }
 
@@ -1223,7 +1359,16 @@ mod tests {
         assert_eq!(get("GCM_INTERACTIVE"), Some("never"));
         assert_eq!(get("GIT_HTTP_LOW_SPEED_LIMIT"), Some("1000"));
         assert_eq!(get("GIT_HTTP_LOW_SPEED_TIME"), Some("42"));
-        for var in ["SSH_ASKPASS", "GIT_ASKPASS", "SSH_AUTH_SOCK"] {
+        for var in [
+            "SSH_ASKPASS",
+            "GIT_ASKPASS",
+            "SSH_AUTH_SOCK",
+            "https_proxy",
+            "HTTPS_PROXY",
+            "http_proxy",
+            "all_proxy",
+            "GIT_PUSHMIRROR_URL",
+        ] {
             assert!(remove.iter().any(|r| r == var), "{var}");
         }
         let (set, _) = base_env(true, 42);
