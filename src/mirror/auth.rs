@@ -163,6 +163,8 @@ pub enum AuthError {
     KeyFileNotFile { path: PathBuf },
     #[error("ssh key_file {} has group/other permissions (mode {mode:04o}); run chmod 600 {}", path.display(), path.display())]
     KeyFileMode { path: PathBuf, mode: u32 },
+    #[error("ssh key_file {} is protected by a passphrase, which the flusher cannot type (ssh runs without a terminal or agent); use a key without one (ssh-keygen -p -N '' -f {} removes it)", path.display(), path.display())]
+    KeyHasPassphrase { path: PathBuf },
     #[error("cannot read known_hosts {}: {source}", path.display())]
     KnownHostsRead { path: PathBuf, source: io::Error },
     #[error("known_hosts {} is writable by group/others (mode {mode:04o}), so anyone could add a host key; run chmod 644 {}", path.display(), path.display())]
@@ -416,7 +418,175 @@ fn read_password_file(path: &Path) -> Result<String, AuthError> {
     Ok(secret)
 }
 
+/// What `add` and `set` check before they write a mirror: every file and value its sync would
+/// refuse, without reading a secret. A missing or group/other-readable key or password file, a
+/// passphrase-protected key, a missing or writable known_hosts file and a malformed host_key
+/// are refused here, with the same message the sync would give. Not checked: an inline
+/// password's config mode (the file is written afterwards) and `password_env` (the admin's
+/// shell is not the flusher's environment). A key the admin cannot read (it belongs to the
+/// flusher's user) is not opened for the passphrase check.
+pub fn check_files(auth: &Auth, config_file: &Path) -> Result<(), AuthError> {
+    match auth {
+        Auth::None => Ok(()),
+        Auth::Password {
+            username,
+            password,
+            password_file,
+            password_env,
+        } => {
+            if username.is_empty() || username.chars().any(char::is_control) {
+                return Err(AuthError::BadUsername);
+            }
+            let given = [
+                password.is_some(),
+                password_file.is_some(),
+                password_env.is_some(),
+            ];
+            match given.iter().filter(|g| **g).count() {
+                0 => return Err(AuthError::NoPasswordSource),
+                1 => {}
+                _ => return Err(AuthError::ManyPasswordSources),
+            }
+            if password_env.as_deref().is_some_and(str::is_empty) {
+                return Err(AuthError::EmptyPasswordEnvName);
+            }
+            let Some(file) = password_file else {
+                return Ok(());
+            };
+            let path = absolute(config_file, file, "password_file")?;
+            let meta = fs::metadata(&path).map_err(|source| AuthError::PasswordFileRead {
+                path: path.clone(),
+                source,
+            })?;
+            let mode = meta.permissions().mode();
+            if mode & 0o077 != 0 {
+                return Err(AuthError::PasswordFileMode {
+                    path,
+                    mode: mode & 0o7777,
+                });
+            }
+            if !meta.is_file() {
+                return Err(AuthError::PasswordFileRead {
+                    path,
+                    source: io::Error::other("not a regular file"),
+                });
+            }
+            if meta.len() == 0 {
+                return Err(AuthError::PasswordFileEmpty { path });
+            }
+            Ok(())
+        }
+        Auth::SshKey {
+            key_file,
+            known_hosts,
+            host_key,
+        } => {
+            let key = absolute(config_file, key_file, "ssh key_file")?;
+            ssh_safe(&key, "ssh key_file")?;
+            check_key_mode(&key)?;
+            match check_key_passphrase(&key) {
+                Err(AuthError::KeyFileRead { source, .. })
+                    if source.kind() == io::ErrorKind::PermissionDenied => {}
+                other => other?,
+            }
+            match (known_hosts, host_key) {
+                (Some(_), Some(_)) => Err(AuthError::KnownHostsAndHostKey),
+                (Some(path), None) => {
+                    let path = absolute(config_file, path, "known_hosts")?;
+                    ssh_safe(&path, "known_hosts")?;
+                    check_known_hosts(&path)
+                }
+                (None, Some(line)) => pinned_line(line).map(|_| ()),
+                (None, None) => Ok(()),
+            }
+        }
+    }
+}
+
+/// A key ssh could not use without someone typing its passphrase: ssh runs with
+/// BatchMode=yes and no agent, so it would only say "Permission denied (publickey)".
+fn check_key_passphrase(path: &Path) -> Result<(), AuthError> {
+    let read_err = |source| AuthError::KeyFileRead {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut text = String::new();
+    fs::File::open(path)
+        .map_err(read_err)?
+        .take(1 << 16)
+        .read_to_string(&mut text)
+        .map_err(read_err)?;
+    if key_is_encrypted(&text) {
+        return Err(AuthError::KeyHasPassphrase {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+/// True for a private key in OpenSSH's format whose cipher is not "none", and for PEM keys
+/// marked encrypted (`Proc-Type: 4,ENCRYPTED`, `BEGIN ENCRYPTED PRIVATE KEY`).
+fn key_is_encrypted(text: &str) -> bool {
+    if text.contains("Proc-Type: 4,ENCRYPTED") || text.contains("BEGIN ENCRYPTED PRIVATE KEY") {
+        return true;
+    }
+    const BEGIN: &str = "-----BEGIN OPENSSH PRIVATE KEY-----";
+    let Some(start) = text.find(BEGIN) else {
+        return false;
+    };
+    let body: String = text[start + BEGIN.len()..]
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    // "openssh-key-v1\0", then the cipher name as a u32 length and its bytes.
+    let head = base64_prefix(&body, 64);
+    const MAGIC: &[u8] = b"openssh-key-v1\0";
+    let Some(rest) = head.strip_prefix(MAGIC) else {
+        return false;
+    };
+    let Some(len) = rest.get(..4) else {
+        return false;
+    };
+    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    rest.get(4..4 + len).is_some_and(|cipher| cipher != b"none")
+}
+
+/// The first bytes (about `max`) that standard base64 `text` decodes to; stops at the first
+/// character that is not base64.
+fn base64_prefix(text: &str, max: usize) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text.bytes() {
+        let Some(v) = value(c) else { break };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+        if out.len() >= max {
+            break;
+        }
+    }
+    out
+}
+
 fn check_key_file(path: &Path) -> Result<(), AuthError> {
+    check_key_mode(path)?;
+    check_key_passphrase(path)
+}
+
+fn check_key_mode(path: &Path) -> Result<(), AuthError> {
     let meta = fs::metadata(path).map_err(|source| AuthError::KeyFileRead {
         path: path.to_path_buf(),
         source,
