@@ -682,6 +682,12 @@ fn unknown_host_key_fails_clearly_without_a_retry_storm() {
             err.to_lowercase().contains("host key verification failed"),
             "{name}: {err}"
         );
+        // Another key than the one listed is a possible man-in-the-middle, not an unknown host.
+        assert_eq!(
+            err.contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
+            *name != "empty",
+            "{name}: {err}"
+        );
     }
     let out = env.pm(&up, &["sync", "--wait"]);
     assert!(
