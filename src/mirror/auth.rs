@@ -1493,6 +1493,104 @@ mod tests {
     }
 
     #[test]
+    fn passphrase_protected_keys_are_recognised() {
+        let openssh = |line: &str| {
+            format!("-----BEGIN OPENSSH PRIVATE KEY-----\n{line}\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n")
+        };
+        // The first line of `ssh-keygen -t ed25519` keys without and with a passphrase.
+        let plain =
+            openssh("b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW");
+        let locked =
+            openssh("b3BlbnNzaC1rZXktdjEAAAAACmFlczI1Ni1jdHIAAAAGYmNyeXB0AAAAGAAAABD24W7K1O");
+        assert!(!key_is_encrypted(&plain));
+        assert!(key_is_encrypted(&locked));
+        assert!(key_is_encrypted(
+            "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,AB\n"
+        ));
+        assert!(key_is_encrypted(
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIE\n"
+        ));
+        assert!(!key_is_encrypted("-----BEGIN RSA PRIVATE KEY-----\nMIIE\n"));
+        assert!(!key_is_encrypted("KEY"));
+
+        let dir = TempDir::new("passphrase");
+        let key = dir.file("id", &locked, 0o600);
+        let auth = Auth::SshKey {
+            key_file: key.clone(),
+            known_hosts: None,
+            host_key: None,
+        };
+        let err = run(&auth, &dir, 0o644).err().unwrap();
+        assert!(matches!(err, AuthError::KeyHasPassphrase { .. }), "{err}");
+        assert!(err.to_string().contains("passphrase") && err.to_string().contains("/id"));
+        let err = check_files(&auth, &dir.0.join("c.yaml")).unwrap_err();
+        assert!(matches!(err, AuthError::KeyHasPassphrase { .. }), "{err}");
+        fs::write(&key, &plain).unwrap();
+        check_files(&auth, &dir.0.join("c.yaml")).unwrap();
+    }
+
+    #[test]
+    fn check_files_refuses_what_a_sync_would() {
+        let dir = TempDir::new("checkfiles");
+        let config = dir.0.join("c.yaml");
+        let key = dir.file("id", "KEY", 0o600);
+        let kh = dir.file("kh", "", 0o644);
+        let ssh =
+            |key_file: &Path, known_hosts: Option<&Path>, host_key: Option<&str>| Auth::SshKey {
+                key_file: key_file.to_path_buf(),
+                known_hosts: known_hosts.map(Path::to_path_buf),
+                host_key: host_key.map(String::from),
+            };
+        check_files(&ssh(&key, Some(&kh), None), &config).unwrap();
+        check_files(&ssh(&key, None, Some("ssh-ed25519 AAAA")), &config).unwrap();
+        check_files(&Auth::None, &config).unwrap();
+        let refused = [
+            ssh(&dir.0.join("absent"), None, None),
+            ssh(&key, Some(&dir.0.join("absent")), None),
+            ssh(&key, None, Some("garbage")),
+            ssh(&key, None, Some("ssh-ed25519 AAAA\nssh-rsa BBBB")),
+            ssh(&key, Some(&kh), Some("ssh-ed25519 AAAA")),
+        ];
+        for auth in &refused {
+            assert!(check_files(auth, &config).is_err(), "{auth:?}");
+        }
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(matches!(
+            check_files(&ssh(&key, None, None), &config),
+            Err(AuthError::KeyFileMode { .. })
+        ));
+        fs::set_permissions(&kh, fs::Permissions::from_mode(0o664)).unwrap();
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(matches!(
+            check_files(&ssh(&key, Some(&kh), None), &config),
+            Err(AuthError::KnownHostsWritable { .. })
+        ));
+
+        let pw = dir.file("pw", SECRET, 0o600);
+        let by_file = |p: &Path| password(None, Some(p), None);
+        check_files(&by_file(&pw), &config).unwrap();
+        // The admin's shell is not the flusher's environment: an unset variable is fine here.
+        check_files(&password(None, None, Some("NOT_SET_HERE")), &config).unwrap();
+        fs::set_permissions(&pw, fs::Permissions::from_mode(0o604)).unwrap();
+        let err = check_files(&by_file(&pw), &config).unwrap_err();
+        assert!(matches!(err, AuthError::PasswordFileMode { .. }), "{err}");
+        assert_no_secret(&err);
+        let empty = dir.file("empty", "", 0o600);
+        assert!(matches!(
+            check_files(&by_file(&empty), &config),
+            Err(AuthError::PasswordFileEmpty { .. })
+        ));
+        assert!(matches!(
+            check_files(&by_file(&dir.0.join("absent")), &config),
+            Err(AuthError::PasswordFileRead { .. })
+        ));
+        assert!(matches!(
+            check_files(&password(None, None, None), &config),
+            Err(AuthError::NoPasswordSource)
+        ));
+    }
+
+    #[test]
     fn git_config_entries_add_up() {
         let mut env = vec![
             ("GIT_CONFIG_COUNT".to_string(), "1".to_string()),
