@@ -1,7 +1,8 @@
 //! Credentials to a git child without leaking them.
 //!
 //! Secrets travel only through the child's environment: a password is handed to git by our
-//! own binary acting as `GIT_ASKPASS`, and ssh gets a key path and strict host checking
+//! own binary acting as `GIT_ASKPASS` (and only for the mirror's own scheme, host and port, see
+//! `askpass_answer` and `origin.rs`), and ssh gets a key path and strict host checking
 //! through `GIT_SSH_COMMAND`. Nothing secret is put in argv (visible in `ps`), and every type
 //! here that can hold a secret has a `Debug` that hides it.
 
@@ -226,7 +227,8 @@ impl fmt::Debug for GitAuth {
 /// answers from GIT_PUSHMIRROR_USERNAME/GIT_PUSHMIRROR_PASSWORD (env only, never argv), and
 /// credential.helper is emptied through GIT_CONFIG_COUNT so no stored helper answers instead.
 ///
-/// Every variant sets GIT_SSH_COMMAND with BatchMode=yes and StrictHostKeyChecking=yes: the
+/// Every variant sets GIT_SSH_COMMAND with `-F /dev/null` (no ssh_config of the flusher's user
+/// or the system), BatchMode=yes and StrictHostKeyChecking=yes: the
 /// URL is not known here, git ignores the variable for non-ssh URLs, and an ssh mirror must
 /// never prompt. SshKey adds the key, IdentitiesOnly, no agent and the known_hosts file; a
 /// pinned host_key is written to a temporary known_hosts (mode 0600) in `runtime_dir`.
