@@ -17,6 +17,8 @@ PKGS=(
   prometheus-node-exporter  # scrapes it through the textfile collector (tests/fleet.rs)
   man-db            # `git pushmirror --help` runs man (tests/fleet.rs)
   systemd           # systemd-analyze verify of the shipped units (tests/fleet.rs)
+  util-linux        # unshare: credentials.rs gives ssh a private ~/.ssh in a mount namespace
+  mount             # mount --bind inside that namespace
 )
 
 installed() {
