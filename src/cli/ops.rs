@@ -4,12 +4,10 @@ use super::*;
 use crate::ops::{fleet, metrics as prom};
 
 /// Loads the server file and scans the root (`given`, else the server's `root`).
-fn scan_root(given: Option<&Path>, what: &str) -> Result<(fleet::Fleet, f64), Fail> {
+fn scan_root(given: Option<&Path>, what: &str) -> Result<fleet::Fleet, Fail> {
     let (server, server_path) = config::ServerConfig::load()?;
     let root = fleet::resolve_root(given, &server, &server_path, what).map_err(usage)?;
-    let t = Instant::now();
-    let f = fleet::scan(&crate::absolute(&root), server, server_path);
-    Ok((f, t.elapsed().as_secs_f64()))
+    Ok(fleet::scan(&crate::absolute(&root), server, server_path))
 }
 
 /// `status --root`: every repository's status document (as `status --json` in it prints, the
@@ -20,12 +18,12 @@ pub(super) fn status_root(
     name: Option<&str>,
     json_out: bool,
 ) -> Result<i32, Fail> {
-    let (f, _) = scan_root(root, "status --root")?;
+    let f = scan_root(root, "status --root")?;
     let now = crate::time::now_ms();
     // Each repository's document as compact JSON: a tenth of the memory of a `Value`.
     let mut docs: Vec<(bool, String)> = Vec::new();
     let (mut mirrors_total, mut unhealthy_total) = (0usize, 0usize);
-    for repo in &f.repos {
+    f.each(|repo| {
         let loaded = match &repo.loaded {
             Ok(l) => l,
             Err(e) => {
@@ -35,7 +33,7 @@ pub(super) fn status_root(
                     json!({"repository": repo.paths.git_dir, "error": e, "mirrors": []})
                         .to_string(),
                 ));
-                continue;
+                return;
             }
         };
         let mut mirrors: Vec<(bool, Value)> = loaded
@@ -50,7 +48,7 @@ pub(super) fn status_root(
             })
             .collect();
         if mirrors.is_empty() {
-            continue;
+            return;
         }
         mirrors.sort_by_key(|(bad, _)| !bad);
         let bad = mirrors.iter().filter(|(b, _)| *b).count();
@@ -70,13 +68,13 @@ pub(super) fn status_root(
             })
             .to_string(),
         ));
-    }
+    });
     // Stable: within each group, the scan's path order.
     docs.sort_by_key(|(bad, _)| !bad);
     let head = json!({
         "root": f.root,
         "silent_mode": f.server.silent,
-        "repositories_scanned": f.repos.len(),
+        "repositories_scanned": f.dirs.len(),
         "mirrors": mirrors_total,
         "unhealthy": unhealthy_total,
     });
@@ -171,12 +169,12 @@ fn print_root(head: &Value, docs: impl Iterator<Item = String>) {
 
 /// `metrics`: the exposition on stdout, or written atomically to `--output`.
 pub(super) fn metrics(root: Option<&Path>, output: Option<&Path>) -> Result<i32, Fail> {
-    let (f, scan_seconds) = scan_root(root, "metrics")?;
+    let f = scan_root(root, "metrics")?;
     let now = crate::time::now_ms();
     let healthy = |repo: &fleet::RepoScan, e: &config::Effective| {
         !mirror_status(&repo.paths, e, &repo.contents, now).1
     };
-    let text = prom::render(&f, now, scan_seconds, &healthy);
+    let text = prom::render(&f, now, &healthy);
     match output {
         None => {
             let mut out = std::io::stdout().lock();

@@ -20,10 +20,14 @@ pub struct RepoScan {
     pub flusher_running: bool,
 }
 
+/// The repositories under a root, read one at a time by `each` (holding every repository's
+/// configuration and spool at once would cost memory in proportion to the fleet).
 pub struct Fleet {
     pub root: PathBuf,
     pub server: ServerConfig,
-    pub repos: Vec<RepoScan>,
+    server_path: PathBuf,
+    pub dirs: Vec<PathBuf>,
+    holders: std::collections::HashSet<u64>,
 }
 
 /// The root to scan: `given`, else `root` of the server file. The error is a usage message.
@@ -45,19 +49,35 @@ pub fn resolve_root(
     Ok(root)
 }
 
-/// Scans every repository under `root` (see `find_repos`).
+/// Finds every repository under `root` (see `find_repos`) and which flushers run.
 pub fn scan(root: &Path, server: ServerConfig, server_path: PathBuf) -> Fleet {
     let mut dirs = Vec::new();
     find_repos(root, 0, &mut dirs);
-    let holders = flock_holders();
-    let repos = dirs
-        .into_iter()
-        .map(|git_dir| scan_repo(&git_dir, &server, &server_path, &holders))
-        .collect();
     Fleet {
         root: root.to_path_buf(),
         server,
-        repos,
+        server_path,
+        dirs,
+        holders: flock_holders(),
+    }
+}
+
+impl Fleet {
+    /// Reads each repository in path order and hands it to `f`.
+    pub fn each(&self, mut f: impl FnMut(RepoScan)) {
+        for d in &self.dirs {
+            f(scan_repo(d, &self.server, &self.server_path, &self.holders));
+        }
+    }
+
+    /// The repository's path relative to the root (`.git` kept), as `sweep` and rule
+    /// `${name}` see it.
+    pub fn relative(&self, git_dir: &Path) -> String {
+        git_dir
+            .strip_prefix(&self.root)
+            .unwrap_or(git_dir)
+            .display()
+            .to_string()
     }
 }
 

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use crate::config::Effective;
 use crate::flusher::{pending_for, Pending};
 use crate::ops::fleet::{Fleet, RepoScan};
-use crate::state::{self, MirrorState, UpdateStatus};
+use crate::state::{self, MirrorState};
 
 /// One mirror as the metrics see it.
 struct Sample {
@@ -19,14 +19,6 @@ struct Sample {
     state_ok: bool,
     pending: Option<Pending>,
 }
-
-const STATUSES: [UpdateStatus; 5] = [
-    UpdateStatus::None,
-    UpdateStatus::Scheduled,
-    UpdateStatus::Started,
-    UpdateStatus::Finished,
-    UpdateStatus::Failed,
-];
 
 /// Escapes a label value (backslash, double quote, newline).
 pub fn escape(v: &str) -> String {
@@ -42,35 +34,25 @@ pub fn escape(v: &str) -> String {
     out
 }
 
-/// The repository label: its path relative to the root (`.git` kept), as `sweep` and rule
-/// `${name}` see it.
-pub fn repo_label(fleet: &Fleet, repo: &RepoScan) -> String {
-    repo.paths
-        .git_dir
-        .strip_prefix(&fleet.root)
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| repo.paths.git_dir.display().to_string())
-}
-
 /// Renders the whole exposition. `healthy` decides a mirror's health exactly as `status` does.
 pub fn render(
     fleet: &Fleet,
     now_ms: u64,
-    scan_seconds: f64,
     healthy: &dyn Fn(&RepoScan, &Effective) -> bool,
 ) -> String {
+    let started = std::time::Instant::now();
     let mut samples = Vec::new();
     let mut config_errors = 0u64;
     let mut spool_errors = 0u64;
     let mut flushers = 0u64;
-    for repo in &fleet.repos {
+    fleet.each(|repo| {
         flushers += repo.flusher_running as u64;
         spool_errors += repo.spool_error.is_some() as u64;
         let Ok(loaded) = &repo.loaded else {
             config_errors += 1;
-            continue;
+            return;
         };
-        let rl = escape(&repo_label(fleet, repo));
+        let rl = escape(&fleet.relative(&repo.paths.git_dir));
         for e in &loaded.mirrors {
             let name = &e.mirror.name;
             let (st, state_ok) = match state::load(&repo.paths.state_dir(), name) {
@@ -81,13 +63,14 @@ pub fn render(
             samples.push(Sample {
                 labels: format!("repository=\"{rl}\",mirror=\"{}\"", escape(name)),
                 enabled: e.mirror.enabled,
-                healthy: healthy(repo, e),
+                healthy: healthy(&repo, e),
                 state: st,
                 state_ok,
                 pending,
             });
         }
-    }
+    });
+    let scan_seconds = started.elapsed().as_secs_f64();
     let mut out = String::with_capacity(samples.len() * 1200 + 4096);
     let mut family =
         |name: &str, kind: &str, help: &str, rows: &mut dyn Iterator<Item = String>| {
@@ -103,7 +86,7 @@ pub fn render(
         "git_pushmirror_repositories",
         "gauge",
         "Repositories found under the root.",
-        &mut std::iter::once(one(fleet.repos.len() as f64)),
+        &mut std::iter::once(one(fleet.dirs.len() as f64)),
     );
     family(
         "git_pushmirror_mirrors",
@@ -255,22 +238,20 @@ pub fn render(
     for (name, kind, help, lines) in rows {
         family(name, kind, help, &mut lines.into_iter());
     }
-    let mut status_rows = Vec::with_capacity(samples.len() * STATUSES.len());
-    for s in &samples {
-        for u in STATUSES {
-            status_rows.push(format!(
-                "{{{},status=\"{}\"}} {}",
-                s.labels,
-                u.as_str(),
-                (s.state.update_status == u) as u8
-            ));
-        }
-    }
+    // Only the current status is a series (value 1): the four others as zeros would be a
+    // quarter of the file at 10,000 mirrors for nothing PromQL needs.
+    let mut status_rows = samples.iter().map(|s| {
+        format!(
+            "{{{},status=\"{}\"}} 1",
+            s.labels,
+            s.state.update_status.as_str()
+        )
+    });
     family(
         "git_pushmirror_mirror_update_status",
         "gauge",
-        "The mirror's update status as `status` shows it: 1 for the current one.",
-        &mut status_rows.into_iter(),
+        "The mirror's update status as `status` shows it (none, scheduled, started, finished, failed): one series, value 1.",
+        &mut status_rows,
     );
     out
 }
