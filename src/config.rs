@@ -129,6 +129,9 @@ pub struct MirrorConfig {
     pub only_protected_branches: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub protected: Vec<String>,
+    /// GitLab's `mirror_branch_regex`: mirror only the branches it matches (RE2 syntax).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch_regex: Option<String>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub keep_divergent_refs: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -163,6 +166,7 @@ impl MirrorConfig {
             auth: Auth::None,
             only_protected_branches: false,
             protected: Vec::new(),
+            branch_regex: None,
             keep_divergent_refs: false,
             debounce: None,
             max_delay: None,
@@ -200,6 +204,16 @@ impl MirrorConfig {
                     self.name
                 ));
             }
+        }
+        if let Some(r) = &self.branch_regex {
+            if self.only_protected_branches {
+                return Err(format!(
+                    "mirror `{}`: branch_regex and only_protected_branches cannot be combined (as in GitLab); keep one",
+                    self.name
+                ));
+            }
+            crate::mirror::plan::BranchRegex::new(r)
+                .map_err(|e| format!("mirror `{}`: {e}", self.name))?;
         }
         if self.only_protected_branches && self.protected.is_empty() {
             return Err(format!(

@@ -21,7 +21,7 @@ Server-wide settings and mirror rules: /etc/git-pushmirror/config.yaml (GIT_PUSH
 
 pub(super) const SET_HELP: &str =
     "Keys: url, enabled, only_protected_branches, protected (comma-separated \
-patterns), keep_divergent_refs, debounce, max_delay, timeout (durations: 500ms, 1s, 5m, 1h), \
+patterns), branch_regex (RE2 regex on branch names, e.g. '^(main|release/.*)$'), keep_divergent_refs, debounce, max_delay, timeout (durations: 500ms, 1s, 5m, 1h), \
 refs (comma-separated prefixes, e.g. refs/notes/), allow_insecure_http, ca_file, \
 auth.method (none|password|ssh_key), auth.username, auth.password_file, auth.password_env, \
 auth.key_file, auth.known_hosts, auth.host_key. An empty value (key=) removes a setting.
@@ -167,6 +167,10 @@ pub(super) struct AddArgs {
     /// Protected branch pattern (repeatable), e.g. main, release/*
     #[arg(long = "protected", value_name = "PATTERN")]
     pub(crate) protected: Vec<String>,
+    /// Mirror only branches this regex matches (RE2 syntax, unanchored, at most 255 characters;
+    /// all tags are still mirrored and mirror-only branches are never deleted)
+    #[arg(long, value_name = "REGEX")]
+    pub(crate) branch_regex: Option<String>,
     /// Extra ref prefix to mirror (repeatable), e.g. refs/notes/
     #[arg(long = "refs", value_name = "PREFIX")]
     pub(crate) refs: Vec<String>,

@@ -128,6 +128,7 @@ pub(super) fn add(paths: &RepoPaths, a: AddArgs) -> Result<i32, Fail> {
     m.keep_divergent_refs = a.keep_divergent_refs;
     m.only_protected_branches = a.only_protected_branches;
     m.protected = a.protected;
+    m.branch_regex = a.branch_regex;
     m.refs = a.refs;
     m.allow_insecure_http = a.allow_insecure_http;
     m.ca_file = a.ca_file.map(|p| crate::absolute(&p));
@@ -380,6 +381,7 @@ pub(super) fn mirror_json(m: &MirrorConfig) -> Value {
         "auth": auth,
         "only_protected_branches": m.only_protected_branches,
         "protected": m.protected,
+        "branch_regex": m.branch_regex,
         "keep_divergent_refs": m.keep_divergent_refs,
         "debounce": m.debounce.map(|d| d.to_string()),
         "max_delay": m.max_delay.map(|d| d.to_string()),
