@@ -472,15 +472,46 @@ impl RepoConfig {
     /// may hold an inline secret).
     pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
         self.check().map_err(|m| invalid(path, m))?;
-        let text = serde_yaml::to_string(self).map_err(|e| invalid(path, e.to_string()))?;
+        let full = || -> Result<String, ConfigError> {
+            let text = serde_yaml::to_string(self).map_err(|e| invalid(path, e.to_string()))?;
+            let header = "# git-pushmirror mirrors of this repository; edit with `git-pushmirror add/set/remove`.\n";
+            Ok(format!("{header}{text}"))
+        };
+        // The admin's comments, key order and blank lines survive: only what changed is
+        // edited (see config_edit.rs), and the result must mean exactly `self` to the strict
+        // loader before it replaces the file.
+        let text = match std::fs::read_to_string(path) {
+            Ok(old_text) if !old_text.trim().is_empty() => {
+                match self.edit_in_place(&old_text, path) {
+                    Ok(t) => t,
+                    Err(why) => {
+                        eprintln!(
+                        "git-pushmirror: note: {}: cannot edit it in place ({why}); it is rewritten in full, without its comments",
+                        path.display()
+                    );
+                        full()?
+                    }
+                }
+            }
+            _ => full()?,
+        };
         let mode = crate::paths::mode_of(path).unwrap_or(0o600);
-        let header = "# git-pushmirror mirrors of this repository; edit with `git-pushmirror add/set/remove`.\n";
-        crate::paths::write_atomic(path, format!("{header}{text}").as_bytes(), mode).map_err(
-            |source| ConfigError::Io {
-                path: path.to_path_buf(),
-                source,
-            },
-        )
+        crate::paths::write_atomic(path, text.as_bytes(), mode).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// `old_text` edited to mean `self`, checked by the strict loader.
+    fn edit_in_place(&self, old_text: &str, path: &Path) -> Result<String, String> {
+        let old: RepoConfig = parse_yaml(old_text, path).map_err(|e| e.to_string())?;
+        let text = crate::config_edit::edit_text(old_text, &old, self)?;
+        let back: RepoConfig = parse_yaml(&text, path).map_err(|e| e.to_string())?;
+        back.check()?;
+        if back != *self {
+            return Err("the edited text would not mean the new configuration".into());
+        }
+        Ok(text)
     }
 
     pub fn find(&self, name: &str) -> Option<&MirrorConfig> {

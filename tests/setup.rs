@@ -292,3 +292,114 @@ fn host_key_fingerprint_pins_only_a_matching_key_and_keygen_rotates() {
     );
     env.pm_ok(&up, &["sync", "m", "--wait"]);
 }
+
+/// A config file the admin wrote by hand, with comments, blank lines, its own key order and
+/// quoting.
+const HAND_WRITTEN: &str = "\
+# Mirrors of app.git -- ask #infra before touching the GitHub one.
+
+defaults:
+  debounce: 2s   # CI pushes in bursts
+
+mirrors:
+  # The public copy.
+  - name: public
+    url: MIRROR_A
+    protected:
+      - main
+      - 'release/*'
+    debounce: 5s # slow down for GitHub
+
+  # Backup on the NAS; people push there by hand, so keep divergent refs.
+  - name: nas
+    url: MIRROR_B
+    keep_divergent_refs: true
+
+# end of file
+";
+
+#[test]
+fn config_edits_keep_comments_order_and_blank_lines() {
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    let a = env.bare("a.git", &[]);
+    let b = env.bare("b.git", &[]);
+    let c = env.bare("c.git", &[]);
+    let cfg = up.join("pushmirror/config.yaml");
+    fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+    let original = HAND_WRITTEN
+        .replace("MIRROR_A", s(&a))
+        .replace("MIRROR_B", s(&b));
+    fs::write(&cfg, &original).unwrap();
+    let read = || fs::read_to_string(&cfg).unwrap();
+
+    // set: the same file with one key changed.
+    let o = env.pm(&up, &["set", "public", "debounce=10s"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(!err(&o).contains("rewritten in full"), "{}", err(&o));
+    assert_eq!(
+        read(),
+        original.replace(
+            "    debounce: 5s # slow down for GitHub",
+            "    debounce: 10s # slow down for GitHub"
+        )
+    );
+    env.pm_ok(&up, &["set", "public", "debounce=5s"]);
+    assert_eq!(read(), original);
+
+    // disable adds one line to that mirror; enable takes it out again.
+    env.pm_ok(&up, &["disable", "nas"]);
+    assert_eq!(
+        read(),
+        original.replace(
+            "    keep_divergent_refs: true\n",
+            "    keep_divergent_refs: true\n    enabled: false\n"
+        )
+    );
+    env.pm_ok(&up, &["enable", "nas"]);
+    assert_eq!(read(), original);
+
+    // add appends a mirror at the end of the list; remove cuts it (and only it).
+    env.pm_ok(&up, &["add", "third", s(&c), "--disabled"]);
+    let added = read();
+    assert!(
+        added.starts_with(original.trim_end_matches("\n# end of file\n").trim_end()),
+        "{added}"
+    );
+    assert!(
+        added.contains(&format!(
+            "  - name: third\n    url: {}\n    enabled: false\n",
+            s(&c)
+        )),
+        "{added}"
+    );
+    assert!(added.ends_with("\n# end of file\n"), "{added}");
+    env.pm_ok(&up, &["remove", "third"]);
+    assert_eq!(read(), original);
+
+    // remove of a commented mirror takes its comment block with it, nothing else.
+    env.pm_ok(&up, &["remove", "nas"]);
+    assert_eq!(
+        read(),
+        original.replace(
+            &format!(
+                "  # Backup on the NAS; people push there by hand, so keep divergent refs.\n  - name: nas\n    url: {}\n    keep_divergent_refs: true\n",
+                s(&b)
+            ),
+            ""
+        )
+    );
+
+    // A layout the editor does not know is rewritten in full, and it says so.
+    fs::write(
+        &cfg,
+        format!("# flow style\nmirrors: [{{name: a, url: {}}}]\n", s(&a)),
+    )
+    .unwrap();
+    let o = env.pm(&up, &["set", "a", "debounce=3s"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(err(&o).contains("rewritten in full"), "{}", err(&o));
+    let shown: serde_json::Value =
+        serde_json::from_str(&env.pm_ok(&up, &["show", "a", "--json"])).unwrap();
+    assert_eq!(shown["debounce"], "3s");
+}
