@@ -265,7 +265,6 @@ pub fn edit_text(text: &str, old: &RepoConfig, new: &RepoConfig) -> Result<Strin
     // The items of the top-level `mirrors:` sequence: (dash line, end), and the dash column.
     let mut items: Vec<(usize, usize)> = Vec::new();
     let mut dash = 0;
-    let mut section_end = n;
     if let Some(ml) = mirrors_line {
         let inline = ed.lines[ml]["mirrors:".len()..].trim();
         let inline = inline.split(" #").next().unwrap_or("").trim();
@@ -294,9 +293,8 @@ pub fn edit_text(text: &str, old: &RepoConfig, new: &RepoConfig) -> Result<Strin
             }
             i += 1;
         }
-        section_end = i;
         if let Some(last) = items.last_mut() {
-            last.1 = section_end;
+            last.1 = i;
         }
         for it in items.iter_mut() {
             while it.1 > it.0 + 1 && blank_or_comment(ed.lines[it.1 - 1]) {
@@ -389,7 +387,6 @@ pub fn edit_text(text: &str, old: &RepoConfig, new: &RepoConfig) -> Result<Strin
             ed.push(ml, ml + 1, vec![format!("mirrors: []{c}")]);
         }
     }
-    let _ = section_end;
     let mut out = ed.apply().join("\n");
     out.push('\n');
     Ok(out)

@@ -403,3 +403,113 @@ fn config_edits_keep_comments_order_and_blank_lines() {
         serde_json::from_str(&env.pm_ok(&up, &["show", "a", "--json"])).unwrap();
     assert_eq!(shown["debounce"], "3s");
 }
+
+/// A server rule's mirrors share one generated key and one host-key pin, next to the
+/// server-wide config; every repository of the rule uses them with no per-repository setup.
+#[test]
+fn a_rule_shares_one_generated_key_and_pin() {
+    if no_ssh() {
+        return;
+    }
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    let other = env.upstream("other.git");
+    let srv = env.path("srv");
+    let dst = env.bare("srv/up.git", &[]);
+    let dst_other = env.bare("srv/other.git", &[]);
+    let ssh = SshServer::start(&srv);
+    let fp = host_fingerprint(&ssh);
+    let rule = |auth: &str| {
+        format!(
+            "root: {}\nrules:\n  - name: backup\n    url: ssh://{}@127.0.0.1:{}{}/${{name}}.git\n    debounce: 100ms\n{auth}",
+            s(env.dir.path()),
+            ssh.user,
+            ssh.port,
+            s(&srv)
+        )
+    };
+    env.write_server_config(&rule(""));
+
+    let o = env
+        .cmd(bin())
+        .args(["keygen", "--rule", "backup"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    let public = printed_public_key(&out(&o));
+    assert!(err(&o).contains("key_file: keys/backup"), "{}", err(&o));
+    let key = env.path("keys/backup");
+    assert_eq!(mode(&key), 0o600);
+    let o = env
+        .cmd(bin())
+        .args([
+            "detect-host-key",
+            "--rule",
+            "backup",
+            "--host-key-fingerprint",
+            &fp,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&o).contains(&format!("pinned {fp}")), "{}", out(&o));
+    assert!(
+        err(&o).contains("known_hosts: keys/backup.known_hosts"),
+        "{}",
+        err(&o)
+    );
+    env.write_server_config(&rule(
+        "    auth: {method: ssh_key, key_file: keys/backup, known_hosts: keys/backup.known_hosts}\n",
+    ));
+    ssh.authorize(&public);
+
+    // `keygen NAME` in one repository points at the rule's shared key instead.
+    let o = env.pm(&up, &["keygen", "backup"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("keygen --rule backup"), "{}", err(&o));
+
+    for (repo, dst) in [(&up, &dst), (&other, &dst_other)] {
+        let st = env.mirror_status(repo, "backup");
+        assert_eq!(
+            st["pinned_host_keys"][0]["fingerprint"],
+            fp.as_str(),
+            "{st:#}"
+        );
+        assert_eq!(st["public_key"], public.as_str(), "{st:#}");
+        env.pm_ok(repo, &["sync", "backup", "--wait"]);
+        let wc = env.clone(
+            repo,
+            &format!("wc-{}", repo.file_name().unwrap().to_string_lossy()),
+        );
+        env.commit(&wc, "one");
+        env.push(&wc, &["main"]);
+        env.wait_mirrored(repo, dst);
+    }
+}
+
+/// SCP-style SSH URLs (`git@host:group/repo.git`) are accepted and shown as written.
+#[test]
+fn scp_style_urls_are_accepted_and_listed_unchanged() {
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    for (name, u) in [
+        ("gitlab", "git@gitlab.example.com:group/sub/repo.git"),
+        ("plain", "gitlab.example.com:repo.git"),
+        ("ported", "[git@gitlab.example.com:2222]:group/repo.git"),
+    ] {
+        env.pm_ok(&up, &["add", name, u, "--disabled"]);
+        let list = env.pm_ok(&up, &["list"]);
+        assert!(list.contains(&format!("{name}\t{u}\t")), "{list}");
+        let shown: serde_json::Value =
+            serde_json::from_str(&env.pm_ok(&up, &["show", name, "--json"])).unwrap();
+        assert_eq!(shown["url"], u);
+    }
+    let config = fs::read_to_string(up.join("pushmirror/config.yaml")).unwrap();
+    assert!(
+        config.contains("git@gitlab.example.com:group/sub/repo.git"),
+        "{config}"
+    );
+    // A scheme typo is not taken for an SCP-style host called "https".
+    let o = env.pm(&up, &["add", "typo", "https:gitlab.example.com/x.git"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+}

@@ -112,13 +112,20 @@ Examples:
     #[command(
         after_help = "With --host-key-fingerprint, only keys with that fingerprint are pinned, and none matching is an error (nothing changes): compare with what the host publishes.
 
+With --rule, the pin goes to keys/NAME.known_hosts next to the server-wide config; add the
+printed auth line to the rule by hand.
+
 Examples:
   git-pushmirror detect-host-key backup
+  git-pushmirror detect-host-key --rule backup
   git-pushmirror detect-host-key github \
       --host-key-fingerprint SHA256:+DiY3wvvV6TuJJhbpZisF/zLDA0zPMSvHdkr4UvCOqU"
     )]
     DetectHostKey {
         name: String,
+        /// For a server rule: pin into keys/NAME.known_hosts next to the server-wide config
+        #[arg(long)]
+        rule: bool,
         /// Pin only a key with this fingerprint (repeatable), e.g. SHA256:+DiY3wvv...
         #[arg(long = "host-key-fingerprint", value_name = "SHA256:...")]
         fingerprints: Vec<String>,

@@ -118,6 +118,14 @@ fn run(cli: Cli) -> Result<i32, Fail> {
     if let Cmd::Keygen { name, rule: true } = &cli.cmd {
         return keygen(None, name, true);
     }
+    if let Cmd::DetectHostKey {
+        name,
+        rule: true,
+        fingerprints,
+    } = &cli.cmd
+    {
+        return detect_rule_host_key(name, fingerprints);
+    }
     if let Cmd::Hook { kind } = &cli.cmd {
         if kind != "post-receive" {
             return Err(usage(format!(
@@ -141,7 +149,9 @@ fn run(cli: Cli) -> Result<i32, Fail> {
         Cmd::Set { name, assignments } => set(&paths, &name, &assignments),
         Cmd::Remove { name } => remove(&paths, &name),
         Cmd::Keygen { name, rule } => keygen(Some(&paths), &name, rule),
-        Cmd::DetectHostKey { name, fingerprints } => detect_host_key(&paths, &name, &fingerprints),
+        Cmd::DetectHostKey {
+            name, fingerprints, ..
+        } => detect_host_key(&paths, &name, &fingerprints),
         Cmd::Enable { name } => toggle(&paths, &name, true),
         Cmd::Disable { name } => toggle(&paths, &name, false),
         Cmd::Sync { name, wait } => sync(&paths, name.as_deref(), wait),

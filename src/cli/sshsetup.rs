@@ -467,6 +467,38 @@ pub(super) fn detect_host_key(
     Ok(0)
 }
 
+/// `detect-host-key --rule NAME`: pins the host keys of a server rule's host next to the
+/// server-wide config (shared by every repository of the rule) and prints the auth line.
+pub(super) fn detect_rule_host_key(name: &str, expected: &[String]) -> Result<i32, Fail> {
+    let (server, server_path) = config::ServerConfig::load()?;
+    let rule = server
+        .rules
+        .iter()
+        .find(|r| r.name == name)
+        .ok_or_else(|| {
+            usage(format!(
+                "no rule named `{name}` in {}",
+                server_path.display()
+            ))
+        })?;
+    let base = server_path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let u = rule.url.replace("${name}", "sample");
+    let rel = detect_and_pin(&base, name, &u, expected)?;
+    let key = match &rule.auth {
+        Auth::SshKey { key_file, .. } => key_file.display().to_string(),
+        _ => key_rel(name).display().to_string(),
+    };
+    eprintln!(
+        "in {}, give the rule:\n  auth: {{method: ssh_key, key_file: {key}, known_hosts: {}}}",
+        server_path.display(),
+        rel.display()
+    );
+    Ok(0)
+}
+
 /// What `show` and `status --json` add for an SSH mirror: the public key of its key pair (when
 /// the `.pub` is there) and the fingerprints of its pinned host keys.
 pub(super) fn ssh_json(e: &config::Effective) -> Value {
