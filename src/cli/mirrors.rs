@@ -251,6 +251,19 @@ pub(super) fn add(paths: &RepoPaths, a: AddArgs) -> Result<i32, Fail> {
     );
     if let Some(public) = public {
         print_public_key(&public);
+        if matches!(
+            &m.auth,
+            Auth::SshKey {
+                known_hosts: None,
+                host_key: None,
+                ..
+            }
+        ) {
+            println!(
+                "hint: no host key is pinned (ssh's own known_hosts files apply); `git-pushmirror detect-host-key {}` fetches and pins it",
+                a.name
+            );
+        }
         println!(
             "then run `git-pushmirror sync {}` (the first sync waits for it or for the next push)",
             a.name
