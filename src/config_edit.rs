@@ -533,6 +533,28 @@ mirrors:
     }
 
     #[test]
+    fn first_key_on_the_dash_line_and_flow_values() {
+        let text = "mirrors:\n- url: /srv/a.git # first\n  name: a\n  auth: {method: ssh_key, key_file: /k}\n";
+        let out = edit(text, |c| c.mirrors[0].url = "/srv/b.git".into());
+        assert_eq!(out, text.replace("/srv/a.git", "/srv/b.git"));
+        let out = edit(text, |c| {
+            c.mirrors[0].auth = crate::mirror::auth::Auth::None
+        });
+        assert_eq!(out, "mirrors:\n- url: /srv/a.git # first\n  name: a\n");
+        let out = edit(text, |c| {
+            c.mirrors[0].auth = crate::mirror::auth::Auth::SshKey {
+                key_file: "keys/a".into(),
+                known_hosts: Some("keys/a.known_hosts".into()),
+                host_key: None,
+            }
+        });
+        assert!(
+            out.ends_with("  name: a\n  auth:\n    method: ssh_key\n    key_file: keys/a\n    known_hosts: keys/a.known_hosts\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
     fn unknown_shapes_are_refused_not_mangled() {
         let flow = "mirrors: [{name: a, url: /srv/a.git}]\n";
         let old = parse(flow);
