@@ -19,6 +19,9 @@ _git__pushmirror() {
             git__pushmirror,add)
                 cmd="git__pushmirror__subcmd__add"
                 ;;
+            git__pushmirror,detect-host-key)
+                cmd="git__pushmirror__subcmd__detect__subcmd__host__subcmd__key"
+                ;;
             git__pushmirror,disable)
                 cmd="git__pushmirror__subcmd__disable"
                 ;;
@@ -33,6 +36,9 @@ _git__pushmirror() {
                 ;;
             git__pushmirror,install)
                 cmd="git__pushmirror__subcmd__install"
+                ;;
+            git__pushmirror,keygen)
+                cmd="git__pushmirror__subcmd__keygen"
                 ;;
             git__pushmirror,list)
                 cmd="git__pushmirror__subcmd__list"
@@ -68,7 +74,7 @@ _git__pushmirror() {
 
     case "${cmd}" in
         git__pushmirror)
-            opts="-h -V --repo --help --version add list show set remove enable disable sync status metrics sweep install uninstall hook flush"
+            opts="-h -V --repo --help --version add list show set remove keygen detect-host-key enable disable sync status metrics sweep install uninstall hook flush"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -86,7 +92,7 @@ _git__pushmirror() {
             return 0
             ;;
         git__subcmd__pushmirror__subcmd__add)
-            opts="-h --debounce --max-delay --timeout --keep-divergent-refs --only-protected-branches --protected --refs --allow-insecure-http --ca-file --disabled --username --password-file --password-env --ssh-key --known-hosts --host-key --repo --help"
+            opts="-h --debounce --max-delay --timeout --keep-divergent-refs --only-protected-branches --protected --branch-regex --refs --allow-insecure-http --ca-file --disabled --username --password-file --password-env --ssh-key --known-hosts --host-key --generate-ssh-key --detect-host-key --host-key-fingerprint --repo --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -105,6 +111,10 @@ _git__pushmirror() {
                     return 0
                     ;;
                 --protected)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --branch-regex)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -137,6 +147,32 @@ _git__pushmirror() {
                     return 0
                     ;;
                 --host-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --host-key-fingerprint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__subcmd__pushmirror__subcmd__detect__subcmd__host__subcmd__key)
+            opts="-h --rule --host-key-fingerprint --repo --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --host-key-fingerprint)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -234,6 +270,24 @@ _git__pushmirror() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --repo)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        git__subcmd__pushmirror__subcmd__keygen)
+            opts="-h --rule --repo --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --repo)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -31,7 +31,9 @@ complete -c git-pushmirror -n "__fish_git_pushmirror_needs_command" -f -a "add" 
 complete -c git-pushmirror -n "__fish_git_pushmirror_needs_command" -f -a "list" -d 'List the mirrors of the repository'
 complete -c git-pushmirror -n "__fish_git_pushmirror_needs_command" -f -a "show" -d 'Show one mirror\'s configuration'
 complete -c git-pushmirror -n "__fish_git_pushmirror_needs_command" -f -a "set" -d 'Change mirror settings: `set NAME key=value...` (e.g. debounce=5s keep_divergent_refs=true auth.username=bot)'
-complete -c git-pushmirror -n "__fish_git_pushmirror_needs_command" -f -a "remove" -d 'Remove a mirror and its state'
+complete -c git-pushmirror -n "__fish_git_pushmirror_needs_command" -f -a "remove" -d 'Remove a mirror, its state and its generated key pair'
+complete -c git-pushmirror -n "__fish_git_pushmirror_needs_command" -f -a "keygen" -d 'Generate an ed25519 key pair for an SSH mirror and print the public key (for a deploy key); an existing generated pair is replaced (key rotation)'
+complete -c git-pushmirror -n "__fish_git_pushmirror_needs_command" -f -a "detect-host-key" -d 'Fetch the SSH host keys of a mirror\'s host (ssh-keyscan), print their SHA256 fingerprints and pin them (pushmirror/keys/NAME.known_hosts)'
 complete -c git-pushmirror -n "__fish_git_pushmirror_needs_command" -f -a "enable" -d 'Enable a mirror (it gets a full sync)'
 complete -c git-pushmirror -n "__fish_git_pushmirror_needs_command" -f -a "disable" -d 'Disable a mirror (nothing is pushed to it; compaction no longer waits for it)'
 complete -c git-pushmirror -n "__fish_git_pushmirror_needs_command" -f -a "sync" -d 'Force a full sync now, bypassing the debounce ("Update now")'
@@ -46,6 +48,7 @@ complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand add" -l de
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand add" -l max-delay -d 'Sync at most this long after the first pending push (default 5m; 1m protected-only)' -r
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand add" -l timeout -d 'Bound on each ls-remote and push (default 2m)' -r
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand add" -l protected -d 'Protected branch pattern (repeatable), e.g. main, release/*' -r
+complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand add" -l branch-regex -d 'Mirror only branches this regex matches (RE2 syntax, unanchored, at most 255 characters; all tags are still mirrored and mirror-only branches are never deleted)' -r
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand add" -l refs -d 'Extra ref prefix to mirror (repeatable), e.g. refs/notes/' -r
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand add" -l ca-file -d 'CA bundle for a mirror behind a private CA' -r -F
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand add" -l username -d 'Username for password/token auth' -r
@@ -54,11 +57,14 @@ complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand add" -l pa
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand add" -l ssh-key -d 'SSH private key for ssh:// mirrors' -r -F
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand add" -l known-hosts -d 'known_hosts file for the mirror\'s host (strict host key checking is always on)' -r -F
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand add" -l host-key -d 'Pinned host key, e.g. "ssh-ed25519 AAAA..."' -r
+complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand add" -l host-key-fingerprint -d 'With --detect-host-key: pin only a key with this fingerprint, fail if none has it (repeatable)' -r
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand add" -l repo -d 'The bare repository (default: $GIT_DIR, else the repository of the current directory)' -r -F
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand add" -l keep-divergent-refs -d 'Leave mirror refs that diverged from upstream alone (and report them)'
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand add" -l only-protected-branches -d 'Mirror only branches matching --protected (and all tags)'
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand add" -l allow-insecure-http -d 'Accept an http:// URL (credentials would travel in clear)'
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand add" -l disabled -d 'Add it disabled (no sync until `enable`)'
+complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand add" -l generate-ssh-key -d 'Generate an ed25519 key pair for this mirror (pushmirror/keys/NAME) and print the public key to add as a deploy key; no sync starts until `sync NAME` or the next push'
+complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand add" -l detect-host-key -d 'Fetch the host\'s SSH keys (ssh-keyscan, the URL\'s port), print their fingerprints and pin them'
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand add" -s h -l help -d 'Print help'
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand list" -l repo -d 'The bare repository (default: $GIT_DIR, else the repository of the current directory)' -r -F
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand list" -l json
@@ -70,6 +76,13 @@ complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand set" -l re
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand set" -s h -l help -d 'Print help'
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand remove" -l repo -d 'The bare repository (default: $GIT_DIR, else the repository of the current directory)' -r -F
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand remove" -s h -l help -d 'Print help'
+complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand keygen" -l repo -d 'The bare repository (default: $GIT_DIR, else the repository of the current directory)' -r -F
+complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand keygen" -l rule -d 'For a server rule (no repository needed)'
+complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand keygen" -s h -l help -d 'Print help'
+complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand detect-host-key" -l host-key-fingerprint -d 'Pin only a key with this fingerprint (repeatable), e.g. SHA256:+DiY3wvv...' -r
+complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand detect-host-key" -l repo -d 'The bare repository (default: $GIT_DIR, else the repository of the current directory)' -r -F
+complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand detect-host-key" -l rule -d 'For a server rule: pin into keys/NAME.known_hosts next to the server-wide config'
+complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand detect-host-key" -s h -l help -d 'Print help'
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand enable" -l repo -d 'The bare repository (default: $GIT_DIR, else the repository of the current directory)' -r -F
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand enable" -s h -l help -d 'Print help'
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand disable" -l repo -d 'The bare repository (default: $GIT_DIR, else the repository of the current directory)' -r -F

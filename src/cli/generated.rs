@@ -68,7 +68,7 @@ fn generated_man_pages_and_completions_are_up_to_date() {
         }
     }
     let have = on_disk(&docs);
-    let stale: Vec<&String> = want
+    let stale: std::collections::BTreeSet<&String> = want
         .keys()
         .chain(have.keys())
         .filter(|k| want.get(*k) != have.get(*k))
