@@ -86,6 +86,37 @@ fn status_root_lists_every_repository_unhealthy_first() {
     assert_eq!(keys(gone), keys(&own));
     assert_eq!(repos[1]["mirrors"][0]["name"], "backup");
     assert_eq!(repos[1]["mirrors"][0]["healthy"], true);
+    assert_eq!(repos[0]["hook_installed"], true, "{:#}", repos[0]);
+
+    // A repository whose hook went away is named (the hook is found from files, no git run).
+    env.pm_ok(&root.join("a.git"), &["uninstall"]);
+    let out = pm_root(
+        &env,
+        &["status", "--root", root.to_str().unwrap(), "--json"],
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let a = &doc["repositories"][1];
+    assert_eq!(a["hook_installed"], false, "{a:#}");
+    assert!(a["hook_problem"]
+        .as_str()
+        .unwrap()
+        .contains("not installed"));
+    // A core.hooksPath in the repository's config: only `status` in it can tell.
+    env.git(
+        &root.join("a.git"),
+        &["config", "core.hooksPath", "/nonexistent/hooks"],
+    );
+    let out = pm_root(
+        &env,
+        &["status", "--root", root.to_str().unwrap(), "--json"],
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(doc["repositories"][1]["hook_installed"].is_null());
+    env.git(
+        &root.join("a.git"),
+        &["config", "--unset", "core.hooksPath"],
+    );
+    env.pm_ok(&root.join("a.git"), &["install"]);
 
     // Text, and the root taken from the server file.
     std::fs::write(
@@ -280,6 +311,7 @@ fn metrics_pass_promtool_and_node_exporter_serves_them() {
         r#"git_pushmirror_mirror_gave_up{mirror="gone",repository="b/c.git"} 1"#,
         r#"git_pushmirror_mirror_update_status{mirror="gone",repository="b/c.git",status="failed"} 1"#,
         r#"git_pushmirror_mirror_syncs_total{mirror="backup",repository="a.git"} 1"#,
+        r#"git_pushmirror_repository_hook_installed{repository="b/c.git"} 1"#,
         "# TYPE git_pushmirror_mirror_syncs_total counter",
         "git_pushmirror_mirror_last_success_timestamp_seconds{mirror=\"backup\"",
     ] {

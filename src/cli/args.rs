@@ -23,8 +23,8 @@ Server-wide settings and mirror rules: /etc/git-pushmirror/config.yaml (GIT_PUSH
 
 pub(super) const STATUS_HELP: &str = "With --root, every repository under the root: the same \
 fields plus each repository's path, repositories with an unhealthy mirror first (a NAME keeps only \
-mirrors of that name). Read from the state files (no lock, no git): the hook check is left out \
-(null). Exit 1 when an enabled mirror anywhere is unhealthy or a repository's config is unreadable.
+mirrors of that name). Read from the files only (no lock, no git per repository); the hook is \
+found without git, so hook_installed is null where a core.hooksPath may apply. Exit 1 when an enabled mirror anywhere is unhealthy or a repository's config is unreadable.
 
 Examples:
   git-pushmirror status --root /srv/git

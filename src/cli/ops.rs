@@ -59,8 +59,8 @@ pub(super) fn status_root(
             json!({
                 "repository": repo.paths.git_dir,
                 "silent_mode": f.server.silent,
-                "hook_installed": null,
-                "hook_problem": null,
+                "hook_installed": repo.hook.as_ref().map(|h| h.is_ok()),
+                "hook_problem": repo.hook.as_ref().and_then(|h| h.clone().err()),
                 "flusher_running": repo.flusher_running,
                 "spool_damaged_records": repo.contents.damage.len(),
                 "spool_error": repo.spool_error,

@@ -18,6 +18,9 @@ pub struct RepoScan {
     pub contents: Contents,
     pub spool_error: Option<String>,
     pub flusher_running: bool,
+    /// `install::check` of the hook, from files only; None when a `core.hooksPath` may apply
+    /// (see `hook_file`) or the repository has no mirror.
+    pub hook: Option<Result<(), String>>,
 }
 
 /// The repositories under a root, read one at a time by `each` (holding every repository's
@@ -28,6 +31,8 @@ pub struct Fleet {
     server_path: PathBuf,
     pub dirs: Vec<PathBuf>,
     holders: std::collections::HashSet<u64>,
+    /// The scanning user's global or system git config sets `core.hooksPath`.
+    global_hooks_path: bool,
 }
 
 /// The root to scan: `given`, else `root` of the server file. The error is a usage message.
@@ -59,14 +64,55 @@ pub fn scan(root: &Path, server: ServerConfig, server_path: PathBuf) -> Fleet {
         server_path,
         dirs,
         holders: flock_holders(),
+        global_hooks_path: global_hooks_path(),
     }
+}
+
+/// Whether `core.hooksPath` is set outside any repository (system or global config): one `git
+/// config` for the whole scan.
+fn global_hooks_path() -> bool {
+    std::process::Command::new("git")
+        .args(["config", "--get", "core.hooksPath"])
+        .current_dir("/")
+        .env_remove("GIT_DIR")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success() && !o.stdout.trim_ascii().is_empty())
+}
+
+/// The hook file git runs for `git_dir`, found from files only (`install::hook_path` asks git,
+/// one process per repository): GitLab's `custom_hooks/`, else the `hooks/` directory. None
+/// when a `core.hooksPath` may point elsewhere: set in the repository's `config`, or in the
+/// global or system config.
+pub fn hook_file(git_dir: &Path, global_hooks_path: bool) -> Option<PathBuf> {
+    let custom = git_dir.join("custom_hooks");
+    if custom.is_dir() {
+        return Some(custom.join("post-receive.d").join("git-pushmirror"));
+    }
+    let config = std::fs::read_to_string(git_dir.join("config")).unwrap_or_default();
+    let local = config.lines().any(|l| {
+        l.trim_start()
+            .to_ascii_lowercase()
+            .strip_prefix("hookspath")
+            .is_some_and(|r| r.trim_start().starts_with('='))
+    });
+    if global_hooks_path || local {
+        return None;
+    }
+    Some(crate::install::hook_in_dir(&git_dir.join("hooks")))
 }
 
 impl Fleet {
     /// Reads each repository in path order and hands it to `f`.
     pub fn each(&self, mut f: impl FnMut(RepoScan)) {
         for d in &self.dirs {
-            f(scan_repo(d, &self.server, &self.server_path, &self.holders));
+            let mut repo = scan_repo(d, &self.server, &self.server_path, &self.holders);
+            if repo.loaded.as_ref().is_ok_and(|l| !l.mirrors.is_empty()) {
+                repo.hook =
+                    hook_file(d, self.global_hooks_path).map(|h| crate::install::check_at(&h));
+            }
+            f(repo);
         }
     }
 
@@ -116,6 +162,7 @@ fn scan_repo(
         contents,
         spool_error,
         flusher_running,
+        hook: None,
     }
 }
 

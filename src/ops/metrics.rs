@@ -45,6 +45,7 @@ pub fn render(
     let mut config_errors = 0u64;
     let mut spool_errors = 0u64;
     let mut flushers = 0u64;
+    let mut hooks: Vec<String> = Vec::new();
     fleet.each(|repo| {
         flushers += repo.flusher_running as u64;
         spool_errors += repo.spool_error.is_some() as u64;
@@ -53,6 +54,9 @@ pub fn render(
             return;
         };
         let rl = escape(&fleet.relative(&repo.paths.git_dir));
+        if let Some(h) = &repo.hook {
+            hooks.push(format!("{{repository=\"{rl}\"}} {}", h.is_ok() as u8));
+        }
         for e in &loaded.mirrors {
             let name = &e.mirror.name;
             let (st, state_ok) = match state::load(&repo.paths.state_dir(), name) {
@@ -117,6 +121,12 @@ pub fn render(
             format!("{{kind=\"spool\"}} {spool_errors}"),
         ]
         .into_iter(),
+    );
+    family(
+        "git_pushmirror_repository_hook_installed",
+        "gauge",
+        "Per repository with a mirror: 1 when its post-receive hook is ours and runnable, 0 when pushes are not seen (absent when a core.hooksPath makes it unknown here).",
+        &mut hooks.into_iter(),
     );
     family(
         "git_pushmirror_silent_mode",
