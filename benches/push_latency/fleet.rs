@@ -1,9 +1,9 @@
 //! Server-wide rows (issue 13): `status --root --json` and `metrics` over fleets of 1,000 and
 //! 10,000 repositories, wall time and the command's peak RSS (from `wait4`).
 //!
-//! The fleets are written directly as files (what `git init --bare` and a flusher leave: HEAD,
-//! objects/, refs/, pushmirror/config.yaml, a state file, and for one repository in 100 a
-//! failing mirror with a pending update in the spool): making 10,000 repositories with git
+//! The fleets are written directly as files (what `git init --bare`, `install` and a flusher
+//! leave: HEAD, config, objects/, refs/, hooks/post-receive, pushmirror/config.yaml, a state
+//! file, and for one repository in 100 a failing mirror with a pending update in the spool): making 10,000 repositories with git
 //! would take minutes and measure nothing of ours.
 
 use super::*;
@@ -15,7 +15,7 @@ pub fn fleet(b: &Bench, table: &mut Table) {
     for n in FLEETS {
         let root = b.path(&format!("fleet{n}"));
         eprintln!("bench: writing a fleet of {n} repositories");
-        if let Err(e) = write_fleet(&root, n) {
+        if let Err(e) = write_fleet(&root, n, &b.bin) {
             table.row(
                 &format!("status --root, {n} repositories"),
                 0,
@@ -84,17 +84,29 @@ fn timed_rss(c: &mut Command) -> Option<(Duration, u64)> {
         .then_some((t, ru.ru_maxrss as u64))
 }
 
-fn write_fleet(root: &Path, n: usize) -> std::io::Result<()> {
+fn write_fleet(root: &Path, n: usize, bin: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
+    let hook_text = include_str!("../../hooks/post-receive.direct");
     for i in 0..n {
         let repo = root.join(format!("group{:03}/repo{i:05}.git", i / 100));
         std::fs::create_dir_all(repo.join("objects"))?;
         std::fs::create_dir_all(repo.join("refs/heads"))?;
         std::fs::write(repo.join("HEAD"), "ref: refs/heads/main\n")?;
+        std::fs::write(
+            repo.join("config"),
+            "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = true\n",
+        )?;
+        std::fs::create_dir_all(repo.join("hooks"))?;
+        let hook = repo.join("hooks/post-receive");
+        std::fs::write(
+            &hook,
+            hook_text.replace("@BIN@", &bin.display().to_string()),
+        )?;
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))?;
         let pm = repo.join("pushmirror");
         std::fs::create_dir_all(pm.join("state"))?;
         std::fs::set_permissions(&pm, std::fs::Permissions::from_mode(0o700))?;
