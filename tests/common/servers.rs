@@ -658,6 +658,12 @@ impl HttpsServer {
     pub const REQUIRES: &'static [&'static str] = &["git", "openssl", "nginx", "fcgiwrap"];
 
     pub fn start(root: &Path, user: &str, password: &str) -> HttpsServer {
+        HttpsServer::start_with(root, user, password, "")
+    }
+
+    /// `start`, with `extra` (nginx directives, e.g. more `location` blocks) in the server block
+    /// before `location /git/`. `{htpasswd}` in `extra` is replaced with the htpasswd file.
+    pub fn start_with(root: &Path, user: &str, password: &str, extra: &str) -> HttpsServer {
         assert!(
             !user.contains(':') && !user.contains('\n') && !password.contains('\n'),
             "user must not contain ':' or newlines"
@@ -778,7 +784,12 @@ impl HttpsServer {
             let conf = d.join("nginx.conf");
             let error_log = d.join("error.log");
             let _ = fs::remove_file(&error_log);
-            write_file(&conf, &nginx_conf(&d, &root, &backend, &sock, port), 0o600);
+            let extra = extra.replace("{htpasswd}", &d.join("htpasswd").display().to_string());
+            write_file(
+                &conf,
+                &nginx_conf(&d, &root, &backend, &sock, port, &extra),
+                0o600,
+            );
             let mut cmd = Command::new(&nginx_bin);
             cmd.arg("-e")
                 .arg(&error_log)
@@ -823,13 +834,25 @@ impl HttpsServer {
         format!("{}{}", self.nginx.log(), self.fcgiwrap.log())
     }
 
+    /// nginx's access log: one line per request, with method, path and status.
+    pub fn access_log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
+    }
+
     /// Pids of nginx and fcgiwrap.
     pub fn pids(&self) -> Vec<u32> {
         vec![self.nginx.pid(), self.fcgiwrap.pid()]
     }
 }
 
-fn nginx_conf(d: &Path, root: &Path, backend: &Path, sock: &Path, port: u16) -> String {
+fn nginx_conf(
+    d: &Path,
+    root: &Path,
+    backend: &Path,
+    sock: &Path,
+    port: u16,
+    extra: &str,
+) -> String {
     let p = |x: &Path| x.display().to_string();
     let t = |sub: &str| p(&d.join("tmp").join(sub));
     format!(
@@ -852,6 +875,7 @@ http {{
         server_name 127.0.0.1 localhost;
         ssl_certificate "{crt}";
         ssl_certificate_key "{key}";
+        {extra}
         location /git/ {{
             auth_basic "git-pushmirror test";
             auth_basic_user_file "{htpasswd}";
@@ -900,6 +924,7 @@ http {{
         backend = p(backend),
         root = p(root),
         sock = p(sock),
+        extra = extra,
     )
 }
 
@@ -1183,3 +1208,6 @@ fn ensure_privsep_dir() {
         fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).expect("chmod /run/sshd");
     }
 }
+
+/// A Git LFS server (giftless) behind HttpsServer's TLS and basic auth.
+pub mod lfs;
