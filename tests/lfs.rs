@@ -206,7 +206,10 @@ fn new_objects_reach_the_mirror_and_are_sent_once() {
         "{m:#}"
     );
     assert_eq!(m["lfs_missing_count"], 0, "{m:#}");
-    assert_eq!(f.server.requests(&["PUT ", "/objects/storage/", "\" 200 "]), 2);
+    assert_eq!(
+        f.server.requests(&["PUT ", "/objects/storage/", "\" 200 "]),
+        2
+    );
     let log = f.env.log(&f.up);
     assert!(
         log.contains("lfs 2 objects / 2 MiB in "),
@@ -222,7 +225,10 @@ fn new_objects_reach_the_mirror_and_are_sent_once() {
     f.env.commit(&f.wc, "no lfs here");
     f.env.push(&f.wc, &["main"]);
     let before = f.status()["syncs"].as_u64().unwrap();
-    assert!(wait_until(DEADLINE, || f.status()["syncs"].as_u64().unwrap() > before
+    assert!(wait_until(DEADLINE, || f.status()["syncs"]
+        .as_u64()
+        .unwrap()
+        > before
         && f.status()["pending_updates"] == 0));
     f.wait_finished();
     f.env.pm_ok(&f.up, &["sync", "lfs", "--wait"]);
@@ -241,4 +247,213 @@ fn new_objects_reach_the_mirror_and_are_sent_once() {
     assert_eq!(fs::read(clone.join("c.bin")).unwrap(), c);
     assert_eq!(fs::read(clone.join("a.bin")).unwrap(), a);
     let _ = sha256_hex;
+}
+
+/// Retries that come quickly and give up soon.
+const FAST_RETRIES: &str =
+    "defaults:\n  max_attempts: 3\n  backoff_initial: 300ms\n  backoff_max: 1s\n";
+
+/// Every file the sync may have written: the log, status and state, the mirror config.
+fn assert_no_secret_anywhere(f: &Fixture, status_text: &str) {
+    let mut texts = vec![status_text.to_string(), f.env.log(&f.up)];
+    for entry in fs::read_dir(f.up.join("pushmirror/state"))
+        .unwrap()
+        .flatten()
+    {
+        texts.push(fs::read_to_string(entry.path()).unwrap_or_default());
+    }
+    for t in texts {
+        assert!(!t.contains(PASSWORD), "secret leaked: {t}");
+    }
+}
+
+fn sha256_of(oid_hex: &str) -> String {
+    oid_hex.to_string()
+}
+
+/// Pointers pushed without their objects (`--no-verify` skips git-lfs's pre-push upload): the
+/// refs still reach the mirror, the object that exists is sent, and status lists the missing one.
+#[test]
+fn an_object_missing_upstream_does_not_block_the_refs() {
+    if no_lfs() {
+        return;
+    }
+    let f = Fixture::new(None, "");
+    let here = content(10, 20_000);
+    f.commit("present", &[("here.bin", here.clone())]);
+    f.env.push(&f.wc, &["main"]);
+    f.wait_finished();
+    let gone = content(11, 30_000);
+    f.commit("pointer only", &[("gone.bin", gone.clone())]);
+    let out = f
+        .env
+        .git_out(&f.wc, &["push", "-q", "--no-verify", "origin", "main"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let pointer = f.env.git(&f.wc, &["show", "HEAD:gone.bin"]);
+    let oid = pointer
+        .lines()
+        .find_map(|l| l.strip_prefix("oid sha256:"))
+        .unwrap()
+        .to_string();
+    assert!(!f
+        .up
+        .join("lfs/objects")
+        .join(&oid[0..2])
+        .join(&oid[2..4])
+        .join(&oid)
+        .exists());
+
+    let ok = wait_until(DEADLINE, || f.status()["lfs_missing_count"] == 1);
+    let m = f.status();
+    assert!(ok, "{m:#}\n{}", f.env.log(&f.up));
+    let m = f.wait_finished();
+    assert_eq!(
+        m["lfs_missing"],
+        serde_json::json!([format!("{oid} (30000 bytes)")]),
+        "{m:#}"
+    );
+    assert!(m["last_error"].is_null(), "{m:#}");
+    // The refs went through.
+    f.env
+        .wait_mirrored(&f.up, &f.server.https.root.join("dst.git"));
+    let out = f.env.pm(&f.up, &["status"]);
+    let shown = text(&out);
+    assert!(
+        shown.contains("LFS MISSING") && shown.contains(&oid),
+        "{shown}"
+    );
+    assert!(f.env.log(&f.up).contains(&oid));
+    let _ = sha256_of;
+}
+
+/// The LFS server refuses the mirror's password while git accepts it: the sync fails before any
+/// ref is pushed, with one clear line naming the LFS endpoint and the fix; retries are the usual
+/// bounded ones (one batch request each), and the password appears nowhere.
+#[test]
+fn wrong_lfs_password_fails_clearly_before_the_refs() {
+    if no_lfs() {
+        return;
+    }
+    let f = Fixture::new(Some("another-password"), FAST_RETRIES);
+    f.commit("one", &[("a.bin", content(20, 10_000))]);
+    f.env.push(&f.wc, &["main"]);
+    let ok = wait_until(DEADLINE, || f.status()["gave_up"] == true);
+    let m = f.status();
+    assert!(ok, "{m:#}\n{}", f.env.log(&f.up));
+    let err = m["last_error"].as_str().unwrap();
+    assert!(
+        err.starts_with("lfs: batch request to https://127.0.0.1:")
+            && err.contains("/git/dst.git/info/lfs/objects/batch: HTTP 401")
+            && err.contains("check its password/token"),
+        "{err}"
+    );
+    assert_eq!(m["lfs_last_error"], m["last_error"]);
+    assert!(f.env.wait_flushers_gone());
+    assert_eq!(
+        f.server.requests(&["POST ", "/objects/batch", "\" 401 "]),
+        3
+    );
+    assert_eq!(f.server.requests(&["PUT "]), 0);
+    // Objects go before the refs: the mirror shows no ref whose objects it lacks.
+    let dst = f.server.https.root.join("dst.git");
+    assert!(
+        !f.env.refs(&dst).contains_key("refs/heads/main"),
+        "{:?}",
+        f.env.refs(&dst)
+    );
+    let shown = text(&f.env.pm(&f.up, &["status", "--json"]));
+    assert_no_secret_anywhere(&f, &shown);
+}
+
+/// The LFS server stops answering (giftless SIGSTOPped behind nginx): the activity timeout
+/// (the mirror's `timeout`) cuts the request, the sync fails and is retried, and once the server
+/// answers again the retry delivers.
+#[test]
+fn a_stalled_lfs_server_is_cut_by_the_activity_timeout_and_the_retry_delivers() {
+    if no_lfs() {
+        return;
+    }
+    let f = Fixture::new(
+        None,
+        "defaults:\n  max_attempts: 20\n  backoff_initial: 500ms\n  backoff_max: 1s\n",
+    );
+    f.env.pm_ok(&f.up, &["set", "lfs", "timeout=3s"]);
+    f.wait_finished();
+    let a = content(30, 2_000_000);
+    f.commit("one", &[("a.bin", a.clone())]);
+    f.server.pause(true);
+    f.env.push(&f.wc, &["main"]);
+    let ok = wait_until(DEADLINE, || {
+        f.status()["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("activity timeout"))
+    });
+    let m = f.status();
+    f.server.pause(false);
+    assert!(ok, "{m:#}\n{}\n{}", f.env.log(&f.up), f.server.log());
+    assert!(
+        m["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("lfs: batch request to "),
+        "{m:#}"
+    );
+    let ok = wait_until(DEADLINE, || f.status()["lfs_objects_sent_last"] == 1);
+    assert!(ok, "{:#}\n{}", f.status(), f.env.log(&f.up));
+    f.wait_finished();
+    let clone = f.clone_mirror("clone");
+    assert_eq!(fs::read(clone.join("a.bin")).unwrap(), a);
+}
+
+/// A 300 MiB object goes through streamed from disk: the flusher's peak RSS stays under 32 MiB,
+/// and the server's copy has the object's sha256.
+#[test]
+fn a_300_mib_object_streams_with_a_small_flusher() {
+    if no_lfs() {
+        return;
+    }
+    let f = Fixture::new(None, "");
+    f.wait_finished();
+    assert!(f.env.wait_flushers_gone());
+    {
+        use std::io::Write;
+        let mut file = fs::File::create(f.wc.join("big.bin")).unwrap();
+        for i in 0..300 {
+            file.write_all(&content(1000 + i, 1 << 20)).unwrap();
+        }
+    }
+    f.env.git(&f.wc, &["add", "big.bin"]);
+    f.env.git(&f.wc, &["commit", "-q", "-m", "big"]);
+    let pointer = f.env.git(&f.wc, &["show", "HEAD:big.bin"]);
+    let oid = pointer
+        .lines()
+        .find_map(|l| l.strip_prefix("oid sha256:"))
+        .unwrap()
+        .to_string();
+    fs::remove_file(f.wc.join("big.bin")).unwrap();
+    f.env.push(&f.wc, &["main"]);
+    let ok = wait_until(Duration::from_secs(300), || {
+        f.status()["lfs_bytes_sent_last"] == 300u64 << 20
+    });
+    assert!(ok, "{:#}\n{}", f.status(), f.env.log(&f.up));
+    f.wait_finished();
+    assert!(f.env.wait_flushers_gone());
+    let stored = f.server.storage.join("git/dst").join(&oid);
+    assert_eq!(sha256_hex(&stored), oid);
+    let log = f.env.log(&f.up);
+    let rss: Vec<u64> = log
+        .lines()
+        .filter_map(|l| {
+            l.split_once("flusher exiting; peak RSS ")?
+                .1
+                .strip_suffix(" KiB")
+        })
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let last = *rss
+        .last()
+        .unwrap_or_else(|| panic!("no peak RSS line:\n{log}"));
+    eprintln!("300 MiB LFS object: flusher peak RSS {last} KiB");
+    assert!(last < 32 * 1024, "flusher peak RSS {last} KiB\n{log}");
+    assert!(log.contains("lfs 1 objects / 300 MiB in "), "{log}");
 }

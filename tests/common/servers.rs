@@ -1210,4 +1210,5 @@ fn ensure_privsep_dir() {
 }
 
 /// A Git LFS server (giftless) behind HttpsServer's TLS and basic auth.
+#[path = "servers/lfs.rs"]
 pub mod lfs;

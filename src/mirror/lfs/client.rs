@@ -83,7 +83,9 @@ pub fn show(href: &str) -> String {
     }
 }
 
-fn tls_config(ca_file: Option<&std::path::Path>) -> Result<Option<Arc<rustls::ClientConfig>>, String> {
+fn tls_config(
+    ca_file: Option<&std::path::Path>,
+) -> Result<Option<Arc<rustls::ClientConfig>>, String> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::CertificateDer;
     // ca_file replaces the trusted CAs, as GIT_SSL_CAINFO does for git; otherwise the system's
@@ -111,7 +113,10 @@ fn tls_config(ca_file: Option<&std::path::Path>) -> Result<Option<Arc<rustls::Cl
         let _ = roots.add(c);
     }
     if roots.is_empty() {
-        return Err(format!("ca_file {}: no certificate in it", bundle.display()));
+        return Err(format!(
+            "ca_file {}: no certificate in it",
+            bundle.display()
+        ));
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cfg = rustls::ClientConfig::builder_with_provider(provider)
@@ -179,10 +184,13 @@ fn action(v: &Value, now: Instant) -> Option<Action> {
         .as_i64()
         .filter(|s| *s > 0)
         .map(|s| now + Duration::from_secs(s as u64));
-    let at = v["expires_at"].as_str().and_then(parse_rfc3339_ms).map(|ms| {
-        let left = ms.saturating_sub(crate::time::now_ms());
-        now + Duration::from_millis(left)
-    });
+    let at = v["expires_at"]
+        .as_str()
+        .and_then(parse_rfc3339_ms)
+        .map(|ms| {
+            let left = ms.saturating_sub(crate::time::now_ms());
+            now + Duration::from_millis(left)
+        });
     Some(Action {
         href,
         headers: header_list(&v["header"]),
@@ -422,7 +430,10 @@ mod tests {
         let a = Origin::of("https://git.example.com/a.git/info/lfs").unwrap();
         assert_eq!(Origin::of("https://GIT.example.com:443/x"), Some(a.clone()));
         assert_ne!(Origin::of("http://git.example.com/x"), Some(a.clone()));
-        assert_ne!(Origin::of("https://git.example.com:8443/x"), Some(a.clone()));
+        assert_ne!(
+            Origin::of("https://git.example.com:8443/x"),
+            Some(a.clone())
+        );
         assert_ne!(Origin::of("https://s3.example.com/x"), Some(a));
         assert_eq!(
             show("https://u:p@h.example/o/1?X-Amz-Signature=abc#f"),

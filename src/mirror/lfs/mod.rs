@@ -160,14 +160,19 @@ fn endpoint(job: &Job<'_>) -> Result<client::Endpoint, String> {
 
 /// `[user@]host`, port and path of an ssh:// or scp-like URL.
 fn ssh_target(url: &str) -> Option<(String, Option<String>, String)> {
-    if let Some(rest) = url.strip_prefix("ssh://").or_else(|| url.strip_prefix("git+ssh://")) {
+    if let Some(rest) = url
+        .strip_prefix("ssh://")
+        .or_else(|| url.strip_prefix("git+ssh://"))
+    {
         let (auth, path) = rest.split_at(rest.find('/')?);
         let (userhost, port) = match auth.rsplit_once(':') {
             Some((h, p)) if !h.ends_with(']') || auth.starts_with('[') => (h, Some(p.to_string())),
             _ => (auth, None),
         };
         let userhost = userhost.replace(['[', ']'], "");
-        let path = path.strip_prefix("/~").map_or(path.to_string(), |p| format!("~{p}"));
+        let path = path
+            .strip_prefix("/~")
+            .map_or(path.to_string(), |p| format!("~{p}"));
         Some((userhost, port.filter(|p| !p.is_empty()), path))
     } else {
         let (host, path) = url.split_once(':')?;
@@ -176,8 +181,12 @@ fn ssh_target(url: &str) -> Option<(String, Option<String>, String)> {
 }
 
 fn ssh_authenticate(job: &Job<'_>) -> Result<client::Endpoint, String> {
-    let (host, port, path) = ssh_target(job.url)
-        .ok_or_else(|| format!("lfs: cannot read host and path from {}", crate::mirror::url::mask(job.url)))?;
+    let (host, port, path) = ssh_target(job.url).ok_or_else(|| {
+        format!(
+            "lfs: cannot read host and path from {}",
+            crate::mirror::url::mask(job.url)
+        )
+    })?;
     let ssh = job
         .env
         .set
@@ -211,14 +220,18 @@ fn ssh_authenticate(job: &Job<'_>) -> Result<client::Endpoint, String> {
     let masked = crate::mirror::url::mask(job.url);
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+        let last = err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim();
         return Err(format!(
             "lfs: git-lfs-authenticate on {masked} failed: {last}"
         ));
     }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| {
-        format!("lfs: git-lfs-authenticate on {masked} did not answer JSON: {e}")
-    })?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("lfs: git-lfs-authenticate on {masked} did not answer JSON: {e}"))?;
     let href = v["href"]
         .as_str()
         .ok_or_else(|| format!("lfs: git-lfs-authenticate on {masked} gave no href"))?
@@ -307,7 +320,12 @@ fn copy_local(
             .and_then(|_| std::fs::rename(&tmp, &dest))
             .map_err(|e| {
                 let _ = std::fs::remove_file(&tmp);
-                format!("lfs: copying {} ({} bytes) to {}: {e}", p.oid, p.size, dest.display())
+                format!(
+                    "lfs: copying {} ({} bytes) to {}: {e}",
+                    p.oid,
+                    p.size,
+                    dest.display()
+                )
             })?;
         out.objects += 1;
         out.bytes += p.size;
@@ -343,7 +361,10 @@ fn upload_all(
                     ))
                 }
                 client::Need::Upload { upload, verify } => {
-                    let p = scan::Pointer { oid: oid.clone(), size };
+                    let p = scan::Pointer {
+                        oid: oid.clone(),
+                        size,
+                    };
                     match local(&p) {
                         Some(path) => tasks.push(Task {
                             oid,
@@ -464,7 +485,11 @@ mod tests {
     fn ssh_targets() {
         assert_eq!(
             ssh_target("ssh://git@h.example:2222/srv/a.git"),
-            Some(("git@h.example".into(), Some("2222".into()), "/srv/a.git".into()))
+            Some((
+                "git@h.example".into(),
+                Some("2222".into()),
+                "/srv/a.git".into()
+            ))
         );
         assert_eq!(
             ssh_target("ssh://h.example/a.git"),

@@ -26,7 +26,8 @@ pub fn parse_pointer(data: &[u8]) -> Option<Pointer> {
     let text = std::str::from_utf8(data).ok()?;
     let mut lines = text.lines();
     let version = lines.next()?.strip_prefix("version ")?;
-    if version != "https://git-lfs.github.com/spec/v1" && version != "https://hawser.github.com/spec/v1"
+    if version != "https://git-lfs.github.com/spec/v1"
+        && version != "https://hawser.github.com/spec/v1"
     {
         return None;
     }
@@ -50,11 +51,7 @@ pub fn parse_pointer(data: &[u8]) -> Option<Pointer> {
 
 /// The pointers in commits reachable from `tips` (ids of commits or tags being pushed) and not
 /// from `have` (ids the mirror listed; those we do not have are ignored), in oid order.
-pub fn pointers(
-    git_dir: &Path,
-    tips: &[String],
-    have: &[String],
-) -> Result<Vec<Pointer>, String> {
+pub fn pointers(git_dir: &Path, tips: &[String], have: &[String]) -> Result<Vec<Pointer>, String> {
     let err = |e: &dyn std::fmt::Display| format!("reading {}: {e}", git_dir.display());
     let mut repo = gix::open_opts(git_dir, gix::open::Options::isolated()).map_err(|e| err(&e))?;
     repo.object_cache_size_if_unset(8 << 20);
@@ -178,7 +175,8 @@ mod tests {
     #[test]
     fn pointers_parse_as_git_lfs_writes_them() {
         let oid = "4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393";
-        let text = format!("version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize 12345\n");
+        let text =
+            format!("version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize 12345\n");
         assert_eq!(
             parse_pointer(text.as_bytes()),
             Some(Pointer {
@@ -188,7 +186,10 @@ mod tests {
         );
         for bad in [
             "version https://example.com/spec\noid sha256:{oid}\nsize 1\n".to_string(),
-            format!("version https://git-lfs.github.com/spec/v1\noid sha256:{}\nsize 1\n", &oid[1..]),
+            format!(
+                "version https://git-lfs.github.com/spec/v1\noid sha256:{}\nsize 1\n",
+                &oid[1..]
+            ),
             format!("version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\n"),
             format!("version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize x\n"),
             "just a small file\n".to_string(),

@@ -138,11 +138,13 @@ impl LfsServer {
     /// Stops (SIGSTOP) or resumes (SIGCONT) giftless: a server that accepts connections and
     /// then never answers.
     pub fn pause(&self, paused: bool) {
-        let sig = if paused { "-STOP" } else { "-CONT" };
-        let _ = Command::new("kill")
-            .arg(sig)
+        let sig = if paused { "STOP" } else { "CONT" };
+        let ok = Command::new("kill")
+            .args(["-s", sig, "--"])
             .arg(format!("-{}", self.giftless.pid()))
-            .status();
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -s {sig} giftless failed");
     }
 
     pub fn log(&self) -> String {
