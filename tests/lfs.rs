@@ -83,27 +83,8 @@ struct Fixture {
 
 impl Fixture {
     fn new(lfs_password: Option<&str>, server_yaml: &str) -> Fixture {
-        let env = Env::new();
-        env.write_server_config(server_yaml);
-        let up = env.upstream("up.git");
-        let srv = env.path("srv");
-        fs::create_dir_all(&srv).unwrap();
-        env.bare("srv/dst.git", &[]);
-        let server = LfsServer::start(&srv, "mirror", PASSWORD, lfs_password);
-        let pwfile = env.path("mirror.password");
-        fs::write(&pwfile, format!("{PASSWORD}\n")).unwrap();
-        fs::set_permissions(&pwfile, fs::Permissions::from_mode(0o600)).unwrap();
-        let wc = env.clone(&up, "wc");
-        env.git(&wc, &["lfs", "install", "--local"]);
-        env.git(&wc, &["lfs", "track", "*.bin"]);
-        env.git(&wc, &["add", ".gitattributes"]);
-        env.git(&wc, &["commit", "-q", "-m", "track *.bin"]);
-        let f = Fixture {
-            env,
-            up,
-            wc,
-            server,
-        };
+        let f = Fixture::without_mirror(lfs_password, server_yaml);
+        let pwfile = f.env.path("mirror.password");
         f.env.pm_ok(
             &f.up,
             &[
@@ -123,6 +104,30 @@ impl Fixture {
             ],
         );
         f
+    }
+
+    fn without_mirror(lfs_password: Option<&str>, server_yaml: &str) -> Fixture {
+        let env = Env::new();
+        env.write_server_config(server_yaml);
+        let up = env.upstream("up.git");
+        let srv = env.path("srv");
+        fs::create_dir_all(&srv).unwrap();
+        env.bare("srv/dst.git", &[]);
+        let server = LfsServer::start(&srv, "mirror", PASSWORD, lfs_password);
+        let pwfile = env.path("mirror.password");
+        fs::write(&pwfile, format!("{PASSWORD}\n")).unwrap();
+        fs::set_permissions(&pwfile, fs::Permissions::from_mode(0o600)).unwrap();
+        let wc = env.clone(&up, "wc");
+        env.git(&wc, &["lfs", "install", "--local"]);
+        env.git(&wc, &["lfs", "track", "*.bin"]);
+        env.git(&wc, &["add", ".gitattributes"]);
+        env.git(&wc, &["commit", "-q", "-m", "track *.bin"]);
+        Fixture {
+            env,
+            up,
+            wc,
+            server,
+        }
     }
 
     /// Writes `files` (name, bytes) in the working clone and commits them.
@@ -456,4 +461,94 @@ fn a_300_mib_object_streams_with_a_small_flusher() {
     eprintln!("300 MiB LFS object: flusher peak RSS {last} KiB");
     assert!(last < 32 * 1024, "flusher peak RSS {last} KiB\n{log}");
     assert!(log.contains("lfs 1 objects / 300 MiB in "), "{log}");
+}
+
+/// An SSH mirror: `git-lfs-authenticate <path> upload`, run through a real sshd with the mirror's
+/// key and pinned host key, answers with the HTTPS endpoint and an Authorization header (as
+/// GitHub and GitLab do); the objects go there, the refs over SSH.
+#[test]
+fn ssh_mirror_gets_its_lfs_endpoint_from_git_lfs_authenticate() {
+    if no_lfs() {
+        return;
+    }
+    if !have_all(SshServer::REQUIRES) {
+        eprintln!("\n*** SKIPPED: sshd/ssh not installed ***\n");
+        return;
+    }
+    let f = Fixture::without_mirror(None, "");
+    let bin = f.env.path("sshbin");
+    fs::create_dir_all(&bin).unwrap();
+    let calls = f.env.path("lfs-authenticate.calls");
+    let token = {
+        use std::io::Write;
+        let mut c = std::process::Command::new("base64")
+            .args(["-w", "0"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin
+            .take()
+            .unwrap()
+            .write_all(format!("mirror:{PASSWORD}").as_bytes())
+            .unwrap();
+        String::from_utf8(c.wait_with_output().unwrap().stdout).unwrap()
+    };
+    let script = bin.join("git-lfs-authenticate");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> '{}'\nprintf '{{\"href\":\"%s\",\"header\":{{\"Authorization\":\"Basic %s\"}},\"expires_in\":3600}}\\n' '{}' '{}'\n",
+            calls.display(),
+            f.server.https.url("dst.git/info/lfs"),
+            token
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let ssh = SshServer::start_with(
+        &f.server.https.root,
+        &format!(
+            "SetEnv PATH={}:/usr/local/bin:/usr/bin:/bin\n",
+            bin.display()
+        ),
+    );
+    let dst = f.server.https.root.join("dst.git");
+    f.env.pm_ok(
+        &f.up,
+        &[
+            "add",
+            "lfs",
+            &ssh.url(s(&dst)),
+            "--ssh-key",
+            s(&ssh.client_key),
+            "--known-hosts",
+            s(&ssh.known_hosts),
+            "--ca-file",
+            s(&f.server.https.ca_file),
+            "--debounce",
+            "100ms",
+            "--timeout",
+            "20s",
+        ],
+    );
+    let a = content(40, 123_456);
+    f.commit("one", &[("a.bin", a.clone())]);
+    f.env.push(&f.wc, &["main"]);
+    let ok = wait_until(DEADLINE, || f.status()["lfs_objects_sent_last"] == 1);
+    assert!(ok, "{:#}\n{}\n{}", f.status(), f.env.log(&f.up), ssh.log());
+    f.wait_finished();
+    let called = fs::read_to_string(&calls).unwrap();
+    assert!(
+        called
+            .lines()
+            .all(|l| l == format!("{} upload", dst.display())),
+        "{called}"
+    );
+    f.env.wait_mirrored(&f.up, &dst);
+    let clone = f.clone_mirror("clone");
+    assert_eq!(fs::read(clone.join("a.bin")).unwrap(), a);
+    let shown = text(&f.env.pm(&f.up, &["status", "--json"]));
+    assert_no_secret_anywhere(&f, &shown);
+    assert!(!f.env.log(&f.up).contains(&token));
 }

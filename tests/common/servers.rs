@@ -993,6 +993,11 @@ impl SshServer {
     pub const REQUIRES: &'static [&'static str] = &["sshd", "ssh", "ssh-keygen", "ssh-keyscan"];
 
     pub fn start(root: &Path) -> SshServer {
+        SshServer::start_with(root, "")
+    }
+
+    /// `start`, with `extra` appended to sshd_config (e.g. `SetEnv PATH=...`).
+    pub fn start_with(root: &Path, extra: &str) -> SshServer {
         let root = absolute_dir(root);
         let dir = tempdir("pm-sshd-");
         let d = dir.path().to_path_buf();
@@ -1066,7 +1071,7 @@ impl SshServer {
                      AcceptEnv GIT_PROTOCOL\n\
                      MaxStartups 100:30:200\n\
                      MaxSessions 64\n\
-                     LogLevel VERBOSE\n",
+                     LogLevel VERBOSE\n{extra}",
                     host_key = host_key.display(),
                     pid = d.join("sshd.pid").display(),
                     authorized_keys = authorized_keys.display(),

@@ -20,8 +20,10 @@ pub struct Endpoint {
     pub href: String,
     /// Headers the endpoint gave us (git-lfs-authenticate); empty for HTTPS mirrors.
     pub headers: Vec<(String, String)>,
-    /// `Basic ...` for the mirror's own password/token; sent only to `pinned` (scheme, host, port).
-    pub basic: Option<String>,
+    /// The Authorization value: `Basic ...` from the mirror's own password/token, or what
+    /// git-lfs-authenticate gave. Sent only to `pinned` (scheme, host, port), and only where
+    /// the server's action brings no Authorization of its own.
+    pub authorization: Option<String>,
     pub pinned: Option<Origin>,
 }
 
@@ -285,9 +287,11 @@ impl Client {
             req = req.set(k, v);
         }
         if !authorized {
-            if let (Some(basic), Some(pinned)) = (&self.endpoint.basic, &self.endpoint.pinned) {
+            if let (Some(auth), Some(pinned)) =
+                (&self.endpoint.authorization, &self.endpoint.pinned)
+            {
                 if Origin::of(href).as_ref() == Some(pinned) {
-                    req = req.set("Authorization", basic);
+                    req = req.set("Authorization", auth);
                 }
             }
         }

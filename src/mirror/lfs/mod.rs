@@ -152,7 +152,7 @@ fn endpoint(job: &Job<'_>) -> Result<client::Endpoint, String> {
                 pinned: client::Origin::of(&href),
                 href,
                 headers: Vec::new(),
-                basic,
+                authorization: basic,
             })
         }
     }
@@ -236,7 +236,7 @@ fn ssh_authenticate(job: &Job<'_>) -> Result<client::Endpoint, String> {
         .as_str()
         .ok_or_else(|| format!("lfs: git-lfs-authenticate on {masked} gave no href"))?
         .to_string();
-    let headers = v["header"]
+    let mut headers: Vec<(String, String)> = v["header"]
         .as_object()
         .map(|o| {
             o.iter()
@@ -244,11 +244,17 @@ fn ssh_authenticate(job: &Job<'_>) -> Result<client::Endpoint, String> {
                 .collect()
         })
         .unwrap_or_default();
+    // The token goes to the endpoint's own origin (the batch API and uploads there), never to
+    // a storage host elsewhere.
+    let authorization = headers
+        .iter()
+        .position(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        .map(|i| headers.remove(i).1);
     Ok(client::Endpoint {
+        pinned: client::Origin::of(&href),
         href,
         headers,
-        basic: None,
-        pinned: None,
+        authorization,
     })
 }
 
