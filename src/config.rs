@@ -750,4 +750,52 @@ mod tests {
         );
         assert_eq!(RepoConfig::load(&p).unwrap(), c);
     }
+
+    #[test]
+    fn lfs_settings_resolve_mirror_then_repository_then_server() {
+        let mut server = Defaults {
+            lfs_store: Some("/srv/lfs/${name}".into()),
+            lfs_layout: Some(LfsLayout::Gitea),
+            lfs_concurrency: Some(8),
+            ..Defaults::default()
+        };
+        let repo = Defaults {
+            lfs: Some(LfsMode::On),
+            ..Defaults::default()
+        };
+        let d = server.overlay(&repo);
+        let m = MirrorConfig::new("gh", "https://example.com/a.git");
+        let s = lfs_settings(&m, &d, Some("team/app"));
+        assert_eq!(s.mode, LfsMode::On);
+        assert_eq!(s.store, Some(PathBuf::from("/srv/lfs/team/app")));
+        assert_eq!(s.layout, LfsLayout::Gitea);
+        assert_eq!(s.concurrency, 8);
+        let mut own = m.clone();
+        own.lfs = Some(LfsMode::Off);
+        own.lfs_layout = Some(LfsLayout::Default);
+        own.lfs_store = Some("/data/lfs".into());
+        let s = lfs_settings(&own, &d, Some("team/app"));
+        assert_eq!(
+            (s.mode, s.store, s.layout),
+            (
+                LfsMode::Off,
+                Some(PathBuf::from("/data/lfs")),
+                LfsLayout::Default
+            )
+        );
+        server.lfs_store = None;
+        let s = lfs_settings(&m, &Defaults::default(), None);
+        assert_eq!(
+            (s.mode, s.store, s.layout, s.concurrency),
+            (LfsMode::Auto, None, LfsLayout::Default, 4)
+        );
+        let e =
+            load_text("mirrors:\n  - name: a\n    url: /tmp/x.git\n    lfs: maybe\n").unwrap_err();
+        assert!(e.contains("lfs") && e.contains("maybe"), "{e}");
+        let ok = load_text(
+            "mirrors:\n  - name: a\n    url: /tmp/x.git\n    lfs: off\n    lfs_layout: gitlab\n",
+        )
+        .unwrap();
+        assert_eq!(ok.mirrors[0].lfs, Some(LfsMode::Off));
+    }
 }

@@ -552,3 +552,58 @@ fn ssh_mirror_gets_its_lfs_endpoint_from_git_lfs_authenticate() {
     assert_no_secret_anywhere(&f, &shown);
     assert!(!f.env.log(&f.up).contains(&token));
 }
+
+/// The store set in the server file for every repository (`${name}`, Gitea's layout): objects
+/// are read from there, not from `$GIT_DIR/lfs/objects`. And `lfs: off` sends nothing.
+#[test]
+fn a_gitea_layout_store_from_the_server_file_and_lfs_off() {
+    if no_lfs() {
+        return;
+    }
+    let env_root = tempfile::tempdir().unwrap();
+    let store = env_root.path().join("gitea-lfs");
+    let f = Fixture::new(None, "");
+    // The server file names the root (so `${name}` of up.git is `up`) and the store.
+    f.env.write_server_config(&format!(
+        "root: {}\ndefaults:\n  lfs_store: {}/${{name}}\n  lfs_layout: gitea\n",
+        f.env.dir.path().display(),
+        store.display()
+    ));
+    f.wait_finished();
+    let a = content(50, 77_777);
+    f.commit("one", &[("a.bin", a.clone())]);
+    let oid = f
+        .env
+        .git(&f.wc, &["show", "HEAD:a.bin"])
+        .lines()
+        .find_map(|l| l.strip_prefix("oid sha256:").map(str::to_string))
+        .unwrap();
+    // Where Gitea keeps it: <store>/<name>/ab/cd/<oid without its first 4 characters>.
+    let dir = store.join("up").join(&oid[0..2]).join(&oid[2..4]);
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join(&oid[4..]), &a).unwrap();
+    // Pointers only upstream (no pre-push upload), so $GIT_DIR/lfs/objects lacks it.
+    let out = f
+        .env
+        .git_out(&f.wc, &["push", "-q", "--no-verify", "origin", "main"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!f.up.join("lfs").exists());
+    let ok = wait_until(DEADLINE, || f.status()["lfs_objects_sent_last"] == 1);
+    assert!(ok, "{:#}\n{}", f.status(), f.env.log(&f.up));
+    let m = f.wait_finished();
+    assert_eq!(m["lfs_missing_count"], 0, "{m:#}");
+    let clone = f.clone_mirror("clone");
+    assert_eq!(fs::read(clone.join("a.bin")).unwrap(), a);
+
+    // lfs: off: a new object is not sent (no batch request), the refs are.
+    f.env.pm_ok(&f.up, &["set", "lfs", "lfs=off"]);
+    f.wait_finished();
+    let batches = f.server.requests(&["POST ", "/objects/batch"]);
+    f.commit("two", &[("b.bin", content(51, 1000))]);
+    f.env.push(&f.wc, &["main"]);
+    f.env
+        .wait_mirrored(&f.up, &f.server.https.root.join("dst.git"));
+    let m = f.wait_finished();
+    assert_eq!(m["lfs"], "off", "{m:#}");
+    assert_eq!(f.server.requests(&["POST ", "/objects/batch"]), batches);
+}
