@@ -197,7 +197,7 @@ fn lfs_files(b: &Bench, up: &Path, prefix: &str, contents: &[Vec<u8>]) -> Vec<St
 }
 
 /// A commit on `up`'s main with `entries` (plus the previous tree's) as its tree; no hook runs.
-fn commit(b: &Bench, up: &Path, entries: &mut Vec<String>, msg: &str) {
+fn commit(b: &Bench, up: &Path, entries: &mut [String], msg: &str) {
     entries.sort_by(|a, b| a.split('\t').nth(1).cmp(&b.split('\t').nth(1)));
     let tree = b.git_stdin(up, &["mktree"], &format!("{}\n", entries.join("\n")));
     let parent = b
