@@ -284,7 +284,7 @@ fn absolute_dir(root: &Path) -> PathBuf {
     fs::canonicalize(root).unwrap_or_else(|e| panic!("canonicalize {}: {e}", root.display()))
 }
 
-fn base64(data: &[u8]) -> String {
+pub fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut s = String::new();
     for c in data.chunks(3) {
@@ -658,11 +658,11 @@ impl HttpsServer {
     pub const REQUIRES: &'static [&'static str] = &["git", "openssl", "nginx", "fcgiwrap"];
 
     pub fn start(root: &Path, user: &str, password: &str) -> HttpsServer {
-        HttpsServer::start_with(root, user, password, "")
+        Self::start_with(root, user, password, "")
     }
 
-    /// `start`, with `extra` (nginx directives, e.g. more `location` blocks) in the server block
-    /// before `location /git/`. `{htpasswd}` in `extra` is replaced with the htpasswd file.
+    /// `start`, with `extra` (nginx directives, e.g. a `location` that redirects) added to
+    /// the server block.
     pub fn start_with(root: &Path, user: &str, password: &str, extra: &str) -> HttpsServer {
         assert!(
             !user.contains(':') && !user.contains('\n') && !password.contains('\n'),
@@ -784,10 +784,13 @@ impl HttpsServer {
             let conf = d.join("nginx.conf");
             let error_log = d.join("error.log");
             let _ = fs::remove_file(&error_log);
-            let extra = extra.replace("{htpasswd}", &d.join("htpasswd").display().to_string());
             write_file(
                 &conf,
-                &nginx_conf(&d, &root, &backend, &sock, port, &extra),
+                &nginx_conf(&d, &root, &backend, &sock, port).replace(
+                    "#EXTRA#",
+                    // `{htpasswd}` in `extra` names this server's htpasswd file.
+                    &extra.replace("{htpasswd}", &d.join("htpasswd").display().to_string()),
+                ),
                 0o600,
             );
             let mut cmd = Command::new(&nginx_bin);
@@ -834,7 +837,7 @@ impl HttpsServer {
         format!("{}{}", self.nginx.log(), self.fcgiwrap.log())
     }
 
-    /// nginx's access log: one line per request, with method, path and status.
+    /// nginx's access log (combined format: the basic-auth user is the third field).
     pub fn access_log(&self) -> String {
         fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
     }
@@ -845,14 +848,7 @@ impl HttpsServer {
     }
 }
 
-fn nginx_conf(
-    d: &Path,
-    root: &Path,
-    backend: &Path,
-    sock: &Path,
-    port: u16,
-    extra: &str,
-) -> String {
+fn nginx_conf(d: &Path, root: &Path, backend: &Path, sock: &Path, port: u16) -> String {
     let p = |x: &Path| x.display().to_string();
     let t = |sub: &str| p(&d.join("tmp").join(sub));
     format!(
@@ -875,7 +871,6 @@ http {{
         server_name 127.0.0.1 localhost;
         ssl_certificate "{crt}";
         ssl_certificate_key "{key}";
-        {extra}
         location /git/ {{
             auth_basic "git-pushmirror test";
             auth_basic_user_file "{htpasswd}";
@@ -907,6 +902,7 @@ http {{
             fastcgi_send_timeout 600s;
             fastcgi_pass "unix:{sock}";
         }}
+        #EXTRA#
     }}
 }}
 "#,
@@ -924,7 +920,6 @@ http {{
         backend = p(backend),
         root = p(root),
         sock = p(sock),
-        extra = extra,
     )
 }
 

@@ -27,22 +27,12 @@ pub struct Endpoint {
     pub pinned: Option<Origin>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    scheme: String,
-    host: String,
-    port: Option<u16>,
-}
+/// The host pinning shared with git's askpass (mirror/origin.rs): scheme, host and port.
+pub use crate::mirror::origin::Origin;
 
-impl Origin {
-    pub fn of(url: &str) -> Option<Origin> {
-        let u = url::Url::parse(url).ok()?;
-        Some(Origin {
-            scheme: u.scheme().to_string(),
-            host: u.host_str()?.to_ascii_lowercase(),
-            port: u.port_or_known_default(),
-        })
-    }
+/// The origin of an http(s) URL; None for anything else (which then gets no credentials).
+pub fn origin_of(url: &str) -> Option<Origin> {
+    Origin::parse(url).map(|(o, _)| o)
 }
 
 /// What the server wants done for one object.
@@ -290,7 +280,7 @@ impl Client {
             if let (Some(auth), Some(pinned)) =
                 (&self.endpoint.authorization, &self.endpoint.pinned)
             {
-                if Origin::of(href).as_ref() == Some(pinned) {
+                if pinned.same(href) {
                     req = req.set("Authorization", auth);
                 }
             }
@@ -431,14 +421,11 @@ mod tests {
 
     #[test]
     fn credentials_stay_on_the_mirrors_origin() {
-        let a = Origin::of("https://git.example.com/a.git/info/lfs").unwrap();
-        assert_eq!(Origin::of("https://GIT.example.com:443/x"), Some(a.clone()));
-        assert_ne!(Origin::of("http://git.example.com/x"), Some(a.clone()));
-        assert_ne!(
-            Origin::of("https://git.example.com:8443/x"),
-            Some(a.clone())
-        );
-        assert_ne!(Origin::of("https://s3.example.com/x"), Some(a));
+        let a = origin_of("https://git.example.com/a.git/info/lfs").unwrap();
+        assert!(a.same("https://GIT.example.com:443/x"));
+        assert!(!a.same("http://git.example.com/x"));
+        assert!(!a.same("https://git.example.com:8443/x"));
+        assert!(!a.same("https://s3.example.com/x"));
         assert_eq!(
             show("https://u:p@h.example/o/1?X-Amz-Signature=abc#f"),
             "https://h.example/o/1"

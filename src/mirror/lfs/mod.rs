@@ -149,7 +149,7 @@ fn endpoint(job: &Job<'_>) -> Result<client::Endpoint, String> {
                 )
             });
             Ok(client::Endpoint {
-                pinned: client::Origin::of(&href),
+                pinned: client::origin_of(&href),
                 href,
                 headers: Vec::new(),
                 authorization: basic,
@@ -251,7 +251,7 @@ fn ssh_authenticate(job: &Job<'_>) -> Result<client::Endpoint, String> {
         .position(|(k, _)| k.eq_ignore_ascii_case("authorization"))
         .map(|i| headers.remove(i).1);
     Ok(client::Endpoint {
-        pinned: client::Origin::of(&href),
+        pinned: client::origin_of(&href),
         href,
         headers,
         authorization,
