@@ -188,7 +188,14 @@ fn lfs_files(b: &Bench, up: &Path, prefix: &str, contents: &[Vec<u8>]) -> Vec<St
                 .into_owned(),
         );
     }
-    let ids = b.git_stdin(up, &["hash-object", "-w", "--stdin-paths"], &pointer_paths);
+    // In chunks: git_stdin writes all input before it reads, so the output must fit a pipe.
+    let mut ids = String::new();
+    let lines: Vec<&str> = pointer_paths.lines().collect();
+    for chunk in lines.chunks(1000) {
+        let input = format!("{}\n", chunk.join("\n"));
+        ids.push_str(&b.git_stdin(up, &["hash-object", "-w", "--stdin-paths"], &input));
+        ids.push('\n');
+    }
     let _ = std::fs::remove_dir_all(&scratch);
     ids.lines()
         .zip(entries)
