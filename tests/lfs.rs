@@ -607,3 +607,49 @@ fn a_gitea_layout_store_from_the_server_file_and_lfs_off() {
     assert_eq!(m["lfs"], "off", "{m:#}");
     assert_eq!(f.server.requests(&["POST ", "/objects/batch"]), batches);
 }
+
+/// A local mirror (a path) gets the objects in its own `lfs/objects`, where git-lfs looks: a
+/// git-lfs clone of it has the contents.
+#[test]
+fn a_local_mirror_gets_the_objects_in_its_lfs_directory() {
+    if !have("git-lfs") {
+        assert!(!running_in_ci(), "git-lfs missing in CI");
+        eprintln!("\n*** SKIPPED: git-lfs not installed ***\n");
+        return;
+    }
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    let dst = env.bare("dst.git", &[]);
+    env.pm_ok(&up, &["add", "local", s(&dst), "--debounce", "100ms"]);
+    let wc = env.clone(&up, "wc");
+    env.git(&wc, &["lfs", "install", "--local"]);
+    env.git(&wc, &["lfs", "track", "*.bin"]);
+    let a = content(60, 250_000);
+    fs::write(wc.join("a.bin"), &a).unwrap();
+    env.git(&wc, &["add", ".gitattributes", "a.bin"]);
+    env.git(&wc, &["commit", "-q", "-m", "one"]);
+    env.push(&wc, &["main"]);
+    let ok = wait_until(DEADLINE, || {
+        let m = env.mirror_status(&up, "local");
+        m["update_status"] == "finished"
+            && m["pending_updates"] == 0
+            && m["lfs_objects_sent_last"] == 1
+    });
+    assert!(
+        ok,
+        "{:#}\n{}",
+        env.mirror_status(&up, "local"),
+        env.log(&up)
+    );
+    let clone = env.path("clone");
+    let out = env
+        .cmd("git")
+        .args(["-c", "filter.lfs.smudge=git-lfs smudge -- %f"])
+        .args(["-c", "filter.lfs.process=git-lfs filter-process"])
+        .args(["-c", "filter.lfs.required=true"])
+        .args(["clone", "-q", s(&dst), s(&clone)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(fs::read(clone.join("a.bin")).unwrap(), a);
+}
