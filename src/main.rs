@@ -7,6 +7,7 @@
 mod cli;
 mod config;
 mod flusher;
+mod health;
 mod hook;
 mod install;
 mod logging;
