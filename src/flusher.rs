@@ -129,6 +129,8 @@ fn parked(p: &Pending, st: &MirrorState) -> bool {
 
 struct Done {
     name: String,
+    /// The mirror as configured when the sync started (to tell a retargeted mirror).
+    mirror: crate::config::MirrorConfig,
     seq: u64,
     started: u64,
     report: mirror::SyncReport,
@@ -404,6 +406,7 @@ impl Flusher {
             };
             let _ = tx.send(Done {
                 name: m.mirror.name.clone(),
+                mirror: m.mirror.clone(),
                 seq: p.max_seq,
                 started: now,
                 report,
@@ -427,8 +430,20 @@ impl Flusher {
         // back (a mirror re-added under the name would inherit it).
         let spool = Spool::new(&self.paths.dir);
         let _lock = spool.lock().ok();
-        let removed = config::load(&self.paths)
-            .is_ok_and(|c| !c.mirrors.iter().any(|x| x.mirror.name == done.name));
+        let current = config::load(&self.paths)
+            .map(|c| c.mirrors.into_iter().find(|x| x.mirror.name == done.name));
+        let removed = matches!(current, Ok(None));
+        if let Ok(Some(now)) = &current {
+            if !same_target(&now.mirror, &done.mirror) {
+                // `set` changed where or how it pushes while this sync ran, and reset its
+                // state: what the old target said must not land in the new target's status.
+                info!(
+                    "sync {} ended after its url or credentials changed; its result is not kept",
+                    done.name
+                );
+                return;
+            }
+        }
         if removed {
             info!(
                 "sync {} ended after the mirror was removed; its state is not kept",
@@ -614,6 +629,15 @@ impl Flusher {
         drop(lock);
         Some(0)
     }
+}
+
+/// Whether two configurations of a mirror push to the same place the same way (`set` resets the
+/// status when they do not).
+pub fn same_target(a: &crate::config::MirrorConfig, b: &crate::config::MirrorConfig) -> bool {
+    a.url == b.url
+        && a.auth == b.auth
+        && a.ca_file == b.ca_file
+        && a.allow_insecure_http == b.allow_insecure_http
 }
 
 /// Whether rewriting the journal would drop anything: confirmed records, damage, or updates

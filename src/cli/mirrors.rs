@@ -313,10 +313,7 @@ pub(super) fn set(paths: &RepoPaths, name: &str, assignments: &[String]) -> Resu
         // nothing about the new one. Its status starts afresh (like `add`; GitLab resets the
         // status fields when the URL or the credentials change), under the same lock.
         let old = &cfg.mirrors[idx];
-        retarget = old.url != m.url
-            || old.auth != m.auth
-            || old.ca_file != m.ca_file
-            || old.allow_insecure_http != m.allow_insecure_http;
+        retarget = !crate::flusher::same_target(old, &m);
         if retarget {
             state::remove(&paths.state_dir(), name).map_err(|e| Fail(1, e.to_string()))?;
         }
