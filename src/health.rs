@@ -94,3 +94,21 @@ pub fn dangling_head(git_dir: &Path) -> Option<DanglingHead> {
         git_dir: git_dir.display().to_string(),
     })
 }
+
+/// The spool ends below a mirror's cursor: it was deleted, emptied or cut back, and updates it
+/// held may never have been mirrored. The next push, `sync` or flusher repairs the numbering and
+/// syncs every mirror in full (see `spool::Spool::append_checked`).
+pub fn spool_lost(
+    paths: &crate::paths::RepoPaths,
+    contents: &crate::spool::Contents,
+) -> Option<String> {
+    let top = crate::state::max_cursor(&paths.state_dir());
+    (contents.last_seq() < top).then(|| {
+        format!(
+            "{}/spool ends at sequence number {} but a mirror has confirmed up to {}: it was lost or truncated; `git-pushmirror sync` (or the next push) syncs every mirror in full",
+            paths.dir.display(),
+            contents.last_seq(),
+            top
+        )
+    })
+}

@@ -77,6 +77,16 @@ fn lost_spool_the_next_push_is_still_mirrored_and_the_loss_is_logged() {
     }
     assert!(env.wait_flushers_gone());
     std::fs::remove_file(up.join("pushmirror/spool")).unwrap();
+    // `status` no longer says all is well.
+    let out = env.pm(&up, &["status", "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        doc["spool_lost"]
+            .as_str()
+            .is_some_and(|s| s.contains("lost or truncated")),
+        "{doc}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{doc}");
 
     env.commit(&wc, "after the spool was lost");
     let out = env.push(&wc, &["main"]);
@@ -99,10 +109,17 @@ fn lost_spool_the_next_push_is_still_mirrored_and_the_loss_is_logged() {
     env.git(&up, &["config", "receive.advertisePushOptions", "true"]);
     env.push(&wc, &["-o", "pushmirror.skip", "main"]);
     std::fs::write(up.join("pushmirror/spool"), b"").unwrap();
+    let out = env.pm(&up, &["status"]);
+    assert!(
+        text(&out.stdout).contains("SPOOL LOST"),
+        "{}",
+        text(&out.stdout)
+    );
     env.pm_ok(&up, &["sync", "--wait"]);
     env.wait_mirrored(&up, &mirror);
     let m = env.mirror_status(&up, "m");
     assert_eq!(m["pending_updates"], 0, "{m}");
+    assert!(env.status_json(&up)["spool_lost"].is_null());
 }
 
 // ---------------------------------------------------------------------------------------------

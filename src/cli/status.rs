@@ -74,6 +74,8 @@ pub(super) fn status(paths: &RepoPaths, name: Option<&str>, json_out: bool) -> R
     let hook = crate::install::check(&paths.git_dir);
     let write_error = crate::health::write_error(&paths.dir);
     unhealthy |= write_error.is_some();
+    let spool_lost = crate::health::spool_lost(paths, &contents);
+    unhealthy |= spool_lost.is_some();
     let head = crate::health::dangling_head(&paths.git_dir);
     let doc = json!({
         "repository": paths.git_dir,
@@ -83,6 +85,7 @@ pub(super) fn status(paths: &RepoPaths, name: Option<&str>, json_out: bool) -> R
         "flusher_running": crate::hook::flusher_running(paths),
         "spool_damaged_records": contents.damage.len(),
         "write_error": write_error,
+        "spool_lost": spool_lost,
         "upstream_head": head.as_ref().map(|h| h.to_json()),
         "upstream_head_problem": head.as_ref().map(|h| h.message()),
         "mirrors": mirrors,
@@ -110,6 +113,9 @@ pub(super) fn print_status(doc: &Value) {
     }
     if let Some(problem) = doc["write_error"].as_str() {
         println!("WRITE ERROR: {problem}");
+    }
+    if let Some(problem) = doc["spool_lost"].as_str() {
+        println!("SPOOL LOST: {problem}");
     }
     if let Some(problem) = doc["upstream_head_problem"].as_str() {
         println!("warning: {problem}");
