@@ -345,9 +345,15 @@ fn set_url_resets_status_and_syncs_the_new_target_without_a_push() {
 // ---------------------------------------------------------------------------------------------
 // 6. A push killed at its timeout leaves no ref locks behind
 
+/// Lock files of refs (`refs/**.lock`, `packed-refs.lock`, `HEAD.lock`): git's own object
+/// maintenance (`objects/maintenance.lock`) comes and goes on its own.
 fn lock_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
+    let mut out: Vec<PathBuf> = ["packed-refs.lock", "HEAD.lock"]
+        .iter()
+        .map(|f| dir.join(f))
+        .filter(|p| p.exists())
+        .collect();
+    let mut stack = vec![dir.join("refs")];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
             let p = e.path();
