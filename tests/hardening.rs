@@ -220,11 +220,6 @@ fn symlinked_push_dir_is_refused_and_nothing_is_deleted_where_it_points() {
     let env = Env::new();
     env.write_server_config(FAST);
     let (up, mirror, wc) = synced_pair(&env);
-    // Private modes, as documented.
-    assert_eq!(mode(&up.join("pushmirror")), 0o700);
-    assert_eq!(mode(&up.join("pushmirror/state")), 0o700);
-    assert_eq!(mode(&up.join("pushmirror/push")), 0o700);
-
     let victim = env.path("victim");
     std::fs::create_dir_all(victim.join("m/sub")).unwrap();
     std::fs::write(victim.join("m/sub/precious"), b"precious").unwrap();
@@ -253,6 +248,10 @@ fn symlinked_push_dir_is_refused_and_nothing_is_deleted_where_it_points() {
     std::fs::remove_file(&push).unwrap();
     env.pm_ok(&up, &["sync", "--wait"]);
     env.wait_mirrored(&up, &mirror);
+    // Private modes, as documented (they followed the umask: 0755).
+    assert_eq!(mode(&up.join("pushmirror")), 0o700);
+    assert_eq!(mode(&up.join("pushmirror/state")), 0o700);
+    assert_eq!(mode(&up.join("pushmirror/push")), 0o700);
 }
 
 #[test]
