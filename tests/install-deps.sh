@@ -14,7 +14,8 @@ PKGS=(
   fcgiwrap          # HttpsServer: runs git-http-backend as a CGI behind nginx
   gitolite3         # needed by gitolite tests
   passwd            # useradd/groupadd: the shared-repository test's two Unix users
-  util-linux        # setpriv (push as those users), mount/umount (tmpfs full-disk tests)
+  util-linux        # unshare (credentials.rs), setpriv (hardening.rs), mount/umount
+  mount             # mount --bind / -t tmpfs
   procps            # pgrep: tests check that killed process groups are gone
 )
 

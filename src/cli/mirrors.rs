@@ -162,6 +162,7 @@ pub(super) fn add(paths: &RepoPaths, a: AddArgs) -> Result<i32, Fail> {
         }
     };
     m.validate().map_err(usage)?;
+    check_auth_files(&m, paths)?;
     // A rule's mirror of the same name is replaced here, not refused: that is the override.
     let overrides = config::load(paths).is_ok_and(|l| {
         l.mirrors
@@ -205,6 +206,13 @@ pub(super) fn add(paths: &RepoPaths, a: AddArgs) -> Result<i32, Fail> {
             .map_err(|e| Fail(1, e))?;
     }
     Ok(0)
+}
+
+/// The auth files and values a sync of `m` would refuse are refused before anything is
+/// written (see `auth::check_files`).
+fn check_auth_files(m: &MirrorConfig, paths: &RepoPaths) -> Result<(), Fail> {
+    crate::mirror::auth::check_files(&m.auth, &paths.config())
+        .map_err(|e| Fail(1, format!("mirror `{}`: auth: {e}", m.name)))
 }
 
 /// A relative local path means relative to where the admin stands, not to the repository the
@@ -309,6 +317,11 @@ pub(super) fn set(paths: &RepoPaths, name: &str, assignments: &[String]) -> Resu
             }
         })?;
         m.validate().map_err(usage)?;
+        // Only a changed auth is checked: `set NAME debounce=1s` must not fail because the key
+        // went missing (the sync says so), but a new key or file must be one a sync can use.
+        if m.auth != cfg.mirrors[idx].auth {
+            check_auth_files(&m, paths)?;
+        }
         // Where or how the mirror pushes changed: what the old target had confirmed says
         // nothing about the new one. Its status starts afresh (like `add`; GitLab resets the
         // status fields when the URL or the credentials change), under the same lock.
