@@ -6,6 +6,7 @@
 
 mod cli;
 mod config;
+mod config_edit;
 mod flusher;
 mod health;
 mod hook;

@@ -48,6 +48,9 @@ pub(super) fn mirror_status(
     if let (Value::Object(a), Value::Object(b)) = (&mut v, extra) {
         a.extend(b);
     }
+    if let (Value::Object(a), Value::Object(b)) = (&mut v, ssh_json(e)) {
+        a.extend(b);
+    }
     (v, failed || behind)
 }
 

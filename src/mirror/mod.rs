@@ -206,6 +206,11 @@ fn run_sync(
         only_protected_branches: cfg.only_protected_branches,
         protected: cfg.protected.clone(),
         extra_prefixes: cfg.refs.clone(),
+        branch_regex: cfg
+            .branch_regex
+            .as_deref()
+            .map(plan::BranchRegex::new)
+            .transpose()?,
     };
     // The plan is made from a listing of the mirror; someone may push to the mirror before our
     // push lands. Every update and deletion is therefore leased on the value we listed, so that
