@@ -20,7 +20,9 @@ pub fn write_error(dir: &Path) -> Option<String> {
             .write(true)
             .create_new(true)
             .open(&probe)?;
-        let r = f.write_all(&[0u8; 4096]).and_then(|_| f.sync_data());
+        // No fsync: a full file system refuses the write itself (block reservation), and
+        // `status --root` over many repositories must stay cheap.
+        let r = f.write_all(&[0u8; 4096]);
         let _ = std::fs::remove_file(&probe);
         r
     })();
