@@ -27,6 +27,9 @@ pub struct SyncReport {
     pub error: Option<String>,
     /// Where the time went, for the log line of a sync that ran.
     pub timings: Timings,
+    /// Branches kept on the mirror only because upstream's HEAD names no existing branch, so
+    /// none can be shown to be merged (see `health::dangling_head`).
+    pub kept_by_dangling_head: Vec<String>,
     /// What the LFS step sent and found missing.
     pub lfs: lfs::Outcome,
 }
@@ -230,6 +233,11 @@ fn run_sync(
         only_protected_branches: cfg.only_protected_branches,
         protected: cfg.protected.clone(),
         extra_prefixes: cfg.refs.clone(),
+        branch_regex: cfg
+            .branch_regex
+            .as_deref()
+            .map(plan::BranchRegex::new)
+            .transpose()?,
     };
     // The plan is made from a listing of the mirror; someone may push to the mirror before our
     // push lands. Every update and deletion is therefore leased on the value we listed, so that
@@ -273,8 +281,21 @@ fn run_sync(
             options: &options,
         };
         let the_plan = plan::plan(&input, &upstream);
+        let head_missing = default_branch
+            .as_deref()
+            .is_none_or(|b| !local.contains_key(b));
         let mut report = SyncReport {
             divergent: the_plan.divergent.clone(),
+            kept_by_dangling_head: if head_missing {
+                the_plan
+                    .skipped
+                    .iter()
+                    .filter(|(_, r)| *r == plan::SkipReason::UnmergedOnMirror)
+                    .map(|(n, _)| n.clone())
+                    .collect()
+            } else {
+                Vec::new()
+            },
             ..SyncReport::default()
         };
         timings.plan += t.elapsed();

@@ -1176,6 +1176,17 @@ impl SshServer {
         self.proc.log()
     }
 
+    /// Appends a public key line (`ssh-ed25519 AAAA... comment`) to the server's
+    /// authorized_keys: sshd reads the file at each login, so it works at once.
+    pub fn authorize(&self, public_key: &str) {
+        use std::io::Write;
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("authorized_keys"))
+            .expect("open authorized_keys");
+        writeln!(f, "{}", public_key.trim()).expect("append to authorized_keys");
+    }
+
     /// SSH connections sshd has authenticated so far (one per connection, however many
     /// sessions a connection master carries).
     pub fn logins(&self) -> usize {

@@ -279,9 +279,10 @@ fn wait_output(
         }
         s
     });
-    let (status, timed_out) = crate::mirror::git::wait_deadline(child, timeout, |pid| unsafe {
-        libc::kill(pid, libc::SIGKILL);
-    });
+    let (status, timed_out) =
+        crate::mirror::git::wait_deadline(child, timeout, |pid, sig| unsafe {
+            libc::kill(pid, sig);
+        });
     if timed_out {
         return Err(format!(
             "lfs: git-lfs-authenticate gave no answer within {}s",
