@@ -179,10 +179,13 @@ fn run_sync(
     if let Some(ca) = &cfg.ca_file {
         set.push(("GIT_SSL_CAINFO".into(), ca.display().to_string()));
     }
+    // The proxy git uses for the mirror carries its LFS requests too.
+    let mut lfs_proxy = String::new();
     if matches!(scheme, url::Scheme::Https | url::Scheme::Http) {
         // The askpass answers only prompts for this URL's scheme, host and port.
         set.push(("GIT_PUSHMIRROR_URL".into(), bare_url.clone()));
         let proxy = proxy_for(ctx.git_dir, &bare_url, timeout)?;
+        lfs_proxy = proxy.clone();
         if let (_, _, Some(p)) = url::split_credentials(&proxy) {
             secrets.push(p);
         }
@@ -310,6 +313,7 @@ fn run_sync(
                 url: &push_url,
                 credentials: lfs_credentials.clone(),
                 ca_file: cfg.ca_file.as_deref(),
+                proxy: &lfs_proxy,
                 timeout,
                 env: &env,
             };

@@ -248,6 +248,7 @@ impl Client {
     pub fn new(
         endpoint: Endpoint,
         ca_file: Option<&std::path::Path>,
+        proxy: &str,
         activity_timeout: Duration,
     ) -> Result<Client, String> {
         let mut b = ureq::AgentBuilder::new()
@@ -258,6 +259,15 @@ impl Client {
             // final one.
             .redirects(0)
             .user_agent(concat!("git-pushmirror/", env!("CARGO_PKG_VERSION")));
+        if !proxy.is_empty() {
+            let p = ureq::Proxy::new(proxy).map_err(|_| {
+                format!(
+                    "lfs: cannot use the proxy {} (http.proxy) for LFS requests",
+                    crate::mirror::url::mask(proxy)
+                )
+            })?;
+            b = b.proxy(p);
+        }
         if let Some(tls) = tls_config(ca_file)? {
             b = b.tls_config(tls);
         }
@@ -417,6 +427,35 @@ mod tests {
             Some(1_795_598_551_123)
         );
         assert_eq!(parse_rfc3339_ms("yesterday"), None);
+    }
+
+    #[test]
+    fn git_proxy_values_are_accepted_and_a_bad_one_is_named_masked() {
+        let endpoint = || Endpoint {
+            href: "https://git.example.com/a.git/info/lfs".into(),
+            headers: Vec::new(),
+            authorization: None,
+            pinned: None,
+        };
+        for p in [
+            "http://proxy.example.com:3128",
+            "http://user:pr0xy@127.0.0.1:3128",
+            "127.0.0.1:3128",
+        ] {
+            assert!(
+                Client::new(endpoint(), None, p, Duration::from_secs(5)).is_ok(),
+                "{p}"
+            );
+        }
+        let e = Client::new(
+            endpoint(),
+            None,
+            "ftp://user:pr0xy@proxy:21",
+            Duration::from_secs(5),
+        )
+        .err()
+        .expect("an ftp:// proxy is refused");
+        assert!(e.contains("http.proxy") && !e.contains("pr0xy"), "{e}");
     }
 
     #[test]

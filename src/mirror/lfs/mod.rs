@@ -66,6 +66,8 @@ pub struct Job<'a> {
     /// The mirror's username and password/token, if it has them.
     pub credentials: Option<(String, String)>,
     pub ca_file: Option<&'a Path>,
+    /// The proxy git uses for the mirror (`http.proxy`), "" for none.
+    pub proxy: &'a str,
     pub timeout: Duration,
     /// The git child environment (GIT_SSH_COMMAND for ssh mirrors).
     pub env: &'a crate::mirror::git::ChildEnv,
@@ -106,7 +108,13 @@ pub fn send(job: &Job<'_>, tips: &[String], have: &[String]) -> Result<Outcome, 
         }
         Scheme::Https | Scheme::Http | Scheme::Ssh => {
             let endpoint = endpoint(job)?;
-            let client = client::Client::new(endpoint, job.ca_file, job.timeout)?;
+            // The SSH mirror's endpoint is reached directly (no git config names a proxy for it).
+            let proxy = if job.scheme == Scheme::Ssh {
+                ""
+            } else {
+                job.proxy
+            };
+            let client = client::Client::new(endpoint, job.ca_file, proxy, job.timeout)?;
             upload_all(job, &client, &pointers, &local, &mut out)?;
         }
     }
