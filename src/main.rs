@@ -12,6 +12,7 @@ mod install;
 mod logging;
 mod mirror;
 mod paths;
+mod pattern;
 mod repo;
 mod slots;
 mod spool;
