@@ -37,38 +37,31 @@ fn invalid(path: &Path, msg: impl Into<String>) -> ConfigError {
 pub struct Dur(pub Duration);
 
 impl Dur {
+    /// Parses with jiff's "friendly" duration parser, held to the compact form this project
+    /// has always documented (`<number><unit>` runs, units ms, s, m, h, d, largest first): the
+    /// spelled-out forms jiff also knows (`5 minutes`, `1.5s`, `2 hrs`) are refused so that a
+    /// config stays readable by the older versions of this tool a fleet may still run.
     pub fn parse(s: &str) -> Result<Dur, String> {
         let s = s.trim();
         if s.is_empty() {
             return Err("empty duration".into());
         }
-        let mut total = 0u128;
-        let mut rest = s;
-        while !rest.is_empty() {
-            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-            if digits == 0 {
-                return Err(format!(
-                    "invalid duration `{s}` (use e.g. 500ms, 1s, 5m, 1h)"
-                ));
-            }
-            let n: u128 = rest[..digits]
-                .parse()
-                .map_err(|_| format!("invalid duration `{s}`"))?;
-            rest = &rest[digits..];
-            let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
-            let unit = match &rest[..unit_len] {
-                "ms" => 1,
-                "s" => 1000,
-                "m" => 60_000,
-                "h" => 3_600_000,
-                "d" => 86_400_000,
-                _ => return Err(format!("invalid duration `{s}` (units: ms, s, m, h, d)")),
-            };
-            rest = &rest[unit_len..];
-            total = total.saturating_add(n.saturating_mul(unit));
+        let compact = s.bytes().next().is_some_and(|b| b.is_ascii_digit())
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || matches!(b, b'm' | b's' | b'h' | b'd'));
+        static PARSER: jiff::fmt::friendly::SpanParser = jiff::fmt::friendly::SpanParser::new();
+        // A day is 24 hours here: a debounce has no calendar.
+        let parsed = PARSER.parse_span(s).and_then(|span| {
+            let d = span.to_duration(jiff::SpanRelativeTo::days_are_24_hours())?;
+            Duration::try_from(d)
+        });
+        match parsed {
+            Ok(d) if compact && u64::try_from(d.as_millis()).is_ok() => Ok(Dur(d)),
+            Ok(_) if compact => Err(format!("duration `{s}` is too large")),
+            _ => Err(format!(
+                "invalid duration `{s}` (use e.g. 500ms, 1s, 5m, 1h30m, 2d)"
+            )),
         }
-        let ms = u64::try_from(total).map_err(|_| format!("duration `{s}` is too large"))?;
-        Ok(Dur(Duration::from_millis(ms)))
     }
 }
 
@@ -584,7 +577,24 @@ mod tests {
         assert_eq!(Dur::parse("1s").unwrap().0, Duration::from_secs(1));
         assert_eq!(Dur::parse("1h30m").unwrap().0, Duration::from_secs(5400));
         assert_eq!(Dur::parse("250ms").unwrap().0, Duration::from_millis(250));
-        for bad in ["", "5", "s", "5 minutes", "1.5s", "-1s", "5x"] {
+        assert_eq!(Dur::parse("2d").unwrap().0, Duration::from_secs(2 * 86_400));
+        assert_eq!(Dur::parse(" 0s ").unwrap().0, Duration::ZERO);
+        assert_eq!(
+            Dur::parse("1d2h3m4s5ms").unwrap().0,
+            Duration::from_millis(93_784_005)
+        );
+        for bad in [
+            "",
+            "5",
+            "s",
+            "5 minutes",
+            "1.5s",
+            "-1s",
+            "5x",
+            "5mins",
+            "PT1H",
+            "1s ago",
+        ] {
             assert!(Dur::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(Dur::parse("90s").unwrap().to_string(), "90s");
