@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::mirror::auth::Auth;
+mod auth;
+pub use auth::Auth;
 
 pub const SERVER_CONFIG: &str = "/etc/git-pushmirror/config.yaml";
 
@@ -170,7 +171,7 @@ impl MirrorConfig {
     /// Checks what serde cannot: names usable as file names, the URL policy, patterns, prefixes.
     pub fn validate(&self) -> Result<(), String> {
         validate_name(&self.name)?;
-        crate::mirror::url::validate(&self.url, self.allow_insecure_http)
+        crate::url::validate(&self.url, self.allow_insecure_http)
             .map_err(|e| format!("mirror `{}`: url: {e}", self.name))?;
         for p in &self.protected {
             if p.is_empty() || p.starts_with("refs/") {
@@ -503,12 +504,7 @@ pub fn load(paths: &crate::paths::RepoPaths) -> Result<Loaded, ConfigError> {
     let mut list: Vec<(MirrorConfig, PathBuf)> = Vec::new();
     if let Some(name) = rule_name(&server, &paths.git_dir) {
         for r in &server.rules {
-            if !r.repos.is_empty()
-                && !r
-                    .repos
-                    .iter()
-                    .any(|p| crate::mirror::plan::wildmatch(p, &name))
-            {
+            if !r.repos.is_empty() && !r.repos.iter().any(|p| crate::pattern::wildmatch(p, &name)) {
                 continue;
             }
             let mut m = r.clone();

@@ -19,6 +19,7 @@ mod spool;
 mod state;
 mod time;
 mod update;
+mod url;
 
 use std::path::{Path, PathBuf};
 

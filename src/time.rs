@@ -18,6 +18,19 @@ pub fn rfc3339(ms: u64) -> String {
     }
 }
 
+/// Cheap jitter without a random crate: the clock's nanoseconds mixed with our pid.
+pub fn jitter_ms(max: u64) -> u64 {
+    if max == 0 {
+        return 0;
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
+    let x = nanos ^ (std::process::id() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x.wrapping_mul(0x2545_F491_4F6C_DD1D) % max
+}
+
 /// `1h2m3s` style, for humans reading status.
 pub fn human(ms: u64) -> String {
     let s = ms / 1000;
