@@ -196,11 +196,12 @@ fn check_url_parts(kind: Scheme, scheme: &str, url: &gix::url::Url) -> Result<Sc
     if host.is_empty() {
         return Err(UrlError::MissingHost);
     }
-    if host.starts_with('-') {
+    // An http(s) host keeps its escapes in gix-url (those of ssh and git are decoded already).
+    let host = percent_decode(host);
+    if host.first() == Some(&b'-') {
         return Err(UrlError::HostLeadingDash);
     }
-    // An http(s) host keeps its escapes in gix-url; git's curl would decode them.
-    if has_control(&percent_decode(host)) || has_control(&url.path) {
+    if has_control(&host) || has_control(&url.path) {
         return Err(UrlError::EncodedControl);
     }
     Ok(kind)
@@ -598,6 +599,7 @@ mod tests {
         assert_eq!(refused("ssh://%2Dl@host/y"), UrlError::UserLeadingDash);
         assert_eq!(refused("git://-evil/y"), UrlError::HostLeadingDash);
         assert_eq!(refused("https://-evil/y"), UrlError::HostLeadingDash);
+        assert_eq!(refused("https://%2devil/y"), UrlError::HostLeadingDash);
         assert_eq!(refused("git@-evil:x"), UrlError::HostLeadingDash);
         assert_eq!(refused("git@[-evil]:x"), UrlError::HostLeadingDash);
         assert_eq!(refused("[-evil]:x"), UrlError::HostLeadingDash);
