@@ -51,14 +51,20 @@ impl Dur {
             && s.bytes()
                 .all(|b| b.is_ascii_digit() || matches!(b, b'm' | b's' | b'h' | b'd'));
         static PARSER: jiff::fmt::friendly::SpanParser = jiff::fmt::friendly::SpanParser::new();
-        // A day is 24 hours here: a debounce has no calendar.
-        let parsed = PARSER.parse_span(s).and_then(|span| {
-            let d = span.to_duration(jiff::SpanRelativeTo::days_are_24_hours())?;
-            Duration::try_from(d)
+        // The compact alphabet leaves only days, hours, minutes, seconds and milliseconds to
+        // set; a day is 24 hours here (a debounce has no calendar). Summing them here rather than
+        // asking jiff (Span::to_duration) keeps its time zone machinery out of the binary.
+        let ms = PARSER.parse_span(s).map(|span| {
+            i128::from(span.get_days()) * 86_400_000
+                + i128::from(span.get_hours()) * 3_600_000
+                + i128::from(span.get_minutes()) * 60_000
+                + i128::from(span.get_seconds()) * 1000
+                + i128::from(span.get_milliseconds())
         });
-        match parsed {
-            Ok(d) if compact && u64::try_from(d.as_millis()).is_ok() => Ok(Dur(d)),
-            Ok(_) if compact => Err(format!("duration `{s}` is too large")),
+        match ms {
+            Ok(ms) if compact => u64::try_from(ms)
+                .map(|ms| Dur(Duration::from_millis(ms)))
+                .map_err(|_| format!("duration `{s}` is too large")),
             _ => Err(format!(
                 "invalid duration `{s}` (use e.g. 500ms, 1s, 5m, 1h30m, 2d)"
             )),
