@@ -38,10 +38,10 @@ fn invalid(path: &Path, msg: impl Into<String>) -> ConfigError {
 pub struct Dur(pub Duration);
 
 impl Dur {
-    /// Parses with jiff's "friendly" duration parser, held to the compact form this project
-    /// has always documented (`<number><unit>` runs, units ms, s, m, h, d, largest first): the
-    /// spelled-out forms jiff also knows (`5 minutes`, `1.5s`, `2 hrs`) are refused so that a
-    /// config stays readable by the older versions of this tool a fleet may still run.
+    /// Parses with humantime, held to the compact form this project has always documented
+    /// (`<number><unit>` runs, units ms, s, m, h, d; a day is 24 hours): the spelled-out forms
+    /// humantime also knows (`5 minutes`, `2 hrs`, `1h 30m`) are refused, as they always were,
+    /// so that a config has one spelling.
     pub fn parse(s: &str) -> Result<Dur, String> {
         let s = s.trim();
         if s.is_empty() {
@@ -50,21 +50,13 @@ impl Dur {
         let compact = s.bytes().next().is_some_and(|b| b.is_ascii_digit())
             && s.bytes()
                 .all(|b| b.is_ascii_digit() || matches!(b, b'm' | b's' | b'h' | b'd'));
-        static PARSER: jiff::fmt::friendly::SpanParser = jiff::fmt::friendly::SpanParser::new();
-        // The compact alphabet leaves only days, hours, minutes, seconds and milliseconds to
-        // set; a day is 24 hours here (a debounce has no calendar). Summing them here rather than
-        // asking jiff (Span::to_duration) keeps its time zone machinery out of the binary.
-        let ms = PARSER.parse_span(s).map(|span| {
-            i128::from(span.get_days()) * 86_400_000
-                + i128::from(span.get_hours()) * 3_600_000
-                + i128::from(span.get_minutes()) * 60_000
-                + i128::from(span.get_seconds()) * 1000
-                + i128::from(span.get_milliseconds())
-        });
-        match ms {
-            Ok(ms) if compact => u64::try_from(ms)
+        match humantime::parse_duration(s) {
+            Ok(d) if compact => u64::try_from(d.as_millis())
                 .map(|ms| Dur(Duration::from_millis(ms)))
                 .map_err(|_| format!("duration `{s}` is too large")),
+            Err(humantime::DurationError::NumberOverflow) if compact => {
+                Err(format!("duration `{s}` is too large"))
+            }
             _ => Err(format!(
                 "invalid duration `{s}` (use e.g. 500ms, 1s, 5m, 1h30m, 2d)"
             )),

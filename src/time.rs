@@ -1,6 +1,6 @@
-//! Wall-clock helpers: milliseconds since the epoch and RFC 3339 rendering (jiff).
+//! Wall-clock helpers: milliseconds since the epoch and RFC 3339 rendering (humantime).
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -11,11 +11,10 @@ pub fn now_ms() -> u64 {
 
 /// `2026-11-25T09:22:31.123Z`, UTC, always with milliseconds.
 pub fn rfc3339(ms: u64) -> String {
-    match i64::try_from(ms).map(jiff::Timestamp::from_millisecond) {
-        Ok(Ok(t)) => format!("{t:.3}"),
-        // Beyond the year 9999: not a time this tool will see from its own clock.
-        _ => format!("{:.3}", jiff::Timestamp::MAX),
-    }
+    // humantime renders up to the end of year 9999 (and fails beyond): not a time this tool's
+    // own clock will give.
+    let ms = ms.min(253_402_300_799_999);
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
 /// Cheap jitter without a random crate: the clock's nanoseconds mixed with our pid.
@@ -52,5 +51,6 @@ mod tests {
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(rfc3339(1_795_598_551_123), "2026-11-25T09:22:31.123Z");
         assert_eq!(rfc3339(1_795_598_551_000), "2026-11-25T09:22:31.000Z");
+        assert_eq!(rfc3339(u64::MAX), "9999-12-31T23:59:59.999Z");
     }
 }
