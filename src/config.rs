@@ -204,7 +204,7 @@ impl MirrorConfig {
                     self.name
                 ));
             }
-            crate::mirror::plan::BranchRegex::new(r)
+            crate::pattern::BranchRegex::new(r)
                 .map_err(|e| format!("mirror `{}`: {e}", self.name))?;
         }
         if self.only_protected_branches && self.protected.is_empty() {

@@ -2,8 +2,10 @@
 //! `WM_PATHNAME`, the dialect of gitignore, pathspec globs and `for-each-ref` patterns, from
 //! gitoxide's `gix-glob`, so that a pattern means here what it means to git users.
 //!
-//! A pure function shared by the config (rule patterns) and the planner (protected branches);
-//! it lives below both so that loading the config does not pull in the network side.
+//! Also `branch_regex` (GitLab's `mirror_branch_regex`, RE2 syntax via the `regex` crate).
+//!
+//! Shared by the config (which checks them when it loads) and the planner; it lives below both
+//! so that loading the config does not pull in the network side.
 
 use gix::glob::wildmatch::Mode;
 
@@ -53,6 +55,55 @@ fn one_byte_per_char(pattern: &str, text: &str) -> Option<(Vec<u8>, Vec<u8>)> {
         text.chars().map(byte).collect(),
     ))
 }
+
+/// A compiled `branch_regex` (the `regex` crate: RE2 syntax, matching in linear time, so an
+/// admin's pattern cannot make a sync hang). Compared by its source text.
+#[derive(Debug, Clone)]
+pub struct BranchRegex(regex::Regex);
+
+/// GitLab's limit on `mirror_branch_regex`.
+pub const BRANCH_REGEX_MAX: usize = 255;
+
+impl BranchRegex {
+    /// Compiles `pattern`; the error is one line naming what is wrong.
+    pub fn new(pattern: &str) -> Result<BranchRegex, String> {
+        if pattern.is_empty() {
+            return Err("branch_regex is empty (remove the key to mirror every branch)".into());
+        }
+        if pattern.chars().count() > BRANCH_REGEX_MAX {
+            return Err(format!(
+                "branch_regex is longer than {BRANCH_REGEX_MAX} characters"
+            ));
+        }
+        regex::RegexBuilder::new(pattern)
+            .size_limit(1 << 20)
+            .build()
+            .map(BranchRegex)
+            .map_err(|e| {
+                let e = e.to_string();
+                let last = e.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
+                format!(
+                    "branch_regex `{pattern}` is not a valid RE2 regex: {}",
+                    last.trim()
+                )
+            })
+    }
+
+    pub fn is_match(&self, branch: &str) -> bool {
+        self.0.is_match(branch)
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl PartialEq for BranchRegex {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+impl Eq for BranchRegex {}
 
 #[cfg(test)]
 mod tests {

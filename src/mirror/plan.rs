@@ -28,54 +28,10 @@ pub struct PlanOptions {
     pub branch_regex: Option<BranchRegex>,
 }
 
-/// A compiled `branch_regex` (the `regex` crate: RE2 syntax, matching in linear time, so an
-/// admin's pattern cannot make a sync hang). Compared by its source text.
-#[derive(Debug, Clone)]
-pub struct BranchRegex(regex::Regex);
-
-/// GitLab's limit on `mirror_branch_regex`.
-pub const BRANCH_REGEX_MAX: usize = 255;
-
-impl BranchRegex {
-    /// Compiles `pattern`; the error is one line naming what is wrong.
-    pub fn new(pattern: &str) -> Result<BranchRegex, String> {
-        if pattern.is_empty() {
-            return Err("branch_regex is empty (remove the key to mirror every branch)".into());
-        }
-        if pattern.chars().count() > BRANCH_REGEX_MAX {
-            return Err(format!(
-                "branch_regex is longer than {BRANCH_REGEX_MAX} characters"
-            ));
-        }
-        regex::RegexBuilder::new(pattern)
-            .size_limit(1 << 20)
-            .build()
-            .map(BranchRegex)
-            .map_err(|e| {
-                let e = e.to_string();
-                let last = e.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
-                format!(
-                    "branch_regex `{pattern}` is not a valid RE2 regex: {}",
-                    last.trim()
-                )
-            })
-    }
-
-    pub fn is_match(&self, branch: &str) -> bool {
-        self.0.is_match(branch)
-    }
-
-    pub fn as_str(&self) -> &str {
-        self.0.as_str()
-    }
-}
-
-impl PartialEq for BranchRegex {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-impl Eq for BranchRegex {}
+/// Lives in `crate::pattern` (the config checks it when it loads).
+pub use crate::pattern::BranchRegex;
+#[cfg(test)]
+use crate::pattern::BRANCH_REGEX_MAX;
 
 /// Answers "is `ancestor` reachable from `descendant`" for hex object ids; an id unknown upstream is never an ancestor.
 ///
