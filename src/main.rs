@@ -15,12 +15,14 @@ mod logging;
 mod mirror;
 mod ops;
 mod paths;
+mod pattern;
 mod repo;
 mod slots;
 mod spool;
 mod state;
 mod time;
 mod update;
+mod url;
 
 use std::path::{Path, PathBuf};
 
