@@ -1295,3 +1295,41 @@ fn json_documents_have_the_documented_fields() {
     }
     assert_eq!(sm["update_status"], "none");
 }
+
+/// `status | head -1` (or `list`, `show` piped into a pager that quits early) ends quietly, as
+/// `git log | head` does: no panic, no backtrace, no exit 101.
+#[test]
+fn reports_piped_into_a_closed_reader_end_quietly() {
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    let a = env.bare("a.git", &[]);
+    env.pm_ok(&up, &["add", "a", a.to_str().unwrap(), "--disabled"]);
+    for args in [
+        &["status"][..],
+        &["status", "--json"],
+        &["list"],
+        &["list", "--json"],
+        &["show", "a"],
+    ] {
+        // A pipe whose reader is already gone: the first write gets EPIPE.
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let o = env
+            .cmd(bin())
+            .arg("--repo")
+            .arg(&up)
+            .args(args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run git-pushmirror");
+        let err = stderr(&o);
+        assert!(
+            !err.contains("panicked")
+                && !err.contains("Broken pipe")
+                && o.status.code() != Some(101),
+            "{args:?} with a closed stdout: {:?} {err}",
+            o.status
+        );
+    }
+}

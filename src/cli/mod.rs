@@ -141,6 +141,15 @@ fn run(cli: Cli) -> Result<i32, Fail> {
     }
     let git_dir = resolve_repo(cli.repo.as_deref())?;
     let paths = RepoPaths::new(&git_dir);
+    if matches!(
+        cli.cmd,
+        Cmd::List { .. } | Cmd::Show { .. } | Cmd::Status { .. }
+    ) {
+        // Reports only read: piped into `head` or a pager that quits, they end quietly on
+        // SIGPIPE as git's own commands do, instead of panicking on a failed print.
+        // SAFETY: restores the default disposition of one signal; no handler is involved.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match cli.cmd {
         Cmd::Flush => Ok(crate::flusher::run(&git_dir)),
         Cmd::Add(a) => add(&paths, *a),
