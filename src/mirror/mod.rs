@@ -184,7 +184,20 @@ fn run_sync(
     let masked = url::mask(&cfg.url);
     let fail = |e: git::GitError| match e {
         git::GitError::Failed { what, stderr } => {
-            format!("git {what} {masked}: {}", git::last_line(&stderr))
+            let last = git::last_line(&stderr);
+            // The pin lacks this host:port (a changed URL, the wrong known_hosts): say how to
+            // pin it.
+            let hint = if last.contains(" host key is known for ") {
+                let rule = crate::paths::RepoPaths::new(ctx.git_dir).config() != m.source;
+                format!(
+                    " (pin it: `git-pushmirror detect-host-key {}{}`, or fix auth.known_hosts)",
+                    if rule { "--rule " } else { "" },
+                    cfg.name
+                )
+            } else {
+                String::new()
+            };
+            format!("git {what} {masked}: {last}{hint}")
         }
         other => format!("{other} ({masked})"),
     };
