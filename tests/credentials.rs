@@ -690,6 +690,12 @@ fn add_and_set_refuse_auth_files_a_sync_would_refuse() {
     let open_key = d.join("open_id");
     fs::copy(&key, &open_key).unwrap();
     fs::set_permissions(&open_key, fs::Permissions::from_mode(0o644)).unwrap();
+    // The admin gives the `.pub` by mistake: as ssh-keygen left it (0644), and chmod 600'd
+    // after a mode complaint; ssh would only say "Permission denied (publickey)".
+    let public = key.with_extension("pub");
+    let private_pub = d.join("id600.pub");
+    fs::copy(&public, &private_pub).unwrap();
+    fs::set_permissions(&private_pub, fs::Permissions::from_mode(0o600)).unwrap();
     let kh = d.join("known_hosts");
     write_mode(
         &kh,
@@ -714,6 +720,11 @@ fn add_and_set_refuse_auth_files_a_sync_would_refuse() {
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec![ssh_url, "--ssh-key", s(&missing)], "missing"),
         (vec![ssh_url, "--ssh-key", s(&open_key)], "0644"),
+        (vec![ssh_url, "--ssh-key", s(&public)], "is a public key"),
+        (
+            vec![ssh_url, "--ssh-key", s(&private_pub)],
+            "is a public key",
+        ),
         (
             vec![ssh_url, "--ssh-key", s(&key), "--known-hosts", s(&missing)],
             "known_hosts",
