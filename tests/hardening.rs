@@ -341,6 +341,34 @@ fn set_url_resets_status_and_syncs_the_new_target_without_a_push() {
     );
 }
 
+/// `set NAME enabled=true` is `enable NAME` spelled as a setting: what was pushed while the mirror
+/// was disabled reaches it now, not at some later push (status said finished, pending 0,
+/// meanwhile). Widening the branch filter with `set` likewise sends the branches it now
+/// selects.
+#[test]
+fn set_enabled_true_and_a_wider_branch_filter_sync_without_a_push() {
+    let env = Env::new();
+    env.write_server_config(FAST);
+    let (up, mirror, wc) = synced_pair(&env);
+    env.pm_ok(&up, &["set", "m", "enabled=false"]);
+    env.git(&wc, &["checkout", "-q", "-b", "while-disabled"]);
+    env.commit(&wc, "while disabled");
+    env.push(&wc, &["while-disabled"]);
+    assert!(env.wait_flushers_gone());
+    assert!(!env.refs(&mirror).contains_key("refs/heads/while-disabled"));
+    env.pm_ok(&up, &["set", "m", "enabled=true"]);
+    env.wait_mirrored(&up, &mirror);
+
+    env.pm_ok(&up, &["set", "m", "branch_regex=^main$"]);
+    env.git(&wc, &["checkout", "-q", "-b", "feature"]);
+    env.commit(&wc, "feature");
+    env.push(&wc, &["feature"]);
+    assert!(env.wait_flushers_gone());
+    assert!(!env.refs(&mirror).contains_key("refs/heads/feature"));
+    env.pm_ok(&up, &["set", "m", "branch_regex="]);
+    env.wait_mirrored(&up, &mirror);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 6. A push killed at its timeout leaves no ref locks behind
 

@@ -331,6 +331,9 @@ pub(super) fn toggle(paths: &RepoPaths, name: &str, on: bool) -> Result<i32, Fai
 /// strict deserialisation and validation as the file, so `set` cannot write what `load` refuses.
 pub(super) fn set(paths: &RepoPaths, name: &str, assignments: &[String]) -> Result<i32, Fail> {
     let mut retarget = false;
+    // Enabled again, or a wider choice of refs: a sync now, as `enable` does, so what was
+    // pushed meanwhile (or is newly selected) does not wait for some later push.
+    let mut resync = false;
     edit(paths, name, |cfg| {
         let idx = cfg
             .mirrors
@@ -405,6 +408,11 @@ pub(super) fn set(paths: &RepoPaths, name: &str, assignments: &[String]) -> Resu
         // status fields when the URL or the credentials change), under the same lock.
         let old = &cfg.mirrors[idx];
         retarget = !crate::flusher::same_target(old, &m);
+        resync = (m.enabled && !old.enabled)
+            || m.branch_regex != old.branch_regex
+            || m.only_protected_branches != old.only_protected_branches
+            || m.protected != old.protected
+            || m.refs != old.refs;
         if retarget {
             state::remove(&paths.state_dir(), name).map_err(|e| Fail(1, e.to_string()))?;
         }
@@ -420,6 +428,9 @@ pub(super) fn set(paths: &RepoPaths, name: &str, assignments: &[String]) -> Resu
         crate::hook::spool_and_wake_forced(paths, &[name.to_string()]).map_err(|e| Fail(1, e))?;
     } else if retarget {
         println!("updated mirror {name}; its status is reset (it is disabled: `git-pushmirror enable {name}` syncs it)");
+    } else if resync && enabled {
+        println!("updated mirror {name}; a full sync starts now");
+        crate::hook::spool_and_wake_forced(paths, &[name.to_string()]).map_err(|e| Fail(1, e))?;
     } else {
         println!("updated mirror {name}");
     }
