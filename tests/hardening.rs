@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -367,6 +368,46 @@ fn set_enabled_true_and_a_wider_branch_filter_sync_without_a_push() {
     assert!(!env.refs(&mirror).contains_key("refs/heads/feature"));
     env.pm_ok(&up, &["set", "m", "branch_regex="]);
     env.wait_mirrored(&up, &mirror);
+}
+
+/// A corrupt state file is an error worth one log line per flusher, not one per pass of its loop
+/// (five a second, for as long as another mirror keeps the flusher busy: a retry schedule, a long
+/// debounce), which fills the disk the log is on.
+#[test]
+fn a_corrupt_state_file_is_logged_once_not_at_every_pass() {
+    let env = Env::new();
+    env.write_server_config(&format!("{FAST}  max_attempts: 5\n"));
+    let (up, _mirror, _wc) = synced_pair(&env);
+    let state = up.join("pushmirror/state/m.json");
+    fs::write(&state, "{\"cursor\": 3,").unwrap();
+    // A mirror that fails keeps the flusher running through its retries, then gives up.
+    let absent = env.path("absent.git");
+    env.pm_ok(
+        &up,
+        &[
+            "add",
+            "bad",
+            absent.to_str().unwrap(),
+            "--debounce",
+            "100ms",
+        ],
+    );
+    assert!(wait_until(Duration::from_secs(120), || env
+        .log(&up)
+        .contains("sync bad failed 5 times, giving up")));
+    assert!(env.wait_flushers_gone());
+    let log = env.log(&up);
+    let n = log.matches("corrupt state file").count();
+    assert_eq!(n, 1, "{log}");
+    // Still reported by status, with the fix.
+    let st = env.mirror_status(&up, "m");
+    assert!(
+        st["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("delete it"),
+        "{st}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
