@@ -919,3 +919,37 @@ fn a_failing_mirror_is_not_healthy_while_it_retries() {
     env.pm_ok(&up, &["disable", "hole"]);
     assert!(env.wait_flushers_gone());
 }
+
+/// An inline password YAML reads as a number or a boolean (`password: 987654321`) is a type
+/// error; the error names the line and the key, but never the value: it goes to every pusher
+/// (`remote:` lines), the log, `status` and `list`.
+#[test]
+fn a_config_error_on_an_inline_password_does_not_show_it() {
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    let secret = "987654321";
+    let dir = up.join("pushmirror");
+    fs::create_dir_all(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+    write_mode(
+        &dir.join("config.yaml"),
+        &format!(
+            "mirrors:\n- name: h\n  url: https://127.0.0.1:1/x.git\n  auth:\n    method: password\n    username: bob\n    password: {secret}\n"
+        ),
+        0o600,
+    );
+    let wc = env.clone(&up, "wc");
+    env.commit(&wc, "one");
+    let pushed = env.push(&wc, &["main"]);
+    let remote = text(&pushed);
+    assert!(remote.contains("line 7"), "{remote}");
+    assert!(!remote.contains(secret), "{remote}");
+    for args in [&["status"][..], &["list"], &["status", "--json"]] {
+        let said = text(&env.pm(&up, args));
+        assert!(said.contains("password"), "{args:?}: {said}");
+        assert!(!said.contains(secret), "{args:?}: {said}");
+    }
+    assert!(env.wait_flushers_gone());
+    let log = env.log(&up);
+    assert!(!log.contains(secret), "{log}");
+}
