@@ -393,7 +393,7 @@ fn parse_yaml<T: serde::de::DeserializeOwned + Default>(
 /// `msg` without the value of any inline `password:` in `text`: serde quotes a value of the
 /// wrong type (`password: 987654321` is an integer), and a config error reaches every pusher,
 /// the log and `status`.
-fn hide_inline_passwords(text: &str, msg: &str) -> String {
+pub(crate) fn hide_inline_passwords(text: &str, msg: &str) -> String {
     let mut msg = msg.to_string();
     let mut hide = |v: &str| {
         let v = v.split(" #").next().unwrap_or("").trim();

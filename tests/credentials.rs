@@ -953,3 +953,34 @@ fn a_config_error_on_an_inline_password_does_not_show_it() {
     let log = env.log(&up);
     assert!(!log.contains(secret), "{log}");
 }
+
+/// `set NAME auth.password=...` is refused because argv shows in `ps`; the same password given
+/// as a mapping (`auth={method: password, ..., password: ...}`) is refused the same way, and
+/// no error about such an assignment repeats the password.
+#[test]
+fn set_refuses_an_inline_password_in_an_auth_mapping_and_never_echoes_it() {
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    env.pm_ok(
+        &up,
+        &["add", "h", "https://127.0.0.1:1/x.git", "--disabled"],
+    );
+    let config = up.join("pushmirror/config.yaml");
+    let before = fs::read(&config).unwrap();
+    let secret = "s3cretZ9";
+    for value in [
+        format!("auth={{method: password, username: u, password: {secret}}}"),
+        format!("auth={{method: password, usrname: u, password: {secret}}}"),
+        "auth={method: password, username: u, password: 987654321}".to_string(),
+    ] {
+        let out = env.pm(&up, &["set", "h", &value]);
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{value}: {said}");
+        assert!(
+            !said.contains(secret) && !said.contains("987654321"),
+            "{value}: {said}"
+        );
+        assert_eq!(said.trim().lines().count(), 1, "{said}");
+        assert_eq!(fs::read(&config).unwrap(), before, "{value}");
+    }
+}

@@ -381,7 +381,9 @@ pub(super) fn set(paths: &RepoPaths, name: &str, assignments: &[String]) -> Resu
         let m: MirrorConfig = serde_yaml::from_value(value).map_err(|e| {
             // serde names the field it missed, which may not be one the admin typed (e.g.
             // `auth.colour=red` is reported as a missing `method`): name the assignments too.
-            let e = e.to_string();
+            // serde quotes a value of the wrong type, which may be a password in an `auth=`
+            // mapping.
+            let e = config::hide_inline_passwords(&assignments.join("\n"), &e.to_string());
             let named = assignments.iter().any(|a| {
                 let key = a.split_once('=').map_or(a.as_str(), |(k, _)| k);
                 key.rsplit('.')
@@ -391,12 +393,36 @@ pub(super) fn set(paths: &RepoPaths, name: &str, assignments: &[String]) -> Resu
             if named {
                 usage(format!("mirror `{name}`: {e}"))
             } else {
-                usage(format!(
-                    "mirror `{name}`: {e} (in `{}`)",
-                    assignments.join(" ")
-                ))
+                // An `auth=` mapping may hold a password: its value is not repeated.
+                let shown: Vec<&str> = assignments
+                    .iter()
+                    .map(|a| {
+                        if a.starts_with("auth=") {
+                            "auth=…"
+                        } else {
+                            a
+                        }
+                    })
+                    .collect();
+                usage(format!("mirror `{name}`: {e} (in `{}`)", shown.join(" ")))
             }
         })?;
+        // `auth.password=` is refused above; the same password inside an `auth=` mapping is
+        // just as visible in `ps` and shell history.
+        if let Auth::Password {
+            password: Some(p), ..
+        } = &m.auth
+        {
+            let old = match &cfg.mirrors[idx].auth {
+                Auth::Password { password, .. } => password.as_deref(),
+                _ => None,
+            };
+            if old != Some(p.as_str()) {
+                return Err(usage(
+                    "an inline password on the command line is visible in `ps` and shell history; use auth.password_file=FILE or auth.password_env=VAR",
+                ));
+            }
+        }
         m.validate().map_err(usage)?;
         // Only a changed auth is checked: `set NAME debounce=1s` must not fail because the key
         // went missing (the sync says so), but a new key or file must be one a sync can use.
