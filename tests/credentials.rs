@@ -720,6 +720,7 @@ fn add_and_set_refuse_auth_files_a_sync_would_refuse() {
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec![ssh_url, "--ssh-key", s(&missing)], "missing"),
         (vec![ssh_url, "--ssh-key", s(&open_key)], "0644"),
+        (vec![https_url, "--ca-file", s(&missing)], "ca_file"),
         (vec![ssh_url, "--ssh-key", s(&public)], "is a public key"),
         (
             vec![ssh_url, "--ssh-key", s(&private_pub)],

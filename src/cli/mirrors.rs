@@ -290,7 +290,29 @@ pub(super) fn add(paths: &RepoPaths, a: AddArgs) -> Result<i32, Fail> {
 /// written (see `auth::check_files`).
 fn check_auth_files(m: &MirrorConfig, paths: &RepoPaths) -> Result<(), Fail> {
     crate::mirror::auth::check_files(&m.auth, &paths.config())
-        .map_err(|e| Fail(1, format!("mirror `{}`: auth: {e}", m.name)))
+        .map_err(|e| Fail(1, format!("mirror `{}`: auth: {e}", m.name)))?;
+    check_ca_file(m)
+}
+
+/// A CA bundle the sync could not read fails every sync (curl's "error setting certificate
+/// file"): refused where it is given instead.
+fn check_ca_file(m: &MirrorConfig) -> Result<(), Fail> {
+    let Some(ca) = &m.ca_file else {
+        return Ok(());
+    };
+    let readable = std::fs::metadata(ca).and_then(|meta| {
+        if meta.is_file() {
+            std::fs::File::open(ca).map(|_| ())
+        } else {
+            Err(std::io::Error::other("not a regular file"))
+        }
+    });
+    readable.map_err(|e| {
+        Fail(
+            1,
+            format!("mirror `{}`: ca_file {}: {e}", m.name, ca.display()),
+        )
+    })
 }
 
 /// A relative local path means relative to where the admin stands, not to the repository the
@@ -428,6 +450,8 @@ pub(super) fn set(paths: &RepoPaths, name: &str, assignments: &[String]) -> Resu
         // went missing (the sync says so), but a new key or file must be one a sync can use.
         if m.auth != cfg.mirrors[idx].auth {
             check_auth_files(&m, paths)?;
+        } else if m.ca_file != cfg.mirrors[idx].ca_file {
+            check_ca_file(&m)?;
         }
         // Where or how the mirror pushes changed: what the old target had confirmed says
         // nothing about the new one. Its status starts afresh (like `add`; GitLab resets the
