@@ -21,6 +21,9 @@ mod servers;
 
 use servers::SshServer;
 
+#[path = "push_latency/lfs.rs"]
+mod lfs;
+
 const HOOK_RUNS: usize = 500;
 const COLD_HOOK_RUNS: usize = 50;
 const P2M_RUNS: usize = 20;
@@ -51,6 +54,13 @@ fn main() {
     let mut table = Table::default();
     let started = Instant::now();
 
+    // BENCH_ONLY=lfs runs only the Git LFS rows.
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("lfs") {
+        lfs::rows(&b, &mut table);
+        drop(b);
+        table.print();
+        return;
+    }
     push_latency(&b, ssh.as_ref(), pushes, &mut table);
     hook_alone(&b, &mut table);
     push_to_mirror(&b, &mut table);
@@ -60,6 +70,7 @@ fn main() {
     many_refs_sync(&b, &mut table);
     binary_and_startup(&b, &mut table);
     flusher_memory(&b, &mut table);
+    lfs::rows(&b, &mut table);
 
     eprintln!("bench: done in {:.1} s", started.elapsed().as_secs_f64());
     drop(b); // waits for (or kills) our flushers and removes the temp dir before we print
