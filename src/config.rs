@@ -470,8 +470,15 @@ pub(crate) fn hide_inline_passwords(text: &str, msg: &str) -> String {
     let mut hide = |v: &str| {
         let v = v.split(" #").next().unwrap_or("").trim();
         let v = v.trim_matches(|c| c == '"' || c == '\'');
+        // serde quotes a value as `v` or "v"; a longer value is hidden wherever it appears
+        // (a short one only where quoted, so that "line 7: key `password`" stays readable).
         if !v.is_empty() {
-            msg = msg.replace(v, "*****");
+            msg = msg
+                .replace(&format!("`{v}`"), "`*****`")
+                .replace(&format!("\"{v}\""), "\"*****\"");
+            if v.len() >= 4 {
+                msg = msg.replace(v, "*****");
+            }
         }
     };
     for l in text.lines() {
@@ -831,6 +838,13 @@ mod tests {
                 .to_string();
             assert!(!e.contains("987654321") && e.contains("*****"), "{e}");
         }
+        let e = parse_yaml::<RepoConfig>(
+            "mirrors:\n- name: h\n  url: https://h/x\n  auth:\n    method: password\n    username: u\n    password: 7\n",
+            Path::new("c.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("key `password`") && e.contains("`*****`"), "{e}");
     }
 
     #[test]
