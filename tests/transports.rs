@@ -277,6 +277,17 @@ fn https_with_password_file_and_ca_file() {
     assert!(heads.contains("refs/tags/v1"), "{heads}");
     assert_secret_nowhere(&env, &up, &["https"], PASSWORD);
     assert!(env.wait_flushers_gone(), "flusher did not exit when idle");
+
+    // A relative ca_file (set by hand or with `set`) is relative to the config's directory,
+    // like the auth files: `set` checks it there and the sync uses it from there.
+    fs::copy(&https.ca_file, up.join("pushmirror/ca.pem")).unwrap();
+    env.pm_ok(&up, &["set", "https", "ca_file=ca.pem"]);
+    let head = env.commit(&wc, "three");
+    env.push(&wc, &["main"]);
+    env.wait_mirrored(&up, &dst);
+    let m = wait_finished(&env, &up, "https");
+    assert_eq!(m["ca_file"], "ca.pem", "{m:#}");
+    assert!(https_heads(&env, &https, "dst.git").contains(&head));
 }
 
 #[test]

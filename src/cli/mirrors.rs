@@ -291,15 +291,17 @@ pub(super) fn add(paths: &RepoPaths, a: AddArgs) -> Result<i32, Fail> {
 fn check_auth_files(m: &MirrorConfig, paths: &RepoPaths) -> Result<(), Fail> {
     crate::mirror::auth::check_files(&m.auth, &paths.config())
         .map_err(|e| Fail(1, format!("mirror `{}`: auth: {e}", m.name)))?;
-    check_ca_file(m)
+    check_ca_file(m, paths)
 }
 
 /// A CA bundle the sync could not read fails every sync (curl's "error setting certificate
 /// file"): refused where it is given instead.
-fn check_ca_file(m: &MirrorConfig) -> Result<(), Fail> {
+fn check_ca_file(m: &MirrorConfig, paths: &RepoPaths) -> Result<(), Fail> {
     let Some(ca) = &m.ca_file else {
         return Ok(());
     };
+    // Relative to the config's directory, as the sync takes it.
+    let ca = &paths.dir.join(ca);
     let readable = std::fs::metadata(ca).and_then(|meta| {
         if meta.is_file() {
             std::fs::File::open(ca).map(|_| ())
@@ -451,7 +453,7 @@ pub(super) fn set(paths: &RepoPaths, name: &str, assignments: &[String]) -> Resu
         if m.auth != cfg.mirrors[idx].auth {
             check_auth_files(&m, paths)?;
         } else if m.ca_file != cfg.mirrors[idx].ca_file {
-            check_ca_file(&m)?;
+            check_ca_file(&m, paths)?;
         }
         // Where or how the mirror pushes changed: what the old target had confirmed says
         // nothing about the new one. Its status starts afresh (like `add`; GitLab resets the
