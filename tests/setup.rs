@@ -567,3 +567,46 @@ fn an_unpinned_host_is_named_with_the_command_that_pins_it() {
     env.pm_ok(&up, &["sync", "m", "--wait"]);
     assert_eq!(env.heads_and_tags(&dst), env.heads_and_tags(&up));
 }
+
+/// Generated files are `keys/NAME`, `keys/NAME.pub` and `keys/NAME.known_hosts`: a mirror named
+/// `a.pub` would write its private key over mirror `a`'s public key (and `remove a` would delete
+/// it). Such names get no generated key or pin, and `remove` of one touches no other mirror's
+/// files.
+#[test]
+fn generated_files_of_two_mirrors_never_collide() {
+    if no_ssh() {
+        return;
+    }
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    let url = "ssh://git@127.0.0.1:1/x.git";
+    let o = env.pm(&up, &["add", "a", url, "--generate-ssh-key"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let public = fs::read_to_string(up.join("pushmirror/keys/a.pub")).unwrap();
+    for name in ["a.pub", "a.known_hosts"] {
+        let o = env.pm(&up, &["add", name, url, "--generate-ssh-key"]);
+        assert_eq!(o.status.code(), Some(2), "{name}: {}{}", out(&o), err(&o));
+        assert!(err(&o).contains("rename it"), "{}", err(&o));
+        assert_eq!(err(&o).trim().lines().count(), 1, "{}", err(&o));
+    }
+    // Added with an ordinary key, then removed: mirror a's files stay.
+    env.pm_ok(
+        &up,
+        &[
+            "add",
+            "a.pub",
+            url,
+            "--ssh-key",
+            s(&up.join("pushmirror/keys/a")),
+            "--disabled",
+        ],
+    );
+    let o = env.pm(&up, &["keygen", "a.pub"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    env.pm_ok(&up, &["remove", "a.pub"]);
+    assert_eq!(
+        fs::read_to_string(up.join("pushmirror/keys/a.pub")).unwrap(),
+        public
+    );
+    assert!(up.join("pushmirror/keys/a").exists());
+}
