@@ -770,3 +770,59 @@ fn shared_group_repository_two_users_push_in_turn_and_both_are_mirrored() {
     let m = env.mirror_status(&up, "m");
     assert_eq!(m["update_status"], "finished", "{m}");
 }
+
+/// `pushmirror/` made by root (an admin command run with sudo before the guard, a cron job as
+/// root) in a repository another user pushes to: the push's "Permission denied ... NOT spooled"
+/// names who owns it, who pushes, and the chown that repairs it.
+#[test]
+fn a_push_denied_by_pushmirror_owned_by_another_user_names_the_repair() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: needs root (CI runs as root)");
+        return;
+    }
+    let env = Env::new();
+    env.write_server_config(FAST);
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (up, _mirror, _wc) = synced_pair(&env);
+    let nobody = "65534";
+    let home = env.path("nobody-home");
+    fs::create_dir_all(&home).unwrap();
+    fs::write(home.join("gitconfig"), "[safe]\n\tdirectory = *\n").unwrap();
+    let wc = home.join("wc");
+    env.git(
+        env.dir.path(),
+        &["clone", "-q", up.to_str().unwrap(), wc.to_str().unwrap()],
+    );
+    env.git(&wc, &["checkout", "-q", "-B", "main"]);
+    env.commit(&wc, "by nobody");
+    assert!(run_quiet("chown", &["-R", nobody, home.to_str().unwrap()]));
+    // Everything is the pushing user's but pushmirror/, which stays root's (0700).
+    assert!(run_quiet("chown", &["-R", nobody, up.to_str().unwrap()]));
+    assert!(run_quiet(
+        "chown",
+        &["-R", "0", up.join("pushmirror").to_str().unwrap()]
+    ));
+    let o = env
+        .cmd("setpriv")
+        .args([
+            &format!("--reuid={nobody}"),
+            &format!("--regid={nobody}"),
+            "--clear-groups",
+            "git",
+            "-C",
+        ])
+        .arg(&wc)
+        .args(["push", "origin", "main"])
+        .env("HOME", &home)
+        .env("GIT_CONFIG_GLOBAL", home.join("gitconfig"))
+        .env("GIT_PUSHMIRROR_RUNTIME_DIR", home.join("run"))
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("NOT spooled"), "{err}");
+    assert!(
+        err.contains("belongs to uid 0") && err.contains(&format!("chown -R {nobody} ")),
+        "{err}"
+    );
+}
