@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::mirror::auth::Auth;
+mod auth;
+pub use auth::Auth;
 
 pub const SERVER_CONFIG: &str = "/etc/git-pushmirror/config.yaml";
 
@@ -37,38 +38,29 @@ fn invalid(path: &Path, msg: impl Into<String>) -> ConfigError {
 pub struct Dur(pub Duration);
 
 impl Dur {
+    /// Parses with humantime, held to the compact form this project has always documented
+    /// (`<number><unit>` runs, units ms, s, m, h, d; a day is 24 hours): the spelled-out forms
+    /// humantime also knows (`5 minutes`, `2 hrs`, `1h 30m`) are refused, as they always were,
+    /// so that a config has one spelling.
     pub fn parse(s: &str) -> Result<Dur, String> {
         let s = s.trim();
         if s.is_empty() {
             return Err("empty duration".into());
         }
-        let mut total = 0u128;
-        let mut rest = s;
-        while !rest.is_empty() {
-            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-            if digits == 0 {
-                return Err(format!(
-                    "invalid duration `{s}` (use e.g. 500ms, 1s, 5m, 1h)"
-                ));
+        let compact = s.bytes().next().is_some_and(|b| b.is_ascii_digit())
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || matches!(b, b'm' | b's' | b'h' | b'd'));
+        match humantime::parse_duration(s) {
+            Ok(d) if compact => u64::try_from(d.as_millis())
+                .map(|ms| Dur(Duration::from_millis(ms)))
+                .map_err(|_| format!("duration `{s}` is too large")),
+            Err(humantime::DurationError::NumberOverflow) if compact => {
+                Err(format!("duration `{s}` is too large"))
             }
-            let n: u128 = rest[..digits]
-                .parse()
-                .map_err(|_| format!("invalid duration `{s}`"))?;
-            rest = &rest[digits..];
-            let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
-            let unit = match &rest[..unit_len] {
-                "ms" => 1,
-                "s" => 1000,
-                "m" => 60_000,
-                "h" => 3_600_000,
-                "d" => 86_400_000,
-                _ => return Err(format!("invalid duration `{s}` (units: ms, s, m, h, d)")),
-            };
-            rest = &rest[unit_len..];
-            total = total.saturating_add(n.saturating_mul(unit));
+            _ => Err(format!(
+                "invalid duration `{s}` (use e.g. 500ms, 1s, 5m, 1h30m, 2d)"
+            )),
         }
-        let ms = u64::try_from(total).map_err(|_| format!("duration `{s}` is too large"))?;
-        Ok(Dur(Duration::from_millis(ms)))
     }
 }
 
@@ -236,7 +228,7 @@ impl MirrorConfig {
     /// Checks what serde cannot: names usable as file names, the URL policy, patterns, prefixes.
     pub fn validate(&self) -> Result<(), String> {
         validate_name(&self.name)?;
-        crate::mirror::url::validate(&self.url, self.allow_insecure_http)
+        crate::url::validate(&self.url, self.allow_insecure_http)
             .map_err(|e| format!("mirror `{}`: url: {e}", self.name))?;
         for p in &self.protected {
             if p.is_empty() || p.starts_with("refs/") {
@@ -267,7 +259,7 @@ impl MirrorConfig {
                     self.name
                 ));
             }
-            crate::mirror::plan::BranchRegex::new(r)
+            crate::pattern::BranchRegex::new(r)
                 .map_err(|e| format!("mirror `{}`: {e}", self.name))?;
         }
         if self.only_protected_branches && self.protected.is_empty() {
@@ -682,12 +674,7 @@ pub fn load(paths: &crate::paths::RepoPaths) -> Result<Loaded, ConfigError> {
     if let Some(name) = &repo_name {
         let name = name.clone();
         for r in &server.rules {
-            if !r.repos.is_empty()
-                && !r
-                    .repos
-                    .iter()
-                    .any(|p| crate::mirror::plan::wildmatch(p, &name))
-            {
+            if !r.repos.is_empty() && !r.repos.iter().any(|p| crate::pattern::wildmatch(p, &name)) {
                 continue;
             }
             let mut m = r.clone();
@@ -774,7 +761,24 @@ mod tests {
         assert_eq!(Dur::parse("1s").unwrap().0, Duration::from_secs(1));
         assert_eq!(Dur::parse("1h30m").unwrap().0, Duration::from_secs(5400));
         assert_eq!(Dur::parse("250ms").unwrap().0, Duration::from_millis(250));
-        for bad in ["", "5", "s", "5 minutes", "1.5s", "-1s", "5x"] {
+        assert_eq!(Dur::parse("2d").unwrap().0, Duration::from_secs(2 * 86_400));
+        assert_eq!(Dur::parse(" 0s ").unwrap().0, Duration::ZERO);
+        assert_eq!(
+            Dur::parse("1d2h3m4s5ms").unwrap().0,
+            Duration::from_millis(93_784_005)
+        );
+        for bad in [
+            "",
+            "5",
+            "s",
+            "5 minutes",
+            "1.5s",
+            "-1s",
+            "5x",
+            "5mins",
+            "PT1H",
+            "1s ago",
+        ] {
             assert!(Dur::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(Dur::parse("90s").unwrap().to_string(), "90s");

@@ -21,18 +21,8 @@ use crate::spool::{Contents, Floors, Kind, Spool};
 use crate::state::{self, MirrorState, UpdateStatus};
 use crate::time::now_ms;
 
-/// Cheap jitter without a random crate: the clock's nanoseconds mixed with our pid.
-pub fn jitter_ms(max: u64) -> u64 {
-    if max == 0 {
-        return 0;
-    }
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as u64)
-        .unwrap_or(0);
-    let x = nanos ^ (std::process::id() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    x.wrapping_mul(0x2545_F491_4F6C_DD1D) % max
-}
+/// Moved down to `time` (the concurrency slots use it too).
+pub use crate::time::jitter_ms;
 
 /// Backoff before retry `n` (1-based): exponential from `initial`, capped, with jitter in the
 /// upper half so many failing repos do not retry in lockstep.

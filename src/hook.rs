@@ -9,7 +9,7 @@ use fs2::FileExt;
 
 use crate::paths::RepoPaths;
 use crate::spool::Spool;
-use crate::update::{self, ObjectFormat, RefUpdate};
+use crate::update::{self, RefUpdate};
 
 /// What one post-receive run saw, for the caller to report.
 #[derive(Debug, Default)]
@@ -253,27 +253,8 @@ fn push_options() -> Vec<String> {
         .collect()
 }
 
-/// Reads `extensions.objectFormat` with a plain scan of the repository's config: cheap, and keeps
-/// gix off the hot path.
-pub fn object_format(git_dir: &Path) -> ObjectFormat {
-    let Ok(text) = std::fs::read_to_string(git_dir.join("config")) else {
-        return ObjectFormat::Sha1;
-    };
-    let mut in_ext = false;
-    for line in text.lines() {
-        let l = line.trim().to_ascii_lowercase();
-        if l.starts_with('[') {
-            in_ext = l.starts_with("[extensions]");
-        } else if in_ext {
-            if let Some((k, v)) = l.split_once('=') {
-                if k.trim() == "objectformat" && v.trim() == "sha256" {
-                    return ObjectFormat::Sha256;
-                }
-            }
-        }
-    }
-    ObjectFormat::Sha1
-}
+/// Moved next to `ObjectFormat` (the flusher's push source needs it too).
+pub use crate::update::object_format;
 
 /// The hook face as a process: warnings go to stderr, which receive-pack relays to the pusher
 /// as `remote: git-pushmirror: ...`.

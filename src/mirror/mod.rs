@@ -7,7 +7,8 @@ pub mod mux;
 pub mod origin;
 pub mod plan;
 pub mod source;
-pub mod url;
+/// The URL policy lives below both the config and the network side (`crate::url`).
+pub(crate) use crate::url;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
