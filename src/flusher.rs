@@ -184,6 +184,7 @@ pub fn run(git_dir: &Path) -> i32 {
         lock_file,
         in_flight: HashMap::new(),
         reported_damage: BTreeSet::new(),
+        reported_state_errors: BTreeSet::new(),
         unsaved: HashMap::new(),
     }
     .main_loop();
@@ -210,6 +211,9 @@ struct Flusher {
     /// Mirror name → the spool sequence its running sync covers.
     in_flight: HashMap<String, u64>,
     reported_damage: BTreeSet<u64>,
+    /// State files already reported as unreadable (logged once per flusher, not at every pass;
+    /// `status` shows the error for as long as it lasts).
+    reported_state_errors: BTreeSet<String>,
     /// States that could not be written (a full or read-only disk): kept here so the backoff,
     /// the attempt count and the cursor still hold for this flusher's life, instead of every
     /// pass finding the old state on disk and retrying at once.
@@ -327,7 +331,10 @@ impl Flusher {
                 let mut st = match self.load_state(name) {
                     Ok(s) => s,
                     Err(e) => {
-                        error!("{e}");
+                        let e = e.to_string();
+                        if self.reported_state_errors.insert(e.clone()) {
+                            error!("{e}");
+                        }
                         continue;
                     }
                 };
