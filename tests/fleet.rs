@@ -479,7 +479,7 @@ fn notify_is_overridden_per_repository_and_bounded_by_its_timeout() {
     std::fs::create_dir_all(up.join("pushmirror")).unwrap();
     std::fs::write(
         up.join("pushmirror/config.yaml"),
-        "notify:\n  command: echo started >&2; sleep 617\n  timeout: 1s\n",
+        "notify:\n  command: echo started >&2; sleep 3613\n  timeout: 1s\n",
     )
     .unwrap();
     let missing = env.path("missing.git");
@@ -501,10 +501,10 @@ fn notify_is_overridden_per_repository_and_bounded_by_its_timeout() {
     );
     // `add` kept the repository's notify setting when it rewrote the file.
     let cfg = std::fs::read_to_string(up.join("pushmirror/config.yaml")).unwrap();
-    assert!(cfg.contains("sleep 617"), "{cfg}");
+    assert!(cfg.contains("sleep 3613"), "{cfg}");
     // The sleep was killed with its group.
     let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
-    assert!(!String::from_utf8_lossy(&ps.stdout).contains("sleep 617"));
+    assert!(!String::from_utf8_lossy(&ps.stdout).contains("sleep 3613"));
 }
 
 #[test]
