@@ -139,7 +139,12 @@ git-pushmirror sweep --root /srv/git"
     Hook { kind: String },
     /// Run the flusher in the foreground (normally started detached by the hook)
     #[command(hide = true)]
-    Flush,
+    Flush {
+        /// One attempt per due mirror, then exit: a failed mirror's backoff is left to the next
+        /// sweep or push (what `sweep` runs)
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 #[derive(Args, Debug)]

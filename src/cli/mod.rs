@@ -129,7 +129,7 @@ fn run(cli: Cli) -> Result<i32, Fail> {
     let git_dir = resolve_repo(cli.repo.as_deref())?;
     let paths = RepoPaths::new(&git_dir);
     match cli.cmd {
-        Cmd::Flush => Ok(crate::flusher::run(&git_dir)),
+        Cmd::Flush { once } => Ok(crate::flusher::run(&git_dir, once)),
         Cmd::Add(a) => add(&paths, *a),
         Cmd::List { json } => list(&paths, json),
         Cmd::Show { name, json } => show(&paths, &name, json),
