@@ -129,6 +129,9 @@ pub struct MirrorConfig {
     pub only_protected_branches: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub protected: Vec<String>,
+    /// GitLab's `mirror_branch_regex`: mirror only the branches it matches (RE2 syntax).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch_regex: Option<String>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub keep_divergent_refs: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -163,6 +166,7 @@ impl MirrorConfig {
             auth: Auth::None,
             only_protected_branches: false,
             protected: Vec::new(),
+            branch_regex: None,
             keep_divergent_refs: false,
             debounce: None,
             max_delay: None,
@@ -200,6 +204,16 @@ impl MirrorConfig {
                     self.name
                 ));
             }
+        }
+        if let Some(r) = &self.branch_regex {
+            if self.only_protected_branches {
+                return Err(format!(
+                    "mirror `{}`: branch_regex and only_protected_branches cannot be combined (as in GitLab); keep one",
+                    self.name
+                ));
+            }
+            crate::mirror::plan::BranchRegex::new(r)
+                .map_err(|e| format!("mirror `{}`: {e}", self.name))?;
         }
         if self.only_protected_branches && self.protected.is_empty() {
             return Err(format!(
@@ -458,15 +472,46 @@ impl RepoConfig {
     /// may hold an inline secret).
     pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
         self.check().map_err(|m| invalid(path, m))?;
-        let text = serde_yaml::to_string(self).map_err(|e| invalid(path, e.to_string()))?;
+        let full = || -> Result<String, ConfigError> {
+            let text = serde_yaml::to_string(self).map_err(|e| invalid(path, e.to_string()))?;
+            let header = "# git-pushmirror mirrors of this repository; edit with `git-pushmirror add/set/remove`.\n";
+            Ok(format!("{header}{text}"))
+        };
+        // The admin's comments, key order and blank lines survive: only what changed is
+        // edited (see config_edit.rs), and the result must mean exactly `self` to the strict
+        // loader before it replaces the file.
+        let text = match std::fs::read_to_string(path) {
+            Ok(old_text) if !old_text.trim().is_empty() => {
+                match self.edit_in_place(&old_text, path) {
+                    Ok(t) => t,
+                    Err(why) => {
+                        eprintln!(
+                        "git-pushmirror: note: {}: cannot edit it in place ({why}); it is rewritten in full, without its comments",
+                        path.display()
+                    );
+                        full()?
+                    }
+                }
+            }
+            _ => full()?,
+        };
         let mode = crate::paths::mode_of(path).unwrap_or(0o600);
-        let header = "# git-pushmirror mirrors of this repository; edit with `git-pushmirror add/set/remove`.\n";
-        crate::paths::write_atomic(path, format!("{header}{text}").as_bytes(), mode).map_err(
-            |source| ConfigError::Io {
-                path: path.to_path_buf(),
-                source,
-            },
-        )
+        crate::paths::write_atomic(path, text.as_bytes(), mode).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// `old_text` edited to mean `self`, checked by the strict loader.
+    fn edit_in_place(&self, old_text: &str, path: &Path) -> Result<String, String> {
+        let old: RepoConfig = parse_yaml(old_text, path).map_err(|e| e.to_string())?;
+        let text = crate::config_edit::edit_text(old_text, &old, self)?;
+        let back: RepoConfig = parse_yaml(&text, path).map_err(|e| e.to_string())?;
+        back.check()?;
+        if back != *self {
+            return Err("the edited text would not mean the new configuration".into());
+        }
+        Ok(text)
     }
 
     pub fn find(&self, name: &str) -> Option<&MirrorConfig> {

@@ -6,6 +6,7 @@
 
 mod cli;
 mod config;
+mod config_edit;
 mod flusher;
 mod hook;
 mod install;
@@ -44,11 +45,16 @@ fn main() {
         let prompt = std::env::args().nth(1).unwrap_or_default();
         let answer = mirror::auth::askpass_answer(&prompt, &|k| std::env::var(k).ok());
         match answer {
-            Some(a) => {
+            Ok(a) => {
                 println!("{a}");
                 std::process::exit(0)
             }
-            None => std::process::exit(1),
+            Err(why) => {
+                if !why.is_empty() {
+                    eprintln!("{why}");
+                }
+                std::process::exit(1)
+            }
         }
     }
     std::process::exit(cli::main());

@@ -13,6 +13,8 @@ PKGS=(
   nginx             # HttpsServer: TLS + basic auth in front of git-http-backend
   fcgiwrap          # HttpsServer: runs git-http-backend as a CGI behind nginx
   gitolite3         # needed by gitolite tests
+  util-linux        # unshare: credentials.rs gives ssh a private ~/.ssh in a mount namespace
+  mount             # mount --bind inside that namespace
 )
 
 installed() {

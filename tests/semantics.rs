@@ -1016,3 +1016,119 @@ fn thousands_of_refs_go_out_in_batches_and_all_arrive() {
     assert_eq!(m["update_status"], "finished", "{doc}");
     assert!(m["last_error"].is_null(), "{doc}");
 }
+
+/// `branch_regex` (GitLab's mirror_branch_regex): matching branches and every tag arrive; other
+/// branches never do; a mirror-only branch is never deleted, even one merged upstream and deleted
+/// there; `set` and `add` refuse it next to only_protected_branches, and refuse a bad regex.
+#[test]
+fn branch_regex_mirrors_matching_branches_and_all_tags_and_never_deletes_branches() {
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    let mirror = env.bare("mirror.git", &[]);
+    add(
+        &env,
+        &up,
+        "rx",
+        s(&mirror),
+        &["--branch-regex", "^(main|release/[0-9]+)$"],
+    );
+    let shown = env.pm_ok(&up, &["show", "rx", "--json"]);
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["branch_regex"], "^(main|release/[0-9]+)$", "{shown}");
+
+    let wc = env.clone(&up, "wc");
+    let c1 = env.commit(&wc, "one");
+    for b in ["feature", "release/1", "release/x", "topic"] {
+        env.git(&wc, &["branch", b]);
+    }
+    env.git(&wc, &["tag", "-a", "-m", "v1", "v1"]);
+    env.push(
+        &wc,
+        &["main", "feature", "release/1", "release/x", "topic", "v1"],
+    );
+    wait_refs(&env, &up, &mirror, "matching branches and tags", |r| {
+        r.contains_key("refs/heads/main")
+            && r.contains_key("refs/heads/release/1")
+            && r.contains_key("refs/tags/v1")
+    });
+    let doc = settle(&env, &up);
+    let got: Vec<String> = env.heads_and_tags(&mirror).into_keys().collect();
+    assert_eq!(
+        got,
+        vec!["refs/heads/main", "refs/heads/release/1", "refs/tags/v1"]
+    );
+    assert_eq!(doc["mirrors"][0]["update_status"], "finished", "{doc}");
+
+    // release/1 is merged (it is main) and deleted upstream: without a filter it would go
+    // from the mirror; with one it stays. A tag deleted upstream still goes.
+    let c2 = env.commit(&wc, "two");
+    env.git(&wc, &["tag", "v2"]);
+    env.push(
+        &wc,
+        &["main", "v2", ":refs/heads/release/1", ":refs/tags/v1"],
+    );
+    wait_refs(&env, &up, &mirror, "main moved, v2 in, v1 out", |r| {
+        r.get("refs/heads/main") == Some(&c2)
+            && r.contains_key("refs/tags/v2")
+            && !r.contains_key("refs/tags/v1")
+    });
+    settle(&env, &up);
+    assert_eq!(
+        ref_of(&env, &mirror, "refs/heads/release/1"),
+        Some(c1),
+        "a mirror-only branch must never be deleted while branch_regex is set"
+    );
+
+    // Refusals: both filters at once, a bad regex, one over 255 characters.
+    let o = env.pm(
+        &up,
+        &[
+            "set",
+            "rx",
+            "only_protected_branches=true",
+            "protected=main",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("branch_regex and only_protected_branches"),
+        "{}",
+        stderr(&o)
+    );
+    let o = env.pm(&up, &["set", "rx", "branch_regex=release/("]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not a valid RE2 regex"),
+        "{}",
+        stderr(&o)
+    );
+    let long = format!("branch_regex={}", "a".repeat(256));
+    let o = env.pm(&up, &["set", "rx", &long]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("255"), "{}", stderr(&o));
+    let other = env.bare("other.git", &[]);
+    let o = env.pm(
+        &up,
+        &[
+            "add",
+            "both",
+            s(&other),
+            "--branch-regex",
+            "main",
+            "--only-protected-branches",
+            "--protected",
+            "main",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // Unsetting the filter: the key goes, the mirror goes back to mirroring every branch.
+    env.pm_ok(&up, &["set", "rx", "branch_regex="]);
+    env.pm_ok(&up, &["sync", "rx", "--wait"]);
+    wait_refs(
+        &env,
+        &up,
+        &mirror,
+        "every branch once the filter is gone",
+        |r| r.contains_key("refs/heads/feature") && r.contains_key("refs/heads/topic"),
+    );
+}

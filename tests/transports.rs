@@ -682,6 +682,12 @@ fn unknown_host_key_fails_clearly_without_a_retry_storm() {
             err.to_lowercase().contains("host key verification failed"),
             "{name}: {err}"
         );
+        // Another key than the one listed is a possible man-in-the-middle, not an unknown host.
+        assert_eq!(
+            err.contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
+            *name != "empty",
+            "{name}: {err}"
+        );
     }
     let out = env.pm(&up, &["sync", "--wait"]);
     assert!(
@@ -994,10 +1000,38 @@ fn password_file_readable_by_others_is_refused() {
             "30s",
         ],
     );
-    // `add` records the mirror (the file's mode may legitimately change before the first
-    // sync); the refusal comes from the sync and says what to do.
-    assert!(out.status.success(), "add: {}", text(&out));
+    // `add` refuses a file every sync would refuse, before writing anything, and says what to
+    // do.
+    assert_eq!(out.status.code(), Some(1), "add: {}", text(&out));
+    assert!(
+        text(&out).contains("0644") && text(&out).contains("chmod 600"),
+        "{}",
+        text(&out)
+    );
     assert_no_secret("add", &text(&out), SECRET);
+    assert!(
+        !env.pm(&up, &["show", "https"]).status.success(),
+        "a refused add wrote the mirror"
+    );
+    // A file whose mode changes after `add` is refused by the sync the same way.
+    chmod(&pwfile, 0o600);
+    let mut args = vec!["add", "https"];
+    let url = https.url("dst.git");
+    args.extend([
+        url.as_str(),
+        "--username",
+        "mirror",
+        "--password-file",
+        s(&pwfile),
+        "--ca-file",
+        s(&https.ca_file),
+        "--timeout",
+        "30s",
+        "--disabled",
+    ]);
+    env.pm_ok(&up, &args);
+    chmod(&pwfile, 0o644);
+    env.pm_ok(&up, &["enable", "https"]);
     let m = wait_gave_up(&env, &up, "https");
     let err = m["last_error"].as_str().unwrap();
     assert_clean_error(err, &[SECRET]);

@@ -21,7 +21,7 @@ Server-wide settings and mirror rules: /etc/git-pushmirror/config.yaml (GIT_PUSH
 
 pub(super) const SET_HELP: &str =
     "Keys: url, enabled, only_protected_branches, protected (comma-separated \
-patterns), keep_divergent_refs, debounce, max_delay, timeout (durations: 500ms, 1s, 5m, 1h), \
+patterns), branch_regex (RE2 regex on branch names, e.g. '^(main|release/.*)$'), keep_divergent_refs, debounce, max_delay, timeout (durations: 500ms, 1s, 5m, 1h), \
 refs (comma-separated prefixes, e.g. refs/notes/), allow_insecure_http, ca_file, \
 auth.method (none|password|ssh_key), auth.username, auth.password_file, auth.password_env, \
 auth.key_file, auth.known_hosts, auth.host_key. An empty value (key=) removes a setting.
@@ -69,6 +69,7 @@ pub(super) enum Cmd {
       --password-env GITLAB_TOKEN --only-protected-branches --protected main --protected 'release/*'
   git-pushmirror add backup ssh://git@backup.example.com/srv/git/app.git \\
       --ssh-key /etc/git-pushmirror/secrets/backup_ed25519 --known-hosts /etc/git-pushmirror/known_hosts
+  git-pushmirror add backup git@backup.example.com:acme/app.git --generate-ssh-key --detect-host-key
   git-pushmirror add local /srv/backup/app.git --debounce 5s --keep-divergent-refs")]
     Add(Box<AddArgs>),
     /// List the mirrors of the repository
@@ -89,8 +90,46 @@ pub(super) enum Cmd {
         #[arg(required = true, value_name = "KEY=VALUE")]
         assignments: Vec<String>,
     },
-    /// Remove a mirror and its state
+    /// Remove a mirror, its state and its generated key pair
     Remove { name: String },
+    /// Generate an ed25519 key pair for an SSH mirror and print the public key (for a deploy
+    /// key); an existing generated pair is replaced (key rotation)
+    #[command(
+        after_help = "The private key goes to pushmirror/keys/NAME (mode 0600) and is never printed; the mirror's auth becomes `{method: ssh_key, key_file: keys/NAME}` (a host-key pin it had is kept). With --rule, the pair is shared by every repository of the server rule NAME and goes to keys/NAME next to the server-wide config; add the printed auth line to the rule by hand.
+
+Examples:
+  git-pushmirror keygen backup
+  git-pushmirror keygen --rule backup"
+    )]
+    Keygen {
+        name: String,
+        /// For a server rule (no repository needed)
+        #[arg(long)]
+        rule: bool,
+    },
+    /// Fetch the SSH host keys of a mirror's host (ssh-keyscan), print their SHA256
+    /// fingerprints and pin them (pushmirror/keys/NAME.known_hosts)
+    #[command(
+        after_help = "With --host-key-fingerprint, only keys with that fingerprint are pinned, and none matching is an error (nothing changes): compare with what the host publishes.
+
+With --rule, the pin goes to keys/NAME.known_hosts next to the server-wide config; add the
+printed auth line to the rule by hand.
+
+Examples:
+  git-pushmirror detect-host-key backup
+  git-pushmirror detect-host-key --rule backup
+  git-pushmirror detect-host-key github \
+      --host-key-fingerprint SHA256:+DiY3wvvV6TuJJhbpZisF/zLDA0zPMSvHdkr4UvCOqU"
+    )]
+    DetectHostKey {
+        name: String,
+        /// For a server rule: pin into keys/NAME.known_hosts next to the server-wide config
+        #[arg(long)]
+        rule: bool,
+        /// Pin only a key with this fingerprint (repeatable), e.g. SHA256:+DiY3wvv...
+        #[arg(long = "host-key-fingerprint", value_name = "SHA256:...")]
+        fingerprints: Vec<String>,
+    },
     /// Enable a mirror (it gets a full sync)
     Enable { name: String },
     /// Disable a mirror (nothing is pushed to it; compaction no longer waits for it)
@@ -173,6 +212,10 @@ pub(super) struct AddArgs {
     /// Protected branch pattern (repeatable), e.g. main, release/*
     #[arg(long = "protected", value_name = "PATTERN")]
     pub(crate) protected: Vec<String>,
+    /// Mirror only branches this regex matches (RE2 syntax, unanchored, at most 255 characters;
+    /// all tags are still mirrored and mirror-only branches are never deleted)
+    #[arg(long, value_name = "REGEX")]
+    pub(crate) branch_regex: Option<String>,
     /// Extra ref prefix to mirror (repeatable), e.g. refs/notes/
     #[arg(long = "refs", value_name = "PREFIX")]
     pub(crate) refs: Vec<String>,
@@ -203,4 +246,16 @@ pub(super) struct AddArgs {
     /// Pinned host key, e.g. "ssh-ed25519 AAAA..."
     #[arg(long, value_name = "KEY")]
     pub(crate) host_key: Option<String>,
+    /// Generate an ed25519 key pair for this mirror (pushmirror/keys/NAME) and print the public
+    /// key to add as a deploy key; no sync starts until `sync NAME` or the next push
+    #[arg(long)]
+    pub(crate) generate_ssh_key: bool,
+    /// Fetch the host's SSH keys (ssh-keyscan, the URL's port), print their fingerprints and pin
+    /// them
+    #[arg(long)]
+    pub(crate) detect_host_key: bool,
+    /// With --detect-host-key: pin only a key with this fingerprint, fail if none has it
+    /// (repeatable)
+    #[arg(long = "host-key-fingerprint", value_name = "SHA256:...")]
+    pub(crate) host_key_fingerprints: Vec<String>,
 }

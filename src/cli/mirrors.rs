@@ -100,6 +100,7 @@ pub(super) fn remove(paths: &RepoPaths, name: &str) -> Result<i32, Fail> {
     edit(paths, name, |cfg| {
         cfg.mirrors.retain(|m| m.name != name);
         state::remove(&paths.state_dir(), name);
+        remove_files(&paths.dir, name);
         Ok(())
     })?;
     let rule_back = config::load(paths)
@@ -128,10 +129,33 @@ pub(super) fn add(paths: &RepoPaths, a: AddArgs) -> Result<i32, Fail> {
     m.keep_divergent_refs = a.keep_divergent_refs;
     m.only_protected_branches = a.only_protected_branches;
     m.protected = a.protected;
+    m.branch_regex = a.branch_regex;
     m.refs = a.refs;
     m.allow_insecure_http = a.allow_insecure_http;
     m.ca_file = a.ca_file.map(|p| crate::absolute(&p));
-    m.auth = match (a.username, a.ssh_key) {
+    let generate = a.generate_ssh_key;
+    let detect = a.detect_host_key || !a.host_key_fingerprints.is_empty();
+    if generate && (a.ssh_key.is_some() || a.username.is_some()) {
+        return Err(usage(
+            "--generate-ssh-key makes the mirror's key: give neither --ssh-key nor --username",
+        ));
+    }
+    if detect && (a.known_hosts.is_some() || a.host_key.is_some()) {
+        return Err(usage(
+            "--detect-host-key pins the host keys itself: give neither --known-hosts nor --host-key",
+        ));
+    }
+    if detect && !generate && a.ssh_key.is_none() {
+        return Err(usage(
+            "--detect-host-key needs an SSH key: add --generate-ssh-key or --ssh-key FILE",
+        ));
+    }
+    let ssh_key = if generate {
+        Some(key_rel(&a.name))
+    } else {
+        a.ssh_key.map(|p| crate::absolute(&p))
+    };
+    m.auth = match (a.username, ssh_key) {
         (Some(_), Some(_)) => return Err(usage("--username and --ssh-key are exclusive")),
         (Some(username), None) => {
             let given = [a.password_file.is_some(), a.password_env.is_some()]
@@ -151,7 +175,7 @@ pub(super) fn add(paths: &RepoPaths, a: AddArgs) -> Result<i32, Fail> {
             }
         }
         (None, Some(key)) => Auth::SshKey {
-            key_file: crate::absolute(&key),
+            key_file: key,
             known_hosts: a.known_hosts.map(|p| crate::absolute(&p)),
             host_key: a.host_key,
         },
@@ -163,6 +187,13 @@ pub(super) fn add(paths: &RepoPaths, a: AddArgs) -> Result<i32, Fail> {
         }
     };
     m.validate().map_err(usage)?;
+    if generate || detect {
+        check_ssh_url(&m.url, &a.name)?;
+    }
+    // A generated key and a detected pin do not exist yet: they are checked once made.
+    if !generate {
+        check_auth_files(&m, paths)?;
+    }
     // A rule's mirror of the same name is replaced here, not refused: that is the override.
     let overrides = config::load(paths).is_ok_and(|l| {
         l.mirrors
@@ -172,6 +203,32 @@ pub(super) fn add(paths: &RepoPaths, a: AddArgs) -> Result<i32, Fail> {
     paths
         .ensure()
         .map_err(|e| Fail(1, format!("{}: {e}", paths.dir.display())))?;
+    // Keys and host keys are made before the config names them, outside the spool lock (a
+    // host scan may take seconds and the hook must not wait for it), and only for a name
+    // that is free, so an existing mirror's files are never replaced.
+    let mut public = None;
+    if generate || detect {
+        if load_repo_config(paths)?.find(&a.name).is_some() {
+            return Err(usage(format!(
+                "a mirror named `{}` already exists (use `set` to change it)",
+                a.name
+            )));
+        }
+        if detect {
+            let rel = detect_and_pin(&paths.dir, &a.name, &m.url, &a.host_key_fingerprints)?;
+            if let Auth::SshKey { known_hosts, .. } = &mut m.auth {
+                *known_hosts = Some(rel);
+            }
+        }
+        if generate {
+            public = Some(generate_key(
+                &paths.dir,
+                &a.name,
+                &key_comment(paths, &a.name),
+            )?);
+        }
+        check_auth_files(&m, paths)?;
+    }
     {
         let _lock = Spool::new(&paths.dir).lock()?;
         let mut cfg = load_repo_config(paths)?;
@@ -197,12 +254,40 @@ pub(super) fn add(paths: &RepoPaths, a: AddArgs) -> Result<i32, Fail> {
             ""
         }
     );
+    if let Some(public) = public {
+        print_public_key(&public);
+        if matches!(
+            &m.auth,
+            Auth::SshKey {
+                known_hosts: None,
+                host_key: None,
+                ..
+            }
+        ) {
+            println!(
+                "hint: no host key is pinned (ssh's own known_hosts files apply); `git-pushmirror detect-host-key {}` fetches and pins it",
+                a.name
+            );
+        }
+        println!(
+            "then run `git-pushmirror sync {}` (the first sync waits for it or for the next push)",
+            a.name
+        );
+        return Ok(0);
+    }
     if m.enabled {
         // The first sync sends everything; it goes out now rather than at the next push.
         crate::hook::spool_and_wake_forced(paths, std::slice::from_ref(&a.name))
             .map_err(|e| Fail(1, e))?;
     }
     Ok(0)
+}
+
+/// The auth files and values a sync of `m` would refuse are refused before anything is
+/// written (see `auth::check_files`).
+fn check_auth_files(m: &MirrorConfig, paths: &RepoPaths) -> Result<(), Fail> {
+    crate::mirror::auth::check_files(&m.auth, &paths.config())
+        .map_err(|e| Fail(1, format!("mirror `{}`: auth: {e}", m.name)))
 }
 
 /// A relative local path means relative to where the admin stands, not to the repository the
@@ -306,6 +391,11 @@ pub(super) fn set(paths: &RepoPaths, name: &str, assignments: &[String]) -> Resu
             }
         })?;
         m.validate().map_err(usage)?;
+        // Only a changed auth is checked: `set NAME debounce=1s` must not fail because the key
+        // went missing (the sync says so), but a new key or file must be one a sync can use.
+        if m.auth != cfg.mirrors[idx].auth {
+            check_auth_files(&m, paths)?;
+        }
         cfg.mirrors[idx] = m;
         Ok(())
     })?;
@@ -380,6 +470,7 @@ pub(super) fn mirror_json(m: &MirrorConfig) -> Value {
         "auth": auth,
         "only_protected_branches": m.only_protected_branches,
         "protected": m.protected,
+        "branch_regex": m.branch_regex,
         "keep_divergent_refs": m.keep_divergent_refs,
         "debounce": m.debounce.map(|d| d.to_string()),
         "max_delay": m.max_delay.map(|d| d.to_string()),
@@ -429,6 +520,9 @@ pub(super) fn show(paths: &RepoPaths, name: &str, json_out: bool) -> Result<i32,
     let e = find_mirror(paths, &loaded, name)?;
     let mut v = mirror_json(&e.mirror);
     v["from_rule"] = json!(from_rule(&loaded, e));
+    if let (Value::Object(a), Value::Object(b)) = (&mut v, ssh_json(e)) {
+        a.extend(b);
+    }
     v["effective"] = json!({
         "debounce": Dur(e.debounce).to_string(), "max_delay": Dur(e.max_delay).to_string(),
         "timeout": Dur(e.timeout).to_string(), "source": e.source,

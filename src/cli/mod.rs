@@ -18,6 +18,7 @@ use crate::state::{self, UpdateStatus};
 mod args;
 mod install;
 mod mirrors;
+mod sshsetup;
 mod status;
 mod sweep;
 mod sync;
@@ -25,6 +26,7 @@ mod sync;
 use args::*;
 use install::*;
 use mirrors::*;
+use sshsetup::*;
 use status::*;
 use sweep::*;
 use sync::*;
@@ -113,6 +115,17 @@ fn run(cli: Cli) -> Result<i32, Fail> {
         }
         _ => {}
     }
+    if let Cmd::Keygen { name, rule: true } = &cli.cmd {
+        return keygen(None, name, true);
+    }
+    if let Cmd::DetectHostKey {
+        name,
+        rule: true,
+        fingerprints,
+    } = &cli.cmd
+    {
+        return detect_rule_host_key(name, fingerprints);
+    }
     if let Cmd::Hook { kind } = &cli.cmd {
         if kind != "post-receive" {
             return Err(usage(format!(
@@ -135,6 +148,10 @@ fn run(cli: Cli) -> Result<i32, Fail> {
         Cmd::Show { name, json } => show(&paths, &name, json),
         Cmd::Set { name, assignments } => set(&paths, &name, &assignments),
         Cmd::Remove { name } => remove(&paths, &name),
+        Cmd::Keygen { name, rule } => keygen(Some(&paths), &name, rule),
+        Cmd::DetectHostKey {
+            name, fingerprints, ..
+        } => detect_host_key(&paths, &name, &fingerprints),
         Cmd::Enable { name } => toggle(&paths, &name, true),
         Cmd::Disable { name } => toggle(&paths, &name, false),
         Cmd::Sync { name, wait } => sync(&paths, name.as_deref(), wait),

@@ -17,7 +17,13 @@ pub(super) fn mirror_status(
     let pending = crate::flusher::pending_for(contents, &m.name, st.cursor);
     let oldest_ms = pending.as_ref().map(|p| now.saturating_sub(p.first_ms));
     let behind = m.enabled && oldest_ms.is_some_and(|a| a > e.max_delay.as_millis() as u64);
-    let failed = m.enabled && (st.update_status == UpdateStatus::Failed || state_err.is_some());
+    // A mirror whose last attempt failed stays unhealthy until an attempt succeeds, also
+    // while the retry runs (`started`) or waits (`scheduled`): only success clears last_error.
+    let failed = m.enabled
+        && (st.update_status == UpdateStatus::Failed
+            || st.last_error.is_some()
+            || st.consecutive_failures > 0
+            || state_err.is_some());
     let ts = |t: Option<u64>| t.map(crate::time::rfc3339);
     let mut v = mirror_json(m);
     let extra = json!({
@@ -39,6 +45,9 @@ pub(super) fn mirror_status(
         "healthy": !(failed || behind),
     });
     if let (Value::Object(a), Value::Object(b)) = (&mut v, extra) {
+        a.extend(b);
+    }
+    if let (Value::Object(a), Value::Object(b)) = (&mut v, ssh_json(e)) {
         a.extend(b);
     }
     (v, failed || behind)

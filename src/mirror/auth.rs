@@ -1,7 +1,8 @@
 //! Credentials to a git child without leaking them.
 //!
 //! Secrets travel only through the child's environment: a password is handed to git by our
-//! own binary acting as `GIT_ASKPASS`, and ssh gets a key path and strict host checking
+//! own binary acting as `GIT_ASKPASS` (and only for the mirror's own scheme, host and port, see
+//! `askpass_answer` and `origin.rs`), and ssh gets a key path and strict host checking
 //! through `GIT_SSH_COMMAND`. Nothing secret is put in argv (visible in `ps`), and every type
 //! here that can hold a secret has a `Debug` that hides it.
 
@@ -163,6 +164,8 @@ pub enum AuthError {
     KeyFileNotFile { path: PathBuf },
     #[error("ssh key_file {} has group/other permissions (mode {mode:04o}); run chmod 600 {}", path.display(), path.display())]
     KeyFileMode { path: PathBuf, mode: u32 },
+    #[error("ssh key_file {} is protected by a passphrase, which the flusher cannot type (ssh runs without a terminal or agent); use a key without one (ssh-keygen -p -N '' -f {} removes it)", path.display(), path.display())]
+    KeyHasPassphrase { path: PathBuf },
     #[error("cannot read known_hosts {}: {source}", path.display())]
     KnownHostsRead { path: PathBuf, source: io::Error },
     #[error("known_hosts {} is writable by group/others (mode {mode:04o}), so anyone could add a host key; run chmod 644 {}", path.display(), path.display())]
@@ -224,7 +227,8 @@ impl fmt::Debug for GitAuth {
 /// answers from GIT_PUSHMIRROR_USERNAME/GIT_PUSHMIRROR_PASSWORD (env only, never argv), and
 /// credential.helper is emptied through GIT_CONFIG_COUNT so no stored helper answers instead.
 ///
-/// Every variant sets GIT_SSH_COMMAND with BatchMode=yes and StrictHostKeyChecking=yes: the
+/// Every variant sets GIT_SSH_COMMAND with `-F /dev/null` (no ssh_config of the flusher's user
+/// or the system), BatchMode=yes and StrictHostKeyChecking=yes: the
 /// URL is not known here, git ignores the variable for non-ssh URLs, and an ssh mirror must
 /// never prompt. SshKey adds the key, IdentitiesOnly, no agent and the known_hosts file; a
 /// pinned host_key is written to a temporary known_hosts (mode 0600) in `runtime_dir`.
@@ -416,7 +420,175 @@ fn read_password_file(path: &Path) -> Result<String, AuthError> {
     Ok(secret)
 }
 
+/// What `add` and `set` check before they write a mirror: every file and value its sync would
+/// refuse, without reading a secret. A missing or group/other-readable key or password file, a
+/// passphrase-protected key, a missing or writable known_hosts file and a malformed host_key
+/// are refused here, with the same message the sync would give. Not checked: an inline
+/// password's config mode (the file is written afterwards) and `password_env` (the admin's
+/// shell is not the flusher's environment). A key the admin cannot read (it belongs to the
+/// flusher's user) is not opened for the passphrase check.
+pub fn check_files(auth: &Auth, config_file: &Path) -> Result<(), AuthError> {
+    match auth {
+        Auth::None => Ok(()),
+        Auth::Password {
+            username,
+            password,
+            password_file,
+            password_env,
+        } => {
+            if username.is_empty() || username.chars().any(char::is_control) {
+                return Err(AuthError::BadUsername);
+            }
+            let given = [
+                password.is_some(),
+                password_file.is_some(),
+                password_env.is_some(),
+            ];
+            match given.iter().filter(|g| **g).count() {
+                0 => return Err(AuthError::NoPasswordSource),
+                1 => {}
+                _ => return Err(AuthError::ManyPasswordSources),
+            }
+            if password_env.as_deref().is_some_and(str::is_empty) {
+                return Err(AuthError::EmptyPasswordEnvName);
+            }
+            let Some(file) = password_file else {
+                return Ok(());
+            };
+            let path = absolute(config_file, file, "password_file")?;
+            let meta = fs::metadata(&path).map_err(|source| AuthError::PasswordFileRead {
+                path: path.clone(),
+                source,
+            })?;
+            let mode = meta.permissions().mode();
+            if mode & 0o077 != 0 {
+                return Err(AuthError::PasswordFileMode {
+                    path,
+                    mode: mode & 0o7777,
+                });
+            }
+            if !meta.is_file() {
+                return Err(AuthError::PasswordFileRead {
+                    path,
+                    source: io::Error::other("not a regular file"),
+                });
+            }
+            if meta.len() == 0 {
+                return Err(AuthError::PasswordFileEmpty { path });
+            }
+            Ok(())
+        }
+        Auth::SshKey {
+            key_file,
+            known_hosts,
+            host_key,
+        } => {
+            let key = absolute(config_file, key_file, "ssh key_file")?;
+            ssh_safe(&key, "ssh key_file")?;
+            check_key_mode(&key)?;
+            match check_key_passphrase(&key) {
+                Err(AuthError::KeyFileRead { source, .. })
+                    if source.kind() == io::ErrorKind::PermissionDenied => {}
+                other => other?,
+            }
+            match (known_hosts, host_key) {
+                (Some(_), Some(_)) => Err(AuthError::KnownHostsAndHostKey),
+                (Some(path), None) => {
+                    let path = absolute(config_file, path, "known_hosts")?;
+                    ssh_safe(&path, "known_hosts")?;
+                    check_known_hosts(&path)
+                }
+                (None, Some(line)) => pinned_line(line).map(|_| ()),
+                (None, None) => Ok(()),
+            }
+        }
+    }
+}
+
+/// A key ssh could not use without someone typing its passphrase: ssh runs with
+/// BatchMode=yes and no agent, so it would only say "Permission denied (publickey)".
+fn check_key_passphrase(path: &Path) -> Result<(), AuthError> {
+    let read_err = |source| AuthError::KeyFileRead {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut text = String::new();
+    fs::File::open(path)
+        .map_err(read_err)?
+        .take(1 << 16)
+        .read_to_string(&mut text)
+        .map_err(read_err)?;
+    if key_is_encrypted(&text) {
+        return Err(AuthError::KeyHasPassphrase {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+/// True for a private key in OpenSSH's format whose cipher is not "none", and for PEM keys
+/// marked encrypted (`Proc-Type: 4,ENCRYPTED`, `BEGIN ENCRYPTED PRIVATE KEY`).
+fn key_is_encrypted(text: &str) -> bool {
+    if text.contains("Proc-Type: 4,ENCRYPTED") || text.contains("BEGIN ENCRYPTED PRIVATE KEY") {
+        return true;
+    }
+    const BEGIN: &str = "-----BEGIN OPENSSH PRIVATE KEY-----";
+    let Some(start) = text.find(BEGIN) else {
+        return false;
+    };
+    let body: String = text[start + BEGIN.len()..]
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    // "openssh-key-v1\0", then the cipher name as a u32 length and its bytes.
+    let head = base64_prefix(&body, 64);
+    const MAGIC: &[u8] = b"openssh-key-v1\0";
+    let Some(rest) = head.strip_prefix(MAGIC) else {
+        return false;
+    };
+    let Some(len) = rest.get(..4) else {
+        return false;
+    };
+    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    rest.get(4..4 + len).is_some_and(|cipher| cipher != b"none")
+}
+
+/// The first bytes (about `max`) that standard base64 `text` decodes to; stops at the first
+/// character that is not base64.
+fn base64_prefix(text: &str, max: usize) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text.bytes() {
+        let Some(v) = value(c) else { break };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+        if out.len() >= max {
+            break;
+        }
+    }
+    out
+}
+
 fn check_key_file(path: &Path) -> Result<(), AuthError> {
+    check_key_mode(path)?;
+    check_key_passphrase(path)
+}
+
+fn check_key_mode(path: &Path) -> Result<(), AuthError> {
     let meta = fs::metadata(path).map_err(|source| AuthError::KeyFileRead {
         path: path.to_path_buf(),
         source,
@@ -520,7 +692,10 @@ fn ssh_command_env(
     known_hosts: Option<&Path>,
     connect_timeout: u64,
 ) -> (String, String) {
-    let mut cmd = String::from("ssh");
+    // `-F /dev/null`: neither ~/.ssh/config of the flusher's user nor /etc/ssh/ssh_config
+    // applies (an IdentityFile there would be offered next to ours, a ProxyCommand run), so
+    // the mirror's own settings below are all ssh uses.
+    let mut cmd = String::from("ssh -F /dev/null");
     if let Some(key) = key {
         cmd.push_str(" -i ");
         cmd.push_str(&sh_quote(&key.to_string_lossy()));
@@ -534,6 +709,21 @@ fn ssh_command_env(
     }
     cmd.push_str(&format!(" -o ConnectTimeout={connect_timeout}"));
     ("GIT_SSH_COMMAND".to_string(), cmd)
+}
+
+/// Adds `key = value` to the git configuration a child gets through GIT_CONFIG_COUNT /
+/// GIT_CONFIG_KEY_n / GIT_CONFIG_VALUE_n (command-line scope: it beats every config file, and
+/// it stays out of argv), after the entries already in `env`.
+pub fn add_git_config(env: &mut Vec<(String, String)>, key: &str, value: &str) {
+    let n: usize = env
+        .iter()
+        .find(|(k, _)| k == "GIT_CONFIG_COUNT")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    env.retain(|(k, _)| k != "GIT_CONFIG_COUNT");
+    env.push((format!("GIT_CONFIG_KEY_{n}"), key.to_string()));
+    env.push((format!("GIT_CONFIG_VALUE_{n}"), value.to_string()));
+    env.push(("GIT_CONFIG_COUNT".to_string(), (n + 1).to_string()));
 }
 
 /// POSIX single quotes: git runs GIT_SSH_COMMAND through `sh -c`.
@@ -578,23 +768,61 @@ fn absolute(config_file: &Path, path: &Path, what: &'static str) -> Result<PathB
     })
 }
 
+/// The first words of every line the askpass face writes when it refuses a prompt: git passes
+/// its stderr through, and `git::last_line` prefers this line to git's own "terminal prompts
+/// disabled".
+pub const ASKPASS_REFUSED: &str = "git-pushmirror: refused to give the mirror's credentials";
+
 /// The askpass face: given the prompt git passes as argv[1] ("Username for 'https://host': "
 /// or "Password for 'https://user@host': "), returns what to print from the GIT_PUSHMIRROR_*
-/// env vars; None if not set or if the prompt is not one of git's two.
-pub fn askpass_answer(prompt: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+/// env vars. Only git's own two prompts are answered, and only for the mirror itself: the
+/// URL in the prompt must have the scheme, host and port of GIT_PUSHMIRROR_URL (see
+/// `origin::belongs_to_mirror`), and a password prompt must name our user. A redirect to
+/// another host or a proxy asking for its password gets `Err` with one line saying why (to
+/// stderr, where git's error output shows it); anything else gets `Err("")` (no answer).
+pub fn askpass_answer(
+    prompt: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, String> {
     if env("GIT_PUSHMIRROR_ASKPASS").as_deref() != Some("1") {
-        return None;
+        return Err(String::new());
     }
     // Anything else (an ssh passphrase or host-key question) gets no answer, so a prompt we
     // did not expect fails instead of receiving the password.
-    let var = if prompt.starts_with("Username for ") {
-        "GIT_PUSHMIRROR_USERNAME"
-    } else if prompt.starts_with("Password for ") {
-        "GIT_PUSHMIRROR_PASSWORD"
+    let (var, described) = if let Some(rest) = prompt.strip_prefix("Username for '") {
+        ("GIT_PUSHMIRROR_USERNAME", rest)
+    } else if let Some(rest) = prompt.strip_prefix("Password for '") {
+        ("GIT_PUSHMIRROR_PASSWORD", rest)
     } else {
-        return None;
+        return Err(String::new());
     };
-    env(var).filter(|v| !v.is_empty())
+    let Some(described) = described.strip_suffix("': ") else {
+        return Err(String::new());
+    };
+    let mirror = env("GIT_PUSHMIRROR_URL").unwrap_or_default();
+    let Some((mirror_origin, _)) = super::origin::Origin::parse(&mirror) else {
+        return Err(String::new());
+    };
+    let refuse = |why: &str| {
+        Err(format!(
+            "{ASKPASS_REFUSED} to {} ({why}; they go only to {mirror_origin}, the host of the mirror's URL: a redirect to another host or a proxy asked; see docs/security.md)",
+            crate::mirror::url::mask(described)
+        ))
+    };
+    if !super::origin::belongs_to_mirror(&mirror, described) {
+        return refuse("another scheme, host or port");
+    }
+    let user = super::origin::Origin::parse(described).and_then(|(_, user)| user);
+    let username = env("GIT_PUSHMIRROR_USERNAME").unwrap_or_default();
+    match (var, user) {
+        ("GIT_PUSHMIRROR_USERNAME", Some(_)) => return refuse("a user is already named"),
+        ("GIT_PUSHMIRROR_PASSWORD", Some(u)) if u != username => {
+            return refuse("another user");
+        }
+        ("GIT_PUSHMIRROR_PASSWORD", None) => return refuse("no user named"),
+        _ => {}
+    }
+    env(var).filter(|v| !v.is_empty()).ok_or_else(String::new)
 }
 
 /// Common env for every git child, applied after removing the returned names: no terminal
@@ -627,6 +855,17 @@ pub fn base_env(allow_http: bool, timeout_secs: u64) -> (Vec<(String, String)>, 
         "GIT_PUSHMIRROR_ASKPASS",
         "GIT_PUSHMIRROR_USERNAME",
         "GIT_PUSHMIRROR_PASSWORD",
+        "GIT_PUSHMIRROR_URL",
+        // Which proxy a sync uses is git's configuration alone (see `proxy_config`), not
+        // whatever the process that pushed happened to carry.
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+        "no_proxy",
+        "NO_PROXY",
     ]
     .into_iter()
     .map(String::from)
@@ -920,7 +1159,7 @@ mod tests {
         assert_eq!(
             env_of(&git)["GIT_SSH_COMMAND"],
             format!(
-                "ssh -i '{}' -o IdentitiesOnly=yes -o IdentityAgent=none -o BatchMode=yes \
+                "ssh -F /dev/null -i '{}' -o IdentitiesOnly=yes -o IdentityAgent=none -o BatchMode=yes \
                  -o StrictHostKeyChecking=yes -o UserKnownHostsFile='{}' -o ConnectTimeout=30",
                 key.display(),
                 kh.display()
@@ -943,7 +1182,10 @@ mod tests {
         let git = run(&auth, &dir, 0o644).unwrap();
         let cmd = env_of(&git)["GIT_SSH_COMMAND"].to_string();
         assert!(
-            cmd.starts_with(&format!("ssh -i '{}' ", dir.0.join("id").display())),
+            cmd.starts_with(&format!(
+                "ssh -F /dev/null -i '{}' ",
+                dir.0.join("id").display()
+            )),
             "{cmd}"
         );
         assert!(!cmd.contains("UserKnownHostsFile"), "{cmd}");
@@ -1152,7 +1394,7 @@ mod tests {
             git.env,
             vec![(
                 "GIT_SSH_COMMAND".to_string(),
-                "ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o ConnectTimeout=30"
+                "ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=yes -o ConnectTimeout=30"
                     .to_string()
             )]
         );
@@ -1176,41 +1418,205 @@ mod tests {
             "GIT_PUSHMIRROR_ASKPASS" => Some("1".to_string()),
             "GIT_PUSHMIRROR_USERNAME" => Some("oauth2".to_string()),
             "GIT_PUSHMIRROR_PASSWORD" => Some(SECRET.to_string()),
+            "GIT_PUSHMIRROR_URL" => Some("https://gitlab.example/g/r.git".to_string()),
             _ => None,
         };
+        let answer = |prompt: &str| askpass_answer(prompt, &vars);
         assert_eq!(
-            askpass_answer("Username for 'https://gitlab.example': ", &vars).as_deref(),
-            Some("oauth2")
+            answer("Username for 'https://gitlab.example': ").as_deref(),
+            Ok("oauth2")
         );
         assert_eq!(
-            askpass_answer("Password for 'https://oauth2@gitlab.example': ", &vars).as_deref(),
-            Some(SECRET)
+            answer("Password for 'https://oauth2@gitlab.example': ").as_deref(),
+            Ok(SECRET)
+        );
+        // credential.useHttpPath adds the path; an explicit default port is the same port.
+        assert_eq!(
+            answer("Password for 'https://oauth2@gitlab.example:443/g/r.git': ").as_deref(),
+            Ok(SECRET)
+        );
+        for silent in [
+            "Enter passphrase for key '/k': ",
+            "Are you sure you want to continue connecting (yes/no)? ",
+            "",
+            "Password for 'https://oauth2@gitlab.example'",
+        ] {
+            assert_eq!(answer(silent), Err(String::new()), "{silent}");
+        }
+        // A proxy with a user but no password, a redirect to another host, port or scheme,
+        // another user: refused, with a line that says so and never the secret.
+        for foreign in [
+            "Password for 'http://proxyuser@127.0.0.1:3128': ",
+            "Password for 'https://proxyuser@proxy.example': ",
+            "Username for 'https://evil.example': ",
+            "Username for 'https://gitlab.example:8443': ",
+            "Username for 'http://gitlab.example': ",
+            "Password for 'https://oauth2@gitlab.example.evil.test': ",
+            "Password for 'https://other@gitlab.example': ",
+            "Password for 'https://gitlab.example': ",
+            "Username for 'ssh://gitlab.example': ",
+        ] {
+            let err = answer(foreign).unwrap_err();
+            assert!(err.starts_with(ASKPASS_REFUSED), "{foreign}: {err}");
+            assert!(err.contains("https://gitlab.example:443"), "{err}");
+            assert!(!err.contains(SECRET) && !err.contains('\n'), "{err}");
+        }
+        // Without the mirror's URL nothing is answered at all.
+        let no_url = |name: &str| (name != "GIT_PUSHMIRROR_URL").then(|| vars(name)).flatten();
+        assert_eq!(
+            askpass_answer("Password for 'https://oauth2@gitlab.example': ", &no_url),
+            Err(String::new())
         );
         assert_eq!(
-            askpass_answer("Enter passphrase for key '/k': ", &vars),
-            None
+            askpass_answer("Password for 'https://h': ", &no_env),
+            Err(String::new())
         );
+        let not_ours = |name: &str| {
+            (name != "GIT_PUSHMIRROR_ASKPASS")
+                .then(|| vars(name))
+                .flatten()
+        };
+        assert_eq!(
+            askpass_answer("Password for 'https://oauth2@gitlab.example': ", &not_ours),
+            Err(String::new())
+        );
+        let unset_password = |name: &str| {
+            (name != "GIT_PUSHMIRROR_PASSWORD")
+                .then(|| vars(name))
+                .flatten()
+        };
         assert_eq!(
             askpass_answer(
-                "Are you sure you want to continue connecting (yes/no)? ",
-                &vars
+                "Password for 'https://oauth2@gitlab.example': ",
+                &unset_password
             ),
-            None
+            Err(String::new())
         );
-        assert_eq!(askpass_answer("", &vars), None);
-        assert_eq!(askpass_answer("Password for 'https://h': ", &no_env), None);
-        let not_ours = |name: &str| match name {
-            "GIT_PUSHMIRROR_PASSWORD" => Some(SECRET.to_string()),
-            _ => None,
+    }
+
+    #[test]
+    fn passphrase_protected_keys_are_recognised() {
+        let openssh = |line: &str| {
+            format!("-----BEGIN OPENSSH PRIVATE KEY-----\n{line}\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n")
         };
+        // The first line of `ssh-keygen -t ed25519` keys without and with a passphrase.
+        let plain =
+            openssh("b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW");
+        let locked =
+            openssh("b3BlbnNzaC1rZXktdjEAAAAACmFlczI1Ni1jdHIAAAAGYmNyeXB0AAAAGAAAABD24W7K1O");
+        assert!(!key_is_encrypted(&plain));
+        assert!(key_is_encrypted(&locked));
+        assert!(key_is_encrypted(
+            "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,AB\n"
+        ));
+        assert!(key_is_encrypted(
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIE\n"
+        ));
+        assert!(!key_is_encrypted("-----BEGIN RSA PRIVATE KEY-----\nMIIE\n"));
+        assert!(!key_is_encrypted("KEY"));
+
+        let dir = TempDir::new("passphrase");
+        let key = dir.file("id", &locked, 0o600);
+        let auth = Auth::SshKey {
+            key_file: key.clone(),
+            known_hosts: None,
+            host_key: None,
+        };
+        let err = run(&auth, &dir, 0o644).err().unwrap();
+        assert!(matches!(err, AuthError::KeyHasPassphrase { .. }), "{err}");
+        assert!(err.to_string().contains("passphrase") && err.to_string().contains("/id"));
+        let err = check_files(&auth, &dir.0.join("c.yaml")).unwrap_err();
+        assert!(matches!(err, AuthError::KeyHasPassphrase { .. }), "{err}");
+        fs::write(&key, &plain).unwrap();
+        check_files(&auth, &dir.0.join("c.yaml")).unwrap();
+    }
+
+    #[test]
+    fn check_files_refuses_what_a_sync_would() {
+        let dir = TempDir::new("checkfiles");
+        let config = dir.0.join("c.yaml");
+        let key = dir.file("id", "KEY", 0o600);
+        let kh = dir.file("kh", "", 0o644);
+        let ssh =
+            |key_file: &Path, known_hosts: Option<&Path>, host_key: Option<&str>| Auth::SshKey {
+                key_file: key_file.to_path_buf(),
+                known_hosts: known_hosts.map(Path::to_path_buf),
+                host_key: host_key.map(String::from),
+            };
+        check_files(&ssh(&key, Some(&kh), None), &config).unwrap();
+        check_files(&ssh(&key, None, Some("ssh-ed25519 AAAA")), &config).unwrap();
+        check_files(&Auth::None, &config).unwrap();
+        let refused = [
+            ssh(&dir.0.join("absent"), None, None),
+            ssh(&key, Some(&dir.0.join("absent")), None),
+            ssh(&key, None, Some("garbage")),
+            ssh(&key, None, Some("ssh-ed25519 AAAA\nssh-rsa BBBB")),
+            ssh(&key, Some(&kh), Some("ssh-ed25519 AAAA")),
+        ];
+        for auth in &refused {
+            assert!(check_files(auth, &config).is_err(), "{auth:?}");
+        }
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(matches!(
+            check_files(&ssh(&key, None, None), &config),
+            Err(AuthError::KeyFileMode { .. })
+        ));
+        fs::set_permissions(&kh, fs::Permissions::from_mode(0o664)).unwrap();
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(matches!(
+            check_files(&ssh(&key, Some(&kh), None), &config),
+            Err(AuthError::KnownHostsWritable { .. })
+        ));
+
+        let pw = dir.file("pw", SECRET, 0o600);
+        let by_file = |p: &Path| password(None, Some(p), None);
+        check_files(&by_file(&pw), &config).unwrap();
+        // The admin's shell is not the flusher's environment: an unset variable is fine here.
+        check_files(&password(None, None, Some("NOT_SET_HERE")), &config).unwrap();
+        fs::set_permissions(&pw, fs::Permissions::from_mode(0o604)).unwrap();
+        let err = check_files(&by_file(&pw), &config).unwrap_err();
+        assert!(matches!(err, AuthError::PasswordFileMode { .. }), "{err}");
+        assert_no_secret(&err);
+        let empty = dir.file("empty", "", 0o600);
+        assert!(matches!(
+            check_files(&by_file(&empty), &config),
+            Err(AuthError::PasswordFileEmpty { .. })
+        ));
+        assert!(matches!(
+            check_files(&by_file(&dir.0.join("absent")), &config),
+            Err(AuthError::PasswordFileRead { .. })
+        ));
+        assert!(matches!(
+            check_files(&password(None, None, None), &config),
+            Err(AuthError::NoPasswordSource)
+        ));
+    }
+
+    #[test]
+    fn git_config_entries_add_up() {
+        let mut env = vec![
+            ("GIT_CONFIG_COUNT".to_string(), "1".to_string()),
+            (
+                "GIT_CONFIG_KEY_0".to_string(),
+                "credential.helper".to_string(),
+            ),
+            ("GIT_CONFIG_VALUE_0".to_string(), String::new()),
+        ];
+        add_git_config(&mut env, "http.proxy", "");
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        assert_eq!(get("GIT_CONFIG_COUNT").as_deref(), Some("2"));
+        assert_eq!(get("GIT_CONFIG_KEY_1").as_deref(), Some("http.proxy"));
+        assert_eq!(get("GIT_CONFIG_VALUE_1").as_deref(), Some(""));
         assert_eq!(
-            askpass_answer("Password for 'https://h': ", &not_ours),
-            None
+            env.iter().filter(|(k, _)| k == "GIT_CONFIG_COUNT").count(),
+            1
         );
-        let unset_password = |name: &str| (name == "GIT_PUSHMIRROR_ASKPASS").then(|| "1".into());
+        let mut fresh = Vec::new();
+        add_git_config(&mut fresh, "a.b", "c");
+        assert_eq!(fresh.last().unwrap().1, "1");
         assert_eq!(
-            askpass_answer("Password for 'https://h': ", &unset_password),
-            None
+            fresh[0],
+            ("GIT_CONFIG_KEY_0".to_string(), "a.b".to_string())
         );
     }
 
@@ -1223,7 +1629,16 @@ mod tests {
         assert_eq!(get("GCM_INTERACTIVE"), Some("never"));
         assert_eq!(get("GIT_HTTP_LOW_SPEED_LIMIT"), Some("1000"));
         assert_eq!(get("GIT_HTTP_LOW_SPEED_TIME"), Some("42"));
-        for var in ["SSH_ASKPASS", "GIT_ASKPASS", "SSH_AUTH_SOCK"] {
+        for var in [
+            "SSH_ASKPASS",
+            "GIT_ASKPASS",
+            "SSH_AUTH_SOCK",
+            "https_proxy",
+            "HTTPS_PROXY",
+            "http_proxy",
+            "all_proxy",
+            "GIT_PUSHMIRROR_URL",
+        ] {
             assert!(remove.iter().any(|r| r == var), "{var}");
         }
         let (set, _) = base_env(true, 42);

@@ -152,12 +152,50 @@ pub fn last_line(stderr: &str) -> String {
             .map(str::trim)
             .filter(|l| !l.is_empty() && !l.starts_with("hint:"))
     };
+    // Our askpass refusing a prompt that was not for the mirror says more than git's
+    // "could not read Username ...: terminal prompts disabled" after it.
+    if let Some(refused) = meaningful().find(|l| l.starts_with(super::auth::ASKPASS_REFUSED)) {
+        return refused.to_string();
+    }
+    if let Some(changed) = host_key_changed(stderr) {
+        return changed;
+    }
     meaningful()
         .rfind(|l| !BOILERPLATE.contains(l))
         .or_else(|| meaningful().find(|l| l.starts_with("fatal:")))
         .or_else(|| meaningful().next_back())
         .unwrap_or("(no message)")
         .to_string()
+}
+
+/// ssh's answer to a host presenting another key than the pinned one: "Host key verification
+/// failed." alone reads like an unknown host, but this may be a man-in-the-middle, so ssh's
+/// own warning, its "Host key for ... has changed" line and the fingerprint it was shown are
+/// kept.
+fn host_key_changed(stderr: &str) -> Option<String> {
+    let lines: Vec<&str> = stderr.lines().map(str::trim).collect();
+    let warning = lines
+        .iter()
+        .find(|l| l.contains("REMOTE HOST IDENTIFICATION HAS CHANGED"))?;
+    let warning = warning.trim_matches(|c: char| c == '@' || c.is_whitespace());
+    let mut parts = vec![warning.to_string()];
+    // "The fingerprint for the ED25519 key sent by the remote host is" / "SHA256:....".
+    if let Some(i) = lines
+        .iter()
+        .position(|l| l.starts_with("The fingerprint for the ") && l.ends_with(" is"))
+    {
+        if let Some(fp) = lines.get(i + 1).filter(|f| f.starts_with("SHA256:")) {
+            parts.push(format!("{} {}", lines[i], fp));
+        }
+    }
+    if let Some(l) = lines
+        .iter()
+        .find(|l| l.starts_with("Host key for ") && l.contains(" has changed"))
+    {
+        parts.push(l.to_string());
+    }
+    parts.push("Host key verification failed.".to_string());
+    Some(parts.join(" "))
 }
 
 /// Parses `git ls-remote` output: `<oid> TAB <ref>` lines; peeled `^{}` entries and HEAD dropped.
@@ -255,6 +293,38 @@ mod tests {
         );
         assert_eq!(last_line("error: x\nhint: y\n\n"), "error: x");
         assert_eq!(last_line(""), "(no message)");
+        let refused = format!(
+            "{} to https://127.0.0.1:2 (another scheme, host or port; ...)\n\
+             fatal: could not read Username for 'https://127.0.0.1:2': terminal prompts disabled\n",
+            crate::mirror::auth::ASKPASS_REFUSED
+        );
+        assert!(last_line(&refused).starts_with(crate::mirror::auth::ASKPASS_REFUSED));
+    }
+
+    #[test]
+    fn a_changed_host_key_is_not_just_a_failed_verification() {
+        let stderr = "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
+@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\n\
+@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
+IT IS POSSIBLE THAT SOMEONE IS DOING SOMETHING NASTY!\n\
+Someone could be eavesdropping on you right now (man-in-the-middle attack)!\n\
+It is also possible that a host key has just been changed.\n\
+The fingerprint for the ED25519 key sent by the remote host is\n\
+SHA256:AbCdEf0123.\n\
+Please contact your system administrator.\n\
+Add correct host key in /run/known_hosts.1 to get rid of this message.\n\
+Offending ED25519 key in /run/known_hosts.1:1\n\
+Host key for [127.0.0.1]:2222 has changed and you have requested strict checking.\n\
+Host key verification failed.\n\
+fatal: Could not read from remote repository.\n\n\
+Please make sure you have the correct access rights\nand the repository exists.\n";
+        assert_eq!(
+            last_line(stderr),
+            "WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! \
+             The fingerprint for the ED25519 key sent by the remote host is SHA256:AbCdEf0123. \
+             Host key for [127.0.0.1]:2222 has changed and you have requested strict checking. \
+             Host key verification failed."
+        );
     }
 
     #[test]

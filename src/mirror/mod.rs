@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod git;
 pub mod mux;
+pub mod origin;
 pub mod plan;
 pub mod source;
 pub mod url;
@@ -161,6 +162,16 @@ fn run_sync(
     if let Some(ca) = &cfg.ca_file {
         set.push(("GIT_SSL_CAINFO".into(), ca.display().to_string()));
     }
+    if matches!(scheme, url::Scheme::Https | url::Scheme::Http) {
+        // The askpass answers only prompts for this URL's scheme, host and port.
+        set.push(("GIT_PUSHMIRROR_URL".into(), bare_url.clone()));
+        let proxy = proxy_for(ctx.git_dir, &bare_url, timeout)?;
+        if let (_, _, Some(p)) = url::split_credentials(&proxy) {
+            secrets.push(p);
+        }
+        auth::add_git_config(&mut set, "http.proxy", &proxy);
+        auth::add_git_config(&mut set, &format!("http.{bare_url}.proxy"), &proxy);
+    }
     // ls-remote and push share one SSH connection (see mux.rs); dropped last, after both.
     let _mux = match scheme {
         url::Scheme::Ssh => mux::Mux::share(ctx.runtime_dir, &mut set),
@@ -192,6 +203,11 @@ fn run_sync(
         only_protected_branches: cfg.only_protected_branches,
         protected: cfg.protected.clone(),
         extra_prefixes: cfg.refs.clone(),
+        branch_regex: cfg
+            .branch_regex
+            .as_deref()
+            .map(plan::BranchRegex::new)
+            .transpose()?,
     };
     // The plan is made from a listing of the mirror; someone may push to the mirror before our
     // push lands. Every update and deletion is therefore leased on the value we listed, so that
@@ -339,6 +355,33 @@ fn run_sync(
         report.error = Some(one_line(&url::scrub(&problems.join("; "), &refs)));
     }
     Ok(report)
+}
+
+/// The proxy a sync to `url` uses: git's own `http.proxy` / `http.<url>.proxy` as the
+/// upstream repository sees it (its config, the flusher user's ~/.gitconfig, /etc/gitconfig),
+/// or "" for none. The proxy variables of the flusher's environment are not used (they are
+/// whatever the process that pushed carried; `base_env` removes them). The answer is passed to
+/// every git child of the sync, so the push (run in a shadow repository that does not read
+/// the upstream's config) goes the same way as the listing.
+fn proxy_for(git_dir: &Path, url: &str, timeout: std::time::Duration) -> Result<String, String> {
+    let args = [
+        "config".to_string(),
+        "--get-urlmatch".to_string(),
+        "http.proxy".to_string(),
+        url.to_string(),
+    ];
+    let (set, remove) = auth::base_env(false, timeout.as_secs().max(1));
+    let env = git::ChildEnv { set, remove };
+    match git::run(git_dir, &args, &env, timeout, "config") {
+        Ok(out) if out.status_ok => Ok(out.stdout.trim_end_matches('\n').to_string()),
+        // Exit 1 without a word: no proxy is configured.
+        Ok(out) if out.stderr.trim().is_empty() => Ok(String::new()),
+        Ok(out) => Err(format!(
+            "reading http.proxy for the mirror: {}",
+            git::last_line(&out.stderr)
+        )),
+        Err(e) => Err(format!("reading http.proxy for the mirror: {e}")),
+    }
 }
 
 /// Removes the temporary known_hosts files of a pinned host key when the sync ends, however it ends.

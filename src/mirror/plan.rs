@@ -19,7 +19,60 @@ pub struct PlanOptions {
     pub protected: Vec<String>,
     /// extra ref prefixes in scope besides refs/heads/ and refs/tags/, each ending in '/', e.g. "refs/notes/".
     pub extra_prefixes: Vec<String>,
+    /// GitLab's `mirror_branch_regex`: only branches whose name (without `refs/heads/`) the
+    /// regex matches are mirrored (unanchored, like GitLab); tags are always mirrored, and
+    /// mirror-only branches are never deleted while it is set.
+    pub branch_regex: Option<BranchRegex>,
 }
+
+/// A compiled `branch_regex` (the `regex` crate: RE2 syntax, matching in linear time, so an
+/// admin's pattern cannot make a sync hang). Compared by its source text.
+#[derive(Debug, Clone)]
+pub struct BranchRegex(regex::Regex);
+
+/// GitLab's limit on `mirror_branch_regex`.
+pub const BRANCH_REGEX_MAX: usize = 255;
+
+impl BranchRegex {
+    /// Compiles `pattern`; the error is one line naming what is wrong.
+    pub fn new(pattern: &str) -> Result<BranchRegex, String> {
+        if pattern.is_empty() {
+            return Err("branch_regex is empty (remove the key to mirror every branch)".into());
+        }
+        if pattern.chars().count() > BRANCH_REGEX_MAX {
+            return Err(format!(
+                "branch_regex is longer than {BRANCH_REGEX_MAX} characters"
+            ));
+        }
+        regex::RegexBuilder::new(pattern)
+            .size_limit(1 << 20)
+            .build()
+            .map(BranchRegex)
+            .map_err(|e| {
+                let e = e.to_string();
+                let last = e.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
+                format!(
+                    "branch_regex `{pattern}` is not a valid RE2 regex: {}",
+                    last.trim()
+                )
+            })
+    }
+
+    pub fn is_match(&self, branch: &str) -> bool {
+        self.0.is_match(branch)
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl PartialEq for BranchRegex {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+impl Eq for BranchRegex {}
 
 /// Answers "is `ancestor` reachable from `descendant`" for hex object ids; an id unknown upstream is never an ancestor.
 ///
@@ -78,8 +131,10 @@ pub enum SkipReason {
     /// A mirror-only tag that upstream did not delete, so it may be the mirror's own.
     MirrorOnlyTag,
     /// `keep_divergent_refs`: mirror-only refs untouched; also mirror-only refs under extra prefixes
-    /// that upstream did not delete.
+    /// that upstream did not delete; and mirror-only branches of a mirror with `branch_regex`.
     MirrorOnlyKept,
+    /// A branch that `branch_regex` does not match.
+    NotMatchingRegex,
 }
 
 /// The outcome of planning one sync.
@@ -177,12 +232,13 @@ enum Kind {
     Extra,
 }
 
-/// Keeps "not mirrored at all" apart from "a branch the protection filter holds back", because
-/// only the latter is worth reporting.
+/// Keeps "not mirrored at all" apart from "a branch a filter holds back", because only the
+/// latter is worth reporting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Class {
     Out,
     NotProtected,
+    NotMatchingRegex,
     In(Kind),
 }
 
@@ -200,6 +256,12 @@ fn classify(name: &str, options: &PlanOptions) -> Class {
             && !options.protected.iter().any(|p| wildmatch(p, branch))
         {
             Class::NotProtected
+        } else if options
+            .branch_regex
+            .as_ref()
+            .is_some_and(|r| !r.is_match(branch))
+        {
+            Class::NotMatchingRegex
         } else {
             Class::In(Kind::Branch)
         }
@@ -279,11 +341,15 @@ pub fn plan(input: &PlanInput<'_>, ancestry: &dyn Ancestry) -> Plan {
         let mirror = input.remote.get(name).map(String::as_str);
         let kind = match classify(name, options) {
             Class::Out => continue,
-            Class::NotProtected => {
+            class @ (Class::NotProtected | Class::NotMatchingRegex) => {
                 let equal = matches!((upstream, mirror), (Some(a), Some(b)) if same_oid(a, b));
                 if !equal {
-                    out.skipped
-                        .push((name.to_owned(), SkipReason::NotProtected));
+                    let reason = if class == Class::NotProtected {
+                        SkipReason::NotProtected
+                    } else {
+                        SkipReason::NotMatchingRegex
+                    };
+                    out.skipped.push((name.to_owned(), reason));
                 }
                 continue;
             }
@@ -306,7 +372,11 @@ pub fn plan(input: &PlanInput<'_>, ancestry: &dyn Ancestry) -> Plan {
                 });
             }
             (None, Some(old)) => {
-                let delete = if keep_divergent {
+                // GitLab never deletes a branch from a mirror with a branch filter: the mirror
+                // may hold branches of its own outside what the filter was written for.
+                let delete = if keep_divergent
+                    || (kind == Kind::Branch && options.branch_regex.is_some())
+                {
                     Err(SkipReason::MirrorOnlyKept)
                 } else {
                     match kind {
@@ -673,6 +743,7 @@ mod tests {
         only_protected: bool,
         protected: &'static [&'static str],
         extra: &'static [&'static str],
+        regex: Option<&'static str>,
     }
 
     impl Opts {
@@ -682,6 +753,7 @@ mod tests {
                 only_protected_branches: self.only_protected,
                 protected: self.protected.iter().map(|p| p.to_string()).collect(),
                 extra_prefixes: self.extra.iter().map(|p| p.to_string()).collect(),
+                branch_regex: self.regex.map(|r| BranchRegex::new(r).unwrap()),
             }
         }
     }
@@ -691,6 +763,7 @@ mod tests {
         only_protected: false,
         protected: &[],
         extra: &[],
+        regex: None,
     };
     const KEEP: Opts = Opts {
         keep: true,
@@ -1250,10 +1323,89 @@ mod tests {
                 only_protected: true,
                 protected: &["main"],
                 extra: &[],
+                regex: None,
             },
             pushes: &[(V1, "a3", Some("a1"))],
             divergent: &[MAIN],
             skipped: &[(FEATURE, NotProtected), (TOPIC, NotProtected)],
+            ..BASE
+        },
+        // branch_regex (GitLab's mirror_branch_regex).
+        Case {
+            what: "branch_regex mirrors matching branches only, and every tag",
+            local: &[
+                (MAIN, "a3"),
+                ("refs/heads/release/1", "a2"),
+                ("refs/heads/prerelease/1", "a2"),
+                (FEATURE, "b1"),
+                (V1, "a1"),
+            ],
+            remote: &[(MAIN, "a2"), (FEATURE, "b2")],
+            opts: Opts {
+                regex: Some("^(main|release/.*)$"),
+                ..OVERWRITE
+            },
+            pushes: &[
+                (MAIN, "a3", Some("a2")),
+                ("refs/heads/release/1", "a2", None),
+                (V1, "a1", None),
+            ],
+            skipped: &[
+                (FEATURE, NotMatchingRegex),
+                ("refs/heads/prerelease/1", NotMatchingRegex),
+            ],
+            ..BASE
+        },
+        Case {
+            what: "branch_regex is unanchored, as in GitLab",
+            local: &[
+                (MAIN, "a3"),
+                ("refs/heads/team/release-2", "a2"),
+                (TOPIC, "a1"),
+            ],
+            remote: &[(MAIN, "a3")],
+            opts: Opts {
+                regex: Some("release"),
+                ..OVERWRITE
+            },
+            pushes: &[("refs/heads/team/release-2", "a2", None)],
+            // main is equal on both sides: nothing to report.
+            skipped: &[(TOPIC, NotMatchingRegex)],
+            ..BASE
+        },
+        Case {
+            what:
+                "branch_regex never deletes mirror-only branches, even merged or deleted upstream",
+            local: &[(MAIN, "a3")],
+            remote: &[
+                (MAIN, "a3"),
+                ("refs/heads/merged", "a2"),
+                ("refs/heads/gone", "a1"),
+                ("refs/heads/other", "a1"),
+            ],
+            deleted: &["refs/heads/gone"],
+            opts: Opts {
+                regex: Some("^(main|merged|gone)$"),
+                ..OVERWRITE
+            },
+            skipped: &[
+                ("refs/heads/gone", MirrorOnlyKept),
+                ("refs/heads/merged", MirrorOnlyKept),
+                ("refs/heads/other", NotMatchingRegex),
+            ],
+            ..BASE
+        },
+        Case {
+            what: "branch_regex still deletes tags deleted upstream",
+            local: &[(MAIN, "a3")],
+            remote: &[(MAIN, "a3"), (V0, "a1"), (V9, "a1")],
+            deleted: &[V0],
+            opts: Opts {
+                regex: Some("^main$"),
+                ..OVERWRITE
+            },
+            deletions: &[(V0, "a1")],
+            skipped: &[(V9, MirrorOnlyTag)],
             ..BASE
         },
         // Defensive cases.
@@ -1542,6 +1694,10 @@ mod tests {
             extra_prefixes: vec!["refs/".into()],
             ..PlanOptions::default()
         };
+        let regex = PlanOptions {
+            branch_regex: Some(BranchRegex::new(r"^(main|release/\d+)$").unwrap()),
+            ..PlanOptions::default()
+        };
         for (name, options, expected) in [
             (MAIN, &plain, true),
             ("refs/heads/a/b/c", &plain, true),
@@ -1572,9 +1728,32 @@ mod tests {
             ("refs/remotes/origin/main", &everything, false),
             ("refs/tags/v1^{}", &everything, false),
             ("HEAD", &everything, false),
+            (MAIN, &regex, true),
+            ("refs/heads/release/12", &regex, true),
+            ("refs/heads/release/1/rc", &regex, false),
+            ("refs/heads/xmain", &regex, false),
+            (FEATURE, &regex, false),
+            (V1, &regex, true),
+            ("HEAD", &regex, false),
         ] {
             assert_eq!(in_scope(name, options), expected, "{name} with {options:?}");
         }
+    }
+
+    #[test]
+    fn branch_regex_limits() {
+        assert!(BranchRegex::new(&"a".repeat(BRANCH_REGEX_MAX)).is_ok());
+        let e = BranchRegex::new(&"a".repeat(BRANCH_REGEX_MAX + 1)).unwrap_err();
+        assert!(e.contains("255"), "{e}");
+        assert!(BranchRegex::new("").is_err());
+        let e = BranchRegex::new("release/(").unwrap_err();
+        assert!(e.contains("release/(") && !e.contains('\n'), "{e}");
+        // RE2 has no backreferences or look-around; neither does the regex crate.
+        assert!(BranchRegex::new(r"(a)\1").is_err());
+        assert!(BranchRegex::new("(?=main)").is_err());
+        // Linear time: a pattern that backtracking engines take exponential time on.
+        let r = BranchRegex::new("^(a+)+$").unwrap();
+        assert!(!r.is_match(&format!("{}b", "a".repeat(10_000))));
     }
 
     #[test]

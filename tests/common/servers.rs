@@ -284,7 +284,7 @@ fn absolute_dir(root: &Path) -> PathBuf {
     fs::canonicalize(root).unwrap_or_else(|e| panic!("canonicalize {}: {e}", root.display()))
 }
 
-fn base64(data: &[u8]) -> String {
+pub fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut s = String::new();
     for c in data.chunks(3) {
@@ -658,6 +658,12 @@ impl HttpsServer {
     pub const REQUIRES: &'static [&'static str] = &["git", "openssl", "nginx", "fcgiwrap"];
 
     pub fn start(root: &Path, user: &str, password: &str) -> HttpsServer {
+        Self::start_with(root, user, password, "")
+    }
+
+    /// `start`, with `extra` (nginx directives, e.g. a `location` that redirects) added to
+    /// the server block.
+    pub fn start_with(root: &Path, user: &str, password: &str, extra: &str) -> HttpsServer {
         assert!(
             !user.contains(':') && !user.contains('\n') && !password.contains('\n'),
             "user must not contain ':' or newlines"
@@ -778,7 +784,11 @@ impl HttpsServer {
             let conf = d.join("nginx.conf");
             let error_log = d.join("error.log");
             let _ = fs::remove_file(&error_log);
-            write_file(&conf, &nginx_conf(&d, &root, &backend, &sock, port), 0o600);
+            write_file(
+                &conf,
+                &nginx_conf(&d, &root, &backend, &sock, port).replace("#EXTRA#", extra),
+                0o600,
+            );
             let mut cmd = Command::new(&nginx_bin);
             cmd.arg("-e")
                 .arg(&error_log)
@@ -821,6 +831,11 @@ impl HttpsServer {
     /// nginx's error.log).
     pub fn log(&self) -> String {
         format!("{}{}", self.nginx.log(), self.fcgiwrap.log())
+    }
+
+    /// nginx's access log (combined format: the basic-auth user is the third field).
+    pub fn access_log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
     }
 
     /// Pids of nginx and fcgiwrap.
@@ -883,6 +898,7 @@ http {{
             fastcgi_send_timeout 600s;
             fastcgi_pass "unix:{sock}";
         }}
+        #EXTRA#
     }}
 }}
 "#,
@@ -1149,6 +1165,17 @@ impl SshServer {
 
     pub fn log(&self) -> String {
         self.proc.log()
+    }
+
+    /// Appends a public key line (`ssh-ed25519 AAAA... comment`) to the server's
+    /// authorized_keys: sshd reads the file at each login, so it works at once.
+    pub fn authorize(&self, public_key: &str) {
+        use std::io::Write;
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("authorized_keys"))
+            .expect("open authorized_keys");
+        writeln!(f, "{}", public_key.trim()).expect("append to authorized_keys");
     }
 
     /// SSH connections sshd has authenticated so far (one per connection, however many

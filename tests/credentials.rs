@@ -1,0 +1,910 @@
+//! Credentials go to the mirror and nowhere else (issue 17, and issue 14's host pinning), end to
+//! end against real servers on 127.0.0.1: a real HTTP CONNECT proxy that logs what it is sent,
+//! a real nginx redirect to another port, a real sshd with an ssh_config of the flusher's user
+//! that must not be read, a real host-key change, a passphrase-protected key, a black-holed
+//! mirror for `status`, and `add`/`set` refusing auth files a sync would refuse.
+//!
+//! Timing is never asserted: everything polls with a generous deadline.
+
+mod common;
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::servers::*;
+use common::*;
+
+const DEADLINE: Duration = Duration::from_secs(90);
+
+/// Retries that give up quickly.
+const FAST_RETRIES: &str =
+    "defaults:\n  max_attempts: 3\n  backoff_initial: 200ms\n  backoff_max: 1s\n";
+
+fn skip(what: &str) -> bool {
+    eprintln!("\n*** SKIPPED: {what} is not installed (run tests/install-deps.sh) ***\n");
+    true
+}
+
+fn no_https() -> bool {
+    !have_all(HttpsServer::REQUIRES) && skip("nginx/fcgiwrap/openssl")
+}
+
+fn no_ssh() -> bool {
+    !have_all(SshServer::REQUIRES) && skip("sshd/ssh")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn write_mode(path: &Path, contents: &str, mode: u32) {
+    fs::write(path, contents).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `git-pushmirror --repo <repo> <args>` with extra environment variables (a flusher it starts
+/// inherits them).
+fn pm_with(env: &Env, repo: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let mut c = env.cmd(bin());
+    c.arg("--repo").arg(repo).args(args);
+    for (k, v) in vars {
+        c.env(k, v);
+    }
+    c.output().expect("run git-pushmirror")
+}
+
+fn wait_mirror(
+    env: &Env,
+    up: &Path,
+    name: &str,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let ok = wait_until(DEADLINE, || pred(&env.mirror_status(up, name)));
+    let m = env.mirror_status(up, name);
+    assert!(
+        ok,
+        "mirror {name} never got {what}: {m:#}\nlog:\n{}",
+        env.log(up)
+    );
+    m
+}
+
+fn wait_finished(env: &Env, up: &Path, name: &str) -> serde_json::Value {
+    let m = wait_mirror(env, up, name, "finished", |m| {
+        m["update_status"] == "finished" && m["pending_updates"] == 0
+    });
+    assert!(m["last_error"].is_null(), "{m:#}");
+    m
+}
+
+fn wait_gave_up(env: &Env, up: &Path, name: &str) -> serde_json::Value {
+    wait_mirror(env, up, name, "failed and given up", |m| {
+        m["update_status"] == "failed" && m["gave_up"] == true
+    });
+    assert!(env.wait_flushers_gone(), "flusher kept running");
+    env.mirror_status(up, name)
+}
+
+fn last_error(m: &serde_json::Value) -> String {
+    let err = m["last_error"].as_str().unwrap_or_default().to_string();
+    assert!(!err.is_empty() && !err.contains('\n'), "{m:#}");
+    err
+}
+
+/// An upstream with one commit on main (the hook installed, no push made).
+fn upstream_with_commit(env: &Env) -> PathBuf {
+    let up = env.upstream("up.git");
+    let wc = env.clone(&up, "wc");
+    env.commit(&wc, "one");
+    env.git(&up, &["fetch", "-q", s(&wc), "main:main"]);
+    up
+}
+
+// ---------------------------------------------------------------------------
+// A real HTTP CONNECT proxy on 127.0.0.1 that logs every request head
+// ---------------------------------------------------------------------------
+
+/// A forward proxy for `https` (CONNECT only) on 127.0.0.1. It logs each request line and its
+/// `Proxy-Authorization` header as sent (so a test can look for a password, base64 or not),
+/// answers 407 without that header, and otherwise tunnels to the requested 127.0.0.1 port.
+struct ConnectProxy {
+    port: u16,
+    log: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    accept: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ConnectProxy {
+    fn start() -> ConnectProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (log2, stop2) = (log.clone(), stop.clone());
+        let accept = std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let log = log2.clone();
+                        std::thread::spawn(move || {
+                            let _ = Self::serve(conn, &log);
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        ConnectProxy {
+            port,
+            log,
+            stop,
+            accept: Some(accept),
+        }
+    }
+
+    fn serve(conn: TcpStream, log: &Mutex<Vec<String>>) -> std::io::Result<()> {
+        conn.set_nonblocking(false)?;
+        let mut client = conn.try_clone()?;
+        let mut reader = BufReader::new(conn);
+        // One connection may carry several requests: curl asks without credentials first
+        // and, after the 407, again on the same connection with them.
+        loop {
+            let mut head = Vec::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line)? == 0 {
+                    return Ok(());
+                }
+                let line = line.trim_end().to_string();
+                if line.is_empty() {
+                    break;
+                }
+                head.push(line);
+            }
+            let request = head.first().cloned().unwrap_or_default();
+            let auth = head
+                .iter()
+                .find(|l| l.to_ascii_lowercase().starts_with("proxy-authorization:"))
+                .cloned();
+            log.lock().unwrap().push(format!(
+                "{request} | {}",
+                auth.clone()
+                    .unwrap_or_else(|| "no Proxy-Authorization".into())
+            ));
+            let target = request
+                .strip_prefix("CONNECT ")
+                .and_then(|r| r.split_whitespace().next())
+                .map(str::to_string);
+            let Some(target) = target.filter(|t| t.starts_with("127.0.0.1:")) else {
+                client.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")?;
+                return Ok(());
+            };
+            if auth.is_none() {
+                client.write_all(
+                    b"HTTP/1.1 407 Proxy Authentication Required\r\n\
+                      Proxy-Authenticate: Basic realm=\"test proxy\"\r\n\
+                      Content-Length: 0\r\n\r\n",
+                )?;
+                continue;
+            }
+            let upstream = TcpStream::connect(&target)?;
+            client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")?;
+            // Whatever the reader buffered past the head belongs to the tunnel.
+            let mut up_w = upstream.try_clone()?;
+            up_w.write_all(reader.buffer())?;
+            let mut client_r = reader.into_inner();
+            let there = std::thread::spawn(move || {
+                let _ = std::io::copy(&mut client_r, &mut up_w);
+                let _ = up_w.shutdown(Shutdown::Write);
+            });
+            let mut up_r = upstream;
+            let _ = std::io::copy(&mut up_r, &mut client);
+            let _ = client.shutdown(Shutdown::Write);
+            let _ = there.join();
+            return Ok(());
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for ConnectProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.accept.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn assert_secret_not_in(what: &str, haystack: &str, user: &str, secret: &str) {
+    let encoded = base64(format!("{user}:{secret}").as_bytes());
+    assert!(
+        !haystack.contains(secret) && !haystack.contains(&encoded),
+        "the mirror's password reached {what}:\n{haystack}"
+    );
+}
+
+#[test]
+fn a_proxy_never_gets_the_mirrors_password() {
+    if no_https() {
+        return;
+    }
+    const SECRET: &str = "Mirr0r-Secret-For-Proxy-Test";
+    let env = Env::new();
+    env.write_server_config(FAST_RETRIES);
+    let up = upstream_with_commit(&env);
+    let dst = env.bare("srv/dst.git", &[]);
+    let https = HttpsServer::start(&env.path("srv"), "mirror", SECRET);
+    let proxy = ConnectProxy::start();
+    let pwfile = env.path("mirror.password");
+    write_mode(&pwfile, SECRET, 0o600);
+    let url = https.url("dst.git");
+    env.pm_ok(
+        &up,
+        &[
+            "add",
+            "m",
+            &url,
+            "--username",
+            "mirror",
+            "--password-file",
+            s(&pwfile),
+            "--ca-file",
+            s(&https.ca_file),
+            "--timeout",
+            "30s",
+            "--disabled",
+        ],
+    );
+    let proxy_user_only = format!("http://proxyuser@127.0.0.1:{}", proxy.port);
+
+    // 1. A proxy in the environment of whoever started the flusher is not used at all: the
+    //    sync goes straight to the mirror, and the proxy sees nothing.
+    let vars = [
+        ("https_proxy", proxy_user_only.as_str()),
+        ("HTTPS_PROXY", proxy_user_only.as_str()),
+        ("all_proxy", proxy_user_only.as_str()),
+    ];
+    let out = pm_with(&env, &up, &["enable", "m"], &vars);
+    assert!(out.status.success(), "enable: {}", text(&out));
+    let out = pm_with(&env, &up, &["sync", "m", "--wait"], &vars);
+    assert!(out.status.success(), "sync via env proxy: {}", text(&out));
+    env.wait_mirrored(&up, &dst);
+    assert!(env.wait_flushers_gone());
+    assert_eq!(proxy.log(), "", "the environment's proxy was used");
+
+    // 2. git's own http.proxy (here the upstream's config) is the proxy a sync uses. With a
+    //    user but no password, git asks for the proxy's password: the askpass refuses (it
+    //    answers only for the mirror's scheme, host and port), so the sync fails, saying why,
+    //    and the proxy never sees the mirror's password.
+    env.git(&up, &["config", "http.proxy", &proxy_user_only]);
+    let wc = env.path("wc");
+    env.commit(&wc, "two");
+    env.git(&up, &["fetch", "-q", s(&wc), "main:main"]);
+    let out = env.pm(&up, &["sync", "m", "--wait"]);
+    assert!(!out.status.success(), "sync: {}", text(&out));
+    let m = wait_gave_up(&env, &up, "m");
+    let err = last_error(&m);
+    assert!(
+        err.contains("refused to give the mirror's credentials")
+            && err.contains(&format!("127.0.0.1:{}", proxy.port)),
+        "{err}"
+    );
+    assert_secret_not_in("the error", &err, "proxyuser", SECRET);
+    assert_secret_not_in("the proxy", &proxy.log(), "proxyuser", SECRET);
+    assert_secret_not_in("the log", &env.log(&up), "proxyuser", SECRET);
+    assert_ne!(env.heads_and_tags(&dst), env.heads_and_tags(&up));
+
+    // 3. A proxy whose password is in http.proxy itself works, for the listing and for the
+    //    push (which runs in a shadow repository without the upstream's config): the proxy
+    //    sees its own credentials and a tunnel to the mirror, never the mirror's password.
+    let with_password = format!("http://proxyuser:pr0xy-pass@127.0.0.1:{}", proxy.port);
+    env.git(&up, &["config", "http.proxy", &with_password]);
+    let out = env.pm(&up, &["sync", "m", "--wait"]);
+    assert!(out.status.success(), "sync via proxy: {}", text(&out));
+    env.wait_mirrored(&up, &dst);
+    let log = proxy.log();
+    let proxy_auth = base64(b"proxyuser:pr0xy-pass");
+    let tunnels = log
+        .lines()
+        .filter(|l| {
+            l.starts_with(&format!("CONNECT 127.0.0.1:{} ", https.port)) && l.contains(&proxy_auth)
+        })
+        .count();
+    assert!(
+        tunnels >= 2,
+        "listing and push did not both go through the proxy:\n{log}"
+    );
+    assert_secret_not_in("the proxy", &log, "proxyuser", SECRET);
+    assert_secret_not_in("the proxy", &log, "mirror", SECRET);
+    assert!(env.wait_flushers_gone());
+}
+
+// ---------------------------------------------------------------------------
+// A redirect to another host:port
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_redirect_to_another_port_gets_no_credentials() {
+    if no_https() {
+        return;
+    }
+    const SECRET: &str = "Redirect-Target-Never-Gets-This";
+    let env = Env::new();
+    env.write_server_config(FAST_RETRIES);
+    let up = upstream_with_commit(&env);
+    // The real repository, on its own port, with the same user and password.
+    let dst = env.bare("target/dst.git", &[]);
+    let target = HttpsServer::start(&env.path("target"), "mirror", SECRET);
+    // The mirror's host answers every /moved/ URL with a permanent redirect to the other port.
+    env.bare("front/unused.git", &[]);
+    let front = HttpsServer::start_with(
+        &env.path("front"),
+        "front",
+        "front-pass",
+        &format!(
+            "location /moved/ {{ rewrite ^/moved/(.*)$ https://127.0.0.1:{}/git/$1 permanent; }}",
+            target.port
+        ),
+    );
+    // One CA file trusting both servers, so TLS is not what stops the redirect.
+    let bundle = env.path("cas.pem");
+    let cas = format!(
+        "{}{}",
+        fs::read_to_string(&front.ca_file).unwrap(),
+        fs::read_to_string(&target.ca_file).unwrap()
+    );
+    write_mode(&bundle, &cas, 0o644);
+    let pwfile = env.path("mirror.password");
+    write_mode(&pwfile, SECRET, 0o600);
+    let url = format!("https://127.0.0.1:{}/moved/dst.git", front.port);
+    env.pm_ok(
+        &up,
+        &[
+            "add",
+            "moved",
+            &url,
+            "--username",
+            "mirror",
+            "--password-file",
+            s(&pwfile),
+            "--ca-file",
+            s(&bundle),
+            "--timeout",
+            "30s",
+        ],
+    );
+    let m = wait_gave_up(&env, &up, "moved");
+    let err = last_error(&m);
+    assert!(
+        err.contains("refused to give the mirror's credentials")
+            && err.contains(&format!("127.0.0.1:{}", target.port))
+            && err.contains(&format!("127.0.0.1:{}", front.port)),
+        "{err}"
+    );
+    assert_secret_not_in("the error", &err, "mirror", SECRET);
+    // The redirect was followed (the target saw the request) but never with credentials.
+    let front_log = front.access_log();
+    assert!(
+        front_log.contains(" 301 "),
+        "no redirect served:\n{front_log}"
+    );
+    let target_log = target.access_log();
+    assert!(
+        target_log.contains(" 401 "),
+        "redirect not followed:\n{target_log}"
+    );
+    // (The harness's readiness probe logs in as "mirror" on GET /git/; git never does.)
+    assert!(
+        !target_log
+            .lines()
+            .any(|l| l.contains(" - mirror [") && l.contains("dst.git")),
+        "the redirect target got the mirror's credentials:\n{target_log}"
+    );
+    assert!(
+        env.heads_and_tags(&dst).is_empty(),
+        "pushed to the redirect target"
+    );
+    // The same mirror at its real URL works: the credentials were right, the host was not.
+    env.pm_ok(
+        &up,
+        &["set", "moved", &format!("url={}", target.url("dst.git"))],
+    );
+    let out = env.pm(&up, &["sync", "moved", "--wait"]);
+    assert!(out.status.success(), "sync at the real URL: {}", text(&out));
+    env.wait_mirrored(&up, &dst);
+    assert!(env.wait_flushers_gone());
+}
+
+// ---------------------------------------------------------------------------
+// ssh: the flusher user's ~/.ssh/config is not read
+// ---------------------------------------------------------------------------
+
+/// Runs git-pushmirror (and any flusher it starts) in a private mount namespace in which the
+/// `.ssh` directory of the user's home (ssh finds it through the password database, not
+/// $HOME) is `fake_ssh_dir`. None when this machine cannot make such a namespace.
+fn pm_with_ssh_dir(env: &Env, fake_ssh_dir: &Path, repo: &Path, args: &[&str]) -> Option<Output> {
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut c = env.cmd("unshare");
+    // As root a mount namespace is enough; otherwise a user namespace maps us to root, whose
+    // home is /root.
+    c.arg(if root { "-m" } else { "-rm" });
+    c.args([
+        "sh",
+        "-c",
+        "mkdir -p /root/.ssh && mount --bind \"$0\" /root/.ssh && exec \"$@\"",
+    ]);
+    c.arg(fake_ssh_dir)
+        .arg(bin())
+        .arg("--repo")
+        .arg(repo)
+        .args(args);
+    let out = c.output().ok()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.contains("unshare:") || err.contains("mount:") {
+        return None;
+    }
+    Some(out)
+}
+
+fn keygen(path: &Path, passphrase: &str) {
+    let out = std::process::Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            passphrase,
+            "-C",
+            "test",
+            "-f",
+            s(path),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ssh-keygen: {}", text(&out));
+}
+
+fn pub_key(key: &Path) -> String {
+    fs::read_to_string(key.with_extension("pub"))
+        .unwrap()
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn ssh_reads_no_ssh_config_of_the_flushers_user() {
+    if no_ssh() || (!have("unshare") && skip("unshare")) {
+        return;
+    }
+    let env = Env::new();
+    env.write_server_config(FAST_RETRIES);
+    let up = upstream_with_commit(&env);
+    let dst = env.bare("srv/dst.git", &[]);
+    let ssh = SshServer::start(&env.path("srv"));
+    let url = ssh.url("dst.git");
+    // A key the server does not accept.
+    let stranger = env.path("stranger");
+    keygen(&stranger, "");
+    let fake_ssh = env.path("fake-ssh");
+    fs::create_dir(&fake_ssh).unwrap();
+    fs::set_permissions(&fake_ssh, fs::Permissions::from_mode(0o700)).unwrap();
+
+    // 1. An IdentityFile in ~/.ssh/config (the server's accepted key) is not offered next to
+    //    the mirror's own, rejected key: the mirror fails as its key deserves.
+    write_mode(
+        &fake_ssh.join("config"),
+        &format!(
+            "Host *\n  IdentityFile {}\n  UserKnownHostsFile {}\n",
+            ssh.client_key.display(),
+            ssh.known_hosts.display()
+        ),
+        0o600,
+    );
+    let Some(out) = pm_with_ssh_dir(
+        &env,
+        &fake_ssh,
+        &up,
+        &[
+            "add",
+            "stranger",
+            &url,
+            "--ssh-key",
+            s(&stranger),
+            "--known-hosts",
+            s(&ssh.known_hosts),
+            "--timeout",
+            "30s",
+        ],
+    ) else {
+        assert!(
+            !running_in_ci(),
+            "CI cannot make a mount namespace (unshare -m)"
+        );
+        skip("a mount namespace (unshare)");
+        return;
+    };
+    assert!(out.status.success(), "add: {}", text(&out));
+    let m = wait_gave_up(&env, &up, "stranger");
+    let err = last_error(&m);
+    assert!(err.contains("Permission denied (publickey)"), "{err}");
+    assert!(
+        env.heads_and_tags(&dst).is_empty(),
+        "~/.ssh/config's key was used"
+    );
+    env.pm_ok(&up, &["remove", "stranger"]);
+
+    // 2. A ProxyCommand there is not run: the mirror with the right key connects directly.
+    let marker = env.path("proxycommand-ran");
+    write_mode(
+        &fake_ssh.join("config"),
+        &format!(
+            "Host *\n  ProxyCommand /bin/sh -c 'touch {}'\n",
+            marker.display()
+        ),
+        0o600,
+    );
+    let out = pm_with_ssh_dir(
+        &env,
+        &fake_ssh,
+        &up,
+        &[
+            "add",
+            "good",
+            &url,
+            "--ssh-key",
+            s(&ssh.client_key),
+            "--host-key",
+            &ssh.host_pubkey,
+            "--timeout",
+            "30s",
+        ],
+    )
+    .unwrap();
+    assert!(out.status.success(), "add: {}", text(&out));
+    wait_finished(&env, &up, "good");
+    env.wait_mirrored(&up, &dst);
+    assert!(!marker.exists(), "the ProxyCommand of ~/.ssh/config ran");
+    assert!(env.wait_flushers_gone());
+}
+
+// ---------------------------------------------------------------------------
+// ssh errors that matter: a changed host key, a key with a passphrase
+// ---------------------------------------------------------------------------
+
+#[test]
+fn changed_host_key_and_passphrase_key_are_named() {
+    if no_ssh() {
+        return;
+    }
+    let env = Env::new();
+    env.write_server_config(FAST_RETRIES);
+    let up = upstream_with_commit(&env);
+    let dst = env.bare("srv/dst.git", &[]);
+    let ssh = SshServer::start(&env.path("srv"));
+    let url = ssh.url("dst.git");
+    let other = env.path("other_host_key");
+    keygen(&other, "");
+
+    // The server presents another key than the pinned one: a possible man-in-the-middle,
+    // which must not read like an unknown host.
+    env.pm_ok(
+        &up,
+        &[
+            "add",
+            "changed",
+            &url,
+            "--ssh-key",
+            s(&ssh.client_key),
+            "--host-key",
+            &pub_key(&other),
+            "--timeout",
+            "30s",
+        ],
+    );
+    let m = wait_gave_up(&env, &up, "changed");
+    let err = last_error(&m);
+    for want in [
+        "REMOTE HOST IDENTIFICATION HAS CHANGED",
+        &format!("Host key for [127.0.0.1]:{} has changed", ssh.port),
+        "SHA256:",
+        "Host key verification failed.",
+    ] {
+        assert!(err.contains(want), "{want:?} missing from: {err}");
+    }
+
+    // The server's own key, behind a passphrase the flusher cannot type: `add` refuses it,
+    // and a key that gets a passphrase after `add` is named at the sync, not reported as
+    // "Permission denied (publickey)".
+    let key = env.path("with_passphrase");
+    fs::copy(&ssh.client_key, &key).unwrap();
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    let args = [
+        "add",
+        "locked",
+        &url,
+        "--ssh-key",
+        s(&key),
+        "--host-key",
+        &ssh.host_pubkey,
+        "--timeout",
+        "30s",
+    ];
+    env.pm_ok(&up, &["remove", "changed"]);
+    let mut disabled = args.to_vec();
+    disabled.push("--disabled");
+    env.pm_ok(&up, &disabled);
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-p", "-P", "", "-N", "a passphrase", "-f", s(&key)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ssh-keygen -p: {}", text(&out));
+    env.pm_ok(&up, &["enable", "locked"]);
+    let m = wait_gave_up(&env, &up, "locked");
+    let err = last_error(&m);
+    assert!(err.contains("passphrase") && err.contains(s(&key)), "{err}");
+    assert!(env.heads_and_tags(&dst).is_empty());
+    env.pm_ok(&up, &["remove", "locked"]);
+    let out = env.pm(&up, &args);
+    assert_eq!(out.status.code(), Some(1), "add: {}", text(&out));
+    assert!(text(&out).contains("passphrase"), "{}", text(&out));
+}
+
+// ---------------------------------------------------------------------------
+// add/set check auth files before writing
+// ---------------------------------------------------------------------------
+
+#[test]
+fn add_and_set_refuse_auth_files_a_sync_would_refuse() {
+    if !have("ssh-keygen") && skip("ssh-keygen") {
+        return;
+    }
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    let d = env.path("auth");
+    fs::create_dir(&d).unwrap();
+    let key = d.join("id");
+    keygen(&key, "");
+    let open_key = d.join("open_id");
+    fs::copy(&key, &open_key).unwrap();
+    fs::set_permissions(&open_key, fs::Permissions::from_mode(0o644)).unwrap();
+    let kh = d.join("known_hosts");
+    write_mode(
+        &kh,
+        "[127.0.0.1]:22 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMq\n",
+        0o644,
+    );
+    let writable_kh = d.join("known_hosts_rw");
+    write_mode(&writable_kh, "", 0o666);
+    let pw = d.join("pw");
+    write_mode(&pw, "s3cret\n", 0o600);
+    let open_pw = d.join("open_pw");
+    write_mode(&open_pw, "s3cret\n", 0o644);
+    let empty_pw = d.join("empty_pw");
+    write_mode(&empty_pw, "", 0o600);
+    let missing = d.join("missing");
+    let ssh_url = "ssh://git@127.0.0.1:22/x.git";
+    let https_url = "https://127.0.0.1:1/x.git";
+    let config = up.join("pushmirror/config.yaml");
+    let before = fs::read(&config).ok();
+
+    let two_lines = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMq\nssh-rsa AAAAB3Nza";
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec![ssh_url, "--ssh-key", s(&missing)], "missing"),
+        (vec![ssh_url, "--ssh-key", s(&open_key)], "0644"),
+        (
+            vec![ssh_url, "--ssh-key", s(&key), "--known-hosts", s(&missing)],
+            "known_hosts",
+        ),
+        (
+            vec![
+                ssh_url,
+                "--ssh-key",
+                s(&key),
+                "--known-hosts",
+                s(&writable_kh),
+            ],
+            "0666",
+        ),
+        (
+            vec![ssh_url, "--ssh-key", s(&key), "--host-key", "garbage"],
+            "host_key",
+        ),
+        (
+            vec![ssh_url, "--ssh-key", s(&key), "--host-key", two_lines],
+            "host_key",
+        ),
+        (
+            vec![https_url, "--username", "u", "--password-file", s(&missing)],
+            "missing",
+        ),
+        (
+            vec![https_url, "--username", "u", "--password-file", s(&open_pw)],
+            "0644",
+        ),
+        (
+            vec![
+                https_url,
+                "--username",
+                "u",
+                "--password-file",
+                s(&empty_pw),
+            ],
+            "empty",
+        ),
+    ];
+    for (extra, want) in &cases {
+        let mut args = vec!["add", "m"];
+        args.extend(extra.iter().copied());
+        args.push("--disabled");
+        let out = env.pm(&up, &args);
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {said}");
+        assert!(said.contains(want), "{extra:?}: {said}");
+        assert_eq!(said.trim().lines().count(), 1, "{extra:?}: {said}");
+        assert!(!said.contains("s3cret"), "{said}");
+        assert_eq!(
+            fs::read(&config).ok(),
+            before,
+            "{extra:?}: a refused add wrote the config"
+        );
+    }
+
+    // Good files are accepted, and `set` checks a changed auth the same way.
+    env.pm_ok(
+        &up,
+        &[
+            "add",
+            "m",
+            ssh_url,
+            "--ssh-key",
+            s(&key),
+            "--known-hosts",
+            s(&kh),
+            "--disabled",
+        ],
+    );
+    env.pm_ok(
+        &up,
+        &[
+            "add",
+            "h",
+            https_url,
+            "--username",
+            "u",
+            "--password-file",
+            s(&pw),
+            "--disabled",
+        ],
+    );
+    let written = fs::read(&config).unwrap();
+    for (name, assignment, want) in [
+        ("m", format!("auth.key_file={}", s(&missing)), "missing"),
+        ("m", format!("auth.key_file={}", s(&open_key)), "0644"),
+        ("m", format!("auth.known_hosts={}", s(&writable_kh)), "0666"),
+        ("h", format!("auth.password_file={}", s(&open_pw)), "0644"),
+    ] {
+        let out = env.pm(&up, &["set", name, &assignment]);
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{assignment}: {said}");
+        assert!(said.contains(want), "{assignment}: {said}");
+        assert_eq!(
+            fs::read(&config).unwrap(),
+            written,
+            "{assignment} was written"
+        );
+    }
+    let out = env.pm(
+        &up,
+        &["set", "m", "auth.known_hosts=", "auth.host_key=garbage"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // A change that leaves auth alone is not blocked by a file that went bad since.
+    fs::set_permissions(&kh, fs::Permissions::from_mode(0o666)).unwrap();
+    env.pm_ok(&up, &["set", "m", "timeout=10s"]);
+}
+
+// ---------------------------------------------------------------------------
+// status: not healthy while a failed mirror retries
+// ---------------------------------------------------------------------------
+
+/// Accepts connections and never answers.
+struct BlackHole {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BlackHole {
+    fn start() -> BlackHole {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut conn, _)) => {
+                        // Read and drop whatever comes, answer nothing.
+                        let _ = conn.set_nonblocking(true);
+                        let mut buf = [0u8; 1024];
+                        let _ = conn.read(&mut buf);
+                        held.push(conn);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        BlackHole {
+            port,
+            stop,
+            handle: Some(handle),
+        }
+    }
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+#[test]
+fn a_failing_mirror_is_not_healthy_while_it_retries() {
+    let env = Env::new();
+    env.write_server_config(
+        "defaults:\n  max_attempts: 6\n  backoff_initial: 100ms\n  backoff_max: 200ms\n",
+    );
+    let up = upstream_with_commit(&env);
+    let hole = BlackHole::start();
+    let url = format!("https://127.0.0.1:{}/x.git", hole.port);
+    env.pm_ok(&up, &["add", "hole", &url, "--timeout", "3s"]);
+    // Catch the mirror while a retry runs after a failure: it must not be called healthy,
+    // and `status` must exit 1.
+    let mut seen_retrying = false;
+    let ok = wait_until(DEADLINE, || {
+        let out = env.pm(&up, &["status", "hole", "--json"]);
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let m = &doc["mirrors"][0];
+        if m["consecutive_failures"].as_u64().unwrap_or(0) > 0 {
+            assert_eq!(m["healthy"], false, "{m:#}");
+            assert_eq!(out.status.code(), Some(1), "{m:#}");
+            seen_retrying |= m["update_status"] == "started";
+        }
+        seen_retrying || m["gave_up"] == true
+    });
+    assert!(
+        ok && seen_retrying,
+        "never saw the retry run: {:#}",
+        env.mirror_status(&up, "hole")
+    );
+    env.pm_ok(&up, &["disable", "hole"]);
+    assert!(env.wait_flushers_gone());
+}
