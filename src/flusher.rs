@@ -215,6 +215,7 @@ pub fn run(git_dir: &Path, once: bool) -> i32 {
         in_flight: HashMap::new(),
         reported_damage: BTreeSet::new(),
         once,
+        attempted: BTreeSet::new(),
         spool_len: 0,
     }
     .main_loop();
@@ -242,6 +243,8 @@ struct Flusher {
     reported_damage: BTreeSet<u64>,
     /// One attempt per due mirror (`flush --once`): a failed mirror's backoff is not waited for.
     once: bool,
+    /// `once` mode: the mirrors this run has started a sync for.
+    attempted: BTreeSet<String>,
     /// The spool's length when the loop last read it: a change while waiting means a push
     /// came in, and an idle mirror should not wait for the next poll to see it.
     spool_len: u64,
@@ -303,7 +306,7 @@ impl Flusher {
                 let Some(p) = pending_for(&contents, name, st.cursor) else {
                     continue;
                 };
-                if parked(&p, &st) || self.left_for_later(&p, &st, now) {
+                if parked(&p, &st) || self.left_for_later(name, &p, &st, now) {
                     continue;
                 }
                 actionable = true;
@@ -325,6 +328,9 @@ impl Flusher {
                 st.last_update_started_at = Some(now);
                 self.save(name, &st);
                 self.in_flight.insert(name.clone(), p.max_seq);
+                if self.once {
+                    self.attempted.insert(name.clone());
+                }
                 self.start_sync(&cfg, m.clone(), p, now, tx.clone());
             }
             drop(lock);
@@ -373,9 +379,12 @@ impl Flusher {
         });
     }
 
-    /// In `once` mode, a mirror waiting for a retry backoff is left to the next sweep or push.
-    fn left_for_later(&self, p: &Pending, st: &MirrorState, now: u64) -> bool {
-        self.once && retry_due_at(p, st).is_some_and(|r| r > now)
+    /// In `once` mode, a mirror waiting for a retry backoff, or whose attempt in this run
+    /// failed, is left to the next sweep or push.
+    fn left_for_later(&self, name: &str, p: &Pending, st: &MirrorState, now: u64) -> bool {
+        self.once
+            && (retry_due_at(p, st).is_some_and(|r| r > now)
+                || (st.consecutive_failures > 0 && self.attempted.contains(name)))
     }
 
     /// Waits up to `wait` for finished syncs and records them; returns early when the spool
@@ -569,7 +578,7 @@ impl Flusher {
             if parked(&p, &st) {
                 continue;
             }
-            if !self.left_for_later(&p, &st, now) {
+            if !self.left_for_later(&m.mirror.name, &p, &st, now) {
                 return None;
             }
             // An update that came in after the mirror's last attempt started was appended by a

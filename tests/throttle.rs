@@ -292,3 +292,45 @@ fn sweep_with_an_unreachable_rule_makes_one_attempt_per_mirror_and_returns() {
         assert_eq!(sync_starts(&env, up, "backup"), 1, "{}", env.log(up));
     }
 }
+
+/// `flush --once` leaves a failed mirror's backoff to the next sweep, but not a push that came
+/// in during its attempt: that hook saw a flusher running and started none, so the once-flusher
+/// hands the repository to a regular flusher as it exits (spec §4.2: no stranded update).
+#[test]
+fn a_push_during_a_sweeps_failing_attempt_is_handed_to_a_regular_flusher() {
+    let env = Env::new();
+    let root = env.path("srv");
+    let repos = fleet(&env, &root, 1);
+    let up = &repos[0];
+    env.pm_ok(up, &["install"]);
+    // A mirror that accepts the connection and never answers: the attempt lasts its timeout.
+    let hole = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = hole.local_addr().unwrap().port();
+    env.write_server_config(&format!(
+        "root: {}\ndefaults:\n  backoff_initial: 100ms\n  backoff_max: 200ms\n  max_attempts: 3\n  timeout: 3s\nrules:\n  - name: backup\n    url: git://127.0.0.1:{port}/${{name}}.git\n",
+        root.display(),
+    ));
+    let sweep = env
+        .cmd(bin())
+        .arg("sweep")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(LONG, || sync_starts(&env, up, "backup") == 1));
+    // While the attempt hangs: a push (the hook finds the once-flusher and only appends).
+    let wc = env.clone(up, "wc");
+    env.commit(&wc, "during the sweep");
+    env.push(&wc, &["HEAD:refs/heads/during"]);
+    let o = sweep.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", out_text(&o));
+    // The regular flusher takes over and runs the usual retry schedule to its end.
+    let ok = wait_until(LONG, || {
+        env.mirror_status(up, "backup")["consecutive_failures"] == 3
+    });
+    let log = env.log(up);
+    assert!(ok, "no regular flusher retried the push\nlog:\n{log}");
+    assert!(log.contains("a flusher takes them over"), "{log}");
+    assert!(env.wait_flushers_gone());
+    drop(hole);
+}
