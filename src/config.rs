@@ -472,6 +472,11 @@ impl RepoConfig {
     /// may hold an inline secret).
     pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
         self.check().map_err(|m| invalid(path, m))?;
+        // `set` must not replace a symlinked config.yaml by a file (nor write where it points).
+        crate::paths::refuse_symlink(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let full = || -> Result<String, ConfigError> {
             let text = serde_yaml::to_string(self).map_err(|e| invalid(path, e.to_string()))?;
             let header = "# git-pushmirror mirrors of this repository; edit with `git-pushmirror add/set/remove`.\n";
@@ -495,7 +500,11 @@ impl RepoConfig {
             }
             _ => full()?,
         };
-        let mode = crate::paths::mode_of(path).unwrap_or(0o600);
+        // A new file: private, or group-readable in a shared repository (never to others: it
+        // may hold an inline password).
+        let mode = crate::paths::mode_of(path).unwrap_or_else(|| {
+            crate::paths::file_mode_in(path.parent().unwrap_or(Path::new("."))) & 0o660
+        });
         crate::paths::write_atomic(path, text.as_bytes(), mode).map_err(|source| ConfigError::Io {
             path: path.to_path_buf(),
             source,

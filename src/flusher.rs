@@ -17,7 +17,7 @@ use log::{error, info, warn};
 use crate::config::{self, Effective, Loaded};
 use crate::mirror;
 use crate::paths::RepoPaths;
-use crate::spool::{Contents, Kind, Spool};
+use crate::spool::{Contents, Floors, Kind, Spool};
 use crate::state::{self, MirrorState, UpdateStatus};
 use crate::time::now_ms;
 
@@ -140,6 +140,8 @@ fn parked(p: &Pending, st: &MirrorState) -> bool {
 
 struct Done {
     name: String,
+    /// The mirror as configured when the sync started (to tell a retargeted mirror).
+    mirror: crate::config::MirrorConfig,
     seq: u64,
     started: u64,
     report: mirror::SyncReport,
@@ -208,6 +210,7 @@ pub fn run(git_dir: &Path, once: bool) -> i32 {
             return 1;
         }
     };
+    clean_temp_files(&paths);
     let code = Flusher {
         paths,
         exe,
@@ -217,6 +220,7 @@ pub fn run(git_dir: &Path, once: bool) -> i32 {
         once,
         attempted: BTreeSet::new(),
         spool_len: 0,
+        unsaved: HashMap::new(),
     }
     .main_loop();
     info!("flusher exiting; peak RSS {} KiB", peak_rss_kib());
@@ -248,9 +252,47 @@ struct Flusher {
     /// The spool's length when the loop last read it: a change while waiting means a push
     /// came in, and an idle mirror should not wait for the next poll to see it.
     spool_len: u64,
+    /// States that could not be written (a full or read-only disk): kept here so the backoff,
+    /// the attempt count and the cursor still hold for this flusher's life, instead of every
+    /// pass finding the old state on disk and retrying at once.
+    unsaved: HashMap<String, MirrorState>,
+}
+
+/// Removes the temporary files a flusher killed mid-write left (`.spool.tmp.<pid>`,
+/// `state/.NAME.json.tmp.<pid>`). Called with the flusher lock held: only a flusher writes those.
+fn clean_temp_files(paths: &RepoPaths) {
+    let spool = Spool::new(&paths.dir);
+    let Ok(_lock) = spool.lock() else {
+        return;
+    };
+    let n = crate::paths::remove_temp_files(&paths.dir, |n| n.starts_with(".spool.tmp."))
+        + state::clean_temp_files(&paths.state_dir());
+    if n > 0 {
+        info!("removed {n} temporary file(s) left by a killed flusher");
+    }
 }
 
 impl Flusher {
+    /// A mirror's state: the one this flusher could not save if any, else the file's.
+    fn load_state(&self, name: &str) -> Result<MirrorState, state::StateError> {
+        match self.unsaved.get(name) {
+            Some(st) => Ok(st.clone()),
+            None => state::load(&self.paths.state_dir(), name),
+        }
+    }
+
+    /// The highest cursor of any mirror, or None when the spool is consistent with them all.
+    fn rewound(&self, cfg: &Loaded, contents: &Contents) -> Option<u64> {
+        let top = cfg
+            .mirrors
+            .iter()
+            .filter_map(|m| self.load_state(&m.mirror.name).ok())
+            .map(|s| s.cursor)
+            .max()
+            .unwrap_or(0);
+        (contents.last_seq() < top).then_some(top)
+    }
+
     fn main_loop(mut self) -> i32 {
         let spool = Spool::new(&self.paths.dir);
         let (tx, rx) = mpsc::channel::<Done>();
@@ -278,17 +320,46 @@ impl Flusher {
                     continue;
                 }
             };
-            if cfg.server.silent && self.in_flight.is_empty() {
-                info!("silent mode is on: no mirror contacted; updates stay in the spool");
-                return 0;
-            }
-            let contents = match spool.read(&lock) {
+            let mut contents = match spool.read(&lock) {
                 Ok(c) => c,
                 Err(e) => {
                     error!("{e}");
                     return 1;
                 }
             };
+            if cfg.server.silent && self.in_flight.is_empty() {
+                // Nothing is sent, but the journal still keeps one record per ref.
+                let floors = self.floors(&cfg, &contents);
+                if worth_compacting(&contents, floors) {
+                    if let Err(e) = spool.compact(&lock, &contents, floors) {
+                        warn!("spool compaction: {e}");
+                    }
+                }
+                info!("silent mode is on: no mirror contacted; updates stay in the spool");
+                return 0;
+            }
+            if let Some(top) = self.rewound(&cfg, &contents) {
+                // The spool was lost or cut back under the cursors (a push would have fixed the
+                // numbering itself; `sync`, `sweep` or a restart may come first). What the lost
+                // records said is unknown: every mirror gets a full sync, never silence.
+                match spool.append_checked(&lock, &[], &[], now_ms()) {
+                    Ok(a) => {
+                        let r = a.rewind.map_or_else(
+                            || format!("the spool ends below a mirror's cursor ({top})"),
+                            |r| r.to_string(),
+                        );
+                        warn!("{}: {r}", spool.path().display());
+                    }
+                    Err(e) => error!("spool below the mirrors' cursors ({top}), cannot fix: {e}"),
+                }
+                contents = match spool.read(&lock) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        error!("{e}");
+                        return 1;
+                    }
+                };
+            }
             self.report_damage(&contents);
             self.spool_len = spool_len(&spool);
             let now = now_ms();
@@ -296,7 +367,7 @@ impl Flusher {
             let mut actionable = false;
             for m in cfg.mirrors.iter().filter(|m| m.mirror.enabled) {
                 let name = &m.mirror.name;
-                let mut st = match state::load(&self.paths.state_dir(), name) {
+                let mut st = match self.load_state(name) {
                     Ok(s) => s,
                     Err(e) => {
                         error!("{e}");
@@ -372,6 +443,7 @@ impl Flusher {
             };
             let _ = tx.send(Done {
                 name: m.mirror.name.clone(),
+                mirror: m.mirror.clone(),
                 seq: p.max_seq,
                 started: now,
                 report,
@@ -415,24 +487,38 @@ impl Flusher {
         }
     }
 
-    fn record(&self, done: Done, m: Option<&Effective>) {
+    fn record(&mut self, done: Done, m: Option<&Effective>) {
         // `remove` deletes a mirror's config and state under the spool lock; checking and saving
         // under that lock keeps a sync that was in flight from writing a removed mirror's state
         // back (a mirror re-added under the name would inherit it).
         let spool = Spool::new(&self.paths.dir);
         let _lock = spool.lock().ok();
-        let removed = config::load(&self.paths)
-            .is_ok_and(|c| !c.mirrors.iter().any(|x| x.mirror.name == done.name));
+        let current = config::load(&self.paths)
+            .map(|c| c.mirrors.into_iter().find(|x| x.mirror.name == done.name));
+        let removed = matches!(current, Ok(None));
+        if let Ok(Some(now)) = &current {
+            if !same_target(&now.mirror, &done.mirror) {
+                // `set` changed where or how it pushes while this sync ran, and reset its
+                // state: what the old target said must not land in the new target's status.
+                info!(
+                    "sync {} ended after its url or credentials changed; its result is not kept",
+                    done.name
+                );
+                return;
+            }
+        }
         if removed {
             info!(
                 "sync {} ended after the mirror was removed; its state is not kept",
                 done.name
             );
-            state::remove(&self.paths.state_dir(), &done.name);
+            self.unsaved.remove(&done.name);
+            if let Err(e) = state::remove(&self.paths.state_dir(), &done.name) {
+                error!("{e}");
+            }
             return;
         }
-        let dir = self.paths.state_dir();
-        let mut st = state::load(&dir, &done.name).unwrap_or_default();
+        let mut st = self.load_state(&done.name).unwrap_or_default();
         let now = now_ms();
         let r = &done.report;
         st.syncs += 1;
@@ -454,6 +540,7 @@ impl Flusher {
             !transient && (r.error.is_none() || !r.rejected.is_empty() || !r.divergent.is_empty());
         if ran {
             st.cursor = st.cursor.max(done.seq);
+            st.kept_by_dangling_head = r.kept_by_dangling_head.clone();
         }
         match &r.error {
             None => {
@@ -504,9 +591,17 @@ impl Flusher {
         self.save(&done.name, &st);
     }
 
-    fn save(&self, name: &str, st: &MirrorState) {
-        if let Err(e) = state::save(&self.paths.state_dir(), name, st) {
-            error!("{e}");
+    fn save(&mut self, name: &str, st: &MirrorState) {
+        match state::save(&self.paths.state_dir(), name, st) {
+            Ok(()) => {
+                self.unsaved.remove(name);
+            }
+            Err(e) => {
+                if !self.unsaved.contains_key(name) {
+                    error!("{e}; the state is kept in memory while this flusher runs");
+                }
+                self.unsaved.insert(name.to_string(), st.clone());
+            }
         }
     }
 
@@ -521,31 +616,44 @@ impl Flusher {
         }
     }
 
-    /// The lowest cursor among the enabled mirrors: records at or below it are confirmed by all.
-    fn min_cursor(&self, cfg: &Loaded, contents: &Contents) -> u64 {
-        cfg.mirrors
+    /// The lowest cursor among the enabled mirrors (records at or below it are confirmed by all
+    /// of them), and among all mirrors, disabled ones included (see `Floors`).
+    fn floors(&self, cfg: &Loaded, contents: &Contents) -> Floors {
+        let cursors: Vec<(bool, u64)> = cfg
+            .mirrors
             .iter()
-            .filter(|m| m.mirror.enabled)
             .map(|m| {
-                state::load(&self.paths.state_dir(), &m.mirror.name)
+                let c = self
+                    .load_state(&m.mirror.name)
                     .map(|s| s.cursor)
-                    .unwrap_or(0)
+                    .unwrap_or(0);
+                (m.mirror.enabled, c)
             })
+            .collect();
+        let enabled = cursors
+            .iter()
+            .filter(|(e, _)| *e)
+            .map(|(_, c)| *c)
             .min()
-            .unwrap_or(contents.last_seq())
+            .unwrap_or(contents.last_seq());
+        let all = cursors
+            .iter()
+            .map(|(_, c)| *c)
+            .min()
+            .unwrap_or(contents.last_seq());
+        Floors { enabled, all }
     }
 
-    /// Drops what every enabled mirror has confirmed and coalesces the rest, when that would
-    /// shrink the journal (decided on what the loop already read, to keep the lock off the
-    /// idle path).
+    /// Drops what every mirror has confirmed and coalesces the rest, when that would shrink the
+    /// journal (decided on what the loop already read, to keep the lock off the idle path).
     fn compact(&mut self, spool: &Spool, cfg: &Loaded, seen: &Contents) {
-        let min_cursor = self.min_cursor(cfg, seen);
-        if !worth_compacting(seen, min_cursor) {
+        let floors = self.floors(cfg, seen);
+        if !worth_compacting(seen, floors) {
             return;
         }
         let result = spool.lock().and_then(|l| {
             let fresh = spool.read(&l)?;
-            spool.compact(&l, &fresh, min_cursor)
+            spool.compact(&l, &fresh, floors)
         });
         match result {
             Ok(()) => self.reported_damage.clear(),
@@ -569,7 +677,7 @@ impl Flusher {
         for m in cfg.mirrors.iter().filter(|m| m.mirror.enabled) {
             // An unreadable state file is reported by the main loop and by `status`; it must not
             // keep the flusher spinning here (the main loop skips that mirror too).
-            let Ok(st) = state::load(&self.paths.state_dir(), &m.mirror.name) else {
+            let Ok(st) = self.load_state(&m.mirror.name) else {
                 continue;
             };
             let Some(p) = pending_for(&contents, &m.mirror.name, st.cursor) else {
@@ -586,9 +694,9 @@ impl Flusher {
             // (with the usual backoff), so leaving early strands nothing.
             hand_off |= p.last_ms >= st.last_update_started_at.unwrap_or(0);
         }
-        let min_cursor = self.min_cursor(cfg, &contents);
-        if worth_compacting(&contents, min_cursor) {
-            if let Err(e) = spool.compact(&lock, &contents, min_cursor) {
+        let floors = self.floors(cfg, &contents);
+        if worth_compacting(&contents, floors) {
+            if let Err(e) = spool.compact(&lock, &contents, floors) {
                 warn!("spool compaction: {e}");
             }
         }
@@ -608,13 +716,22 @@ fn spool_len(spool: &Spool) -> u64 {
     std::fs::metadata(spool.path()).map_or(0, |m| m.len())
 }
 
+/// Whether two configurations of a mirror push to the same place the same way (`set` resets the
+/// status when they do not).
+pub fn same_target(a: &crate::config::MirrorConfig, b: &crate::config::MirrorConfig) -> bool {
+    a.url == b.url
+        && a.auth == b.auth
+        && a.ca_file == b.ca_file
+        && a.allow_insecure_http == b.allow_insecure_http
+}
+
 /// Whether rewriting the journal would drop anything: confirmed records, damage, or updates
 /// coalescing would merge.
-fn worth_compacting(contents: &Contents, min_cursor: u64) -> bool {
+fn worth_compacting(contents: &Contents, floors: Floors) -> bool {
     let droppable = contents
         .records
         .iter()
-        .any(|r| r.seq <= min_cursor && r.kind != Kind::Mark);
+        .any(|r| !floors.keeps(r) && r.kind != Kind::Mark);
     let refs: BTreeSet<&str> = contents
         .records
         .iter()

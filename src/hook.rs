@@ -147,10 +147,16 @@ fn append_and_wake(
         .map_err(|e| format!("{}: {e}", paths.dir.display()))?;
     let spool = Spool::new(&paths.dir);
     let lock = spool.lock().map_err(|e| e.to_string())?;
-    let damage = spool
-        .append(&lock, updates, forces, crate::time::now_ms())
+    let appended = spool
+        .append_checked(&lock, updates, forces, crate::time::now_ms())
         .map_err(|e| e.to_string())?;
+    let damage = appended.damage;
     let mut warns = Vec::new();
+    if let Some(r) = appended.rewind {
+        let msg = format!("{}: {r}", spool.path().display());
+        crate::logging::append_line(&paths.log(), "WARN", &msg);
+        warns.push(msg);
+    }
     if let Some(d) = damage {
         warns.push(format!(
             "{}: torn record of {} bytes at offset {} (a crash?) skipped; new updates are safe",

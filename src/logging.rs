@@ -57,6 +57,18 @@ impl Write for Rotating {
     }
 }
 
+/// One line in the log's format from a process that has no logger (the hook): best effort.
+pub fn append_line(log: &Path, level: &str, msg: &str) {
+    if let Ok(mut f) = crate::paths::open_private(log, true) {
+        let _ = writeln!(
+            f,
+            "{} {level:5} [{}] {msg}",
+            crate::time::rfc3339(crate::time::now_ms()),
+            std::process::id()
+        );
+    }
+}
+
 pub fn init(log: &Path, level: Option<&str>, max_bytes: u64) {
     let Ok(target) = Rotating::open(log, max_bytes.max(4096)) else {
         return;

@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod config_edit;
 mod flusher;
+mod health;
 mod hook;
 mod install;
 mod logging;

@@ -57,6 +57,25 @@ impl Upstream {
             .map(|n| n.as_bstr().to_string())
     }
 
+    /// Whether `name` exists as a ref.
+    pub fn has_ref(&self, name: &str) -> bool {
+        self.repo.try_find_reference(name).ok().flatten().is_some()
+    }
+
+    /// Up to `max` branch names (`refs/heads/...`).
+    pub fn branches(&self, max: usize) -> Vec<String> {
+        let Ok(platform) = self.repo.references() else {
+            return Vec::new();
+        };
+        let Ok(iter) = platform.local_branches() else {
+            return Vec::new();
+        };
+        iter.flatten()
+            .take(max)
+            .map(|r| r.name().as_bstr().to_string())
+            .collect()
+    }
+
     fn commit_of(&self, hex: &str) -> Option<gix::ObjectId> {
         let id = gix::ObjectId::from_hex(hex.as_bytes()).ok()?;
         let obj = self.repo.try_find_object(id).ok()??;

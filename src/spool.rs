@@ -147,6 +147,61 @@ impl Contents {
     }
 }
 
+/// The journal's newest sequence number was below a mirror's cursor: it was lost or truncated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewind {
+    pub spool_last: u64,
+    pub cursor: u64,
+}
+
+impl std::fmt::Display for Rewind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the spool ends at sequence number {} but a mirror has confirmed up to {}: it was lost or truncated; every mirror gets a full sync",
+            self.spool_last, self.cursor
+        )
+    }
+}
+
+/// What compaction keeps: every record above `enabled` (the lowest cursor among the enabled
+/// mirrors), and deletions above `all` (the lowest cursor among all mirrors, disabled ones
+/// included). A deletion is the only evidence that a tag on a mirror came from upstream and
+/// went away there; a mirror disabled meanwhile needs it when it is enabled again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Floors {
+    pub enabled: u64,
+    pub all: u64,
+}
+
+impl Floors {
+    /// Both floors at `cursor` (one mirror, or all at the same place).
+    #[cfg(test)]
+    pub fn at(cursor: u64) -> Floors {
+        Floors {
+            enabled: cursor,
+            all: cursor,
+        }
+    }
+
+    pub fn keeps(&self, r: &Record) -> bool {
+        match &r.kind {
+            Kind::Mark => false,
+            Kind::Update { new, .. } if crate::update::is_null(new) => {
+                r.seq > self.enabled.min(self.all)
+            }
+            _ => r.seq > self.enabled,
+        }
+    }
+}
+
+/// What an append did besides appending.
+#[derive(Debug, Default)]
+pub struct Appended {
+    pub damage: Option<Damage>,
+    pub rewind: Option<Rewind>,
+}
+
 pub struct Spool {
     dir: PathBuf,
 }
@@ -186,14 +241,44 @@ impl Spool {
     /// which is fenced off with a newline so the new records stay readable.
     pub fn append(
         &self,
-        _lock: &SpoolLock,
+        lock: &SpoolLock,
         updates: &[RefUpdate],
         forces: &[String],
         now_ms: u64,
     ) -> Result<Option<Damage>, SpoolError> {
+        self.append_checked(lock, updates, forces, now_ms)
+            .map(|a| a.damage)
+    }
+
+    /// `append`, also telling whether the journal had gone backwards (see `Rewind`).
+    ///
+    /// Sequence numbers never go backwards relative to a mirror's cursor: when the journal was
+    /// lost or cut back (deleted, emptied, a torn tail truncated) while `state/*.json` kept
+    /// their cursors, new records would otherwise get numbers at or below those cursors, count
+    /// as confirmed and never be mirrored. So numbering resumes above the highest cursor, and a
+    /// force record for every mirror is added: what the lost records said is unknown, so every
+    /// mirror gets a full sync.
+    pub fn append_checked(
+        &self,
+        _lock: &SpoolLock,
+        updates: &[RefUpdate],
+        forces: &[String],
+        now_ms: u64,
+    ) -> Result<Appended, SpoolError> {
         let path = self.path();
         let mut file = crate::paths::open_private(&path, true).map_err(io_err(&path))?;
-        let (last_seq, damage, needs_newline) = tail_state(&mut file).map_err(io_err(&path))?;
+        let (tail_seq, damage, needs_newline) = tail_state(&mut file).map_err(io_err(&path))?;
+        let floor = crate::state::max_cursor(&self.dir.join("state"));
+        let rewind = (tail_seq < floor).then_some(Rewind {
+            spool_last: tail_seq,
+            cursor: floor,
+        });
+        let last_seq = tail_seq.max(floor);
+        let forces: Vec<String> = forces
+            .iter()
+            .cloned()
+            .chain(rewind.as_ref().map(|_| "*".to_string()))
+            .collect();
         let mut buf = String::new();
         if needs_newline {
             buf.push('\n');
@@ -205,7 +290,7 @@ impl Spool {
                 new: u.new.clone(),
                 refname: u.refname.clone(),
             })
-            .chain(forces.iter().map(|m| Kind::Force { mirror: m.clone() }));
+            .chain(forces.into_iter().map(|mirror| Kind::Force { mirror }));
         for (seq, kind) in (last_seq + 1..).zip(kinds) {
             let record = Record {
                 seq,
@@ -215,13 +300,14 @@ impl Spool {
             };
             buf.push_str(&record.encode());
         }
+        let done = Appended { damage, rewind };
         if buf.is_empty() {
-            return Ok(damage);
+            return Ok(done);
         }
         file.seek(SeekFrom::End(0)).map_err(io_err(&path))?;
         file.write_all(buf.as_bytes()).map_err(io_err(&path))?;
         file.sync_data().map_err(io_err(&path))?;
-        Ok(damage)
+        Ok(done)
     }
 
     /// Reads every record. Callers hold the lock so that an append in progress is never
@@ -239,19 +325,19 @@ impl Spool {
         Ok(parse(&bytes))
     }
 
-    /// Rewrites the journal keeping only what some enabled mirror still needs, one record per
-    /// ref (the newest value wins; its `first_ms` is the oldest of the merged ones so max_delay
-    /// still counts from the first pending update). `min_cursor` is the lowest cursor among the
-    /// enabled mirrors. A Mark record keeps the sequence number from going backwards.
+    /// Rewrites the journal keeping only what some mirror still needs, one record per ref (the
+    /// newest value wins; its `first_ms` is the oldest of the merged ones so max_delay still
+    /// counts from the first pending update). See `Floors` for what is kept. A Mark record keeps
+    /// the sequence number from going backwards.
     pub fn compact(
         &self,
         _lock: &SpoolLock,
         contents: &Contents,
-        min_cursor: u64,
+        floors: Floors,
     ) -> Result<(), SpoolError> {
         let last_seq = contents.last_seq();
         let mut by_key: BTreeMap<String, Record> = BTreeMap::new();
-        for r in contents.records.iter().filter(|r| r.seq > min_cursor) {
+        for r in contents.records.iter().filter(|r| floors.keeps(r)) {
             let key = match &r.kind {
                 Kind::Update { refname, .. } => format!("u {refname}"),
                 Kind::Force { mirror } => format!("f {mirror}"),
@@ -280,7 +366,9 @@ impl Spool {
             });
         }
         let body: String = kept.iter().map(Record::encode).collect();
-        crate::paths::write_atomic(&self.path(), body.as_bytes(), 0o600)
+        crate::paths::refuse_symlink(&self.path()).map_err(io_err(&self.path()))?;
+        let mode = crate::paths::file_mode_in(&self.dir);
+        crate::paths::write_atomic(&self.path(), body.as_bytes(), mode)
             .map_err(io_err(&self.path()))
     }
 }
@@ -439,6 +527,61 @@ mod tests {
     }
 
     #[test]
+    fn numbering_resumes_above_the_highest_cursor_when_the_spool_was_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Spool::new(dir.path());
+        let l = s.lock().unwrap();
+        for i in 0..5u64 {
+            s.append(&l, &[upd("refs/heads/a", '1')], &[], i).unwrap();
+        }
+        std::fs::create_dir(dir.path().join("state")).unwrap();
+        std::fs::write(dir.path().join("state/m.json"), br#"{"cursor": 5}"#).unwrap();
+        std::fs::remove_file(s.path()).unwrap();
+        let a = s
+            .append_checked(&l, &[upd("refs/heads/a", '2')], &[], 9)
+            .unwrap();
+        assert_eq!(
+            a.rewind,
+            Some(Rewind {
+                spool_last: 0,
+                cursor: 5
+            })
+        );
+        let c = s.read(&l).unwrap();
+        assert_eq!(c.records[0].seq, 6);
+        assert_eq!(c.records[1].kind, Kind::Force { mirror: "*".into() });
+        // Once above the cursors, appends are plain again.
+        let a = s.append_checked(&l, &[], &["m".into()], 10).unwrap();
+        assert_eq!(a.rewind, None);
+        assert_eq!(s.read(&l).unwrap().last_seq(), 8);
+    }
+
+    #[test]
+    fn compaction_keeps_deletions_a_disabled_mirror_has_not_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Spool::new(dir.path());
+        let l = s.lock().unwrap();
+        let del = RefUpdate {
+            old: "1".repeat(40),
+            new: "0".repeat(40),
+            refname: "refs/tags/v1".into(),
+        };
+        s.append(&l, &[upd("refs/heads/a", '1')], &[], 1).unwrap();
+        s.append(&l, &[del], &[], 2).unwrap();
+        s.append(&l, &[upd("refs/heads/a", '2')], &[], 3).unwrap();
+        let c = s.read(&l).unwrap();
+        s.compact(&l, &c, Floors { enabled: 3, all: 0 }).unwrap();
+        let kept = s.read(&l).unwrap();
+        assert_eq!(kept.records.len(), 2, "{:?}", kept.records);
+        assert_eq!(kept.records[0].refname(), Some("refs/tags/v1"));
+        assert_eq!(kept.records[1].kind, Kind::Mark);
+        assert_eq!(kept.last_seq(), 3);
+        // Once every mirror has seen it, it goes.
+        s.compact(&l, &kept, Floors::at(3)).unwrap();
+        assert_eq!(s.read(&l).unwrap().records.len(), 1);
+    }
+
+    #[test]
     fn compaction_coalesces_and_keeps_seq() {
         let dir = tempfile::tempdir().unwrap();
         let s = Spool::new(dir.path());
@@ -453,7 +596,7 @@ mod tests {
             .unwrap();
         }
         let c = s.read(&l).unwrap();
-        s.compact(&l, &c, 10).unwrap();
+        s.compact(&l, &c, Floors::at(10)).unwrap();
         let c2 = s.read(&l).unwrap();
         assert_eq!(c2.records.len(), 2);
         assert_eq!(c2.last_seq(), 100);
@@ -461,7 +604,7 @@ mod tests {
             .records
             .iter()
             .all(|r| r.first_ms == 105 && r.last_ms == 149));
-        s.compact(&l, &c2, 100).unwrap();
+        s.compact(&l, &c2, Floors::at(100)).unwrap();
         let c3 = s.read(&l).unwrap();
         assert_eq!(c3.records.len(), 1);
         assert_eq!(c3.records[0].kind, Kind::Mark);

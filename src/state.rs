@@ -51,6 +51,9 @@ pub struct MirrorState {
     pub syncs: u64,
     pub pushes: u64,
     pub refs_pushed_last: u64,
+    /// Branches the last sync kept on the mirror only because upstream's HEAD names no
+    /// existing branch (deletions held back).
+    pub kept_by_dangling_head: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +74,10 @@ pub fn path(state_dir: &Path, mirror: &str) -> PathBuf {
 /// A missing file is a mirror that never synced.
 pub fn load(state_dir: &Path, mirror: &str) -> Result<MirrorState, StateError> {
     let p = path(state_dir, mirror);
+    crate::paths::refuse_symlink(state_dir).map_err(|source| StateError::Io {
+        path: p.clone(),
+        source,
+    })?;
     match read_nofollow(&p) {
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
             path: p,
@@ -107,29 +114,62 @@ pub fn save(state_dir: &Path, mirror: &str, state: &MirrorState) -> Result<(), S
         path: p.clone(),
         source,
     };
-    match std::fs::symlink_metadata(state_dir) {
-        Ok(m) if m.file_type().is_symlink() => {
-            return Err(io(std::io::Error::other(
-                "state directory is a symlink; refusing to follow it",
-            )))
-        }
-        Ok(_) => {}
-        Err(_) => {
-            std::fs::create_dir(state_dir)
-                .or_else(|e| {
-                    if e.kind() == std::io::ErrorKind::AlreadyExists {
-                        Ok(())
-                    } else {
-                        Err(e)
-                    }
-                })
-                .map_err(io)?;
-        }
-    }
+    // Never through a symlinked state/ (it would write wherever the link points), and created
+    // 0700 (or shared, see paths::ensure_dir) when missing.
+    crate::paths::ensure_dir(state_dir).map_err(io)?;
     let bytes = serde_json::to_vec_pretty(state).map_err(|e| io(std::io::Error::other(e)))?;
-    crate::paths::write_atomic(&p, &bytes, 0o600).map_err(io)
+    let mode = crate::paths::file_mode_in(state_dir);
+    crate::paths::write_atomic(&p, &bytes, mode).map_err(io)
 }
 
-pub fn remove(state_dir: &Path, mirror: &str) {
-    let _ = std::fs::remove_file(path(state_dir, mirror));
+/// Deletes a mirror's state (a missing one is fine). A symlinked `state/` is refused: removing
+/// `NAME.json` through it would delete a file wherever the link points.
+pub fn remove(state_dir: &Path, mirror: &str) -> Result<(), StateError> {
+    let p = path(state_dir, mirror);
+    let io = |source| StateError::Io {
+        path: p.clone(),
+        source,
+    };
+    crate::paths::refuse_symlink(state_dir).map_err(io)?;
+    match std::fs::remove_file(&p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),
+        _ => Ok(()),
+    }
+}
+
+/// The highest cursor any mirror's state holds (0 when none can be read): the floor below
+/// which the spool's sequence numbers must never restart, or the records would count as
+/// already confirmed and never be mirrored.
+pub fn max_cursor(state_dir: &Path) -> u64 {
+    #[derive(Deserialize)]
+    struct Cursor {
+        #[serde(default)]
+        cursor: u64,
+    }
+    if crate::paths::refuse_symlink(state_dir).is_err() {
+        return 0;
+    }
+    let Ok(rd) = std::fs::read_dir(state_dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.ends_with(".json") && !n.starts_with('.')
+        })
+        .filter_map(|e| read_nofollow(&e.path()).ok())
+        .filter_map(|b| serde_json::from_slice::<Cursor>(&b).ok())
+        .map(|c| c.cursor)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Removes temporary files a killed writer left in `state/` (`.NAME.json.tmp.<pid>`). Only the
+/// flusher, which holds the repository's flusher lock, writes state files.
+pub fn clean_temp_files(state_dir: &Path) -> usize {
+    if crate::paths::refuse_symlink(state_dir).is_err() {
+        return 0;
+    }
+    crate::paths::remove_temp_files(state_dir, |n| n.contains(".json.tmp."))
 }

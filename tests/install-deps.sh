@@ -13,8 +13,10 @@ PKGS=(
   nginx             # HttpsServer: TLS + basic auth in front of git-http-backend
   fcgiwrap          # HttpsServer: runs git-http-backend as a CGI behind nginx
   gitolite3         # needed by gitolite tests
-  util-linux        # unshare: credentials.rs gives ssh a private ~/.ssh in a mount namespace
-  mount             # mount --bind inside that namespace
+  passwd            # useradd/groupadd: the shared-repository test's two Unix users
+  util-linux        # unshare (credentials.rs), setpriv (hardening.rs), mount/umount
+  mount             # mount --bind / -t tmpfs
+  procps            # pgrep: tests check that killed process groups are gone
 )
 
 installed() {

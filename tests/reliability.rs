@@ -787,9 +787,14 @@ fn valid_line(rng: &mut Rng, refname: &str) -> Vec<u8> {
 #[test]
 fn hostile_hook_input_never_panics_and_spools_the_valid_lines() {
     let env = Env::new();
-    // Silent mode: the flusher the hook starts leaves the spool alone for us to inspect.
-    env.write_server_config("silent: true\n");
     let repo = env.upstream("up.git");
+    // The flusher lock held here: the hook sees a flusher running and starts none, so nothing
+    // compacts the spool we inspect (silent mode compacts too).
+    let pm = repo.join("pushmirror");
+    std::fs::create_dir_all(&pm).unwrap();
+    std::fs::set_permissions(&pm, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let flusher_lock = std::fs::File::create(pm.join("flusher.lock")).unwrap();
+    fs2::FileExt::lock_exclusive(&flusher_lock).unwrap();
     let s = seed();
     eprintln!("hostile_hook_input: PM_SEED={s}");
     let mut rng = Rng::new(s);

@@ -323,16 +323,10 @@ fn https_tokens_from_the_flushers_environment() {
                 "--disabled",
             ],
         );
-        // Dotted keys reach into auth.
-        env.pm_ok(
-            &up,
-            &[
-                "set",
-                name,
-                &format!("auth.username={user}"),
-                "enabled=true",
-            ],
-        );
+        // Dotted keys reach into auth. Changing auth resets the mirror and syncs it at once
+        // when enabled, so it is changed while disabled and enabled in a second `set`.
+        env.pm_ok(&up, &["set", name, &format!("auth.username={user}")]);
+        env.pm_ok(&up, &["set", name, "enabled=true"]);
         let shown: serde_json::Value =
             serde_json::from_str(&env.pm_ok(&up, &["show", name, "--json"])).unwrap();
         assert_eq!(shown["auth"]["username"], user, "{shown:#}");

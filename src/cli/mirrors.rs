@@ -99,7 +99,7 @@ pub(super) fn remove(paths: &RepoPaths, name: &str) -> Result<i32, Fail> {
     // back (see `Flusher::record`).
     edit(paths, name, |cfg| {
         cfg.mirrors.retain(|m| m.name != name);
-        state::remove(&paths.state_dir(), name);
+        state::remove(&paths.state_dir(), name).map_err(|e| Fail(1, e.to_string()))?;
         remove_files(&paths.dir, name);
         Ok(())
     })?;
@@ -238,11 +238,11 @@ pub(super) fn add(paths: &RepoPaths, a: AddArgs) -> Result<i32, Fail> {
                 a.name
             )));
         }
-        cfg.mirrors.push(m.clone());
-        cfg.save(&paths.config())?;
         // A fresh state: a mirror re-added under an old name (or replacing a rule's) must not
         // inherit the old cursor. Under the lock, like `remove`.
-        state::remove(&paths.state_dir(), &a.name);
+        state::remove(&paths.state_dir(), &a.name).map_err(|e| Fail(1, e.to_string()))?;
+        cfg.mirrors.push(m.clone());
+        cfg.save(&paths.config())?;
     }
     println!(
         "added mirror {} -> {}{}",
@@ -254,6 +254,9 @@ pub(super) fn add(paths: &RepoPaths, a: AddArgs) -> Result<i32, Fail> {
             ""
         }
     );
+    if let Some(h) = crate::health::dangling_head(&paths.git_dir) {
+        eprintln!("git-pushmirror: warning: {}", h.message());
+    }
     if let Some(public) = public {
         print_public_key(&public);
         if matches!(
@@ -327,6 +330,7 @@ pub(super) fn toggle(paths: &RepoPaths, name: &str, on: bool) -> Result<i32, Fai
 /// `set NAME key=value...`: each value is read as YAML and the result goes through the same
 /// strict deserialisation and validation as the file, so `set` cannot write what `load` refuses.
 pub(super) fn set(paths: &RepoPaths, name: &str, assignments: &[String]) -> Result<i32, Fail> {
+    let mut retarget = false;
     edit(paths, name, |cfg| {
         let idx = cfg
             .mirrors
@@ -396,10 +400,29 @@ pub(super) fn set(paths: &RepoPaths, name: &str, assignments: &[String]) -> Resu
         if m.auth != cfg.mirrors[idx].auth {
             check_auth_files(&m, paths)?;
         }
+        // Where or how the mirror pushes changed: what the old target had confirmed says
+        // nothing about the new one. Its status starts afresh (like `add`; GitLab resets the
+        // status fields when the URL or the credentials change), under the same lock.
+        let old = &cfg.mirrors[idx];
+        retarget = !crate::flusher::same_target(old, &m);
+        if retarget {
+            state::remove(&paths.state_dir(), name).map_err(|e| Fail(1, e.to_string()))?;
+        }
         cfg.mirrors[idx] = m;
         Ok(())
     })?;
-    println!("updated mirror {name}");
+    let enabled = config::load(paths)
+        .ok()
+        .and_then(|l| l.mirrors.into_iter().find(|e| e.mirror.name == name))
+        .is_some_and(|e| e.mirror.enabled);
+    if retarget && enabled {
+        println!("updated mirror {name}; its status is reset and a full sync to the new target starts now");
+        crate::hook::spool_and_wake_forced(paths, &[name.to_string()]).map_err(|e| Fail(1, e))?;
+    } else if retarget {
+        println!("updated mirror {name}; its status is reset (it is disabled: `git-pushmirror enable {name}` syncs it)");
+    } else {
+        println!("updated mirror {name}");
+    }
     Ok(0)
 }
 

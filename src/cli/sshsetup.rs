@@ -38,6 +38,8 @@ fn pub_of(key: &Path) -> PathBuf {
 /// `base/keys`, created 0700.
 fn ensure_keys_dir(base: &Path) -> Result<PathBuf, Fail> {
     let dir = base.join(KEYS_DIR);
+    // A symlinked keys/ would put the private key wherever it points.
+    crate::paths::refuse_symlink(&dir).map_err(|e| Fail(1, e.to_string()))?;
     fs::create_dir_all(&dir).map_err(|e| Fail(1, format!("{}: {e}", dir.display())))?;
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
         .map_err(|e| Fail(1, format!("{}: {e}", dir.display())))?;
@@ -98,6 +100,10 @@ pub(super) fn generate_key(base: &Path, name: &str, comment: &str) -> Result<Str
 
 /// Deletes what `generate_key` and `pin` made for `name` (absent files are fine).
 pub(super) fn remove_files(base: &Path, name: &str) {
+    // Nothing is deleted through a symlinked keys/.
+    if crate::paths::refuse_symlink(&base.join(KEYS_DIR)).is_err() {
+        return;
+    }
     for rel in [key_rel(name), pub_of(&key_rel(name)), known_hosts_rel(name)] {
         let _ = fs::remove_file(base.join(rel));
     }

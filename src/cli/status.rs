@@ -42,6 +42,7 @@ pub(super) fn mirror_status(
         "gave_up": st.gave_up_at_seq.is_some(),
         "syncs": st.syncs,
         "pushes": st.pushes,
+        "kept_because_of_dangling_head": st.kept_by_dangling_head,
         "healthy": !(failed || behind),
     });
     if let (Value::Object(a), Value::Object(b)) = (&mut v, extra) {
@@ -80,6 +81,11 @@ pub(super) fn status(paths: &RepoPaths, name: Option<&str>, json_out: bool) -> R
         }
     }
     let hook = crate::install::check(&paths.git_dir);
+    let write_error = crate::health::write_error(&paths.dir);
+    unhealthy |= write_error.is_some();
+    let spool_lost = crate::health::spool_lost(paths, &contents);
+    unhealthy |= spool_lost.is_some();
+    let head = crate::health::dangling_head(&paths.git_dir);
     let doc = json!({
         "repository": paths.git_dir,
         "silent_mode": loaded.server.silent,
@@ -87,6 +93,10 @@ pub(super) fn status(paths: &RepoPaths, name: Option<&str>, json_out: bool) -> R
         "hook_problem": hook.err(),
         "flusher_running": crate::hook::flusher_running(paths),
         "spool_damaged_records": contents.damage.len(),
+        "write_error": write_error,
+        "spool_lost": spool_lost,
+        "upstream_head": head.as_ref().map(|h| h.to_json()),
+        "upstream_head_problem": head.as_ref().map(|h| h.message()),
         "mirrors": mirrors,
     });
     if json_out {
@@ -108,6 +118,15 @@ pub(super) fn print_status(doc: &Value) {
         println!("SILENT MODE: no mirror is contacted; updates accumulate in the spool");
     }
     if let Some(problem) = doc["hook_problem"].as_str() {
+        println!("warning: {problem}");
+    }
+    if let Some(problem) = doc["write_error"].as_str() {
+        println!("WRITE ERROR: {problem}");
+    }
+    if let Some(problem) = doc["spool_lost"].as_str() {
+        println!("SPOOL LOST: {problem}");
+    }
+    if let Some(problem) = doc["upstream_head_problem"].as_str() {
         println!("warning: {problem}");
     }
     println!(
@@ -157,6 +176,15 @@ pub(super) fn print_status(doc: &Value) {
             .is_some_and(|a| !a.is_empty())
         {
             println!("  divergent:      {}", s(&m["divergent_refs"]));
+        }
+        if m["kept_because_of_dangling_head"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+        {
+            println!(
+                "  kept (HEAD):    {} (deletion held back: upstream HEAD names no branch)",
+                s(&m["kept_because_of_dangling_head"])
+            );
         }
         if m["behind_max_delay"] == json!(true) {
             println!("  BEHIND: pending longer than max_delay");

@@ -81,8 +81,8 @@ pub fn run(
         s
     });
     let pid = child.id() as i32;
-    let (status, timed_out) = wait_deadline(child, timeout, |pid| unsafe {
-        libc::kill(-pid, libc::SIGKILL);
+    let (status, timed_out) = wait_deadline(child, timeout, |pid, sig| unsafe {
+        libc::kill(-pid, sig);
     });
     if timed_out {
         return Err(GitError::Timeout {
@@ -104,15 +104,21 @@ pub fn run(
     })
 }
 
+/// How long a git run past its timeout gets between SIGTERM and SIGKILL: enough for git (and a
+/// local mirror's receive-pack in the same process group) to remove its `*.lock` files, which a
+/// SIGKILL would leave behind to fail every later push with "cannot lock ref".
+pub const KILL_GRACE: Duration = Duration::from_secs(5);
+
 /// Waits for `child` for at most `timeout`, on a thread, so that its exit is seen the moment it
 /// happens (polling with a growing sleep cost up to 50 ms per git run, a fifth of a 10,000-ref
-/// sync). At the deadline `kill` gets the child's pid while the child is not yet reaped (so the
-/// pid, and a process group of that id, are still its own); the child is reaped either way.
-/// Returns its exit status and whether the deadline passed.
+/// sync). At the deadline `kill` gets the child's pid and SIGTERM while the child is not yet
+/// reaped (so the pid, and a process group of that id, are still its own), then SIGKILL if it
+/// is still there `KILL_GRACE` later; the child is reaped either way. Returns its exit status
+/// and whether the deadline passed.
 pub fn wait_deadline(
     mut child: Child,
     timeout: Duration,
-    kill: impl FnOnce(i32),
+    kill: impl Fn(i32, i32),
 ) -> (std::io::Result<ExitStatus>, bool) {
     let pid = child.id() as i32;
     let (tx, rx) = std::sync::mpsc::channel();
@@ -126,7 +132,13 @@ pub fn wait_deadline(
         Err(std::sync::mpsc::RecvTimeoutError::Timeout)
     );
     if timed_out {
-        kill(pid);
+        kill(pid, libc::SIGTERM);
+        if matches!(
+            rx.recv_timeout(KILL_GRACE),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+        ) {
+            kill(pid, libc::SIGKILL);
+        }
     }
     let status = waiter
         .join()

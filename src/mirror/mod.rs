@@ -26,6 +26,9 @@ pub struct SyncReport {
     pub error: Option<String>,
     /// Where the time went, for the log line of a sync that ran.
     pub timings: Timings,
+    /// Branches kept on the mirror only because upstream's HEAD names no existing branch, so
+    /// none can be shown to be merged (see `health::dangling_head`).
+    pub kept_by_dangling_head: Vec<String>,
 }
 
 /// Wall time per phase of a sync, summed over its attempts and push batches.
@@ -251,8 +254,21 @@ fn run_sync(
             options: &options,
         };
         let the_plan = plan::plan(&input, &upstream);
+        let head_missing = default_branch
+            .as_deref()
+            .is_none_or(|b| !local.contains_key(b));
         let mut report = SyncReport {
             divergent: the_plan.divergent.clone(),
+            kept_by_dangling_head: if head_missing {
+                the_plan
+                    .skipped
+                    .iter()
+                    .filter(|(_, r)| *r == plan::SkipReason::UnmergedOnMirror)
+                    .map(|(n, _)| n.clone())
+                    .collect()
+            } else {
+                Vec::new()
+            },
             ..SyncReport::default()
         };
         timings.plan += t.elapsed();

@@ -67,8 +67,8 @@ impl Drop for Mux {
             .stderr(Stdio::null());
         crate::paths::drop_git_env(&mut cmd);
         if let Ok(child) = cmd.spawn() {
-            let _ = super::git::wait_deadline(child, Duration::from_secs(5), |pid| unsafe {
-                libc::kill(pid, libc::SIGKILL);
+            let _ = super::git::wait_deadline(child, Duration::from_secs(5), |pid, sig| unsafe {
+                libc::kill(pid, sig);
             });
         }
         let _ = std::fs::remove_file(&self.socket);

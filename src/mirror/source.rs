@@ -25,13 +25,29 @@ pub struct PushSource {
 }
 
 impl PushSource {
-    /// Prepares an empty shadow of `upstream` at `dir`, replacing anything there (a shadow left
-    /// by a killed flusher).
+    /// Prepares an empty shadow of `upstream` at `dir` (`pushmirror/push/<mirror>`), replacing
+    /// anything there (a shadow left by a killed flusher). A symlinked `push/` is refused before
+    /// anything is removed: `remove_dir_all` through it would delete a subtree wherever it
+    /// points. Directories are made 0700 (or shared like `pushmirror/`).
     pub fn create(dir: &Path, upstream: &Path) -> io::Result<PushSource> {
         let upstream = fs::canonicalize(upstream)?;
-        let _ = fs::remove_dir_all(dir);
-        fs::create_dir_all(dir.join("refs"))?;
-        fs::create_dir_all(dir.join("objects/info"))?;
+        let parent = dir.parent().unwrap_or(Path::new("."));
+        crate::paths::ensure_dir(parent)?;
+        // remove_dir_all does not follow a symlink at `dir` itself; only its parent matters.
+        match fs::remove_dir_all(dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                if fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+                    fs::remove_file(dir)?;
+                } else {
+                    return Err(e);
+                }
+            }
+            _ => {}
+        }
+        crate::paths::ensure_dir(dir)?;
+        crate::paths::ensure_dir(&dir.join("refs"))?;
+        crate::paths::ensure_dir(&dir.join("objects"))?;
+        crate::paths::ensure_dir(&dir.join("objects/info"))?;
         let source = PushSource {
             dir: dir.to_path_buf(),
         };
@@ -73,7 +89,10 @@ impl PushSource {
 
 impl Drop for PushSource {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
+        let parent = self.dir.parent().unwrap_or(Path::new("."));
+        if crate::paths::refuse_symlink(parent).is_ok() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
