@@ -453,8 +453,19 @@ impl Flusher {
 
     /// In `once` mode, a mirror waiting for a retry backoff, or whose attempt in this run
     /// failed, is left to the next sweep or push.
+    ///
+    /// The exception: a sync refused only because the mirror could not lock a ref (another push
+    /// running there, such as the orphaned `git push` of a killed flusher) clears in moments, so
+    /// it gets a few quick retries (its first backoffs) within this run.
     fn left_for_later(&self, name: &str, p: &Pending, st: &MirrorState, now: u64) -> bool {
-        self.once
+        const ONCE_TRANSIENT_RETRIES: u32 = 3;
+        if !self.once {
+            return false;
+        }
+        let transient = st.consecutive_failures <= ONCE_TRANSIENT_RETRIES
+            && !st.rejected_refs.is_empty()
+            && st.rejected_refs.iter().all(|r| is_transient_rejection(r));
+        !transient
             && (retry_due_at(p, st).is_some_and(|r| r > now)
                 || (st.consecutive_failures > 0 && self.attempted.contains(name)))
     }

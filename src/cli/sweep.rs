@@ -53,11 +53,17 @@ pub(super) fn sweep_work(
         }
         // A failed mirror still in its backoff has nothing to do yet: a later sweep (or push)
         // retries it once the backoff is over.
-        let waiting =
-            !retry_due && st.consecutive_failures > 0 && st.next_retry_at.is_some_and(|t| t > now);
+        let in_backoff = st.consecutive_failures > 0 && st.next_retry_at.is_some_and(|t| t > now);
+        let waiting = !retry_due && in_backoff && st.update_status == UpdateStatus::Failed;
         let pending = pending.is_some() && !waiting;
         if pending && !retry_due && !never {
             w.why.push("pending");
+            // A retry that was started and never recorded (its flusher was killed): the
+            // backoff it was under belongs to a flusher that is gone, so it gets its one
+            // attempt now.
+            if in_backoff {
+                w.forces.push(name.clone());
+            }
         }
         w.pending |= pending;
     }
