@@ -21,6 +21,8 @@ mod servers;
 
 use servers::SshServer;
 
+#[path = "push_latency/lfs.rs"]
+mod lfs;
 #[path = "push_latency/throttle.rs"]
 mod throttle;
 
@@ -65,6 +67,13 @@ fn main() {
         table.print();
         return;
     }
+    // BENCH_ONLY=lfs runs only the Git LFS rows.
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("lfs") {
+        lfs::rows(&b, &mut table);
+        drop(b);
+        table.print();
+        return;
+    }
     push_latency(&b, ssh.as_ref(), pushes, &mut table);
     hook_alone(&b, &mut table);
     push_to_mirror(&b, &mut table);
@@ -74,6 +83,7 @@ fn main() {
     many_refs_sync(&b, &mut table);
     binary_and_startup(&b, &mut table);
     flusher_memory(&b, &mut table);
+    lfs::rows(&b, &mut table);
     throttle::sweep_rows(&b, &mut table);
 
     eprintln!("bench: done in {:.1} s", started.elapsed().as_secs_f64());

@@ -151,6 +151,58 @@ pub struct MirrorConfig {
     /// Server rules only: git wildcard patterns on `${name}`; empty means every repository.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub repos: Vec<String>,
+    /// Git LFS objects: `off`, `on`, or `auto` (the default: on when the upstream has LFS objects
+    /// or a configured store). See docs/lfs.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lfs: Option<LfsMode>,
+    /// Where the upstream's LFS objects are kept (default `$GIT_DIR/lfs/objects`); `${name}` works.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lfs_store: Option<String>,
+    /// How files are named in `lfs_store`: `default`, `gitea` or `gitlab`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lfs_layout: Option<LfsLayout>,
+}
+
+/// Whether a mirror gets the upstream's Git LFS objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LfsMode {
+    Off,
+    On,
+    Auto,
+}
+
+/// How an LFS store names the object of `oid`: `ab/cd/<oid>` (git-lfs, the default), or
+/// `ab/cd/<oid without its first 4 characters>` (Gitea's LFS_CONTENT_PATH, GitLab's
+/// shared/lfs-objects).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LfsLayout {
+    #[default]
+    Default,
+    Gitea,
+    Gitlab,
+}
+
+impl LfsSettings {
+    pub fn mode_name(&self) -> &'static str {
+        match self.mode {
+            LfsMode::Off => "off",
+            LfsMode::On => "on",
+            LfsMode::Auto => "auto",
+        }
+    }
+}
+
+/// The LFS settings of one mirror, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LfsSettings {
+    pub mode: LfsMode,
+    /// None: `$GIT_DIR/lfs/objects`.
+    pub store: Option<PathBuf>,
+    pub layout: LfsLayout,
+    /// Objects uploaded at the same time.
+    pub concurrency: usize,
 }
 
 fn is_none_auth(a: &Auth) -> bool {
@@ -175,6 +227,9 @@ impl MirrorConfig {
             allow_insecure_http: false,
             ca_file: None,
             repos: Vec::new(),
+            lfs: None,
+            lfs_store: None,
+            lfs_layout: None,
         }
     }
 
@@ -233,6 +288,9 @@ impl MirrorConfig {
                 ));
             }
         }
+        if self.lfs_store.as_deref().is_some_and(str::is_empty) {
+            return Err(format!("mirror `{}`: lfs_store is empty", self.name));
+        }
         Ok(())
     }
 }
@@ -272,6 +330,16 @@ pub struct Defaults {
     pub backoff_initial: Option<Dur>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff_max: Option<Dur>,
+    /// LFS defaults for every mirror (see MirrorConfig).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lfs: Option<LfsMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lfs_store: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lfs_layout: Option<LfsLayout>,
+    /// LFS objects uploaded at the same time per sync (default 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lfs_concurrency: Option<usize>,
 }
 
 impl Defaults {
@@ -284,6 +352,10 @@ impl Defaults {
             max_attempts: over.max_attempts.or(self.max_attempts),
             backoff_initial: over.backoff_initial.or(self.backoff_initial),
             backoff_max: over.backoff_max.or(self.backoff_max),
+            lfs: over.lfs.or(self.lfs),
+            lfs_store: over.lfs_store.clone().or(self.lfs_store.clone()),
+            lfs_layout: over.lfs_layout.or(self.lfs_layout),
+            lfs_concurrency: over.lfs_concurrency.or(self.lfs_concurrency),
         }
     }
 }
@@ -547,6 +619,7 @@ pub struct Effective {
     pub max_attempts: u32,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
+    pub lfs: LfsSettings,
 }
 
 /// Everything one repository needs to run: its mirrors resolved, plus the server-wide settings.
@@ -562,7 +635,9 @@ pub fn load(paths: &crate::paths::RepoPaths) -> Result<Loaded, ConfigError> {
     let repo = RepoConfig::load(&paths.config())?;
     let d = server.defaults.overlay(&repo.defaults);
     let mut list: Vec<(MirrorConfig, PathBuf)> = Vec::new();
-    if let Some(name) = rule_name(&server, &paths.git_dir) {
+    let repo_name = rule_name(&server, &paths.git_dir);
+    if let Some(name) = &repo_name {
+        let name = name.clone();
         for r in &server.rules {
             if !r.repos.is_empty()
                 && !r
@@ -574,6 +649,7 @@ pub fn load(paths: &crate::paths::RepoPaths) -> Result<Loaded, ConfigError> {
             }
             let mut m = r.clone();
             m.url = m.url.replace("${name}", &name);
+            m.lfs_store = m.lfs_store.map(|s| s.replace("${name}", &name));
             list.push((m, server_path.clone()));
         }
     }
@@ -604,6 +680,7 @@ pub fn load(paths: &crate::paths::RepoPaths) -> Result<Loaded, ConfigError> {
                 max_attempts: d.max_attempts.unwrap_or(8).max(1),
                 backoff_initial: d.backoff_initial.map_or(Duration::from_secs(2), |x| x.0),
                 backoff_max: d.backoff_max.map_or(Duration::from_secs(300), |x| x.0),
+                lfs: lfs_settings(&m, &d, repo_name.as_deref()),
                 mirror: m,
                 source,
             }
@@ -614,6 +691,22 @@ pub fn load(paths: &crate::paths::RepoPaths) -> Result<Loaded, ConfigError> {
         server_path,
         mirrors,
     })
+}
+
+/// A mirror's LFS settings: its own, then the repository's defaults, then the server's.
+/// `${name}` in a default's `lfs_store` is the repository's name under the server's root.
+fn lfs_settings(m: &MirrorConfig, d: &Defaults, name: Option<&str>) -> LfsSettings {
+    let store = m.lfs_store.clone().or_else(|| {
+        d.lfs_store
+            .as_ref()
+            .map(|s| s.replace("${name}", name.unwrap_or("${name}")))
+    });
+    LfsSettings {
+        mode: m.lfs.or(d.lfs).unwrap_or(LfsMode::Auto),
+        store: store.map(PathBuf::from),
+        layout: m.lfs_layout.or(d.lfs_layout).unwrap_or_default(),
+        concurrency: d.lfs_concurrency.unwrap_or(4).clamp(1, 64),
+    }
 }
 
 /// `${name}` for a repository under the server's root: its relative path without `.git`.
@@ -710,5 +803,53 @@ mod tests {
             0o640
         );
         assert_eq!(RepoConfig::load(&p).unwrap(), c);
+    }
+
+    #[test]
+    fn lfs_settings_resolve_mirror_then_repository_then_server() {
+        let mut server = Defaults {
+            lfs_store: Some("/srv/lfs/${name}".into()),
+            lfs_layout: Some(LfsLayout::Gitea),
+            lfs_concurrency: Some(8),
+            ..Defaults::default()
+        };
+        let repo = Defaults {
+            lfs: Some(LfsMode::On),
+            ..Defaults::default()
+        };
+        let d = server.overlay(&repo);
+        let m = MirrorConfig::new("gh", "https://example.com/a.git");
+        let s = lfs_settings(&m, &d, Some("team/app"));
+        assert_eq!(s.mode, LfsMode::On);
+        assert_eq!(s.store, Some(PathBuf::from("/srv/lfs/team/app")));
+        assert_eq!(s.layout, LfsLayout::Gitea);
+        assert_eq!(s.concurrency, 8);
+        let mut own = m.clone();
+        own.lfs = Some(LfsMode::Off);
+        own.lfs_layout = Some(LfsLayout::Default);
+        own.lfs_store = Some("/data/lfs".into());
+        let s = lfs_settings(&own, &d, Some("team/app"));
+        assert_eq!(
+            (s.mode, s.store, s.layout),
+            (
+                LfsMode::Off,
+                Some(PathBuf::from("/data/lfs")),
+                LfsLayout::Default
+            )
+        );
+        server.lfs_store = None;
+        let s = lfs_settings(&m, &Defaults::default(), None);
+        assert_eq!(
+            (s.mode, s.store, s.layout, s.concurrency),
+            (LfsMode::Auto, None, LfsLayout::Default, 4)
+        );
+        let e =
+            load_text("mirrors:\n  - name: a\n    url: /tmp/x.git\n    lfs: maybe\n").unwrap_err();
+        assert!(e.contains("lfs") && e.contains("maybe"), "{e}");
+        let ok = load_text(
+            "mirrors:\n  - name: a\n    url: /tmp/x.git\n    lfs: off\n    lfs_layout: gitlab\n",
+        )
+        .unwrap();
+        assert_eq!(ok.mirrors[0].lfs, Some(LfsMode::Off));
     }
 }

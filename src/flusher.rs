@@ -541,6 +541,21 @@ impl Flusher {
             st.pushes += 1;
         }
         st.refs_pushed_last = (r.pushed + r.deleted) as u64;
+        if r.error.as_deref().is_some_and(|e| e.starts_with("lfs:")) {
+            st.lfs_last_error = r.error.clone();
+        } else {
+            // What the last sync that ran the LFS step (one that pushed commits) sent and found
+            // missing; a sync with nothing to push leaves it as it was.
+            if r.timings.lfs.is_some() {
+                st.lfs_objects_last = r.lfs.objects;
+                st.lfs_bytes_last = r.lfs.bytes;
+                st.lfs_missing = r.lfs.missing.clone();
+                st.lfs_missing_count = r.lfs.missing_count as u64;
+            }
+            if r.error.is_none() {
+                st.lfs_last_error = None;
+            }
+        }
         // A sync that ran to the end (even with refused or divergent refs) has done what retrying
         // could do; only one that could not run keeps its work pending for a retry.
         // A ref the mirror could not lock or write ("failed to update ref", "cannot lock ref":

@@ -54,6 +54,14 @@ pub struct MirrorState {
     /// Branches the last sync kept on the mirror only because upstream's HEAD names no
     /// existing branch (deletions held back).
     pub kept_by_dangling_head: Vec<String>,
+    /// LFS objects and bytes the last sync sent.
+    pub lfs_objects_last: u64,
+    pub lfs_bytes_last: u64,
+    /// LFS objects the mirror needs that the upstream lacks too (capped list, and the count).
+    pub lfs_missing: Vec<String>,
+    pub lfs_missing_count: u64,
+    /// The last error of the LFS step (masked), until a sync succeeds.
+    pub lfs_last_error: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

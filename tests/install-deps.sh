@@ -17,7 +17,26 @@ PKGS=(
   util-linux        # unshare (credentials.rs), setpriv (hardening.rs), mount/umount
   mount             # mount --bind / -t tmpfs
   procps            # pgrep: tests check that killed process groups are gone
+  git-lfs           # tests/lfs.rs: makes LFS commits upstream, clones the mirror to compare contents
+  python3-pip       # installs giftless (below) where no pip is there yet
 )
+
+# tests/lfs.rs's LFS server: giftless from PyPI (its package declares no dependencies, so they
+# are listed here, pinned below the majors that broke it).
+PIP_PKGS=(
+  giftless==0.6.2 flask werkzeug 'marshmallow<4' 'webargs<8.7' 'flask-marshmallow<1.3'
+  flask-classful figcan python-dotenv pyyaml pyjwt cachetools python-dateutil typing-extensions
+)
+
+giftless_ok() { python3 -c 'import giftless.app' >/dev/null 2>&1; }
+
+install_giftless() {
+  giftless_ok && return 0
+  echo "install-deps.sh: installing giftless (pip)" >&2
+  python3 -m pip install -q "${PIP_PKGS[@]}" 2>/dev/null ||
+    python3 -m pip install -q --break-system-packages "${PIP_PKGS[@]}"
+  giftless_ok || { echo "install-deps.sh: giftless failed to install" >&2; exit 1; }
+}
 
 installed() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
@@ -29,6 +48,7 @@ for p in "${PKGS[@]}"; do
 done
 
 if [ ${#missing[@]} -eq 0 ]; then
+  install_giftless
   exit 0
 fi
 
@@ -61,3 +81,4 @@ apt-get install -y -qq --no-install-recommends \
 for p in "${missing[@]}"; do
   installed "$p" || { echo "install-deps.sh: $p failed to install" >&2; exit 1; }
 done
+install_giftless

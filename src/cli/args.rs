@@ -24,14 +24,16 @@ pub(super) const SET_HELP: &str =
 patterns), branch_regex (RE2 regex on branch names, e.g. '^(main|release/.*)$'), keep_divergent_refs, debounce, max_delay, timeout (durations: 500ms, 1s, 5m, 1h), \
 refs (comma-separated prefixes, e.g. refs/notes/), allow_insecure_http, ca_file, \
 auth.method (none|password|ssh_key), auth.username, auth.password_file, auth.password_env, \
-auth.key_file, auth.known_hosts, auth.host_key. An empty value (key=) removes a setting.
+auth.key_file, auth.known_hosts, auth.host_key, lfs (off|on|auto), lfs_store (a directory), \
+lfs_layout (default|gitea|gitlab). An empty value (key=) removes a setting.
 A mirror that comes from a server rule gets its own copy in this repository first (an override;
 `remove` it to follow the rule again).
 
 Examples:
   git-pushmirror set github debounce=5s keep_divergent_refs=true
   git-pushmirror set github only_protected_branches=true protected=main,release/*
-  git-pushmirror set github auth.method=password auth.username=bot auth.password_env=GH_TOKEN";
+  git-pushmirror set github auth.method=password auth.username=bot auth.password_env=GH_TOKEN
+  git-pushmirror set github lfs=on lfs_store=/var/lib/gitea/data/lfs lfs_layout=gitea";
 
 pub(super) const INSTALL_HELP: &str = "Where the hook goes (the first that applies):
   --hooks-dir DIR           DIR/post-receive, or DIR/git-pushmirror if DIR is a post-receive.d/

@@ -501,6 +501,8 @@ pub(super) fn mirror_json(m: &MirrorConfig) -> Value {
         "refs": m.refs,
         "allow_insecure_http": m.allow_insecure_http,
         "ca_file": m.ca_file,
+        "lfs_store": m.lfs_store,
+        "lfs_layout": m.lfs_layout,
     })
 }
 

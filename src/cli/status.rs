@@ -43,6 +43,12 @@ pub(super) fn mirror_status(
         "syncs": st.syncs,
         "pushes": st.pushes,
         "kept_because_of_dangling_head": st.kept_by_dangling_head,
+        "lfs": e.lfs.mode_name(),
+        "lfs_objects_sent_last": st.lfs_objects_last,
+        "lfs_bytes_sent_last": st.lfs_bytes_last,
+        "lfs_missing": st.lfs_missing,
+        "lfs_missing_count": st.lfs_missing_count,
+        "lfs_last_error": st.lfs_last_error,
         "healthy": !(failed || behind),
     });
     if let (Value::Object(a), Value::Object(b)) = (&mut v, extra) {
@@ -170,6 +176,26 @@ pub(super) fn print_status(doc: &Value) {
         println!("  syncs/pushes:   {}/{}", s(&m["syncs"]), s(&m["pushes"]));
         if !m["last_error"].is_null() {
             println!("  last error:     {}", s(&m["last_error"]));
+        }
+        if m["lfs_objects_sent_last"].as_u64().is_some_and(|n| n > 0) {
+            println!(
+                "  lfs last sync:  {} objects, {} bytes",
+                s(&m["lfs_objects_sent_last"]),
+                s(&m["lfs_bytes_sent_last"])
+            );
+        }
+        if m["lfs_missing_count"].as_u64().is_some_and(|n| n > 0) {
+            println!(
+                "  LFS MISSING:    {} object(s) upstream has only pointers for: {}",
+                s(&m["lfs_missing_count"]),
+                m["lfs_missing"]
+                    .as_array()
+                    .map(|a| a.iter().map(s).collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default()
+            );
+        }
+        if !m["lfs_last_error"].is_null() {
+            println!("  lfs error:      {}", s(&m["lfs_last_error"]));
         }
         if m["divergent_refs"]
             .as_array()

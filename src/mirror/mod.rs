@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod git;
+pub mod lfs;
 pub mod mux;
 pub mod origin;
 pub mod plan;
@@ -29,6 +30,8 @@ pub struct SyncReport {
     /// Branches kept on the mirror only because upstream's HEAD names no existing branch, so
     /// none can be shown to be merged (see `health::dangling_head`).
     pub kept_by_dangling_head: Vec<String>,
+    /// What the LFS step sent and found missing.
+    pub lfs: lfs::Outcome,
 }
 
 /// Wall time per phase of a sync, summed over its attempts and push batches.
@@ -40,6 +43,8 @@ pub struct Timings {
     pub plan: std::time::Duration,
     /// `git push` runs, with their shadow repository.
     pub push: std::time::Duration,
+    /// LFS objects and bytes sent and the time it took, when the LFS step ran.
+    pub lfs: Option<(u64, u64, std::time::Duration)>,
 }
 
 impl std::fmt::Display for Timings {
@@ -51,7 +56,16 @@ impl std::fmt::Display for Timings {
             ms(self.list),
             ms(self.plan),
             ms(self.push)
-        )
+        )?;
+        if let Some((objects, bytes, took)) = self.lfs {
+            write!(
+                f,
+                ", lfs {objects} objects / {} MiB in {} ms",
+                bytes.div_ceil(1 << 20),
+                ms(took)
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -165,10 +179,13 @@ fn run_sync(
     if let Some(ca) = &cfg.ca_file {
         set.push(("GIT_SSL_CAINFO".into(), ca.display().to_string()));
     }
+    // The proxy git uses for the mirror carries its LFS requests too.
+    let mut lfs_proxy = String::new();
     if matches!(scheme, url::Scheme::Https | url::Scheme::Http) {
         // The askpass answers only prompts for this URL's scheme, host and port.
         set.push(("GIT_PUSHMIRROR_URL".into(), bare_url.clone()));
         let proxy = proxy_for(ctx.git_dir, &bare_url, timeout)?;
+        lfs_proxy = proxy.clone();
         if let (_, _, Some(p)) = url::split_credentials(&proxy) {
             secrets.push(p);
         }
@@ -181,6 +198,19 @@ fn run_sync(
         _ => None,
     };
     let env = git::ChildEnv { set, remove };
+    let lfs_on = lfs::enabled(ctx.git_dir, &m.lfs);
+    let lfs_credentials = {
+        let var = |k: &str| {
+            prepared
+                .env
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+        };
+        var("GIT_PUSHMIRROR_USERNAME").zip(var("GIT_PUSHMIRROR_PASSWORD"))
+    };
+    let mut lfs_outcome = lfs::Outcome::default();
+    let mut lfs_ran = false;
     let masked = url::mask(&cfg.url);
     let fail = |e: git::GitError| match e {
         git::GitError::Failed { what, stderr } => {
@@ -272,6 +302,31 @@ fn run_sync(
             ..SyncReport::default()
         };
         timings.plan += t.elapsed();
+        // LFS objects go before the refs that need them: an upload failure fails the sync here,
+        // before any ref is pushed.
+        if lfs_on && !the_plan.pushes.is_empty() {
+            let job = lfs::Job {
+                mirror: &cfg.name,
+                git_dir: ctx.git_dir,
+                settings: &m.lfs,
+                scheme,
+                url: &push_url,
+                credentials: lfs_credentials.clone(),
+                ca_file: cfg.ca_file.as_deref(),
+                proxy: &lfs_proxy,
+                timeout,
+                env: &env,
+            };
+            let tips: Vec<String> = the_plan.pushes.iter().map(|p| p.new.clone()).collect();
+            let have: Vec<String> = remote.values().cloned().collect();
+            let o = lfs::send(&job, &tips, &have)?;
+            lfs_ran = true;
+            lfs_outcome.objects += o.objects;
+            lfs_outcome.bytes += o.bytes;
+            lfs_outcome.took += o.took;
+            lfs_outcome.missing = o.missing;
+            lfs_outcome.missing_count = o.missing_count;
+        }
         let t = std::time::Instant::now();
         // What the mirror's hooks said (`remote:` lines): the porcelain summary of a refused
         // ref is only "[remote rejected] (hook declined)"; the reason is here.
@@ -352,6 +407,10 @@ fn run_sync(
         break (report, remote_said);
     };
     report.timings = timings;
+    if lfs_ran {
+        report.timings.lfs = Some((lfs_outcome.objects, lfs_outcome.bytes, lfs_outcome.took));
+    }
+    report.lfs = lfs_outcome;
     let mut problems = Vec::new();
     if !report.rejected.is_empty() {
         let mut p = format!("mirror rejected {}", report.rejected.join(", "));

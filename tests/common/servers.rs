@@ -786,7 +786,11 @@ impl HttpsServer {
             let _ = fs::remove_file(&error_log);
             write_file(
                 &conf,
-                &nginx_conf(&d, &root, &backend, &sock, port).replace("#EXTRA#", extra),
+                &nginx_conf(&d, &root, &backend, &sock, port).replace(
+                    "#EXTRA#",
+                    // `{htpasswd}` in `extra` names this server's htpasswd file.
+                    &extra.replace("{htpasswd}", &d.join("htpasswd").display().to_string()),
+                ),
                 0o600,
             );
             let mut cmd = Command::new(&nginx_bin);
@@ -984,6 +988,11 @@ impl SshServer {
     pub const REQUIRES: &'static [&'static str] = &["sshd", "ssh", "ssh-keygen", "ssh-keyscan"];
 
     pub fn start(root: &Path) -> SshServer {
+        SshServer::start_with(root, "")
+    }
+
+    /// `start`, with `extra` appended to sshd_config (e.g. `SetEnv PATH=...`).
+    pub fn start_with(root: &Path, extra: &str) -> SshServer {
         let root = absolute_dir(root);
         let dir = tempdir("pm-sshd-");
         let d = dir.path().to_path_buf();
@@ -1057,7 +1066,7 @@ impl SshServer {
                      AcceptEnv GIT_PROTOCOL\n\
                      MaxStartups 100:30:200\n\
                      MaxSessions 64\n\
-                     LogLevel VERBOSE\n",
+                     LogLevel VERBOSE\n{extra}",
                     host_key = host_key.display(),
                     pid = d.join("sshd.pid").display(),
                     authorized_keys = authorized_keys.display(),
@@ -1210,3 +1219,7 @@ fn ensure_privsep_dir() {
         fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).expect("chmod /run/sshd");
     }
 }
+
+/// A Git LFS server (giftless) behind HttpsServer's TLS and basic auth.
+#[path = "servers/lfs.rs"]
+pub mod lfs;

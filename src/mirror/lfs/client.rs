@@ -1,0 +1,473 @@
+//! The LFS batch API client (https://github.com/git-lfs/git-lfs/blob/main/docs/api/batch.md),
+//! in-process with ureq + rustls: no child process, so no secret in argv, and the binary stays
+//! static. Objects are streamed from disk; every socket read and write has the activity timeout,
+//! so a stalled transfer is cut while a slow but moving one of any size goes through.
+
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const LFS_JSON: &str = "application/vnd.git-lfs+json";
+/// Objects per batch request (GitHub and GitLab cap a batch at 100).
+pub const BATCH_MAX: usize = 100;
+
+/// Where the batch API is and how to authenticate there.
+pub struct Endpoint {
+    /// `.../info/lfs`, no credentials in it.
+    pub href: String,
+    /// Headers the endpoint gave us (git-lfs-authenticate); empty for HTTPS mirrors.
+    pub headers: Vec<(String, String)>,
+    /// The Authorization value: `Basic ...` from the mirror's own password/token, or what
+    /// git-lfs-authenticate gave. Sent only to `pinned` (scheme, host, port), and only where
+    /// the server's action brings no Authorization of its own.
+    pub authorization: Option<String>,
+    pub pinned: Option<Origin>,
+}
+
+/// The host pinning shared with git's askpass (mirror/origin.rs): scheme, host and port.
+pub use crate::mirror::origin::Origin;
+
+/// The origin of an http(s) URL; None for anything else (which then gets no credentials).
+pub fn origin_of(url: &str) -> Option<Origin> {
+    Origin::parse(url).map(|(o, _)| o)
+}
+
+/// What the server wants done for one object.
+#[derive(Debug, Clone)]
+pub struct Action {
+    pub href: String,
+    pub headers: Vec<(String, String)>,
+    /// When the action stops working, if the server said.
+    pub expires: Option<Instant>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Need {
+    /// The server has it.
+    Nothing,
+    Upload {
+        upload: Action,
+        verify: Option<Action>,
+    },
+    /// The server refused the object: its code and message.
+    Refused(String),
+}
+
+pub struct Client {
+    agent: ureq::Agent,
+    pub endpoint: Endpoint,
+}
+
+/// An href for messages: no userinfo, no query (presigned URLs carry tokens there).
+pub fn show(href: &str) -> String {
+    match url::Url::parse(href) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            u.to_string()
+        }
+        Err(_) => "<unparsable URL>".to_string(),
+    }
+}
+
+fn tls_config(
+    ca_file: Option<&std::path::Path>,
+) -> Result<Option<Arc<rustls::ClientConfig>>, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    // ca_file replaces the trusted CAs, as GIT_SSL_CAINFO does for git; otherwise the system's
+    // bundle (as git's), and ureq's built-in Mozilla roots where there is none.
+    let bundle = match ca_file {
+        Some(p) => p.to_path_buf(),
+        None => match [
+            "/etc/ssl/certs/ca-certificates.crt",
+            "/etc/pki/tls/certs/ca-bundle.crt",
+            "/etc/ssl/cert.pem",
+        ]
+        .iter()
+        .map(std::path::Path::new)
+        .find(|p| p.is_file())
+        {
+            Some(p) => p.to_path_buf(),
+            None => return Ok(None),
+        },
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(&bundle)
+        .map_err(|e| format!("ca_file {}: {e}", bundle.display()))?;
+    for c in certs {
+        let c = c.map_err(|e| format!("ca_file {}: {e}", bundle.display()))?;
+        let _ = roots.add(c);
+    }
+    if roots.is_empty() {
+        return Err(format!(
+            "ca_file {}: no certificate in it",
+            bundle.display()
+        ));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Some(Arc::new(cfg)))
+}
+
+/// One line for a failed request: never the URL's query or userinfo, never a header.
+fn describe(e: ureq::Error) -> (Option<u16>, String) {
+    match e {
+        ureq::Error::Status(code, resp) => {
+            let body = resp.into_string().unwrap_or_default();
+            (Some(code), format!("HTTP {code}{}", server_message(&body)))
+        }
+        ureq::Error::Transport(t) => {
+            let mut s = t.kind().to_string();
+            if let Some(m) = t.message() {
+                s.push_str(": ");
+                s.push_str(m);
+            }
+            if let Some(src) = std::error::Error::source(&t) {
+                let src = src.to_string();
+                if src.contains("timed out") || src.contains("WouldBlock") {
+                    s.push_str(": no data moved within the activity timeout");
+                } else {
+                    s.push_str(": ");
+                    s.push_str(&src);
+                }
+            }
+            (None, s)
+        }
+    }
+}
+
+/// `: <message>` from an LFS error body (`{"message": ...}`), or the start of a plain one.
+fn server_message(body: &str) -> String {
+    let msg = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| body.chars().take(200).collect());
+    let msg = msg.split_whitespace().collect::<Vec<_>>().join(" ");
+    if msg.is_empty() {
+        String::new()
+    } else {
+        format!(" (server said: {msg})")
+    }
+}
+
+fn header_list(v: &Value) -> Vec<(String, String)> {
+    v.as_object()
+        .map(|o| {
+            o.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn action(v: &Value, now: Instant) -> Option<Action> {
+    let href = v["href"].as_str()?.to_string();
+    let in_secs = v["expires_in"]
+        .as_i64()
+        .filter(|s| *s > 0)
+        .map(|s| now + Duration::from_secs(s as u64));
+    let at = v["expires_at"]
+        .as_str()
+        .and_then(parse_rfc3339_ms)
+        .map(|ms| {
+            let left = ms.saturating_sub(crate::time::now_ms());
+            now + Duration::from_millis(left)
+        });
+    Some(Action {
+        href,
+        headers: header_list(&v["header"]),
+        expires: match (in_secs, at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        },
+    })
+}
+
+/// Milliseconds since the epoch of `2026-11-30T22:30:00Z` / `...00.123+01:00`.
+pub fn parse_rfc3339_ms(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut rest = &s[19..];
+    let mut frac_ms = 0i64;
+    if let Some(r) = rest.strip_prefix('.') {
+        let digits = r.bytes().take_while(u8::is_ascii_digit).count();
+        let f = &r[..digits];
+        frac_ms = format!("{:0<3}", &f[..f.len().min(3)]).parse().ok()?;
+        rest = &r[digits..];
+    }
+    let offset_s = match rest {
+        "Z" | "z" => 0,
+        _ if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) => {
+            let sign = if rest.starts_with('-') { -1 } else { 1 };
+            sign * (rest[1..3].parse::<i64>().ok()? * 3600 + rest[4..6].parse::<i64>().ok()? * 60)
+        }
+        _ => return None,
+    };
+    // Days from civil (Howard Hinnant).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + mi * 60 + se - offset_s;
+    u64::try_from(secs * 1000 + frac_ms).ok()
+}
+
+/// Counts bytes as they are read from disk, for progress and the sync's totals.
+struct Counting<R> {
+    inner: R,
+    sent: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.sent.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+impl Client {
+    pub fn new(
+        endpoint: Endpoint,
+        ca_file: Option<&std::path::Path>,
+        proxy: &str,
+        activity_timeout: Duration,
+    ) -> Result<Client, String> {
+        let mut b = ureq::AgentBuilder::new()
+            .timeout_connect(activity_timeout)
+            .timeout_read(activity_timeout)
+            .timeout_write(activity_timeout)
+            // A redirect could carry our credentials elsewhere; the mirror URL must be the
+            // final one.
+            .redirects(0)
+            .user_agent(concat!("git-pushmirror/", env!("CARGO_PKG_VERSION")));
+        if !proxy.is_empty() {
+            let p = ureq::Proxy::new(proxy).map_err(|_| {
+                format!(
+                    "lfs: cannot use the proxy {} (http.proxy) for LFS requests",
+                    crate::mirror::url::mask(proxy)
+                )
+            })?;
+            b = b.proxy(p);
+        }
+        if let Some(tls) = tls_config(ca_file)? {
+            b = b.tls_config(tls);
+        }
+        Ok(Client {
+            agent: b.build(),
+            endpoint,
+        })
+    }
+
+    /// The request with `headers`; our Basic credentials are added only when none of the headers
+    /// authorizes and the URL is on the mirror's own scheme/host/port.
+    fn request(&self, method: &str, href: &str, headers: &[(String, String)]) -> ureq::Request {
+        let mut req = self.agent.request(method, href);
+        let mut authorized = false;
+        for (k, v) in headers {
+            authorized |= k.eq_ignore_ascii_case("authorization");
+            req = req.set(k, v);
+        }
+        if !authorized {
+            if let (Some(auth), Some(pinned)) =
+                (&self.endpoint.authorization, &self.endpoint.pinned)
+            {
+                if pinned.same(href) {
+                    req = req.set("Authorization", auth);
+                }
+            }
+        }
+        req
+    }
+
+    /// One batch request (`upload`, `basic` transfer) for up to BATCH_MAX objects.
+    pub fn batch(&self, objects: &[(String, u64)]) -> Result<Vec<(String, u64, Need)>, String> {
+        let href = format!("{}/objects/batch", self.endpoint.href.trim_end_matches('/'));
+        let body = json!({
+            "operation": "upload",
+            "transfers": ["basic"],
+            "objects": objects.iter().map(|(oid, size)| json!({"oid": oid, "size": size})).collect::<Vec<_>>(),
+            "hash_algo": "sha256",
+        });
+        let mut headers = self.endpoint.headers.clone();
+        headers.push(("Accept".into(), LFS_JSON.into()));
+        headers.push(("Content-Type".into(), LFS_JSON.into()));
+        let resp = self
+            .request("POST", &href, &headers)
+            .send_string(&body.to_string())
+            .map_err(|e| {
+                let (code, msg) = describe(e);
+                let hint = match code {
+                    Some(401) | Some(403) => {
+                        " (the mirror's credentials were refused for LFS: check its password/token and that it may write LFS objects)"
+                    }
+                    Some(404) => " (no LFS API there: is LFS enabled on the mirror?)",
+                    Some(300..=399) => " (a redirect: give the final URL as the mirror's url)",
+                    _ => "",
+                };
+                format!("lfs: batch request to {}: {msg}{hint}", show(&href))
+            })?;
+        let now = Instant::now();
+        let text = resp
+            .into_string()
+            .map_err(|e| format!("lfs: batch response from {}: {e}", show(&href)))?;
+        let v: Value = serde_json::from_str(&text)
+            .map_err(|e| format!("lfs: batch response from {} is not JSON: {e}", show(&href)))?;
+        if let Some(t) = v["transfer"].as_str() {
+            if t != "basic" {
+                return Err(format!(
+                    "lfs: {} chose transfer '{t}'; only 'basic' is supported",
+                    show(&href)
+                ));
+            }
+        }
+        let mut out = Vec::new();
+        for o in v["objects"].as_array().into_iter().flatten() {
+            let (Some(oid), Some(size)) = (o["oid"].as_str(), o["size"].as_u64()) else {
+                continue;
+            };
+            let need = if !o["error"].is_null() {
+                Need::Refused(format!(
+                    "{} {}",
+                    o["error"]["code"],
+                    o["error"]["message"].as_str().unwrap_or("")
+                ))
+            } else {
+                match action(&o["actions"]["upload"], now) {
+                    None => Need::Nothing,
+                    Some(upload) => Need::Upload {
+                        upload,
+                        verify: action(&o["actions"]["verify"], now),
+                    },
+                }
+            };
+            out.push((oid.to_string(), size, need));
+        }
+        Ok(out)
+    }
+
+    /// PUTs the file at `path` (of `size` bytes), then asks the server to verify it when it gave
+    /// a verify action.
+    pub fn upload(
+        &self,
+        oid: &str,
+        size: u64,
+        path: &std::path::Path,
+        upload: &Action,
+        verify: Option<&Action>,
+        sent: &Arc<AtomicU64>,
+    ) -> Result<(), String> {
+        let file = std::fs::File::open(path)
+            .map_err(|e| format!("lfs: reading object {oid} at {}: {e}", path.display()))?;
+        let mut headers = upload.headers.clone();
+        headers.push(("Content-Type".into(), "application/octet-stream".into()));
+        headers.push(("Content-Length".into(), size.to_string()));
+        let body = Counting {
+            inner: file.take(size),
+            sent: sent.clone(),
+        };
+        self.request("PUT", &upload.href, &headers)
+            .send(body)
+            .map_err(|e| {
+                format!(
+                    "lfs: upload of {oid} ({size} bytes) to {} failed: {}",
+                    show(&upload.href),
+                    describe(e).1
+                )
+            })?;
+        if let Some(v) = verify {
+            let mut headers = v.headers.clone();
+            headers.push(("Accept".into(), LFS_JSON.into()));
+            headers.push(("Content-Type".into(), LFS_JSON.into()));
+            self.request("POST", &v.href, &headers)
+                .send_string(&json!({"oid": oid, "size": size}).to_string())
+                .map_err(|e| {
+                    format!(
+                        "lfs: the mirror did not verify {oid} ({size} bytes) at {}: {}",
+                        show(&v.href),
+                        describe(e).1
+                    )
+                })?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_instants() {
+        assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_rfc3339_ms("2026-11-25T09:22:31.123Z"),
+            Some(1_795_598_551_123)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2026-11-25T10:22:31.123+01:00"),
+            Some(1_795_598_551_123)
+        );
+        assert_eq!(parse_rfc3339_ms("yesterday"), None);
+    }
+
+    #[test]
+    fn git_proxy_values_are_accepted_and_a_bad_one_is_named_masked() {
+        let endpoint = || Endpoint {
+            href: "https://git.example.com/a.git/info/lfs".into(),
+            headers: Vec::new(),
+            authorization: None,
+            pinned: None,
+        };
+        for p in [
+            "http://proxy.example.com:3128",
+            "http://user:pr0xy@127.0.0.1:3128",
+            "127.0.0.1:3128",
+        ] {
+            assert!(
+                Client::new(endpoint(), None, p, Duration::from_secs(5)).is_ok(),
+                "{p}"
+            );
+        }
+        let e = Client::new(
+            endpoint(),
+            None,
+            "ftp://user:pr0xy@proxy:21",
+            Duration::from_secs(5),
+        )
+        .err()
+        .expect("an ftp:// proxy is refused");
+        assert!(e.contains("http.proxy") && !e.contains("pr0xy"), "{e}");
+    }
+
+    #[test]
+    fn credentials_stay_on_the_mirrors_origin() {
+        let a = origin_of("https://git.example.com/a.git/info/lfs").unwrap();
+        assert!(a.same("https://GIT.example.com:443/x"));
+        assert!(!a.same("http://git.example.com/x"));
+        assert!(!a.same("https://git.example.com:8443/x"));
+        assert!(!a.same("https://s3.example.com/x"));
+        assert_eq!(
+            show("https://u:p@h.example/o/1?X-Amz-Signature=abc#f"),
+            "https://h.example/o/1"
+        );
+    }
+}
