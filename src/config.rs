@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::mirror::auth::Auth;
+mod auth;
+pub use auth::Auth;
 
 pub const SERVER_CONFIG: &str = "/etc/git-pushmirror/config.yaml";
 
@@ -37,38 +38,29 @@ fn invalid(path: &Path, msg: impl Into<String>) -> ConfigError {
 pub struct Dur(pub Duration);
 
 impl Dur {
+    /// Parses with humantime, held to the compact form this project has always documented
+    /// (`<number><unit>` runs, units ms, s, m, h, d; a day is 24 hours): the spelled-out forms
+    /// humantime also knows (`5 minutes`, `2 hrs`, `1h 30m`) are refused, as they always were,
+    /// so that a config has one spelling.
     pub fn parse(s: &str) -> Result<Dur, String> {
         let s = s.trim();
         if s.is_empty() {
             return Err("empty duration".into());
         }
-        let mut total = 0u128;
-        let mut rest = s;
-        while !rest.is_empty() {
-            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-            if digits == 0 {
-                return Err(format!(
-                    "invalid duration `{s}` (use e.g. 500ms, 1s, 5m, 1h)"
-                ));
+        let compact = s.bytes().next().is_some_and(|b| b.is_ascii_digit())
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || matches!(b, b'm' | b's' | b'h' | b'd'));
+        match humantime::parse_duration(s) {
+            Ok(d) if compact => u64::try_from(d.as_millis())
+                .map(|ms| Dur(Duration::from_millis(ms)))
+                .map_err(|_| format!("duration `{s}` is too large")),
+            Err(humantime::DurationError::NumberOverflow) if compact => {
+                Err(format!("duration `{s}` is too large"))
             }
-            let n: u128 = rest[..digits]
-                .parse()
-                .map_err(|_| format!("invalid duration `{s}`"))?;
-            rest = &rest[digits..];
-            let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
-            let unit = match &rest[..unit_len] {
-                "ms" => 1,
-                "s" => 1000,
-                "m" => 60_000,
-                "h" => 3_600_000,
-                "d" => 86_400_000,
-                _ => return Err(format!("invalid duration `{s}` (units: ms, s, m, h, d)")),
-            };
-            rest = &rest[unit_len..];
-            total = total.saturating_add(n.saturating_mul(unit));
+            _ => Err(format!(
+                "invalid duration `{s}` (use e.g. 500ms, 1s, 5m, 1h30m, 2d)"
+            )),
         }
-        let ms = u64::try_from(total).map_err(|_| format!("duration `{s}` is too large"))?;
-        Ok(Dur(Duration::from_millis(ms)))
     }
 }
 
@@ -236,7 +228,7 @@ impl MirrorConfig {
     /// Checks what serde cannot: names usable as file names, the URL policy, patterns, prefixes.
     pub fn validate(&self) -> Result<(), String> {
         validate_name(&self.name)?;
-        crate::mirror::url::validate(&self.url, self.allow_insecure_http)
+        crate::url::validate(&self.url, self.allow_insecure_http)
             .map_err(|e| format!("mirror `{}`: url: {e}", self.name))?;
         for p in &self.protected {
             if p.is_empty() || p.starts_with("refs/") {
@@ -267,7 +259,7 @@ impl MirrorConfig {
                     self.name
                 ));
             }
-            crate::mirror::plan::BranchRegex::new(r)
+            crate::pattern::BranchRegex::new(r)
                 .map_err(|e| format!("mirror `{}`: {e}", self.name))?;
         }
         if self.only_protected_branches && self.protected.is_empty() {
@@ -456,7 +448,50 @@ fn parse_yaml<T: serde::de::DeserializeOwned + Default>(
     if text.trim().is_empty() {
         return Ok(T::default());
     }
-    serde_yaml::from_str(text).map_err(|e| invalid(path, name_bad_value(text, &e.to_string())))
+    serde_yaml::from_str(text).map_err(|e| {
+        let msg = name_bad_value(text, &e.to_string());
+        invalid(path, hide_inline_passwords(text, &msg))
+    })
+}
+
+/// `msg` without the value of any inline `password:` in `text`: serde quotes a value of the
+/// wrong type (`password: 987654321` is an integer), and a config error reaches every pusher,
+/// the log and `status`.
+pub(crate) fn hide_inline_passwords(text: &str, msg: &str) -> String {
+    let mut msg = msg.to_string();
+    let mut hide = |v: &str| {
+        let v = v.split(" #").next().unwrap_or("").trim();
+        let v = v.trim_matches(|c| c == '"' || c == '\'');
+        // serde quotes a value as `v` or "v"; a longer value is hidden wherever it appears
+        // (a short one only where quoted, so that "line 7: key `password`" stays readable).
+        if !v.is_empty() {
+            msg = msg
+                .replace(&format!("`{v}`"), "`*****`")
+                .replace(&format!("\"{v}\""), "\"*****\"");
+            if v.len() >= 4 {
+                msg = msg.replace(v, "*****");
+            }
+        }
+    };
+    for l in text.lines() {
+        let l = l.trim().trim_start_matches("- ").trim_start();
+        if let Some(v) = l.strip_prefix("password:") {
+            // Block style: the rest of the line.
+            hide(v);
+        }
+        // Flow style (`auth: {method: password, password: x}`): up to the next `,` or `}`.
+        for (i, _) in l.match_indices("password:") {
+            if i > 0 && matches!(l.as_bytes()[i - 1], b' ' | b'{' | b',') {
+                hide(
+                    l[i + "password:".len()..]
+                        .split([',', '}'])
+                        .next()
+                        .unwrap_or(""),
+                );
+            }
+        }
+    }
+    msg
 }
 
 /// serde_yaml points a bad value at its enclosing mapping; find the `key: value` line that holds
@@ -639,12 +674,7 @@ pub fn load(paths: &crate::paths::RepoPaths) -> Result<Loaded, ConfigError> {
     if let Some(name) = &repo_name {
         let name = name.clone();
         for r in &server.rules {
-            if !r.repos.is_empty()
-                && !r
-                    .repos
-                    .iter()
-                    .any(|p| crate::mirror::plan::wildmatch(p, &name))
-            {
+            if !r.repos.is_empty() && !r.repos.iter().any(|p| crate::pattern::wildmatch(p, &name)) {
                 continue;
             }
             let mut m = r.clone();
@@ -731,7 +761,24 @@ mod tests {
         assert_eq!(Dur::parse("1s").unwrap().0, Duration::from_secs(1));
         assert_eq!(Dur::parse("1h30m").unwrap().0, Duration::from_secs(5400));
         assert_eq!(Dur::parse("250ms").unwrap().0, Duration::from_millis(250));
-        for bad in ["", "5", "s", "5 minutes", "1.5s", "-1s", "5x"] {
+        assert_eq!(Dur::parse("2d").unwrap().0, Duration::from_secs(2 * 86_400));
+        assert_eq!(Dur::parse(" 0s ").unwrap().0, Duration::ZERO);
+        assert_eq!(
+            Dur::parse("1d2h3m4s5ms").unwrap().0,
+            Duration::from_millis(93_784_005)
+        );
+        for bad in [
+            "",
+            "5",
+            "s",
+            "5 minutes",
+            "1.5s",
+            "-1s",
+            "5x",
+            "5mins",
+            "PT1H",
+            "1s ago",
+        ] {
             assert!(Dur::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(Dur::parse("90s").unwrap().to_string(), "90s");
@@ -781,6 +828,27 @@ mod tests {
         let server: ServerConfig = parse_yaml(&std::fs::read_to_string(&p).unwrap(), &p).unwrap();
         assert_eq!(server.rules.len(), 1);
         assert_eq!(server.concurrency(), 4);
+    }
+
+    #[test]
+    fn config_errors_never_show_an_inline_password() {
+        for text in [
+            "mirrors:\n- name: h\n  url: https://h/x\n  auth:\n    method: password\n    username: u\n    password: 987654321\n",
+            "mirrors:\n- name: h\n  url: https://h/x\n  auth: {method: password, username: u, password: 987654321}\n",
+            "mirrors:\n- name: h\n  url: https://h/x\n  auth:\n    method: password\n    username: u\n    password: 987654321 # a PIN\n",
+        ] {
+            let e = parse_yaml::<RepoConfig>(text, Path::new("c.yaml"))
+                .unwrap_err()
+                .to_string();
+            assert!(!e.contains("987654321") && e.contains("*****"), "{e}");
+        }
+        let e = parse_yaml::<RepoConfig>(
+            "mirrors:\n- name: h\n  url: https://h/x\n  auth:\n    method: password\n    username: u\n    password: 7\n",
+            Path::new("c.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("key `password`") && e.contains("`*****`"), "{e}");
     }
 
     #[test]

@@ -21,18 +21,8 @@ use crate::spool::{Contents, Floors, Kind, Spool};
 use crate::state::{self, MirrorState, UpdateStatus};
 use crate::time::now_ms;
 
-/// Cheap jitter without a random crate: the clock's nanoseconds mixed with our pid.
-pub fn jitter_ms(max: u64) -> u64 {
-    if max == 0 {
-        return 0;
-    }
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as u64)
-        .unwrap_or(0);
-    let x = nanos ^ (std::process::id() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    x.wrapping_mul(0x2545_F491_4F6C_DD1D) % max
-}
+/// Moved down to `time` (the concurrency slots use it too).
+pub use crate::time::jitter_ms;
 
 /// Backoff before retry `n` (1-based): exponential from `initial`, capped, with jitter in the
 /// upper half so many failing repos do not retry in lockstep.
@@ -220,6 +210,7 @@ pub fn run(git_dir: &Path, once: bool) -> i32 {
         once,
         attempted: BTreeSet::new(),
         spool_len: 0,
+        reported_state_errors: BTreeSet::new(),
         unsaved: HashMap::new(),
     }
     .main_loop();
@@ -252,6 +243,9 @@ struct Flusher {
     /// The spool's length when the loop last read it: a change while waiting means a push
     /// came in, and an idle mirror should not wait for the next poll to see it.
     spool_len: u64,
+    /// State files already reported as unreadable (logged once per flusher, not at every pass;
+    /// `status` shows the error for as long as it lasts).
+    reported_state_errors: BTreeSet<String>,
     /// States that could not be written (a full or read-only disk): kept here so the backoff,
     /// the attempt count and the cursor still hold for this flusher's life, instead of every
     /// pass finding the old state on disk and retrying at once.
@@ -370,7 +364,10 @@ impl Flusher {
                 let mut st = match self.load_state(name) {
                     Ok(s) => s,
                     Err(e) => {
-                        error!("{e}");
+                        let e = e.to_string();
+                        if self.reported_state_errors.insert(e.clone()) {
+                            error!("{e}");
+                        }
                         continue;
                     }
                 };

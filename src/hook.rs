@@ -9,7 +9,7 @@ use fs2::FileExt;
 
 use crate::paths::RepoPaths;
 use crate::spool::Spool;
-use crate::update::{self, ObjectFormat, RefUpdate};
+use crate::update::{self, RefUpdate};
 
 /// What one post-receive run saw, for the caller to report.
 #[derive(Debug, Default)]
@@ -79,22 +79,51 @@ pub fn post_receive(git_dir: &Path, input: &mut dyn Read) -> Outcome {
     let paths = RepoPaths::new(git_dir);
     // A broken config is the pusher's to hear about (they may be the admin); the updates are
     // still spooled and go out once it is fixed.
-    if let Err(e) = crate::config::load(&paths) {
-        out.warnings.push(format!(
-            "{e}; this push is spooled and will be mirrored once that is fixed"
-        ));
+    let config_err = crate::config::load(&paths).err();
+    let spooled = spool_and_wake(&paths, &updates, force);
+    if let Some(e) = config_err {
+        out.warnings.push(if spooled.is_ok() {
+            format!("{e}; this push is spooled and will be mirrored once that is fixed")
+        } else {
+            e.to_string()
+        });
     }
-    match spool_and_wake(&paths, &updates, force) {
+    match spooled {
         Ok(warns) => {
             out.spooled = updates.len();
             out.warnings.extend(warns);
         }
         Err(e) => out.warnings.push(format!(
-            "{e}; {} update(s) NOT spooled: run `git-pushmirror sync` once fixed",
-            updates.len()
+            "{e}; {} update(s) NOT spooled: run `git-pushmirror sync` once fixed{}",
+            updates.len(),
+            if e.contains("Permission denied") {
+                ownership_hint(&paths)
+            } else {
+                String::new()
+            }
         )),
     }
     out
+}
+
+/// When `pushmirror/` belongs to another user than the one pushing (typically root, after an
+/// admin command run with sudo), the chown that repairs it.
+fn ownership_hint(paths: &RepoPaths) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(&paths.dir) else {
+        return String::new();
+    };
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() == me {
+        return String::new();
+    }
+    format!(
+        " ({} belongs to uid {}, this push runs as uid {me}: run git-pushmirror commands as the repository's owner; repair: chown -R {me} {})",
+        paths.dir.display(),
+        meta.uid(),
+        paths.dir.display()
+    )
 }
 
 /// Consumes input up to and including the next newline (or the end), chunk by chunk.
@@ -224,27 +253,8 @@ fn push_options() -> Vec<String> {
         .collect()
 }
 
-/// Reads `extensions.objectFormat` with a plain scan of the repository's config: cheap, and keeps
-/// gix off the hot path.
-pub fn object_format(git_dir: &Path) -> ObjectFormat {
-    let Ok(text) = std::fs::read_to_string(git_dir.join("config")) else {
-        return ObjectFormat::Sha1;
-    };
-    let mut in_ext = false;
-    for line in text.lines() {
-        let l = line.trim().to_ascii_lowercase();
-        if l.starts_with('[') {
-            in_ext = l.starts_with("[extensions]");
-        } else if in_ext {
-            if let Some((k, v)) = l.split_once('=') {
-                if k.trim() == "objectformat" && v.trim() == "sha256" {
-                    return ObjectFormat::Sha256;
-                }
-            }
-        }
-    }
-    ObjectFormat::Sha1
-}
+/// Moved next to `ObjectFormat` (the flusher's push source needs it too).
+pub use crate::update::object_format;
 
 /// The hook face as a process: warnings go to stderr, which receive-pack relays to the pusher
 /// as `remote: git-pushmirror: ...`.

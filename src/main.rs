@@ -14,12 +14,14 @@ mod install;
 mod logging;
 mod mirror;
 mod paths;
+mod pattern;
 mod repo;
 mod slots;
 mod spool;
 mod state;
 mod time;
 mod update;
+mod url;
 
 use std::path::{Path, PathBuf};
 

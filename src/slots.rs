@@ -32,7 +32,7 @@ pub fn acquire(runtime_dir: &Path, limit: usize) -> std::io::Result<Slot> {
                 return Ok(Slot { file });
             }
         }
-        std::thread::sleep(wait + Duration::from_millis(crate::flusher::jitter_ms(20)));
+        std::thread::sleep(wait + Duration::from_millis(crate::time::jitter_ms(20)));
         wait = (wait * 2).min(Duration::from_millis(200));
     }
 }

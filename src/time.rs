@@ -1,6 +1,6 @@
-//! Wall-clock helpers: milliseconds since the epoch and RFC 3339 rendering, without a date crate.
+//! Wall-clock helpers: milliseconds since the epoch and RFC 3339 rendering (humantime).
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -9,29 +9,25 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// `2026-11-25T09:22:31.123Z`, UTC.
+/// `2026-11-25T09:22:31.123Z`, UTC, always with milliseconds.
 pub fn rfc3339(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
-    let (y, mo, d) = civil_from_days((secs / 86_400) as i64);
-    format!(
-        "{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}.{:03}Z",
-        ms % 1000
-    )
+    // humantime renders up to the end of year 9999 (and fails beyond): not a time this tool's
+    // own clock will give.
+    let ms = ms.min(253_402_300_799_999);
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
-/// Howard Hinnant's days-to-civil algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+/// Cheap jitter without a random crate: the clock's nanoseconds mixed with our pid.
+pub fn jitter_ms(max: u64) -> u64 {
+    if max == 0 {
+        return 0;
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
+    let x = nanos ^ (std::process::id() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x.wrapping_mul(0x2545_F491_4F6C_DD1D) % max
 }
 
 /// `1h2m3s` style, for humans reading status.
@@ -54,5 +50,7 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(rfc3339(1_795_598_551_123), "2026-11-25T09:22:31.123Z");
+        assert_eq!(rfc3339(1_795_598_551_000), "2026-11-25T09:22:31.000Z");
+        assert_eq!(rfc3339(u64::MAX), "9999-12-31T23:59:59.999Z");
     }
 }

@@ -1,6 +1,7 @@
 //! One ref update as post-receive reads it, and the validation shared by the hook and the spool.
 
 use std::fmt;
+use std::path::Path;
 
 /// `<old-oid> SP <new-oid> SP <refname>`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +37,28 @@ impl ObjectFormat {
             ObjectFormat::Sha256 => 64,
         }
     }
+}
+
+/// Reads `extensions.objectFormat` with a plain scan of the repository's config: cheap, and keeps
+/// gix off the hook's hot path.
+pub fn object_format(git_dir: &Path) -> ObjectFormat {
+    let Ok(text) = std::fs::read_to_string(git_dir.join("config")) else {
+        return ObjectFormat::Sha1;
+    };
+    let mut in_ext = false;
+    for line in text.lines() {
+        let l = line.trim().to_ascii_lowercase();
+        if l.starts_with('[') {
+            in_ext = l.starts_with("[extensions]");
+        } else if in_ext {
+            if let Some((k, v)) = l.split_once('=') {
+                if k.trim() == "objectformat" && v.trim() == "sha256" {
+                    return ObjectFormat::Sha256;
+                }
+            }
+        }
+    }
+    ObjectFormat::Sha1
 }
 
 impl fmt::Display for ObjectFormat {

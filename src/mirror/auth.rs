@@ -15,118 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 const MASK: &str = "*****";
 
-/// How a mirror authenticates. `Debug` hides the inline password so a logged config is safe.
-#[derive(Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(
-    tag = "method",
-    rename_all = "snake_case",
-    deny_unknown_fields,
-    from = "AuthRepr"
-)]
-pub enum Auth {
-    #[default]
-    None,
-    Password {
-        username: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        password: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        password_file: Option<PathBuf>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        password_env: Option<String>,
-    },
-    SshKey {
-        key_file: PathBuf,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        known_hosts: Option<PathBuf>,
-        /// A pinned "ssh-ed25519 AAAA..." line.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        host_key: Option<String>,
-    },
-}
-
-/// What `Auth` is read through. serde lets a unit variant of an internally tagged enum
-/// swallow any other keys, so `method: none` next to a forgotten `password:` would be
-/// accepted silently; an empty struct variant with `deny_unknown_fields` refuses it.
-#[derive(serde::Deserialize)]
-#[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
-enum AuthRepr {
-    None {},
-    Password {
-        username: String,
-        #[serde(default)]
-        password: Option<String>,
-        #[serde(default)]
-        password_file: Option<PathBuf>,
-        #[serde(default)]
-        password_env: Option<String>,
-    },
-    SshKey {
-        key_file: PathBuf,
-        #[serde(default)]
-        known_hosts: Option<PathBuf>,
-        #[serde(default)]
-        host_key: Option<String>,
-    },
-}
-
-impl From<AuthRepr> for Auth {
-    fn from(repr: AuthRepr) -> Self {
-        match repr {
-            AuthRepr::None {} => Auth::None,
-            AuthRepr::Password {
-                username,
-                password,
-                password_file,
-                password_env,
-            } => Auth::Password {
-                username,
-                password,
-                password_file,
-                password_env,
-            },
-            AuthRepr::SshKey {
-                key_file,
-                known_hosts,
-                host_key,
-            } => Auth::SshKey {
-                key_file,
-                known_hosts,
-                host_key,
-            },
-        }
-    }
-}
-
-impl fmt::Debug for Auth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Auth::None => f.write_str("None"),
-            Auth::Password {
-                username,
-                password,
-                password_file,
-                password_env,
-            } => f
-                .debug_struct("Password")
-                .field("username", username)
-                .field("password", &password.as_ref().map(|_| MASK))
-                .field("password_file", password_file)
-                .field("password_env", password_env)
-                .finish(),
-            Auth::SshKey {
-                key_file,
-                known_hosts,
-                host_key,
-            } => f
-                .debug_struct("SshKey")
-                .field("key_file", key_file)
-                .field("known_hosts", known_hosts)
-                .field("host_key", host_key)
-                .finish(),
-        }
-    }
-}
+/// How a mirror authenticates: a config type, so it lives with the config.
+pub use crate::config::Auth;
 
 /// Why credentials could not be prepared. Variants carry paths and variable names, never a
 /// secret's value. Messages have no "auth:" prefix; the sync that reports them adds it.
@@ -166,6 +56,8 @@ pub enum AuthError {
     KeyFileMode { path: PathBuf, mode: u32 },
     #[error("ssh key_file {} is protected by a passphrase, which the flusher cannot type (ssh runs without a terminal or agent); use a key without one (ssh-keygen -p -N '' -f {} removes it)", path.display(), path.display())]
     KeyHasPassphrase { path: PathBuf },
+    #[error("ssh key_file {} is a public key; give the private key (the file without .pub)", path.display())]
+    KeyIsPublic { path: PathBuf },
     #[error("cannot read known_hosts {}: {source}", path.display())]
     KnownHostsRead { path: PathBuf, source: io::Error },
     #[error("known_hosts {} is writable by group/others (mode {mode:04o}), so anyone could add a host key; run chmod 644 {}", path.display(), path.display())]
@@ -485,6 +377,7 @@ pub fn check_files(auth: &Auth, config_file: &Path) -> Result<(), AuthError> {
         } => {
             let key = absolute(config_file, key_file, "ssh key_file")?;
             ssh_safe(&key, "ssh key_file")?;
+            check_not_public(&key)?;
             check_key_mode(&key)?;
             match check_key_passphrase(&key) {
                 Err(AuthError::KeyFileRead { source, .. })
@@ -583,7 +476,34 @@ fn base64_prefix(text: &str, max: usize) -> Vec<u8> {
     out
 }
 
+/// A public key given as key_file (the `.pub` next to it, an easy slip): ssh would only say
+/// "Permission denied (publickey)", and a mode complaint first would send the admin to chmod
+/// it. A file that cannot be read is left to the other checks.
+fn check_not_public(path: &Path) -> Result<(), AuthError> {
+    let mut head = String::new();
+    let Ok(f) = fs::File::open(path) else {
+        return Ok(());
+    };
+    if f.take(1 << 16).read_to_string(&mut head).is_err() {
+        return Ok(());
+    }
+    let first = head.lines().map(str::trim).find(|l| !l.is_empty());
+    let public = first.is_some_and(|l| {
+        let mut f = l.split_whitespace();
+        let (t, blob) = (f.next().unwrap_or(""), f.next().unwrap_or(""));
+        (t.starts_with("ssh-") || t.starts_with("ecdsa-") || t.starts_with("sk-"))
+            && blob.starts_with("AAAA")
+    }) || head.contains("-----BEGIN SSH2 PUBLIC KEY-----");
+    if public && !head.contains("PRIVATE KEY") {
+        return Err(AuthError::KeyIsPublic {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
 fn check_key_file(path: &Path) -> Result<(), AuthError> {
+    check_not_public(path)?;
     check_key_mode(path)?;
     check_key_passphrase(path)
 }

@@ -51,7 +51,7 @@ impl PushSource {
         let source = PushSource {
             dir: dir.to_path_buf(),
         };
-        let (version, format) = match crate::hook::object_format(&upstream) {
+        let (version, format) = match crate::update::object_format(&upstream) {
             ObjectFormat::Sha1 => (0, ""),
             ObjectFormat::Sha256 => (1, "[extensions]\n\tobjectformat = sha256\n"),
         };

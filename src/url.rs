@@ -1,10 +1,14 @@
 //! Mirror URL policy: which URLs git may be handed, how they are shown, and how
 //! credentials are taken out of them before git sees them.
 //!
-//! The rules follow how git itself reads a remote string (`transport.c`, `connect.c`), so a
-//! URL is judged by what git would do with it, not by what it looks like:
+//! `gix-url` reads a remote string the way git does (`transport.c`, `connect.c`):
 //! `<name>::<address>` runs the helper `git-remote-<name>`; `scheme://` is a URL; a `:` with
-//! no `/` before it is scp-like ssh (`host:path`); anything else is a local path.
+//! no `/` before it is scp-like ssh (`host:path`); anything else is a local path. The policy
+//! is ours, applied to the parsed parts, so a URL is judged by what git would do with it.
+//!
+//! Masking, scrubbing and taking credentials out stay textual on purpose: they must hand back
+//! the URL as it was written (gix-url re-serializes: lowercased host, added `/`, re-escaped
+//! userinfo), an scp-like URL unchanged, and they also work on free text from git's stderr.
 
 /// How git will reach a mirror.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +59,8 @@ pub enum UrlError {
     BadPort,
     #[error("mirror URL refused: a password in a {scheme}:// URL would reach the command line; remove it (use auth: ssh_key for ssh)")]
     PasswordInUrl { scheme: String },
+    #[error("mirror URL refused: git cannot read it as a URL; write scheme://host[:port]/path or user@host:path (percent-escapes must decode to UTF-8)")]
+    Unparsable,
     #[error("mirror URL refused: file:// must be followed by an absolute path, as in file:///srv/mirror.git")]
     FileUrlHost,
     #[error("mirror URL refused: '{scheme}:' without '//' would be read as an ssh host named {scheme}; write {scheme}://host/path")]
@@ -65,6 +71,10 @@ pub enum UrlError {
 /// any other `<transport>::` form, unknown schemes (ftp, rsync...), http without
 /// `allow_insecure_http`, a URL/host/user/path starting with '-', control characters or
 /// whitespace/newlines, NUL.
+///
+/// The URL is taken apart by gitoxide's `gix-url`, which reads a remote string the way git does
+/// (`<helper>::`, `scheme://`, scp-like `host:path`, local path); the policy is applied to the
+/// parts. gix-url's own errors are never shown: they quote the URL, which may carry a password.
 pub fn validate(url: &str, allow_insecure_http: bool) -> Result<Scheme, UrlError> {
     if url.is_empty() {
         return Err(UrlError::Empty);
@@ -74,14 +84,17 @@ pub fn validate(url: &str, allow_insecure_http: bool) -> Result<Scheme, UrlError
     if url.starts_with('-') {
         return Err(UrlError::LeadingDash);
     }
-    if let Some(name) = helper_prefix(url) {
-        return Err(match name.to_ascii_lowercase().as_str() {
-            "ext" => UrlError::ExtTransport,
-            "fd" => UrlError::FdTransport,
-            _ => UrlError::TransportHelper {
-                name: name.to_string(),
-            },
-        });
+    let parsed = gix::url::parse(url.as_bytes());
+    match parsed.as_ref().map(|u| &u.scheme) {
+        Ok(gix::url::Scheme::Ext) => return Err(UrlError::ExtTransport),
+        Ok(gix::url::Scheme::Helper(name)) => {
+            return Err(match name.to_ascii_lowercase().as_str() {
+                "ext" => UrlError::ExtTransport,
+                "fd" => UrlError::FdTransport,
+                _ => UrlError::TransportHelper { name: name.clone() },
+            })
+        }
+        _ => {}
     }
     if url.contains('\0') {
         return Err(UrlError::Nul);
@@ -89,78 +102,150 @@ pub fn validate(url: &str, allow_insecure_http: bool) -> Result<Scheme, UrlError
     if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(UrlError::ControlOrWhitespace);
     }
-    if let Some((scheme, rest)) = split_scheme(url) {
-        return validate_url_form(scheme, rest, allow_insecure_http);
+    if let Some((scheme, _)) = split_scheme(url) {
+        let kind = url_scheme(scheme, allow_insecure_http)?;
+        return match parsed {
+            Ok(parsed) => check_url_parts(kind, scheme, &parsed),
+            Err(_) => Err(why_unparsable(kind, url)),
+        };
     }
-    if is_scp_like(url) {
-        validate_scp_like(url)?;
-        return Ok(Scheme::Ssh);
+    match parsed {
+        Ok(parsed) if parsed.scheme == gix::url::Scheme::File => Ok(Scheme::Local),
+        // gix-url does not know git's bracketed scp-like forms `[user@host:port]:path` and
+        // `user@[v6]:path` (it splits at the first ':'); they are handed to it as ssh:// URLs.
+        _ if url.starts_with('[') || url.contains("@[") => {
+            let colon = scp_colon(url).ok_or(UrlError::UnclosedBracket)?;
+            let (host, path) = (&url[..colon], &url[colon + 1..]);
+            let host = host
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(host);
+            match gix::url::parse(format!("ssh://{host}/{path}").as_bytes()) {
+                Ok(u) => check_scp_like_parts(&u, path),
+                Err(_) => Err(why_unparsable(Scheme::Ssh, &format!("ssh://{host}/"))),
+            }
+        }
+        Ok(parsed) => check_scp_like_parts(&parsed, &parsed.path.to_string()),
+        // gix-url takes any "://" for a URL; git only one after a valid scheme name, and then
+        // reads a '/' before the first ':' as a local path ("./a://b").
+        Err(_)
+            if url
+                .find('/')
+                .is_some_and(|slash| Some(slash) < url.find(':')) =>
+        {
+            Ok(Scheme::Local)
+        }
+        Err(_) => {
+            let host = url.split(':').next().unwrap_or_default();
+            Err(why_unparsable(Scheme::Ssh, &format!("ssh://{host}/")))
+        }
     }
-    Ok(Scheme::Local)
 }
 
-fn validate_url_form(scheme: &str, rest: &str, allow_http: bool) -> Result<Scheme, UrlError> {
-    let kind = match scheme {
+/// The scheme of a `scheme://` URL, or why it is refused.
+fn url_scheme(scheme: &str, allow_http: bool) -> Result<Scheme, UrlError> {
+    Ok(match scheme {
         "https" => Scheme::Https,
         "http" if allow_http => Scheme::Http,
         "http" => return Err(UrlError::InsecureHttp),
         "ssh" | "git+ssh" | "ssh+git" => Scheme::Ssh,
         "git" => Scheme::Git,
         "file" => Scheme::Local,
+        // "ext://" is the ext transport too.
+        s if s.eq_ignore_ascii_case("ext") => return Err(UrlError::ExtTransport),
         _ => {
             return Err(UrlError::UnknownScheme {
                 scheme: scheme.to_string(),
             })
         }
-    };
+    })
+}
+
+fn check_url_parts(kind: Scheme, scheme: &str, url: &gix::url::Url) -> Result<Scheme, UrlError> {
     if kind == Scheme::Local {
         // git takes everything after file:// as the path, so "file://host/x" would silently
         // become the relative path "host/x".
-        if !rest.starts_with('/') {
+        if url.host().is_some() {
             return Err(UrlError::FileUrlHost);
         }
-        if has_control(&percent_decode(rest)) {
+        if has_control(&percent_decode(&url.path.to_string())) {
             return Err(UrlError::EncodedControl);
         }
         return Ok(kind);
     }
-
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let (userinfo, hostport) = match authority.rfind('@') {
-        Some(at) => (Some(&authority[..at]), &authority[at + 1..]),
-        None => (None, authority),
-    };
-    if let Some(userinfo) = userinfo {
-        let (user, password) = match userinfo.split_once(':') {
-            Some((user, password)) => (user, Some(password)),
-            None => (userinfo, None),
-        };
-        // git percent-decodes ssh and git URLs before handing the parts to ssh, so the
-        // decoded form is what must not look like an option.
-        let user = percent_decode(user);
-        if user.first() == Some(&b'-') {
+    // gix-url has percent-decoded the user, and the host and path of ssh and git URLs: git
+    // hands those decoded to ssh, so the decoded form is what must not look like an option.
+    if let Some(user) = url.user() {
+        if user.starts_with('-') {
             return Err(UrlError::UserLeadingDash);
         }
-        if has_control(&user) {
+        if has_control(user.as_bytes()) {
             return Err(UrlError::EncodedControl);
         }
-        if password.is_some() && !matches!(kind, Scheme::Https | Scheme::Http) {
-            return Err(UrlError::PasswordInUrl {
-                scheme: scheme.to_string(),
-            });
-        }
     }
-    let host = percent_decode(split_host_port(hostport)?);
+    if url.password().is_some() && !matches!(kind, Scheme::Https | Scheme::Http) {
+        return Err(UrlError::PasswordInUrl {
+            scheme: scheme.to_string(),
+        });
+    }
+    let host = url.host().unwrap_or_default();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.split(']').next())
+        .unwrap_or(host);
     if host.is_empty() {
         return Err(UrlError::MissingHost);
     }
+    // An http(s) host keeps its escapes in gix-url (those of ssh and git are decoded already).
+    let host = percent_decode(host);
     if host.first() == Some(&b'-') {
         return Err(UrlError::HostLeadingDash);
     }
-    if has_control(&host) || has_control(&percent_decode(path)) {
+    if has_control(&host) || has_control(&url.path) {
         return Err(UrlError::EncodedControl);
     }
     Ok(kind)
+}
+
+fn check_scp_like_parts(url: &gix::url::Url, path: &str) -> Result<Scheme, UrlError> {
+    if path.starts_with('-') {
+        return Err(UrlError::PathLeadingDash);
+    }
+    if url.user().is_some_and(|u| u.starts_with('-')) {
+        return Err(UrlError::UserLeadingDash);
+    }
+    let host = url.host().unwrap_or_default();
+    if host.is_empty() {
+        return Err(UrlError::MissingHost);
+    }
+    if host.starts_with('-') {
+        return Err(UrlError::HostLeadingDash);
+    }
+    // "https:host/x" is scp-like ssh to a host called "https" for git; it is a typo.
+    // "git" is left alone: it is a plausible ssh config Host alias.
+    if url.user().is_none() && matches!(host, "https" | "http" | "ssh" | "file") {
+        return Err(UrlError::MissingSlashes {
+            scheme: host.to_string(),
+        });
+    }
+    Ok(Scheme::Ssh)
+}
+
+/// Names what is wrong with a `scheme://` URL that gix-url could not parse (its own error quotes
+/// the URL). Only the authority can be at fault once the scheme and characters have passed.
+fn why_unparsable(kind: Scheme, url: &str) -> UrlError {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    if kind == Scheme::Local {
+        return UrlError::FileUrlHost;
+    }
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    match split_host_port(hostport) {
+        Err(e) => e,
+        Ok("") => UrlError::MissingHost,
+        Ok(host) if percent_decode(host).first() == Some(&b'-') => UrlError::HostLeadingDash,
+        Ok(_) => UrlError::Unparsable,
+    }
 }
 
 /// Returns the host of `host[:port]` or `[v6][:port]`, brackets removed.
@@ -181,45 +266,6 @@ fn split_host_port(hostport: &str) -> Result<&str, UrlError> {
     }
 }
 
-fn validate_scp_like(url: &str) -> Result<(), UrlError> {
-    let colon = scp_colon(url).ok_or(UrlError::UnclosedBracket)?;
-    let (hostpart, path) = (&url[..colon], &url[colon + 1..]);
-    if path.starts_with('-') {
-        return Err(UrlError::PathLeadingDash);
-    }
-    // git accepts "[user@host:port]:path" and "user@[v6]:path"; only the first character of
-    // user and host matters for the option check.
-    let hostpart = hostpart
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(hostpart);
-    let (user, host) = match hostpart.rfind('@') {
-        Some(at) => (Some(&hostpart[..at]), &hostpart[at + 1..]),
-        None => (None, hostpart),
-    };
-    if user.is_some_and(|u| u.starts_with('-')) {
-        return Err(UrlError::UserLeadingDash);
-    }
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.split(']').next())
-        .unwrap_or(host);
-    if host.is_empty() {
-        return Err(UrlError::MissingHost);
-    }
-    if host.starts_with('-') {
-        return Err(UrlError::HostLeadingDash);
-    }
-    // "https:host/x" is scp-like ssh to a host called "https" for git; it is a typo.
-    // "git" is left alone: it is a plausible ssh config Host alias.
-    if user.is_none() && matches!(host, "https" | "http" | "ssh" | "file") {
-        return Err(UrlError::MissingSlashes {
-            scheme: host.to_string(),
-        });
-    }
-    Ok(())
-}
-
 /// The `:` that ends the host of an scp-like address, skipping colons inside `[...]`.
 fn scp_colon(url: &str) -> Option<usize> {
     let mut depth = 0usize;
@@ -234,37 +280,18 @@ fn scp_colon(url: &str) -> Option<usize> {
     None
 }
 
-/// git's `url_is_local_not_ssh`, negated: a colon with no slash before it means ssh.
-fn is_scp_like(url: &str) -> bool {
-    match (url.find(':'), url.find('/')) {
-        (Some(colon), Some(slash)) => colon < slash,
-        (Some(_), None) => true,
-        (None, _) => false,
-    }
-}
-
 /// git's `is_urlschemechar`.
 fn is_scheme_char(first: bool, c: char) -> bool {
     c.is_ascii_alphabetic() || (!first && (c.is_ascii_digit() || matches!(c, '+' | '-' | '.')))
 }
 
-fn scheme_len(s: &str) -> usize {
-    s.char_indices()
-        .find(|&(i, c)| !is_scheme_char(i == 0, c))
-        .map_or(s.len(), |(i, _)| i)
-}
-
-/// The `<name>` of a `<name>::<address>` remote-helper form.
-fn helper_prefix(url: &str) -> Option<&str> {
-    let len = scheme_len(url);
-    (len > 0 && url[len..].starts_with("::")).then(|| &url[..len])
-}
-
 /// `("https", "host/x")` for `"https://host/x"`.
 fn split_scheme(url: &str) -> Option<(&str, &str)> {
-    let len = scheme_len(url);
-    let rest = url[len..].strip_prefix("://")?;
-    (len > 0).then(|| (&url[..len], rest))
+    let (scheme, rest) = url.split_once("://")?;
+    let mut chars = scheme.chars();
+    let valid = chars.next().is_some_and(|c| is_scheme_char(true, c))
+        && chars.all(|c| is_scheme_char(false, c));
+    valid.then_some((scheme, rest))
 }
 
 fn percent_decode(s: &str) -> Vec<u8> {
@@ -481,6 +508,9 @@ mod tests {
         assert_eq!(ok("mirror.git"), Scheme::Local);
         assert_eq!(ok("file:///srv/mirror.git"), Scheme::Local);
         assert_eq!(ok("/srv/my%20repo.git"), Scheme::Local);
+        assert_eq!(ok("./a://b.git"), Scheme::Local);
+        assert_eq!(ok("[git@host]:repo.git"), Scheme::Ssh);
+        assert_eq!(ok("git@[::1]:~user/repo.git"), Scheme::Ssh);
     }
 
     #[test]
@@ -569,6 +599,7 @@ mod tests {
         assert_eq!(refused("ssh://%2Dl@host/y"), UrlError::UserLeadingDash);
         assert_eq!(refused("git://-evil/y"), UrlError::HostLeadingDash);
         assert_eq!(refused("https://-evil/y"), UrlError::HostLeadingDash);
+        assert_eq!(refused("https://%2devil/y"), UrlError::HostLeadingDash);
         assert_eq!(refused("git@-evil:x"), UrlError::HostLeadingDash);
         assert_eq!(refused("git@[-evil]:x"), UrlError::HostLeadingDash);
         assert_eq!(refused("[-evil]:x"), UrlError::HostLeadingDash);
@@ -636,6 +667,15 @@ mod tests {
             }
         );
         assert_eq!(refused("[git@host:x"), UrlError::UnclosedBracket);
+        assert_eq!(refused("git@[::1:x"), UrlError::UnclosedBracket);
+        // Where gix-url is stricter than git: a port beyond 65535 (git would only fail to
+        // connect), a percent-escape that does not decode to UTF-8 in an ssh host or URL path.
+        assert_eq!(refused("https://host:65536/a"), UrlError::Unparsable);
+        assert_eq!(refused("https://host/%ff.git"), UrlError::Unparsable);
+        // ... and a non-ASCII http(s) host name: write it in punycode (xn--...).
+        assert_eq!(refused("https://bücher.example/a"), UrlError::Unparsable);
+        assert_eq!(ok("https://xn--bcher-kva.example/a"), Scheme::Https);
+        assert_eq!(refused("ext://host/x"), UrlError::ExtTransport);
     }
 
     #[test]
@@ -665,6 +705,9 @@ mod tests {
             format!("https://u:{secret}@-host/a"),
             format!("https://u:{secret}@host/a b"),
             format!("https://u:{secret}@host:x/a"),
+            format!("https://u:{secret}@host:99999/a"),
+            format!("ssh://u@host:99999/{secret}"),
+            format!("[git@{secret}:x"),
             format!("ext::sh -c {secret}"),
         ] {
             let err = refused(&url);
