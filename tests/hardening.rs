@@ -17,49 +17,8 @@ use common::*;
 const FAST: &str =
     "defaults:\n  debounce: 100ms\n  backoff_initial: 100ms\n  backoff_max: 1s\n  timeout: 60s\n";
 
-fn add_mirror(env: &Env, up: &Path, name: &str, mirror: &Path) {
-    env.pm_ok(
-        up,
-        &["add", name, mirror.to_str().unwrap(), "--debounce", "100ms"],
-    );
-}
-
-/// One upstream with one local mirror, already in sync with a first commit on main.
-fn synced_pair(env: &Env) -> (PathBuf, PathBuf, PathBuf) {
-    let up = env.upstream("up.git");
-    let mirror = env.bare("mirror.git", &[]);
-    add_mirror(env, &up, "m", &mirror);
-    let wc = env.clone(&up, "wc");
-    env.commit(&wc, "first");
-    env.push(&wc, &["main"]);
-    env.wait_mirrored(&up, &mirror);
-    assert!(env.wait_flushers_gone());
-    (up, mirror, wc)
-}
-
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-fn run_quiet(program: &str, args: &[&str]) -> bool {
-    Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Fails under CI (the CI runs as root), skips loudly elsewhere.
-fn unavailable(what: &str) {
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("{what} is required under CI but not permitted here");
-    }
-    eprintln!("SKIPPED: {what} is not permitted here (run as root, or set CI=true to fail)");
-}
-
-fn mode(p: &Path) -> u32 {
-    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -69,7 +28,7 @@ fn mode(p: &Path) -> u32 {
 fn lost_spool_the_next_push_is_still_mirrored_and_the_loss_is_logged() {
     let env = Env::new();
     env.write_server_config(FAST);
-    let (up, mirror, wc) = synced_pair(&env);
+    let (up, mirror, wc) = synced_pair(&env, env.bare("mirror.git", &[]));
     for i in 0..5 {
         env.commit(&wc, &format!("c{i}"));
         env.push(&wc, &["main"]);
@@ -140,7 +99,7 @@ fn full_disk_flusher_backs_off_gives_up_and_status_shows_the_write_error() {
     env.write_server_config(
         "defaults:\n  debounce: 100ms\n  backoff_initial: 100ms\n  backoff_max: 400ms\n  max_attempts: 3\n",
     );
-    let (up, mirror, wc) = synced_pair(&env);
+    let (up, mirror, wc) = synced_pair(&env, env.bare("mirror.git", &[]));
     let pm = up.join("pushmirror");
     let saved = env.path("saved");
     std::fs::create_dir_all(&saved).unwrap();
@@ -219,7 +178,7 @@ fn full_disk_flusher_backs_off_gives_up_and_status_shows_the_write_error() {
 fn symlinked_push_dir_is_refused_and_nothing_is_deleted_where_it_points() {
     let env = Env::new();
     env.write_server_config(FAST);
-    let (up, mirror, wc) = synced_pair(&env);
+    let (up, mirror, wc) = synced_pair(&env, env.bare("mirror.git", &[]));
     let victim = env.path("victim");
     std::fs::create_dir_all(victim.join("m/sub")).unwrap();
     std::fs::write(victim.join("m/sub/precious"), b"precious").unwrap();
@@ -258,7 +217,7 @@ fn symlinked_push_dir_is_refused_and_nothing_is_deleted_where_it_points() {
 fn symlinked_state_dir_and_config_are_refused_by_remove_and_set() {
     let env = Env::new();
     env.write_server_config(FAST);
-    let (up, _mirror, _wc) = synced_pair(&env);
+    let (up, _mirror, _wc) = synced_pair(&env, env.bare("mirror.git", &[]));
     let outside = env.path("outside-state");
     let state = up.join("pushmirror/state");
     std::fs::rename(&state, &outside).unwrap();
@@ -313,7 +272,7 @@ fn symlinked_state_dir_and_config_are_refused_by_remove_and_set() {
 fn set_url_resets_status_and_syncs_the_new_target_without_a_push() {
     let env = Env::new();
     env.write_server_config(FAST);
-    let (up, _old, wc) = synced_pair(&env);
+    let (up, _old, wc) = synced_pair(&env, env.bare("mirror.git", &[]));
     env.git(&wc, &["tag", "v1"]);
     env.push(&wc, &["v1"]);
     assert!(env.wait_flushers_gone());
@@ -427,7 +386,7 @@ fn push_timed_out_while_the_mirror_holds_ref_locks_leaves_no_lock_files() {
 fn tag_deleted_while_a_mirror_is_disabled_is_deleted_there_when_enabled() {
     let env = Env::new();
     env.write_server_config(FAST);
-    let (up, m1, wc) = synced_pair(&env);
+    let (up, m1, wc) = synced_pair(&env, env.bare("mirror.git", &[]));
     let m2 = env.bare("m2.git", &[]);
     add_mirror(&env, &up, "d", &m2);
     env.git(&wc, &["tag", "v1"]);
@@ -460,7 +419,7 @@ fn tag_deleted_while_a_mirror_is_disabled_is_deleted_there_when_enabled() {
 fn silent_mode_keeps_the_spool_at_about_one_record_per_ref() {
     let env = Env::new();
     env.write_server_config(FAST);
-    let (up, _mirror, wc) = synced_pair(&env);
+    let (up, _mirror, wc) = synced_pair(&env, env.bare("mirror.git", &[]));
     env.write_server_config(&format!("{FAST}silent: true\n"));
     for i in 0..40 {
         env.commit(&wc, &format!("silent {i}"));
@@ -482,7 +441,7 @@ fn silent_mode_keeps_the_spool_at_about_one_record_per_ref() {
 fn temp_files_of_a_killed_flusher_are_removed_on_start() {
     let env = Env::new();
     env.write_server_config(FAST);
-    let (up, mirror, wc) = synced_pair(&env);
+    let (up, mirror, wc) = synced_pair(&env, env.bare("mirror.git", &[]));
     let spool_tmp = up.join("pushmirror/.spool.tmp.4242");
     let state_tmp = up.join("pushmirror/state/.m.json.tmp.4243");
     std::fs::write(&spool_tmp, b"half").unwrap();
