@@ -28,9 +28,12 @@ mod harness;
 
 use harness::*;
 
-// One module per group of rows, in the order of the table.
+// One module per group of rows; `main` calls them in the order of the table.
 #[path = "push_latency/coalescing.rs"]
 mod coalescing;
+// Server-wide `status --root` and `metrics` over large fleets.
+#[path = "push_latency/fleet.rs"]
+mod fleet;
 #[path = "push_latency/footprint.rs"]
 mod footprint;
 #[path = "push_latency/hook.rs"]
@@ -73,6 +76,12 @@ fn main() {
     let ssh = start_sshd(&b);
     let mut table = Table::default();
     let started = Instant::now();
+    if std::env::var_os("BENCH_ONLY_FLEET").is_some() {
+        fleet::fleet(&b, &mut table);
+        drop(b);
+        table.print();
+        return;
+    }
 
     // BENCH_ONLY=lfs runs only the Git LFS rows.
     if std::env::var("BENCH_ONLY").as_deref() == Ok("lfs") {
@@ -90,6 +99,7 @@ fn main() {
     many_refs::many_refs_sync(&b, &mut table);
     footprint::binary_and_startup(&b, &mut table);
     footprint::flusher_memory(&b, &mut table);
+    fleet::fleet(&b, &mut table);
     lfs::rows(&b, &mut table);
 
     eprintln!("bench: done in {:.1} s", started.elapsed().as_secs_f64());

@@ -360,6 +360,9 @@ pub struct RepoConfig {
     pub defaults: Defaults,
     #[serde(default)]
     pub mirrors: Vec<MirrorConfig>,
+    /// Overrides the server file's `notify` for this repository (an empty command turns it off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<crate::ops::notify::NotifyConfig>,
 }
 
 fn is_default_defaults(d: &Defaults) -> bool {
@@ -393,6 +396,9 @@ pub struct ServerConfig {
     pub root: Option<PathBuf>,
     #[serde(default)]
     pub rules: Vec<Rule>,
+    /// A command run when a mirror changes state (see `ops::notify`).
+    #[serde(default)]
+    pub notify: Option<crate::ops::notify::NotifyConfig>,
 }
 
 impl ServerConfig {
@@ -448,7 +454,50 @@ fn parse_yaml<T: serde::de::DeserializeOwned + Default>(
     if text.trim().is_empty() {
         return Ok(T::default());
     }
-    serde_yaml::from_str(text).map_err(|e| invalid(path, name_bad_value(text, &e.to_string())))
+    serde_yaml::from_str(text).map_err(|e| {
+        let msg = name_bad_value(text, &e.to_string());
+        invalid(path, hide_inline_passwords(text, &msg))
+    })
+}
+
+/// `msg` without the value of any inline `password:` in `text`: serde quotes a value of the
+/// wrong type (`password: 987654321` is an integer), and a config error reaches every pusher,
+/// the log and `status`.
+pub(crate) fn hide_inline_passwords(text: &str, msg: &str) -> String {
+    let mut msg = msg.to_string();
+    let mut hide = |v: &str| {
+        let v = v.split(" #").next().unwrap_or("").trim();
+        let v = v.trim_matches(|c| c == '"' || c == '\'');
+        // serde quotes a value as `v` or "v"; a longer value is hidden wherever it appears
+        // (a short one only where quoted, so that "line 7: key `password`" stays readable).
+        if !v.is_empty() {
+            msg = msg
+                .replace(&format!("`{v}`"), "`*****`")
+                .replace(&format!("\"{v}\""), "\"*****\"");
+            if v.len() >= 4 {
+                msg = msg.replace(v, "*****");
+            }
+        }
+    };
+    for l in text.lines() {
+        let l = l.trim().trim_start_matches("- ").trim_start();
+        if let Some(v) = l.strip_prefix("password:") {
+            // Block style: the rest of the line.
+            hide(v);
+        }
+        // Flow style (`auth: {method: password, password: x}`): up to the next `,` or `}`.
+        for (i, _) in l.match_indices("password:") {
+            if i > 0 && matches!(l.as_bytes()[i - 1], b' ' | b'{' | b',') {
+                hide(
+                    l[i + "password:".len()..]
+                        .split([',', '}'])
+                        .next()
+                        .unwrap_or(""),
+                );
+            }
+        }
+    }
+    msg
 }
 
 /// serde_yaml points a bad value at its enclosing mapping; find the `key: value` line that holds
@@ -620,10 +669,21 @@ pub struct Loaded {
     pub server: ServerConfig,
     pub server_path: PathBuf,
     pub mirrors: Vec<Effective>,
+    /// The repository's `notify`, else the server file's.
+    pub notify: Option<crate::ops::notify::NotifyConfig>,
 }
 
 pub fn load(paths: &crate::paths::RepoPaths) -> Result<Loaded, ConfigError> {
     let (server, server_path) = ServerConfig::load()?;
+    load_with(server, server_path, paths)
+}
+
+/// `load` with the server-wide file already read (a server-wide scan reads it once).
+pub fn load_with(
+    server: ServerConfig,
+    server_path: PathBuf,
+    paths: &crate::paths::RepoPaths,
+) -> Result<Loaded, ConfigError> {
     let repo = RepoConfig::load(&paths.config())?;
     let d = server.defaults.overlay(&repo.defaults);
     let mut list: Vec<(MirrorConfig, PathBuf)> = Vec::new();
@@ -673,10 +733,12 @@ pub fn load(paths: &crate::paths::RepoPaths) -> Result<Loaded, ConfigError> {
             }
         })
         .collect();
+    let notify = repo.notify.clone().or_else(|| server.notify.clone());
     Ok(Loaded {
         server,
         server_path,
         mirrors,
+        notify,
     })
 }
 
@@ -785,6 +847,30 @@ mod tests {
         let server: ServerConfig = parse_yaml(&std::fs::read_to_string(&p).unwrap(), &p).unwrap();
         assert_eq!(server.rules.len(), 1);
         assert_eq!(server.concurrency(), 4);
+        assert!(server
+            .notify
+            .is_some_and(|n| n.command.ends_with("pushmirror-mail")));
+    }
+
+    #[test]
+    fn config_errors_never_show_an_inline_password() {
+        for text in [
+            "mirrors:\n- name: h\n  url: https://h/x\n  auth:\n    method: password\n    username: u\n    password: 987654321\n",
+            "mirrors:\n- name: h\n  url: https://h/x\n  auth: {method: password, username: u, password: 987654321}\n",
+            "mirrors:\n- name: h\n  url: https://h/x\n  auth:\n    method: password\n    username: u\n    password: 987654321 # a PIN\n",
+        ] {
+            let e = parse_yaml::<RepoConfig>(text, Path::new("c.yaml"))
+                .unwrap_err()
+                .to_string();
+            assert!(!e.contains("987654321") && e.contains("*****"), "{e}");
+        }
+        let e = parse_yaml::<RepoConfig>(
+            "mirrors:\n- name: h\n  url: https://h/x\n  auth:\n    method: password\n    username: u\n    password: 7\n",
+            Path::new("c.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("key `password`") && e.contains("`*****`"), "{e}");
     }
 
     #[test]

@@ -387,8 +387,10 @@ pub fn edit_text(text: &str, old: &RepoConfig, new: &RepoConfig) -> Result<Strin
             ed.push(ml, ml + 1, vec![format!("mirrors: []{c}")]);
         }
     }
-    let mut out = ed.apply().join("\n");
-    out.push('\n');
+    // A file written with CRLF line endings keeps them (`lines()` took the `\r` off).
+    let eol = if text.contains("\r\n") { "\r\n" } else { "\n" };
+    let mut out = ed.apply().join(eol);
+    out.push_str(eol);
     Ok(out)
 }
 
@@ -549,6 +551,21 @@ mirrors:
         assert!(
             out.ends_with("  name: a\n  auth:\n    method: ssh_key\n    key_file: keys/a\n    known_hosts: keys/a.known_hosts\n"),
             "{out}"
+        );
+    }
+
+    #[test]
+    fn crlf_line_endings_are_kept() {
+        let text = "# comment\r\nmirrors:\r\n- name: a\r\n  url: /srv/a.git\r\n";
+        let out = edit(text, |c| c.mirrors[0].url = "/srv/b.git".into());
+        assert_eq!(out, text.replace("/srv/a.git", "/srv/b.git"));
+        let out = edit(text, |c| {
+            c.mirrors.push(MirrorConfig::new("b", "/srv/b.git"))
+        });
+        assert_eq!(
+            out,
+            format!("{text}- name: b\r\n  url: /srv/b.git\r\n"),
+            "{out:?}"
         );
     }
 

@@ -183,9 +183,11 @@ pub fn run(git_dir: &Path) -> i32 {
         lock_file,
         in_flight: HashMap::new(),
         reported_damage: BTreeSet::new(),
+        reported_state_errors: BTreeSet::new(),
         unsaved: HashMap::new(),
     }
     .main_loop();
+    crate::ops::notify::wait_all();
     info!("flusher exiting; peak RSS {} KiB", peak_rss_kib());
     code
 }
@@ -208,6 +210,9 @@ struct Flusher {
     /// Mirror name → the spool sequence its running sync covers.
     in_flight: HashMap<String, u64>,
     reported_damage: BTreeSet<u64>,
+    /// State files already reported as unreadable (logged once per flusher, not at every pass;
+    /// `status` shows the error for as long as it lasts).
+    reported_state_errors: BTreeSet<String>,
     /// States that could not be written (a full or read-only disk): kept here so the backoff,
     /// the attempt count and the cursor still hold for this flusher's life, instead of every
     /// pass finding the old state on disk and retrying at once.
@@ -325,7 +330,10 @@ impl Flusher {
                 let mut st = match self.load_state(name) {
                     Ok(s) => s,
                     Err(e) => {
-                        error!("{e}");
+                        let e = e.to_string();
+                        if self.reported_state_errors.insert(e.clone()) {
+                            error!("{e}");
+                        }
                         continue;
                     }
                 };
@@ -445,6 +453,7 @@ impl Flusher {
             return;
         }
         let mut st = self.load_state(&done.name).unwrap_or_default();
+        let before = st.clone();
         let now = now_ms();
         let r = &done.report;
         st.syncs += 1;
@@ -456,6 +465,7 @@ impl Flusher {
             st.pushes += 1;
         }
         st.refs_pushed_last = (r.pushed + r.deleted) as u64;
+        st.refs_pushed_total += st.refs_pushed_last;
         if r.error.as_deref().is_some_and(|e| e.starts_with("lfs:")) {
             st.lfs_last_error = r.error.clone();
         } else {
@@ -530,6 +540,7 @@ impl Flusher {
             }
         }
         self.save(&done.name, &st);
+        crate::ops::notify::transition(&self.paths, &done.name, &before, &st);
     }
 
     fn save(&mut self, name: &str, st: &MirrorState) {

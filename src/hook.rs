@@ -79,22 +79,51 @@ pub fn post_receive(git_dir: &Path, input: &mut dyn Read) -> Outcome {
     let paths = RepoPaths::new(git_dir);
     // A broken config is the pusher's to hear about (they may be the admin); the updates are
     // still spooled and go out once it is fixed.
-    if let Err(e) = crate::config::load(&paths) {
-        out.warnings.push(format!(
-            "{e}; this push is spooled and will be mirrored once that is fixed"
-        ));
+    let config_err = crate::config::load(&paths).err();
+    let spooled = spool_and_wake(&paths, &updates, force);
+    if let Some(e) = config_err {
+        out.warnings.push(if spooled.is_ok() {
+            format!("{e}; this push is spooled and will be mirrored once that is fixed")
+        } else {
+            e.to_string()
+        });
     }
-    match spool_and_wake(&paths, &updates, force) {
+    match spooled {
         Ok(warns) => {
             out.spooled = updates.len();
             out.warnings.extend(warns);
         }
         Err(e) => out.warnings.push(format!(
-            "{e}; {} update(s) NOT spooled: run `git-pushmirror sync` once fixed",
-            updates.len()
+            "{e}; {} update(s) NOT spooled: run `git-pushmirror sync` once fixed{}",
+            updates.len(),
+            if e.contains("Permission denied") {
+                ownership_hint(&paths)
+            } else {
+                String::new()
+            }
         )),
     }
     out
+}
+
+/// When `pushmirror/` belongs to another user than the one pushing (typically root, after an
+/// admin command run with sudo), the chown that repairs it.
+fn ownership_hint(paths: &RepoPaths) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(&paths.dir) else {
+        return String::new();
+    };
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() == me {
+        return String::new();
+    }
+    format!(
+        " ({} belongs to uid {}, this push runs as uid {me}: run git-pushmirror commands as the repository's owner; repair: chown -R {me} {})",
+        paths.dir.display(),
+        meta.uid(),
+        paths.dir.display()
+    )
 }
 
 /// Consumes input up to and including the next newline (or the end), chunk by chunk.

@@ -1277,3 +1277,87 @@ fn json_documents_have_the_documented_fields() {
     }
     assert_eq!(sm["update_status"], "none");
 }
+
+/// `status | head -1` (or `list`, `show` piped into a pager that quits early) ends quietly, as
+/// `git log | head` does: no panic, no backtrace, no exit 101.
+#[test]
+fn reports_piped_into_a_closed_reader_end_quietly() {
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    let a = env.bare("a.git", &[]);
+    env.pm_ok(&up, &["add", "a", a.to_str().unwrap(), "--disabled"]);
+    for args in [
+        &["status"][..],
+        &["status", "--json"],
+        &["list"],
+        &["list", "--json"],
+        &["show", "a"],
+    ] {
+        // A pipe whose reader is already gone: the first write gets EPIPE.
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let o = env
+            .cmd(bin())
+            .arg("--repo")
+            .arg(&up)
+            .args(args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run git-pushmirror");
+        let err = stderr(&o);
+        assert!(
+            !err.contains("panicked")
+                && !err.contains("Broken pipe")
+                && o.status.code() != Some(101),
+            "{args:?} with a closed stdout: {:?} {err}",
+            o.status
+        );
+    }
+}
+
+/// `sudo git-pushmirror add ...` on a repository that belongs to the git user would make
+/// `pushmirror/` root's (0700): every later push by the git user then fails ("Permission
+/// denied ... NOT spooled"). Root is told to run it as the owner instead, and nothing is
+/// written; a shared repository (group access, as git gives its own files) is fine.
+#[test]
+fn root_is_refused_on_a_repository_another_user_owns() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: needs root (CI runs as root)");
+        return;
+    }
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    let target = env.bare("target.git", &[]);
+    let chown = |p: &Path| {
+        let o = std::process::Command::new("chown")
+            .args(["-R", "65534"])
+            .arg(p)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    chown(&up);
+    for args in [
+        &["add", "m", target.to_str().unwrap()][..],
+        &["sync"],
+        &["keygen", "m"],
+    ] {
+        let o = env.pm(&up, args);
+        assert_fails(&o, 1, &["belongs to", "sudo -u"]);
+        assert!(
+            !up.join("pushmirror").exists(),
+            "{args:?} wrote pushmirror/"
+        );
+    }
+    // Reading is fine.
+    let o = env.pm(&up, &["status"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let shared = env.bare("shared.git", &["--shared=group"]);
+    chown(&shared);
+    env.pm_ok(
+        &shared,
+        &["add", "m", target.to_str().unwrap(), "--disabled"],
+    );
+}

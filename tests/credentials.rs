@@ -616,6 +616,12 @@ fn add_and_set_refuse_auth_files_a_sync_would_refuse() {
     let open_key = d.join("open_id");
     fs::copy(&key, &open_key).unwrap();
     fs::set_permissions(&open_key, fs::Permissions::from_mode(0o644)).unwrap();
+    // The admin gives the `.pub` by mistake: as ssh-keygen left it (0644), and chmod 600'd
+    // after a mode complaint; ssh would only say "Permission denied (publickey)".
+    let public = key.with_extension("pub");
+    let private_pub = d.join("id600.pub");
+    fs::copy(&public, &private_pub).unwrap();
+    fs::set_permissions(&private_pub, fs::Permissions::from_mode(0o600)).unwrap();
     let kh = d.join("known_hosts");
     write_mode(
         &kh,
@@ -640,6 +646,12 @@ fn add_and_set_refuse_auth_files_a_sync_would_refuse() {
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec![ssh_url, "--ssh-key", s(&missing)], "missing"),
         (vec![ssh_url, "--ssh-key", s(&open_key)], "0644"),
+        (vec![https_url, "--ca-file", s(&missing)], "ca_file"),
+        (vec![ssh_url, "--ssh-key", s(&public)], "is a public key"),
+        (
+            vec![ssh_url, "--ssh-key", s(&private_pub)],
+            "is a public key",
+        ),
         (
             vec![ssh_url, "--ssh-key", s(&key), "--known-hosts", s(&missing)],
             "known_hosts",
@@ -833,4 +845,69 @@ fn a_failing_mirror_is_not_healthy_while_it_retries() {
     );
     env.pm_ok(&up, &["disable", "hole"]);
     assert!(env.wait_flushers_gone());
+}
+
+/// An inline password YAML reads as a number or a boolean (`password: 987654321`) is a type
+/// error; the error names the line and the key, but never the value: it goes to every pusher
+/// (`remote:` lines), the log, `status` and `list`.
+#[test]
+fn a_config_error_on_an_inline_password_does_not_show_it() {
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    let secret = "987654321";
+    let dir = up.join("pushmirror");
+    fs::create_dir_all(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+    write_mode(
+        &dir.join("config.yaml"),
+        &format!(
+            "mirrors:\n- name: h\n  url: https://127.0.0.1:1/x.git\n  auth:\n    method: password\n    username: bob\n    password: {secret}\n"
+        ),
+        0o600,
+    );
+    let wc = env.clone(&up, "wc");
+    env.commit(&wc, "one");
+    let pushed = env.push(&wc, &["main"]);
+    let remote = text(&pushed);
+    assert!(remote.contains("line 7"), "{remote}");
+    assert!(!remote.contains(secret), "{remote}");
+    for args in [&["status"][..], &["list"], &["status", "--json"]] {
+        let said = text(&env.pm(&up, args));
+        assert!(said.contains("password"), "{args:?}: {said}");
+        assert!(!said.contains(secret), "{args:?}: {said}");
+    }
+    assert!(env.wait_flushers_gone());
+    let log = env.log(&up);
+    assert!(!log.contains(secret), "{log}");
+}
+
+/// `set NAME auth.password=...` is refused because argv shows in `ps`; the same password given
+/// as a mapping (`auth={method: password, ..., password: ...}`) is refused the same way, and
+/// no error about such an assignment repeats the password.
+#[test]
+fn set_refuses_an_inline_password_in_an_auth_mapping_and_never_echoes_it() {
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    env.pm_ok(
+        &up,
+        &["add", "h", "https://127.0.0.1:1/x.git", "--disabled"],
+    );
+    let config = up.join("pushmirror/config.yaml");
+    let before = fs::read(&config).unwrap();
+    let secret = "s3cretZ9";
+    for value in [
+        format!("auth={{method: password, username: u, password: {secret}}}"),
+        format!("auth={{method: password, usrname: u, password: {secret}}}"),
+        "auth={method: password, username: u, password: 987654321}".to_string(),
+    ] {
+        let out = env.pm(&up, &["set", "h", &value]);
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{value}: {said}");
+        assert!(
+            !said.contains(secret) && !said.contains("987654321"),
+            "{value}: {said}"
+        );
+        assert_eq!(said.trim().lines().count(), 1, "{said}");
+        assert_eq!(fs::read(&config).unwrap(), before, "{value}");
+    }
 }

@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,11 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// `common::synced_pair` with the mirror at `mirror.git`.
+fn synced_pair(env: &Env) -> (PathBuf, PathBuf, PathBuf) {
+    common::synced_pair(env, env.bare("mirror.git", &[]))
+}
+
 // ---------------------------------------------------------------------------------------------
 // 1. A lost or truncated spool
 
@@ -28,7 +34,7 @@ fn text(b: &[u8]) -> String {
 fn lost_spool_the_next_push_is_still_mirrored_and_the_loss_is_logged() {
     let env = Env::new();
     env.write_server_config(FAST);
-    let (up, mirror, wc) = synced_pair(&env, env.bare("mirror.git", &[]));
+    let (up, mirror, wc) = synced_pair(&env);
     for i in 0..5 {
         env.commit(&wc, &format!("c{i}"));
         env.push(&wc, &["main"]);
@@ -99,7 +105,7 @@ fn full_disk_flusher_backs_off_gives_up_and_status_shows_the_write_error() {
     env.write_server_config(
         "defaults:\n  debounce: 100ms\n  backoff_initial: 100ms\n  backoff_max: 400ms\n  max_attempts: 3\n",
     );
-    let (up, mirror, wc) = synced_pair(&env, env.bare("mirror.git", &[]));
+    let (up, mirror, wc) = synced_pair(&env);
     let pm = up.join("pushmirror");
     let saved = env.path("saved");
     std::fs::create_dir_all(&saved).unwrap();
@@ -178,7 +184,7 @@ fn full_disk_flusher_backs_off_gives_up_and_status_shows_the_write_error() {
 fn symlinked_push_dir_is_refused_and_nothing_is_deleted_where_it_points() {
     let env = Env::new();
     env.write_server_config(FAST);
-    let (up, mirror, wc) = synced_pair(&env, env.bare("mirror.git", &[]));
+    let (up, mirror, wc) = synced_pair(&env);
     let victim = env.path("victim");
     std::fs::create_dir_all(victim.join("m/sub")).unwrap();
     std::fs::write(victim.join("m/sub/precious"), b"precious").unwrap();
@@ -217,7 +223,7 @@ fn symlinked_push_dir_is_refused_and_nothing_is_deleted_where_it_points() {
 fn symlinked_state_dir_and_config_are_refused_by_remove_and_set() {
     let env = Env::new();
     env.write_server_config(FAST);
-    let (up, _mirror, _wc) = synced_pair(&env, env.bare("mirror.git", &[]));
+    let (up, _mirror, _wc) = synced_pair(&env);
     let outside = env.path("outside-state");
     let state = up.join("pushmirror/state");
     std::fs::rename(&state, &outside).unwrap();
@@ -272,7 +278,7 @@ fn symlinked_state_dir_and_config_are_refused_by_remove_and_set() {
 fn set_url_resets_status_and_syncs_the_new_target_without_a_push() {
     let env = Env::new();
     env.write_server_config(FAST);
-    let (up, _old, wc) = synced_pair(&env, env.bare("mirror.git", &[]));
+    let (up, _old, wc) = synced_pair(&env);
     env.git(&wc, &["tag", "v1"]);
     env.push(&wc, &["v1"]);
     assert!(env.wait_flushers_gone());
@@ -297,6 +303,74 @@ fn set_url_resets_status_and_syncs_the_new_target_without_a_push() {
     assert_eq!(
         env.mirror_status(&up, "m")["syncs"].as_u64().unwrap(),
         syncs
+    );
+}
+
+/// `set NAME enabled=true` is `enable NAME` spelled as a setting: what was pushed while the mirror
+/// was disabled reaches it now, not at some later push (status said finished, pending 0,
+/// meanwhile). Widening the branch filter with `set` likewise sends the branches it now
+/// selects.
+#[test]
+fn set_enabled_true_and_a_wider_branch_filter_sync_without_a_push() {
+    let env = Env::new();
+    env.write_server_config(FAST);
+    let (up, mirror, wc) = synced_pair(&env);
+    env.pm_ok(&up, &["set", "m", "enabled=false"]);
+    env.git(&wc, &["checkout", "-q", "-b", "while-disabled"]);
+    env.commit(&wc, "while disabled");
+    env.push(&wc, &["while-disabled"]);
+    assert!(env.wait_flushers_gone());
+    assert!(!env.refs(&mirror).contains_key("refs/heads/while-disabled"));
+    env.pm_ok(&up, &["set", "m", "enabled=true"]);
+    env.wait_mirrored(&up, &mirror);
+
+    env.pm_ok(&up, &["set", "m", "branch_regex=^main$"]);
+    env.git(&wc, &["checkout", "-q", "-b", "feature"]);
+    env.commit(&wc, "feature");
+    env.push(&wc, &["feature"]);
+    assert!(env.wait_flushers_gone());
+    assert!(!env.refs(&mirror).contains_key("refs/heads/feature"));
+    env.pm_ok(&up, &["set", "m", "branch_regex="]);
+    env.wait_mirrored(&up, &mirror);
+}
+
+/// A corrupt state file is an error worth one log line per flusher, not one per pass of its loop
+/// (five a second, for as long as another mirror keeps the flusher busy: a retry schedule, a long
+/// debounce), which fills the disk the log is on.
+#[test]
+fn a_corrupt_state_file_is_logged_once_not_at_every_pass() {
+    let env = Env::new();
+    env.write_server_config(&format!("{FAST}  max_attempts: 5\n"));
+    let (up, _mirror, _wc) = synced_pair(&env);
+    let state = up.join("pushmirror/state/m.json");
+    fs::write(&state, "{\"cursor\": 3,").unwrap();
+    // A mirror that fails keeps the flusher running through its retries, then gives up.
+    let absent = env.path("absent.git");
+    env.pm_ok(
+        &up,
+        &[
+            "add",
+            "bad",
+            absent.to_str().unwrap(),
+            "--debounce",
+            "100ms",
+        ],
+    );
+    assert!(wait_until(Duration::from_secs(120), || env
+        .log(&up)
+        .contains("sync bad failed 5 times, giving up")));
+    assert!(env.wait_flushers_gone());
+    let log = env.log(&up);
+    let n = log.matches("corrupt state file").count();
+    assert_eq!(n, 1, "{log}");
+    // Still reported by status, with the fix.
+    let st = env.mirror_status(&up, "m");
+    assert!(
+        st["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("delete it"),
+        "{st}"
     );
 }
 
@@ -386,7 +460,7 @@ fn push_timed_out_while_the_mirror_holds_ref_locks_leaves_no_lock_files() {
 fn tag_deleted_while_a_mirror_is_disabled_is_deleted_there_when_enabled() {
     let env = Env::new();
     env.write_server_config(FAST);
-    let (up, m1, wc) = synced_pair(&env, env.bare("mirror.git", &[]));
+    let (up, m1, wc) = synced_pair(&env);
     let m2 = env.bare("m2.git", &[]);
     add_mirror(&env, &up, "d", &m2);
     env.git(&wc, &["tag", "v1"]);
@@ -419,7 +493,7 @@ fn tag_deleted_while_a_mirror_is_disabled_is_deleted_there_when_enabled() {
 fn silent_mode_keeps_the_spool_at_about_one_record_per_ref() {
     let env = Env::new();
     env.write_server_config(FAST);
-    let (up, _mirror, wc) = synced_pair(&env, env.bare("mirror.git", &[]));
+    let (up, _mirror, wc) = synced_pair(&env);
     env.write_server_config(&format!("{FAST}silent: true\n"));
     for i in 0..40 {
         env.commit(&wc, &format!("silent {i}"));
@@ -441,7 +515,7 @@ fn silent_mode_keeps_the_spool_at_about_one_record_per_ref() {
 fn temp_files_of_a_killed_flusher_are_removed_on_start() {
     let env = Env::new();
     env.write_server_config(FAST);
-    let (up, mirror, wc) = synced_pair(&env, env.bare("mirror.git", &[]));
+    let (up, mirror, wc) = synced_pair(&env);
     let spool_tmp = up.join("pushmirror/.spool.tmp.4242");
     let state_tmp = up.join("pushmirror/state/.m.json.tmp.4243");
     std::fs::write(&spool_tmp, b"half").unwrap();
@@ -659,4 +733,60 @@ fn shared_group_repository_two_users_push_in_turn_and_both_are_mirrored() {
     assert_eq!(mode(&pm.join("state/m.json")) & 0o007, 0);
     let m = env.mirror_status(&up, "m");
     assert_eq!(m["update_status"], "finished", "{m}");
+}
+
+/// `pushmirror/` made by root (an admin command run with sudo before the guard, a cron job as
+/// root) in a repository another user pushes to: the push's "Permission denied ... NOT spooled"
+/// names who owns it, who pushes, and the chown that repairs it.
+#[test]
+fn a_push_denied_by_pushmirror_owned_by_another_user_names_the_repair() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: needs root (CI runs as root)");
+        return;
+    }
+    let env = Env::new();
+    env.write_server_config(FAST);
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (up, _mirror, _wc) = synced_pair(&env);
+    let nobody = "65534";
+    let home = env.path("nobody-home");
+    fs::create_dir_all(&home).unwrap();
+    fs::write(home.join("gitconfig"), "[safe]\n\tdirectory = *\n").unwrap();
+    let wc = home.join("wc");
+    env.git(
+        env.dir.path(),
+        &["clone", "-q", up.to_str().unwrap(), wc.to_str().unwrap()],
+    );
+    env.git(&wc, &["checkout", "-q", "-B", "main"]);
+    env.commit(&wc, "by nobody");
+    assert!(run_quiet("chown", &["-R", nobody, home.to_str().unwrap()]));
+    // Everything is the pushing user's but pushmirror/, which stays root's (0700).
+    assert!(run_quiet("chown", &["-R", nobody, up.to_str().unwrap()]));
+    assert!(run_quiet(
+        "chown",
+        &["-R", "0", up.join("pushmirror").to_str().unwrap()]
+    ));
+    let o = env
+        .cmd("setpriv")
+        .args([
+            &format!("--reuid={nobody}"),
+            &format!("--regid={nobody}"),
+            "--clear-groups",
+            "git",
+            "-C",
+        ])
+        .arg(&wc)
+        .args(["push", "origin", "main"])
+        .env("HOME", &home)
+        .env("GIT_CONFIG_GLOBAL", home.join("gitconfig"))
+        .env("GIT_PUSHMIRROR_RUNTIME_DIR", home.join("run"))
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("NOT spooled"), "{err}");
+    assert!(
+        err.contains("belongs to uid 0") && err.contains(&format!("chown -R {nobody} ")),
+        "{err}"
+    );
 }

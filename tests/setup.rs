@@ -501,3 +501,100 @@ fn scp_style_urls_are_accepted_and_listed_unchanged() {
     let o = env.pm(&up, &["add", "typo", "https:gitlab.example.com/x.git"]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
 }
+
+/// A pin that does not cover the mirror's host and port (the URL was changed with `set`, or
+/// the wrong known_hosts was given) fails with ssh's "No ... host key is known for HOST" and the
+/// command that pins it, not with a bare "Host key verification failed." that reads the same as
+/// a changed key; `detect-host-key` then makes the mirror work.
+#[test]
+fn an_unpinned_host_is_named_with_the_command_that_pins_it() {
+    if no_ssh() {
+        return;
+    }
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    let dst = env.bare("srv/dst.git", &[]);
+    let ssh = SshServer::start(&env.path("srv"));
+    // The right key, but for another port: the mirror's host:port is not in the file.
+    let kh = env.path("other.known_hosts");
+    fs::write(&kh, format!("[127.0.0.1]:1 {}\n", ssh.host_pubkey)).unwrap();
+    fs::set_permissions(&kh, fs::Permissions::from_mode(0o600)).unwrap();
+    let url = ssh.url(s(&dst));
+    env.pm_ok(
+        &up,
+        &[
+            "add",
+            "m",
+            &url,
+            "--ssh-key",
+            s(&ssh.client_key),
+            "--known-hosts",
+            s(&kh),
+            "--debounce",
+            "1h",
+        ],
+    );
+    let wc = env.clone(&up, "wc");
+    env.commit(&wc, "one");
+    env.push(&wc, &["main"]);
+    let o = env.pm(&up, &["sync", "m", "--wait"]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+    let e = err(&o);
+    assert!(
+        e.contains(&format!("host key is known for [127.0.0.1]:{}", ssh.port))
+            && e.contains("git-pushmirror detect-host-key m"),
+        "{e}"
+    );
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    let last = env.mirror_status(&up, "m")["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(last.contains("detect-host-key m"), "{last}");
+    env.pm_ok(&up, &["detect-host-key", "m"]);
+    env.pm_ok(&up, &["sync", "m", "--wait"]);
+    assert_eq!(env.heads_and_tags(&dst), env.heads_and_tags(&up));
+}
+
+/// Generated files are `keys/NAME`, `keys/NAME.pub` and `keys/NAME.known_hosts`: a mirror named
+/// `a.pub` would write its private key over mirror `a`'s public key (and `remove a` would delete
+/// it). Such names get no generated key or pin, and `remove` of one touches no other mirror's
+/// files.
+#[test]
+fn generated_files_of_two_mirrors_never_collide() {
+    if no_ssh() {
+        return;
+    }
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    let url = "ssh://git@127.0.0.1:1/x.git";
+    let o = env.pm(&up, &["add", "a", url, "--generate-ssh-key"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let public = fs::read_to_string(up.join("pushmirror/keys/a.pub")).unwrap();
+    for name in ["a.pub", "a.known_hosts"] {
+        let o = env.pm(&up, &["add", name, url, "--generate-ssh-key"]);
+        assert_eq!(o.status.code(), Some(2), "{name}: {}{}", out(&o), err(&o));
+        assert!(err(&o).contains("rename it"), "{}", err(&o));
+        assert_eq!(err(&o).trim().lines().count(), 1, "{}", err(&o));
+    }
+    // Added with an ordinary key, then removed: mirror a's files stay.
+    env.pm_ok(
+        &up,
+        &[
+            "add",
+            "a.pub",
+            url,
+            "--ssh-key",
+            s(&up.join("pushmirror/keys/a")),
+            "--disabled",
+        ],
+    );
+    let o = env.pm(&up, &["keygen", "a.pub"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    env.pm_ok(&up, &["remove", "a.pub"]);
+    assert_eq!(
+        fs::read_to_string(up.join("pushmirror/keys/a.pub")).unwrap(),
+        public
+    );
+    assert!(up.join("pushmirror/keys/a").exists());
+}

@@ -193,6 +193,17 @@ fn https_with_password_file_and_ca_file() {
     assert!(heads.contains("refs/tags/v1"), "{heads}");
     assert_secret_nowhere(&env, &up, &["https"], PASSWORD);
     assert!(env.wait_flushers_gone(), "flusher did not exit when idle");
+
+    // A relative ca_file (set by hand or with `set`) is relative to the config's directory,
+    // like the auth files: `set` checks it there and the sync uses it from there.
+    fs::copy(&https.ca_file, up.join("pushmirror/ca.pem")).unwrap();
+    env.pm_ok(&up, &["set", "https", "ca_file=ca.pem"]);
+    let head = env.commit(&wc, "three");
+    env.push(&wc, &["main"]);
+    env.wait_mirrored(&up, &dst);
+    let m = wait_finished(&env, &up, "https");
+    assert_eq!(m["ca_file"], "ca.pem", "{m:#}");
+    assert!(https_heads(&env, &https, "dst.git").contains(&head));
 }
 
 #[test]
@@ -210,12 +221,13 @@ fn https_tokens_from_the_flushers_environment() {
     // GitHub: any user name with a PAT, "x-access-token" by convention; GitLab: "oauth2".
     let gh = HttpsServer::start(&env.path("gh"), "x-access-token", GH_TOKEN);
     let gl = HttpsServer::start(&env.path("gl"), "oauth2", GL_TOKEN);
+    let vars = [("MIRROR_GH_TOKEN", GH_TOKEN), ("MIRROR_GL_TOKEN", GL_TOKEN)];
     for (name, server, user, var) in [
         ("github", &gh, "x-access-token", "MIRROR_GH_TOKEN"),
         ("gitlab", &gl, "oauth2", "MIRROR_GL_TOKEN"),
     ] {
-        // Added disabled, then enabled with `set`, so that no flusher starts from the `add`
-        // (whose environment has no token): the first flusher is the push's.
+        // Added disabled, so that no flusher starts from the `add` (whose environment has no
+        // token); `set enabled=true` syncs at once, as `enable` does, so it gets the token.
         env.pm_ok(
             &up,
             &[
@@ -242,14 +254,16 @@ fn https_tokens_from_the_flushers_environment() {
         // Dotted keys reach into auth. Changing auth resets the mirror and syncs it at once
         // when enabled, so it is changed while disabled and enabled in a second `set`.
         env.pm_ok(&up, &["set", name, &format!("auth.username={user}")]);
-        env.pm_ok(&up, &["set", name, "enabled=true"]);
+        let out = pm_with(&env, &up, &["set", name, "enabled=true"], &vars);
+        assert!(out.status.success(), "set enabled=true: {}", text(&out));
         let shown: serde_json::Value =
             serde_json::from_str(&env.pm_ok(&up, &["show", name, "--json"])).unwrap();
         assert_eq!(shown["auth"]["username"], user, "{shown:#}");
         assert_eq!(shown["auth"]["password_env"], var, "{shown:#}");
         assert_eq!(shown["enabled"], true, "{shown:#}");
     }
-    let vars = [("MIRROR_GH_TOKEN", GH_TOKEN), ("MIRROR_GL_TOKEN", GL_TOKEN)];
+    // The flushers `set` started are done: the push's flusher is a new one.
+    assert!(env.wait_flushers_gone());
 
     // A local push: the hook, and the flusher it starts, inherit the pusher's environment.
     let wc = env.clone(&up, "wc");

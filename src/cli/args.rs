@@ -14,10 +14,28 @@ pub(super) const EXAMPLES: &str = "Examples:
   git-pushmirror --repo /srv/git/app.git sync github --wait
   git-pushmirror install --hooks-dir ~/.gitolite/hooks/common     # Gitolite: every repository
   git-pushmirror sweep --root /srv/git                            # from a systemd timer or cron
+  git-pushmirror status --root /srv/git                           # every repository, unhealthy first
+  git-pushmirror metrics --output /var/lib/prometheus/node-exporter/git-pushmirror.prom
 
 Exit status: 0 success, 1 failure (or, for status, an unhealthy mirror), 2 usage error
 (unknown command, option, mirror or key; bad value; duplicate name; not a repository).
 Server-wide settings and mirror rules: /etc/git-pushmirror/config.yaml (GIT_PUSHMIRROR_CONFIG).";
+
+pub(super) const STATUS_HELP: &str = "With --root, every repository under the root: the same \
+fields plus each repository's path, repositories with an unhealthy mirror first (a NAME keeps only \
+mirrors of that name). Read from the files only (no lock, no git per repository); the hook is \
+found without git, so hook_installed is null where a core.hooksPath may apply. Exit 1 when an enabled mirror anywhere is unhealthy or a repository's config is unreadable.
+
+Examples:
+  git-pushmirror status --root /srv/git
+  git-pushmirror status --root --json | jq '.repositories[].mirrors[] | select(.healthy|not)'";
+
+pub(super) const METRICS_HELP: &str = "Labels: repository (path relative to the root) and mirror \
+(its name): never a URL. See docs/operations.md for the metric list, a systemd timer and alert rules.
+
+Examples:
+  git-pushmirror metrics --root /srv/git --output /var/lib/prometheus/node-exporter/git-pushmirror.prom
+  git-pushmirror metrics | less";
 
 pub(super) const SET_HELP: &str =
     "Keys: url, enabled, only_protected_branches, protected (comma-separated \
@@ -144,10 +162,26 @@ Examples:
         wait: bool,
     },
     /// Mirror health: exit 0 healthy, 1 when a mirror failed or is behind its max_delay
+    #[command(after_help = STATUS_HELP)]
     Status {
         name: Option<String>,
         #[arg(long)]
         json: bool,
+        /// Every repository under DIR (default: `root` of the server-wide config), unhealthy first
+        #[arg(long, value_name = "DIR")]
+        #[allow(clippy::option_option)]
+        root: Option<Option<PathBuf>>,
+    },
+    /// Write Prometheus metrics of every repository under DIR (node_exporter textfile format)
+    #[command(after_help = METRICS_HELP)]
+    Metrics {
+        /// The root (default: `root` of the server-wide config)
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// Write to FILE atomically (temp file + rename) instead of stdout; name it *.prom in
+        /// node_exporter's --collector.textfile.directory
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// Flush every repository under DIR with pending work, a due retry or a mirror never synced
     /// yet, within the concurrency limit (for a systemd timer or cron)

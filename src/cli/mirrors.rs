@@ -290,7 +290,31 @@ pub(super) fn add(paths: &RepoPaths, a: AddArgs) -> Result<i32, Fail> {
 /// written (see `auth::check_files`).
 fn check_auth_files(m: &MirrorConfig, paths: &RepoPaths) -> Result<(), Fail> {
     crate::mirror::auth::check_files(&m.auth, &paths.config())
-        .map_err(|e| Fail(1, format!("mirror `{}`: auth: {e}", m.name)))
+        .map_err(|e| Fail(1, format!("mirror `{}`: auth: {e}", m.name)))?;
+    check_ca_file(m, paths)
+}
+
+/// A CA bundle the sync could not read fails every sync (curl's "error setting certificate
+/// file"): refused where it is given instead.
+fn check_ca_file(m: &MirrorConfig, paths: &RepoPaths) -> Result<(), Fail> {
+    let Some(ca) = &m.ca_file else {
+        return Ok(());
+    };
+    // Relative to the config's directory, as the sync takes it.
+    let ca = &paths.dir.join(ca);
+    let readable = std::fs::metadata(ca).and_then(|meta| {
+        if meta.is_file() {
+            std::fs::File::open(ca).map(|_| ())
+        } else {
+            Err(std::io::Error::other("not a regular file"))
+        }
+    });
+    readable.map_err(|e| {
+        Fail(
+            1,
+            format!("mirror `{}`: ca_file {}: {e}", m.name, ca.display()),
+        )
+    })
 }
 
 /// A relative local path means relative to where the admin stands, not to the repository the
@@ -331,6 +355,9 @@ pub(super) fn toggle(paths: &RepoPaths, name: &str, on: bool) -> Result<i32, Fai
 /// strict deserialisation and validation as the file, so `set` cannot write what `load` refuses.
 pub(super) fn set(paths: &RepoPaths, name: &str, assignments: &[String]) -> Result<i32, Fail> {
     let mut retarget = false;
+    // Enabled again, or a wider choice of refs: a sync now, as `enable` does, so what was
+    // pushed meanwhile (or is newly selected) does not wait for some later push.
+    let mut resync = false;
     edit(paths, name, |cfg| {
         let idx = cfg
             .mirrors
@@ -378,7 +405,9 @@ pub(super) fn set(paths: &RepoPaths, name: &str, assignments: &[String]) -> Resu
         let m: MirrorConfig = serde_yaml::from_value(value).map_err(|e| {
             // serde names the field it missed, which may not be one the admin typed (e.g.
             // `auth.colour=red` is reported as a missing `method`): name the assignments too.
-            let e = e.to_string();
+            // serde quotes a value of the wrong type, which may be a password in an `auth=`
+            // mapping.
+            let e = config::hide_inline_passwords(&assignments.join("\n"), &e.to_string());
             let named = assignments.iter().any(|a| {
                 let key = a.split_once('=').map_or(a.as_str(), |(k, _)| k);
                 key.rsplit('.')
@@ -388,23 +417,54 @@ pub(super) fn set(paths: &RepoPaths, name: &str, assignments: &[String]) -> Resu
             if named {
                 usage(format!("mirror `{name}`: {e}"))
             } else {
-                usage(format!(
-                    "mirror `{name}`: {e} (in `{}`)",
-                    assignments.join(" ")
-                ))
+                // An `auth=` mapping may hold a password: its value is not repeated.
+                let shown: Vec<&str> = assignments
+                    .iter()
+                    .map(|a| {
+                        if a.starts_with("auth=") {
+                            "auth=…"
+                        } else {
+                            a
+                        }
+                    })
+                    .collect();
+                usage(format!("mirror `{name}`: {e} (in `{}`)", shown.join(" ")))
             }
         })?;
+        // `auth.password=` is refused above; the same password inside an `auth=` mapping is
+        // just as visible in `ps` and shell history.
+        if let Auth::Password {
+            password: Some(p), ..
+        } = &m.auth
+        {
+            let old = match &cfg.mirrors[idx].auth {
+                Auth::Password { password, .. } => password.as_deref(),
+                _ => None,
+            };
+            if old != Some(p.as_str()) {
+                return Err(usage(
+                    "an inline password on the command line is visible in `ps` and shell history; use auth.password_file=FILE or auth.password_env=VAR",
+                ));
+            }
+        }
         m.validate().map_err(usage)?;
         // Only a changed auth is checked: `set NAME debounce=1s` must not fail because the key
         // went missing (the sync says so), but a new key or file must be one a sync can use.
         if m.auth != cfg.mirrors[idx].auth {
             check_auth_files(&m, paths)?;
+        } else if m.ca_file != cfg.mirrors[idx].ca_file {
+            check_ca_file(&m, paths)?;
         }
         // Where or how the mirror pushes changed: what the old target had confirmed says
         // nothing about the new one. Its status starts afresh (like `add`; GitLab resets the
         // status fields when the URL or the credentials change), under the same lock.
         let old = &cfg.mirrors[idx];
         retarget = !crate::flusher::same_target(old, &m);
+        resync = (m.enabled && !old.enabled)
+            || m.branch_regex != old.branch_regex
+            || m.only_protected_branches != old.only_protected_branches
+            || m.protected != old.protected
+            || m.refs != old.refs;
         if retarget {
             state::remove(&paths.state_dir(), name).map_err(|e| Fail(1, e.to_string()))?;
         }
@@ -420,6 +480,9 @@ pub(super) fn set(paths: &RepoPaths, name: &str, assignments: &[String]) -> Resu
         crate::hook::spool_and_wake_forced(paths, &[name.to_string()]).map_err(|e| Fail(1, e))?;
     } else if retarget {
         println!("updated mirror {name}; its status is reset (it is disabled: `git-pushmirror enable {name}` syncs it)");
+    } else if resync && enabled {
+        println!("updated mirror {name}; a full sync starts now");
+        crate::hook::spool_and_wake_forced(paths, &[name.to_string()]).map_err(|e| Fail(1, e))?;
     } else {
         println!("updated mirror {name}");
     }

@@ -16,8 +16,11 @@ use crate::state::{self, UpdateStatus};
 use crate::url;
 
 mod args;
+#[cfg(test)]
+mod generated;
 mod install;
 mod mirrors;
+mod ops;
 mod sshsetup;
 mod status;
 mod sweep;
@@ -26,6 +29,7 @@ mod sync;
 use args::*;
 use install::*;
 use mirrors::*;
+use ops::*;
 use sshsetup::*;
 use status::*;
 use sweep::*;
@@ -95,6 +99,12 @@ fn one_line(rendered: &str) -> String {
 fn run(cli: Cli) -> Result<i32, Fail> {
     match &cli.cmd {
         Cmd::Sweep { root } => return sweep(root.as_deref()),
+        Cmd::Status {
+            name,
+            json,
+            root: Some(root),
+        } => return status_root(root.as_deref(), name.as_deref(), *json),
+        Cmd::Metrics { root, output } => return metrics(root.as_deref(), output.as_deref()),
         Cmd::Install {
             chain,
             hooks_dir: Some(dir),
@@ -141,6 +151,28 @@ fn run(cli: Cli) -> Result<i32, Fail> {
     }
     let git_dir = resolve_repo(cli.repo.as_deref())?;
     let paths = RepoPaths::new(&git_dir);
+    if matches!(
+        cli.cmd,
+        Cmd::Add(_)
+            | Cmd::Set { .. }
+            | Cmd::Remove { .. }
+            | Cmd::Keygen { .. }
+            | Cmd::DetectHostKey { .. }
+            | Cmd::Enable { .. }
+            | Cmd::Disable { .. }
+            | Cmd::Sync { .. }
+    ) {
+        refuse_root_on_anothers_repo(&git_dir)?;
+    }
+    if matches!(
+        cli.cmd,
+        Cmd::List { .. } | Cmd::Show { .. } | Cmd::Status { .. }
+    ) {
+        // Reports only read: piped into `head` or a pager that quits, they end quietly on
+        // SIGPIPE as git's own commands do, instead of panicking on a failed print.
+        // SAFETY: restores the default disposition of one signal; no handler is involved.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match cli.cmd {
         Cmd::Flush => Ok(crate::flusher::run(&git_dir)),
         Cmd::Add(a) => add(&paths, *a),
@@ -155,7 +187,7 @@ fn run(cli: Cli) -> Result<i32, Fail> {
         Cmd::Enable { name } => toggle(&paths, &name, true),
         Cmd::Disable { name } => toggle(&paths, &name, false),
         Cmd::Sync { name, wait } => sync(&paths, name.as_deref(), wait),
-        Cmd::Status { name, json } => status(&paths, name.as_deref(), json),
+        Cmd::Status { name, json, .. } => status(&paths, name.as_deref(), json),
         Cmd::Install { chain, .. } => {
             let exe = std::env::current_exe()?;
             install_report(crate::install::install(&git_dir, &exe, chain))
@@ -164,8 +196,52 @@ fn run(cli: Cli) -> Result<i32, Fail> {
             crate::install::uninstall(&git_dir).map_err(|e| Fail(1, e))?,
             &git_dir,
         ),
-        Cmd::Sweep { .. } | Cmd::Hook { .. } => unreachable!("handled above"),
+        Cmd::Sweep { .. } | Cmd::Hook { .. } | Cmd::Metrics { .. } => {
+            unreachable!("handled above")
+        }
     }
+}
+
+/// Root writing under `pushmirror/` of a repository another user owns makes the files root's
+/// (0700/0600, or a root flusher's state and log): every later push by the owner then fails
+/// with "Permission denied". Unless the repository is shared (its files then get the group's
+/// access, as git gives its own), root is told to run the command as the owner.
+fn refuse_root_on_anothers_repo(git_dir: &Path) -> Result<(), Fail> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    let Ok(meta) = std::fs::metadata(git_dir) else {
+        return Ok(());
+    };
+    let owner = meta.uid();
+    if owner == 0 || crate::paths::shared_dir_mode(git_dir) != 0o700 {
+        return Ok(());
+    }
+    let name = user_name(owner).unwrap_or_else(|| owner.to_string());
+    Err(Fail(
+        1,
+        format!(
+            "{} belongs to {name} (uid {owner}) and you are root: what this command writes would be root's and {name}'s pushes could not use it; run it as {name} (sudo -u {name} git-pushmirror ...)",
+            git_dir.display()
+        ),
+    ))
+}
+
+/// The login name of `uid` from the passwd database.
+fn user_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; `buf` outlives the use of `pwd.pw_name`.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
+    if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: getpwuid_r succeeded, so pw_name is a NUL-terminated string inside `buf`.
+    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+    Some(name.to_string_lossy().into_owned())
 }
 
 /// `--repo`, else `$GIT_DIR` (set when git runs us as `git pushmirror` with `--git-dir`), else

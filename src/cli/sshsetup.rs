@@ -35,6 +35,18 @@ fn pub_of(key: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// A name whose files would be another mirror's: `keys/a.pub` is mirror `a`'s public key and
+/// would be mirror `a.pub`'s private key (likewise `.known_hosts`).
+fn refuse_colliding_name(name: &str) -> Result<(), Fail> {
+    if name.ends_with(".pub") || name.ends_with(".known_hosts") {
+        return Err(usage(format!(
+            "mirror `{name}`: a name ending in .pub or .known_hosts would share files under keys/ with mirror `{}`; rename it (remove and add) to generate a key or pin host keys",
+            name.trim_end_matches(".pub").trim_end_matches(".known_hosts")
+        )));
+    }
+    Ok(())
+}
+
 /// `base/keys`, created 0700.
 fn ensure_keys_dir(base: &Path) -> Result<PathBuf, Fail> {
     let dir = base.join(KEYS_DIR);
@@ -61,6 +73,7 @@ fn program_fail(program: &str, e: std::io::Error) -> Fail {
 /// line. The pair is made under temporary names and renamed into place, so an existing pair is
 /// replaced only by a complete new one, and ssh-keygen never asks "Overwrite?".
 pub(super) fn generate_key(base: &Path, name: &str, comment: &str) -> Result<String, Fail> {
+    refuse_colliding_name(name)?;
     let dir = ensure_keys_dir(base)?;
     let key = dir.join(name);
     let tmp = dir.join(format!(".{name}.new.{}", std::process::id()));
@@ -100,6 +113,10 @@ pub(super) fn generate_key(base: &Path, name: &str, comment: &str) -> Result<Str
 
 /// Deletes what `generate_key` and `pin` made for `name` (absent files are fine).
 pub(super) fn remove_files(base: &Path, name: &str) {
+    // `keys/a.pub` of a mirror named `a.pub` is mirror `a`'s public key: never made for it.
+    if refuse_colliding_name(name).is_err() {
+        return;
+    }
     // Nothing is deleted through a symlinked keys/.
     if crate::paths::refuse_symlink(&base.join(KEYS_DIR)).is_err() {
         return;
@@ -386,6 +403,7 @@ pub(super) fn detect_and_pin(
     u: &str,
     expected: &[String],
 ) -> Result<PathBuf, Fail> {
+    refuse_colliding_name(name)?;
     let expected: Vec<String> = expected
         .iter()
         .map(|f| normalise_fingerprint(f))

@@ -55,6 +55,8 @@ pub enum AuthError {
     KeyFileMode { path: PathBuf, mode: u32 },
     #[error("ssh key_file {} is protected by a passphrase, which the flusher cannot type (ssh runs without a terminal or agent); use a key without one (ssh-keygen -p -N '' -f {} removes it)", path.display(), path.display())]
     KeyHasPassphrase { path: PathBuf },
+    #[error("ssh key_file {} is a public key; give the private key (the file without .pub)", path.display())]
+    KeyIsPublic { path: PathBuf },
     #[error("cannot read known_hosts {}: {source}", path.display())]
     KnownHostsRead { path: PathBuf, source: io::Error },
     #[error("known_hosts {} is writable by group/others (mode {mode:04o}), so anyone could add a host key; run chmod 644 {}", path.display(), path.display())]
@@ -374,6 +376,7 @@ pub fn check_files(auth: &Auth, config_file: &Path) -> Result<(), AuthError> {
         } => {
             let key = absolute(config_file, key_file, "ssh key_file")?;
             ssh_safe(&key, "ssh key_file")?;
+            check_not_public(&key)?;
             check_key_mode(&key)?;
             match check_key_passphrase(&key) {
                 Err(AuthError::KeyFileRead { source, .. })
@@ -472,7 +475,34 @@ fn base64_prefix(text: &str, max: usize) -> Vec<u8> {
     out
 }
 
+/// A public key given as key_file (the `.pub` next to it, an easy slip): ssh would only say
+/// "Permission denied (publickey)", and a mode complaint first would send the admin to chmod
+/// it. A file that cannot be read is left to the other checks.
+fn check_not_public(path: &Path) -> Result<(), AuthError> {
+    let mut head = String::new();
+    let Ok(f) = fs::File::open(path) else {
+        return Ok(());
+    };
+    if f.take(1 << 16).read_to_string(&mut head).is_err() {
+        return Ok(());
+    }
+    let first = head.lines().map(str::trim).find(|l| !l.is_empty());
+    let public = first.is_some_and(|l| {
+        let mut f = l.split_whitespace();
+        let (t, blob) = (f.next().unwrap_or(""), f.next().unwrap_or(""));
+        (t.starts_with("ssh-") || t.starts_with("ecdsa-") || t.starts_with("sk-"))
+            && blob.starts_with("AAAA")
+    }) || head.contains("-----BEGIN SSH2 PUBLIC KEY-----");
+    if public && !head.contains("PRIVATE KEY") {
+        return Err(AuthError::KeyIsPublic {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
 fn check_key_file(path: &Path) -> Result<(), AuthError> {
+    check_not_public(path)?;
     check_key_mode(path)?;
     check_key_passphrase(path)
 }

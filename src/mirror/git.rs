@@ -172,6 +172,13 @@ pub fn last_line(stderr: &str) -> String {
     if let Some(changed) = host_key_changed(stderr) {
         return changed;
     }
+    // "No ED25519 host key is known for [h]:p and you have requested strict checking." says
+    // which host:port the pin lacks; "Host key verification failed." alone does not.
+    if let Some(unknown) = meaningful().find(|l| {
+        l.starts_with("No ") && l.contains(" host key is known for ") && l.ends_with("checking.")
+    }) {
+        return format!("{unknown} Host key verification failed.");
+    }
     meaningful()
         .rfind(|l| !BOILERPLATE.contains(l))
         .or_else(|| meaningful().find(|l| l.starts_with("fatal:")))
@@ -305,6 +312,12 @@ mod tests {
         );
         assert_eq!(last_line("error: x\nhint: y\n\n"), "error: x");
         assert_eq!(last_line(""), "(no message)");
+        assert_eq!(
+            last_line(&format!(
+                "No ED25519 host key is known for [h]:2 and you have requested strict checking.\r\nHost key verification failed.\r\n{advice}"
+            )),
+            "No ED25519 host key is known for [h]:2 and you have requested strict checking. Host key verification failed."
+        );
         let refused = format!(
             "{} to https://127.0.0.1:2 (another scheme, host or port; ...)\n\
              fatal: could not read Username for 'https://127.0.0.1:2': terminal prompts disabled\n",

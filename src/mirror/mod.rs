@@ -178,7 +178,14 @@ fn run_sync(
     let _cleanup = TempFiles(prepared.temp_files.clone());
     let (mut set, remove) = auth::base_env(cfg.allow_insecure_http, timeout.as_secs().max(1));
     set.extend(prepared.env.iter().cloned());
-    if let Some(ca) = &cfg.ca_file {
+    // A relative ca_file is relative to the config file's directory, like the auth files (not
+    // to wherever the flusher happens to run).
+    let ca_file: Option<std::path::PathBuf> = cfg.ca_file.as_ref().map(|ca| {
+        m.source
+            .parent()
+            .map_or_else(|| ca.clone(), |dir| dir.join(ca))
+    });
+    if let Some(ca) = &ca_file {
         set.push(("GIT_SSL_CAINFO".into(), ca.display().to_string()));
     }
     // The proxy git uses for the mirror carries its LFS requests too.
@@ -216,7 +223,20 @@ fn run_sync(
     let masked = url::mask(&cfg.url);
     let fail = |e: git::GitError| match e {
         git::GitError::Failed { what, stderr } => {
-            format!("git {what} {masked}: {}", git::last_line(&stderr))
+            let last = git::last_line(&stderr);
+            // The pin lacks this host:port (a changed URL, the wrong known_hosts): say how to
+            // pin it.
+            let hint = if last.contains(" host key is known for ") {
+                let rule = crate::paths::RepoPaths::new(ctx.git_dir).config() != m.source;
+                format!(
+                    " (pin it: `git-pushmirror detect-host-key {}{}`, or fix auth.known_hosts)",
+                    if rule { "--rule " } else { "" },
+                    cfg.name
+                )
+            } else {
+                String::new()
+            };
+            format!("git {what} {masked}: {last}{hint}")
         }
         other => format!("{other} ({masked})"),
     };
@@ -314,7 +334,7 @@ fn run_sync(
                 scheme,
                 url: &push_url,
                 credentials: lfs_credentials.clone(),
-                ca_file: cfg.ca_file.as_deref(),
+                ca_file: ca_file.as_deref(),
                 proxy: &lfs_proxy,
                 timeout,
                 env: &env,
