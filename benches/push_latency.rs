@@ -5,7 +5,7 @@
 //! Run with `cargo bench --bench push_latency`. Progress goes to stderr; only the table goes to
 //! stdout. `BENCH_PUSHES` sets the number of pushes per push-latency scenario (default 200);
 //! `GIT_PUSHMIRROR_BIN` names a binary to measure instead of building `target/release`;
-//! `BENCH_ONLY=lfs` runs only the Git LFS rows.
+//! `BENCH_ONLY=lfs` runs only the Git LFS rows, `BENCH_ONLY=throttle` only those of issue 12.
 //!
 //! This file holds the run sizes and the order of the table; the harness (the binary, the temp
 //! world, timing, statistics, the table) is in `push_latency/harness.rs`, and each group of rows
@@ -15,7 +15,7 @@
 //! fails on a slow CI runner teaches nobody anything. Correctness problems it runs into (a mirror
 //! that never gets the commit) are reported in the table and on stderr.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 // The test harness's real sshd (the SSH mirror on loopback), shared rather than copied.
 #[path = "../tests/common/servers.rs"]
@@ -46,6 +46,8 @@ mod many_refs;
 mod mirror;
 #[path = "push_latency/noop.rs"]
 mod noop;
+#[path = "push_latency/throttle.rs"]
+mod throttle;
 
 const HOOK_RUNS: usize = 500;
 const COLD_HOOK_RUNS: usize = 50;
@@ -64,6 +66,9 @@ const MANY_REFS: usize = 10_000;
 const MANY_REFS_REPO: &str = "refs10k.git";
 /// Bound on our first full copy of [`MANY_REFS`] refs (the `--timeout` of that mirror).
 const FIRST_COPY_TIMEOUT: &str = "30s";
+/// The default minimum interval between two syncs of one mirror (`debounce`), plus a margin: a
+/// push-to-mirror sample waits this long after the previous one so the mirror is idle.
+const IDLE_GAP: Duration = Duration::from_millis(1100);
 
 fn main() {
     let pushes: usize = std::env::var("BENCH_PUSHES")
@@ -83,6 +88,14 @@ fn main() {
         return;
     }
 
+    // BENCH_ONLY=throttle: just the rows of issue 12 (push → mirror, coalescing, sweep).
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("throttle") {
+        throttle::only(&b, ssh.as_ref(), &mut table);
+        drop(b);
+        drop(ssh);
+        table.print();
+        return;
+    }
     // BENCH_ONLY=lfs runs only the Git LFS rows.
     if std::env::var("BENCH_ONLY").as_deref() == Ok("lfs") {
         lfs::rows(&b, &mut table);
@@ -101,6 +114,7 @@ fn main() {
     footprint::flusher_memory(&b, &mut table);
     fleet::fleet(&b, &mut table);
     lfs::rows(&b, &mut table);
+    throttle::sweep_rows(&b, &mut table);
 
     eprintln!("bench: done in {:.1} s", started.elapsed().as_secs_f64());
     drop(b); // waits for (or kills) our flushers and removes the temp dir before we print

@@ -154,7 +154,7 @@ Examples:
     Enable { name: String },
     /// Disable a mirror (nothing is pushed to it; compaction no longer waits for it)
     Disable { name: String },
-    /// Force a full sync now, bypassing the debounce ("Update now")
+    /// Force a full sync now, bypassing the minimum interval (debounce) ("Update now")
     Sync {
         name: Option<String>,
         /// Wait for the sync and exit non-zero if it failed
@@ -214,7 +214,12 @@ git-pushmirror sweep --root /srv/git"
     Hook { kind: String },
     /// Run the flusher in the foreground (normally started detached by the hook)
     #[command(hide = true)]
-    Flush,
+    Flush {
+        /// One attempt per due mirror, then exit: a failed mirror's backoff is left to the next
+        /// sweep or push (what `sweep` runs)
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -224,7 +229,8 @@ pub(super) struct AddArgs {
     /// https://, ssh:// or user@host:path, git://, or a local path (http:// needs
     /// --allow-insecure-http)
     pub(crate) url: String,
-    /// Wait this long after the last push before syncing (default 1s), e.g. 500ms, 5s
+    /// Minimum interval between two syncs of this mirror (default 1s), e.g. 500ms, 5s: a push
+    /// to an idle mirror syncs at once, pushes within the interval go out together after it
     #[arg(long, value_parser = Dur::parse)]
     pub(crate) debounce: Option<Dur>,
     /// Sync at most this long after the first pending push (default 5m; 1m protected-only)

@@ -174,7 +174,7 @@ fn run(cli: Cli) -> Result<i32, Fail> {
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
     match cli.cmd {
-        Cmd::Flush => Ok(crate::flusher::run(&git_dir)),
+        Cmd::Flush { once } => Ok(crate::flusher::run(&git_dir, once)),
         Cmd::Add(a) => add(&paths, *a),
         Cmd::List { json } => list(&paths, json),
         Cmd::Show { name, json } => show(&paths, &name, json),
