@@ -224,7 +224,7 @@ _git__pushmirror() {
             return 0
             ;;
         git__subcmd__pushmirror__subcmd__flush)
-            opts="-h --repo --help"
+            opts="-h --once --repo --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

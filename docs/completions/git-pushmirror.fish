@@ -36,7 +36,7 @@ complete -c git-pushmirror -n "__fish_git_pushmirror_needs_command" -f -a "keyge
 complete -c git-pushmirror -n "__fish_git_pushmirror_needs_command" -f -a "detect-host-key" -d 'Fetch the SSH host keys of a mirror\'s host (ssh-keyscan), print their SHA256 fingerprints and pin them (pushmirror/keys/NAME.known_hosts)'
 complete -c git-pushmirror -n "__fish_git_pushmirror_needs_command" -f -a "enable" -d 'Enable a mirror (it gets a full sync)'
 complete -c git-pushmirror -n "__fish_git_pushmirror_needs_command" -f -a "disable" -d 'Disable a mirror (nothing is pushed to it; compaction no longer waits for it)'
-complete -c git-pushmirror -n "__fish_git_pushmirror_needs_command" -f -a "sync" -d 'Force a full sync now, bypassing the debounce ("Update now")'
+complete -c git-pushmirror -n "__fish_git_pushmirror_needs_command" -f -a "sync" -d 'Force a full sync now, bypassing the minimum interval (debounce) ("Update now")'
 complete -c git-pushmirror -n "__fish_git_pushmirror_needs_command" -f -a "status" -d 'Mirror health: exit 0 healthy, 1 when a mirror failed or is behind its max_delay'
 complete -c git-pushmirror -n "__fish_git_pushmirror_needs_command" -f -a "metrics" -d 'Write Prometheus metrics of every repository under DIR (node_exporter textfile format)'
 complete -c git-pushmirror -n "__fish_git_pushmirror_needs_command" -f -a "sweep" -d 'Flush every repository under DIR with pending work, a due retry or a mirror never synced yet, within the concurrency limit (for a systemd timer or cron)'
@@ -44,7 +44,7 @@ complete -c git-pushmirror -n "__fish_git_pushmirror_needs_command" -f -a "insta
 complete -c git-pushmirror -n "__fish_git_pushmirror_needs_command" -f -a "uninstall" -d 'Remove the hook installed by `install` (a chained hook is put back)'
 complete -c git-pushmirror -n "__fish_git_pushmirror_needs_command" -f -a "hook" -d 'Run as a hook: `hook post-receive` (what the installed wrapper calls)'
 complete -c git-pushmirror -n "__fish_git_pushmirror_needs_command" -f -a "flush" -d 'Run the flusher in the foreground (normally started detached by the hook)'
-complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand add" -l debounce -d 'Wait this long after the last push before syncing (default 1s), e.g. 500ms, 5s' -r
+complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand add" -l debounce -d 'Minimum interval between two syncs of this mirror (default 1s), e.g. 500ms, 5s: a push to an idle mirror syncs at once, pushes within the interval go out together after it' -r
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand add" -l max-delay -d 'Sync at most this long after the first pending push (default 5m; 1m protected-only)' -r
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand add" -l timeout -d 'Bound on each ls-remote and push (default 2m)' -r
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand add" -l protected -d 'Protected branch pattern (repeatable), e.g. main, release/*' -r
@@ -111,4 +111,5 @@ complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand uninstall"
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand hook" -l repo -d 'The bare repository (default: $GIT_DIR, else the repository of the current directory)' -r -F
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand hook" -s h -l help -d 'Print help'
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand flush" -l repo -d 'The bare repository (default: $GIT_DIR, else the repository of the current directory)' -r -F
+complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand flush" -l once -d 'One attempt per due mirror, then exit: a failed mirror\'s backoff is left to the next sweep or push (what `sweep` runs)'
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand flush" -s h -l help -d 'Print help'
