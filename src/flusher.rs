@@ -21,8 +21,7 @@ use crate::spool::{Contents, Floors, Kind, Spool};
 use crate::state::{self, MirrorState, UpdateStatus};
 use crate::time::now_ms;
 
-/// Moved down to `time` (the concurrency slots use it too).
-pub use crate::time::jitter_ms;
+use crate::time::jitter_ms;
 
 /// Backoff before retry `n` (1-based): exponential from `initial`, capped, with jitter in the
 /// upper half so many failing repos do not retry in lockstep.
@@ -193,7 +192,7 @@ pub fn run(git_dir: &Path, once: bool) -> i32 {
             ""
         }
     );
-    let exe = match crate::hook::self_exe() {
+    let exe = match crate::paths::self_exe() {
         Ok(e) => e,
         Err(e) => {
             error!("cannot find our own executable: {e}");

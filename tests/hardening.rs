@@ -18,49 +18,13 @@ use common::*;
 const FAST: &str =
     "defaults:\n  debounce: 100ms\n  backoff_initial: 100ms\n  backoff_max: 1s\n  timeout: 60s\n";
 
-fn add_mirror(env: &Env, up: &Path, name: &str, mirror: &Path) {
-    env.pm_ok(
-        up,
-        &["add", name, mirror.to_str().unwrap(), "--debounce", "100ms"],
-    );
-}
-
-/// One upstream with one local mirror, already in sync with a first commit on main.
-fn synced_pair(env: &Env) -> (PathBuf, PathBuf, PathBuf) {
-    let up = env.upstream("up.git");
-    let mirror = env.bare("mirror.git", &[]);
-    add_mirror(env, &up, "m", &mirror);
-    let wc = env.clone(&up, "wc");
-    env.commit(&wc, "first");
-    env.push(&wc, &["main"]);
-    env.wait_mirrored(&up, &mirror);
-    assert!(env.wait_flushers_gone());
-    (up, mirror, wc)
-}
-
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn run_quiet(program: &str, args: &[&str]) -> bool {
-    Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Fails under CI (the CI runs as root), skips loudly elsewhere.
-fn unavailable(what: &str) {
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("{what} is required under CI but not permitted here");
-    }
-    eprintln!("SKIPPED: {what} is not permitted here (run as root, or set CI=true to fail)");
-}
-
-fn mode(p: &Path) -> u32 {
-    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+/// `common::synced_pair` with the mirror at `mirror.git`.
+fn synced_pair(env: &Env) -> (PathBuf, PathBuf, PathBuf) {
+    common::synced_pair(env, env.bare("mirror.git", &[]))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,6 +6,10 @@
 //! file, and for one repository in 100 a failing mirror with a pending update in the spool): making 10,000 repositories with git
 //! would take minutes and measure nothing of ours.
 
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
 use super::*;
 
 const FLEETS: [usize; 2] = [1_000, 10_000];

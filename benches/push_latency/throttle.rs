@@ -4,6 +4,9 @@
 //! default, the number of CPUs, when that is none of those); then a sweep of M repositories
 //! (default 10,000; `BENCH_IDLE_REPOS`) that are all up to date, where it has nothing to do.
 
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
 use super::*;
 
 const IDLE_RUNS: usize = 3;
@@ -21,9 +24,9 @@ pub(super) fn only(b: &Bench, ssh: Result<&SshServer, &String>, table: &mut Tabl
     if std::env::var_os("BENCH_SKIP_SWEEP").is_none() {
         sweep_rows(b, table);
     }
-    push_to_mirror(b, table);
-    push_to_ssh_mirror(b, ssh, table);
-    coalescing(b, table);
+    super::mirror::push_to_mirror(b, table);
+    super::mirror::push_to_ssh_mirror(b, ssh, table);
+    super::coalescing::coalescing(b, table);
 }
 
 pub(super) fn sweep_rows(b: &Bench, table: &mut Table) {

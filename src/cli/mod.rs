@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
+use crate::config::Auth;
 use crate::config::{self, Dur, MirrorConfig, RepoConfig};
-use crate::mirror::auth::Auth;
-use crate::mirror::url;
 use crate::paths::RepoPaths;
 use crate::spool::Spool;
 use crate::state::{self, UpdateStatus};
+use crate::url;
 
 mod args;
 #[cfg(test)]

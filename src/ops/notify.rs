@@ -86,7 +86,7 @@ pub fn transition(paths: &RepoPaths, mirror: &str, before: &MirrorState, after: 
         .mirrors
         .iter()
         .find(|e| e.mirror.name == mirror)
-        .map(|e| crate::mirror::url::mask(&e.mirror.url));
+        .map(|e| crate::url::mask(&e.mirror.url));
     let doc = document(paths, mirror, url, &evs, before, after);
     let git_dir = paths.git_dir.clone();
     let name = mirror.to_string();
