@@ -122,11 +122,9 @@ pub(super) fn remove(paths: &RepoPaths, name: &str) -> Result<i32, Fail> {
 
 pub(super) fn add(paths: &RepoPaths, a: AddArgs) -> Result<i32, Fail> {
     if let Some(host) = host_like_missing_path(&a.url) {
-        return Err(usage(&format!(
-            "mirror URL `{}` has no scheme and is not an existing path, so git would take it for a directory `{host}` here; write https://{} or ssh://git@{}",
-            url::mask(&a.url),
-            a.url,
-            a.url
+        let u = &a.url;
+        return Err(usage(format!(
+            "mirror URL `{u}` has no scheme and is not an existing path, so git would take it for a directory `{host}` here; write https://{u} or ssh://git@{u}"
         )));
     }
     let mut m = MirrorConfig::new(&a.name, &absolutize_local(&a.url));
