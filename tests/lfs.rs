@@ -653,3 +653,93 @@ fn a_local_mirror_gets_the_objects_in_its_lfs_directory() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(fs::read(clone.join("a.bin")).unwrap(), a);
 }
+
+/// The oid of the pointer committed as `name` at HEAD of the working clone.
+fn oid_at_head(f: &Fixture, name: &str) -> String {
+    let pointer = f.env.git(&f.wc, &["show", &format!("HEAD:{name}")]);
+    pointer
+        .lines()
+        .find_map(|l| l.strip_prefix("oid sha256:"))
+        .unwrap()
+        .to_string()
+}
+
+/// A store object of the right size whose content is not its oid's (bit rot, a bad restore) is
+/// never uploaded under that oid: the mirror's LFS server does not get it whole, the good object
+/// next to it is sent, the refs go through and status lists the bad one as corrupt.
+#[test]
+fn a_corrupt_store_object_is_never_uploaded_as_its_oid() {
+    if no_lfs() {
+        return;
+    }
+    let f = Fixture::without_mirror(None, "");
+    let good = content(70, 100_000);
+    let bad = content(71, 200_000);
+    f.commit(
+        "two",
+        &[("good.bin", good.clone()), ("bad.bin", bad.clone())],
+    );
+    f.env.push(&f.wc, &["main"]);
+    let oid = oid_at_head(&f, "bad.bin");
+    let stored =
+        f.up.join("lfs/objects")
+            .join(&oid[0..2])
+            .join(&oid[2..4])
+            .join(&oid);
+    let mut rotten = fs::read(&stored).unwrap();
+    rotten[150_000] ^= 0xff;
+    fs::write(&stored, &rotten).unwrap();
+
+    let pwfile = f.env.path("mirror.password");
+    f.env.pm_ok(
+        &f.up,
+        &[
+            "add",
+            "lfs",
+            &f.server.https.url("dst.git"),
+            "--username",
+            "mirror",
+            "--password-file",
+            s(&pwfile),
+            "--ca-file",
+            s(&f.server.https.ca_file),
+            "--timeout",
+            "20s",
+        ],
+    );
+    f.env.pm(&f.up, &["sync", "lfs", "--wait"]);
+    let m = f.wait_finished();
+    assert_eq!(m["lfs_missing_count"], 1, "{m:#}\n{}", f.env.log(&f.up));
+    let listed = m["lfs_missing"][0].as_str().unwrap_or_default();
+    assert!(listed.contains(&oid) && listed.contains("corrupt"), "{m:#}");
+    assert_eq!(m["lfs_objects_sent_last"], 1, "{m:#}");
+    // Nothing stored under the bad oid on the server, and no upload of it succeeded.
+    let on_server: Vec<_> = walk(&f.server.storage)
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == oid.as_str()))
+        .collect();
+    for p in &on_server {
+        assert_eq!(sha256_hex(p), oid, "corrupt content stored as {oid}");
+    }
+    assert_eq!(f.server.requests(&["PUT ", &oid, "\" 200 "]), 0);
+    f.env
+        .wait_mirrored(&f.up, &f.server.https.root.join("dst.git"));
+    let log = f.env.log(&f.up);
+    assert!(
+        log.contains(&oid) && log.contains("does not match its pointer"),
+        "{log}"
+    );
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -244,6 +244,76 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
+/// Checks a stored object against its pointer while it is read: when the read that completes
+/// `size` bytes brings a sha256 other than the oid, it fails instead of handing those last bytes
+/// on, so a corrupt store object never reaches the mirror whole (the request is cut short of its
+/// Content-Length) and never lands under that oid.
+pub struct HashCheck<R> {
+    inner: R,
+    oid: String,
+    left: u64,
+    hasher: sha2::Sha256,
+    pub corrupt: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<R: Read> HashCheck<R> {
+    pub fn new(inner: R, oid: &str, size: u64) -> HashCheck<R> {
+        HashCheck {
+            inner,
+            oid: oid.to_string(),
+            left: size,
+            hasher: sha2::Digest::new(),
+            corrupt: Arc::default(),
+        }
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        let digest = sha2::Digest::finalize_reset(&mut self.hasher);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        if hex == self.oid {
+            Ok(())
+        } else {
+            self.corrupt.store(true, Ordering::Relaxed);
+            Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("its content's sha256 is {hex}, not the pointer's oid"),
+            ))
+        }
+    }
+}
+
+impl<R: Read> Read for HashCheck<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            self.corrupt.store(true, Ordering::Relaxed);
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("it ended {} bytes short of the pointer's size", self.left),
+            ));
+        }
+        sha2::Digest::update(&mut self.hasher, &buf[..n]);
+        self.left -= n as u64;
+        if self.left == 0 {
+            self.finish()?;
+        }
+        Ok(n)
+    }
+}
+
+/// An upload that failed; `Corrupt` when the stored object does not match its pointer (it was
+/// not sent whole; waiting does not fix it).
+pub enum UploadError {
+    Corrupt(String),
+    Failed(String),
+}
+
 impl Client {
     pub fn new(
         endpoint: Endpoint,
@@ -374,25 +444,72 @@ impl Client {
         upload: &Action,
         verify: Option<&Action>,
         sent: &Arc<AtomicU64>,
-    ) -> Result<(), String> {
-        let file = std::fs::File::open(path)
-            .map_err(|e| format!("lfs: reading object {oid} at {}: {e}", path.display()))?;
+    ) -> Result<(), UploadError> {
+        let file = std::fs::File::open(path).map_err(|e| {
+            UploadError::Failed(format!(
+                "lfs: reading object {oid} at {}: {e}",
+                path.display()
+            ))
+        })?;
+        // Checked whole before any byte goes out: a server that stores what a cut-short request
+        // brought (giftless does) would otherwise keep a truncated object under this oid, and
+        // answer every later batch that it has it. Checked again while sending (the file may
+        // change in between). Streamed: memory stays bounded.
+        let mut pre = HashCheck::new(&file, oid, size);
+        let corrupt = pre.corrupt.clone();
+        let whole = std::io::copy(&mut pre, &mut std::io::sink());
+        if corrupt.load(Ordering::Relaxed) || (size == 0 && oid != EMPTY_SHA256) {
+            let why = whole.err().map_or_else(
+                || "size 0 but the oid is not that of empty content".to_string(),
+                |e| e.to_string(),
+            );
+            return Err(UploadError::Corrupt(format!(
+                "lfs: object {oid} ({size} bytes) at {} does not match its pointer, not sent: {why}",
+                path.display()
+            )));
+        }
+        whole.map_err(|e| {
+            UploadError::Failed(format!(
+                "lfs: reading object {oid} at {}: {e}",
+                path.display()
+            ))
+        })?;
+        let mut file = file;
+        std::io::Seek::rewind(&mut file).map_err(|e| {
+            UploadError::Failed(format!(
+                "lfs: reading object {oid} at {}: {e}",
+                path.display()
+            ))
+        })?;
+        let checked = HashCheck::new(file, oid, size);
+        let corrupt = checked.corrupt.clone();
         let mut headers = upload.headers.clone();
         headers.push(("Content-Type".into(), "application/octet-stream".into()));
         headers.push(("Content-Length".into(), size.to_string()));
         let body = Counting {
-            inner: file.take(size),
+            inner: checked,
             sent: sent.clone(),
         };
-        self.request("PUT", &upload.href, &headers)
-            .send(body)
-            .map_err(|e| {
-                format!(
-                    "lfs: upload of {oid} ({size} bytes) to {} failed: {}",
-                    show(&upload.href),
-                    describe(e).1
-                )
-            })?;
+        let result = self.request("PUT", &upload.href, &headers).send(body);
+        if corrupt.load(Ordering::Relaxed) {
+            let why = match result {
+                Err(ureq::Error::Transport(t)) => std::error::Error::source(&t)
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| "it differs".into()),
+                _ => "it differs".into(),
+            };
+            return Err(UploadError::Corrupt(format!(
+                "lfs: object {oid} ({size} bytes) at {} does not match its pointer, not sent: {why}",
+                path.display()
+            )));
+        }
+        result.map_err(|e| {
+            UploadError::Failed(format!(
+                "lfs: upload of {oid} ({size} bytes) to {} failed: {}",
+                show(&upload.href),
+                describe(e).1
+            ))
+        })?;
         if let Some(v) = verify {
             let mut headers = v.headers.clone();
             headers.push(("Accept".into(), LFS_JSON.into()));
@@ -400,16 +517,19 @@ impl Client {
             self.request("POST", &v.href, &headers)
                 .send_string(&json!({"oid": oid, "size": size}).to_string())
                 .map_err(|e| {
-                    format!(
+                    UploadError::Failed(format!(
                         "lfs: the mirror did not verify {oid} ({size} bytes) at {}: {}",
                         show(&v.href),
                         describe(e).1
-                    )
+                    ))
                 })?;
         }
         Ok(())
     }
 }
+
+/// sha256 of no bytes.
+pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 #[cfg(test)]
 mod tests {
