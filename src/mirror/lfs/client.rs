@@ -230,6 +230,49 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<u64> {
     u64::try_from(secs * 1000 + frac_ms).ok()
 }
 
+/// The objects of a batch response. Only the (oid, size) pairs that were asked about are taken:
+/// a server's oid becomes a path in the upstream's store, so "../../..", an absolute path or a
+/// short string must never get that far, nor a size other than the pointer's.
+fn parse_batch(
+    text: &str,
+    asked: &[(String, u64)],
+    now: Instant,
+) -> Result<Vec<(String, u64, Need)>, String> {
+    let v: Value = serde_json::from_str(text)
+        .map_err(|e| format!("answered a batch request with something that is not JSON: {e}"))?;
+    if let Some(t) = v["transfer"].as_str() {
+        if t != "basic" {
+            return Err(format!("chose transfer '{t}'; only 'basic' is supported"));
+        }
+    }
+    let mut out = Vec::new();
+    for o in v["objects"].as_array().into_iter().flatten() {
+        let (Some(oid), Some(size)) = (o["oid"].as_str(), o["size"].as_u64()) else {
+            continue;
+        };
+        if !asked.iter().any(|(a, s)| a == oid && *s == size) {
+            continue;
+        }
+        let need = if !o["error"].is_null() {
+            Need::Refused(format!(
+                "{} {}",
+                o["error"]["code"],
+                o["error"]["message"].as_str().unwrap_or("")
+            ))
+        } else {
+            match action(&o["actions"]["upload"], now) {
+                None => Need::Nothing,
+                Some(upload) => Need::Upload {
+                    upload,
+                    verify: action(&o["actions"]["verify"], now),
+                },
+            }
+        };
+        out.push((oid.to_string(), size, need));
+    }
+    Ok(out)
+}
+
 /// Counts bytes as they are read from disk, for progress and the sync's totals.
 struct Counting<R> {
     inner: R,
@@ -399,39 +442,7 @@ impl Client {
         let text = resp
             .into_string()
             .map_err(|e| format!("lfs: batch response from {}: {e}", show(&href)))?;
-        let v: Value = serde_json::from_str(&text)
-            .map_err(|e| format!("lfs: batch response from {} is not JSON: {e}", show(&href)))?;
-        if let Some(t) = v["transfer"].as_str() {
-            if t != "basic" {
-                return Err(format!(
-                    "lfs: {} chose transfer '{t}'; only 'basic' is supported",
-                    show(&href)
-                ));
-            }
-        }
-        let mut out = Vec::new();
-        for o in v["objects"].as_array().into_iter().flatten() {
-            let (Some(oid), Some(size)) = (o["oid"].as_str(), o["size"].as_u64()) else {
-                continue;
-            };
-            let need = if !o["error"].is_null() {
-                Need::Refused(format!(
-                    "{} {}",
-                    o["error"]["code"],
-                    o["error"]["message"].as_str().unwrap_or("")
-                ))
-            } else {
-                match action(&o["actions"]["upload"], now) {
-                    None => Need::Nothing,
-                    Some(upload) => Need::Upload {
-                        upload,
-                        verify: action(&o["actions"]["verify"], now),
-                    },
-                }
-            };
-            out.push((oid.to_string(), size, need));
-        }
-        Ok(out)
+        parse_batch(&text, objects, now).map_err(|e| format!("lfs: {} {e}", show(&href)))
     }
 
     /// PUTs the file at `path` (of `size` bytes), then asks the server to verify it when it gave
@@ -534,6 +545,33 @@ pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934c
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_answer_only_yields_the_objects_asked_about() {
+        let oid = "4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393";
+        let asked = vec![(oid.to_string(), 12)];
+        let put = |o: &str, size: u64| {
+            format!(
+                r#"{{"oid":"{o}","size":{size},"actions":{{"upload":{{"href":"https://h/x"}}}}}}"#
+            )
+        };
+        let text = format!(
+            r#"{{"objects":[{},{},{},{},{}]}}"#,
+            put("/etc/shadow", 12),
+            put("../../../../pushmirror/secret", 12),
+            put("a", 1),
+            put(oid, 13),
+            put(oid, 12)
+        );
+        let got = parse_batch(&text, &asked, Instant::now()).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].0.as_str(), got[0].1), (oid, 12));
+        assert!(matches!(got[0].2, Need::Upload { .. }));
+        for garbage in ["<html>502 Bad Gateway</html>", "", "{\"objects\": 5}", "[]"] {
+            let r = parse_batch(garbage, &asked, Instant::now());
+            assert!(r.as_ref().map_or(true, |v| v.is_empty()), "{garbage}");
+        }
+    }
 
     #[test]
     fn rfc3339_instants() {

@@ -410,6 +410,17 @@ fn upload_all(
         for (oid, size, need) in client.batch(&list)? {
             match need {
                 client::Need::Nothing => {}
+                // An object we do not have either cannot be sent anyway: it is listed as
+                // missing instead of failing (and so blocking the refs) forever.
+                client::Need::Refused(_)
+                    if local(&scan::Pointer {
+                        oid: oid.clone(),
+                        size,
+                    })
+                    .is_none() =>
+                {
+                    note_missing(out, &oid, size)
+                }
                 client::Need::Refused(why) => {
                     return Err(format!(
                         "lfs: the mirror refused {oid} ({size} bytes): {why}"

@@ -199,4 +199,38 @@ mod tests {
         let big = format!("{text}{}", "x".repeat(1024));
         assert_eq!(parse_pointer(big.as_bytes()), None);
     }
+
+    #[test]
+    fn odd_but_valid_pointers_parse_and_invalid_ones_are_ignored() {
+        let oid = "4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393";
+        let v = "version https://git-lfs.github.com/spec/v1";
+        let p = |size| {
+            Some(Pointer {
+                oid: oid.into(),
+                size,
+            })
+        };
+        // CRLF (a checkout with autocrlf committed), extra keys, size 0 and u64::MAX.
+        let crlf = format!("{v}\r\noid sha256:{oid}\r\nsize 7\r\n");
+        assert_eq!(parse_pointer(crlf.as_bytes()), p(7));
+        let extra = format!("{v}\next-0-foo sha256:{oid}\noid sha256:{oid}\nsize 7\nx-extra y\n");
+        assert_eq!(parse_pointer(extra.as_bytes()), p(7));
+        let zero = format!("{v}\noid sha256:{oid}\nsize 0\n");
+        assert_eq!(parse_pointer(zero.as_bytes()), p(0));
+        let huge = format!("{v}\noid sha256:{oid}\nsize {}\n", u64::MAX);
+        assert_eq!(parse_pointer(huge.as_bytes()), p(u64::MAX));
+        for bad in [
+            format!("{v}\noid sha256:{}\nsize 7\n", oid.to_uppercase()),
+            format!("{v}\noid sha256:{oid}\nsize -1\n"),
+            format!("{v}\noid sha256:{oid}\nsize 99999999999999999999999\n"),
+            format!("{v}\noid sha256:../../../../etc/passwd\nsize 7\n"),
+            format!("{v}\noid sha1:{}\nsize 7\n", &oid[..40]),
+            format!("{v}\noid sha256:{oid}é\nsize 7\n"),
+            "version https://git-lfs.github.com/spec/v1".to_string(),
+            String::new(),
+        ] {
+            assert_eq!(parse_pointer(bad.as_bytes()), None, "{bad:?}");
+        }
+        assert_eq!(parse_pointer(&[0xff, 0xfe, 0x00]), None);
+    }
 }
