@@ -743,3 +743,85 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Puts `data` in the upstream's git-lfs store and returns its pointer text and oid.
+fn store_object(up: &Path, data: &[u8]) -> (String, String) {
+    let tmp = up.join("obj.tmp");
+    fs::write(&tmp, data).unwrap();
+    let oid = sha256_hex(&tmp);
+    let dir = up.join("lfs/objects").join(&oid[0..2]).join(&oid[2..4]);
+    fs::create_dir_all(&dir).unwrap();
+    fs::rename(&tmp, dir.join(&oid)).unwrap();
+    let pointer = format!(
+        "version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {}\n",
+        data.len()
+    );
+    (pointer, oid)
+}
+
+/// A SHA-256 upstream and a local mirror, with what an outside tester throws at the scan: a
+/// CRLF pointer with an extra key, an uppercase oid and a pointer-looking text (not pointers:
+/// left alone), an absurd size, annotated tags on a tree and on a blob, a deleted branch. The
+/// sync finishes, the real objects arrive, the absurd one is listed missing.
+#[test]
+fn odd_pointers_tags_on_trees_and_sha256_repositories_do_not_break_the_scan() {
+    if !have("git-lfs") {
+        assert!(!running_in_ci(), "git-lfs missing in CI");
+        eprintln!("\n*** SKIPPED: git-lfs not installed ***\n");
+        return;
+    }
+    let env = Env::new();
+    let up = env.bare("up.git", &["--object-format=sha256"]);
+    env.pm_ok(&up, &["install"]);
+    let dst = env.bare("dst.git", &["--object-format=sha256"]);
+    env.pm_ok(&up, &["add", "local", s(&dst), "--debounce", "100ms"]);
+    let wc = env.clone(&up, "wc");
+    let a = content(80, 5_000);
+    let b = content(81, 7_000);
+    let (pa, oid_a) = store_object(&up, &a);
+    let (pb, oid_b) = store_object(&up, &b);
+    let crlf = pb
+        .replace("\nsize", "\next-0-foo sha256:00\nsize")
+        .replace('\n', "\r\n");
+    let upper = pa.replace(&oid_a, &oid_a.to_uppercase());
+    let huge = pa.replace(&format!("size {}", a.len()), &format!("size {}", u64::MAX));
+    fs::write(wc.join("a.ptr"), &pa).unwrap();
+    fs::write(wc.join("b.ptr"), &crlf).unwrap();
+    fs::write(wc.join("upper.ptr"), &upper).unwrap();
+    fs::write(
+        wc.join("fake.ptr"),
+        "version https://git-lfs.github.com/spec/v1\nnot a pointer\n",
+    )
+    .unwrap();
+    fs::create_dir_all(wc.join("d")).unwrap();
+    fs::write(wc.join("d/huge.ptr"), &huge).unwrap();
+    env.git(&wc, &["add", "-A"]);
+    env.git(&wc, &["commit", "-q", "-m", "pointers"]);
+    env.git(&wc, &["branch", "gone"]);
+    let tree = env.git(&wc, &["rev-parse", "HEAD:d"]);
+    let blob = env.git(&wc, &["rev-parse", "HEAD:a.ptr"]);
+    env.git(&wc, &["tag", "-a", "-m", "t", "on-tree", &tree]);
+    env.git(&wc, &["tag", "-a", "-m", "b", "on-blob", &blob]);
+    env.push(&wc, &["main", "gone", "on-tree", "on-blob"]);
+    env.push(&wc, &[":refs/heads/gone"]);
+    let ok = wait_until(DEADLINE, || {
+        let m = env.mirror_status(&up, "local");
+        m["update_status"] == "finished" && m["pending_updates"] == 0
+    });
+    let m = env.mirror_status(&up, "local");
+    assert!(ok, "{m:#}\n{}", env.log(&up));
+    env.wait_mirrored(&up, &dst);
+    for (oid, data) in [(&oid_a, &a), (&oid_b, &b)] {
+        let p = dst
+            .join("lfs/objects")
+            .join(&oid[0..2])
+            .join(&oid[2..4])
+            .join(oid);
+        let got = fs::read(&p).unwrap_or_default();
+        assert!(&got == data, "{oid}: {m:#}\n{}", env.log(&up));
+    }
+    assert_eq!(m["lfs_missing_count"], 1, "{m:#}");
+    let listed = m["lfs_missing"][0].as_str().unwrap_or_default();
+    assert!(listed.contains(&u64::MAX.to_string()), "{m:#}");
+    assert!(m["last_error"].is_null(), "{m:#}");
+}

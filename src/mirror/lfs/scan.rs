@@ -3,7 +3,7 @@
 //! with gix; every commit is compared with its first parent only, so a blob is looked at only
 //! where it appears, never once per commit that carries it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 
 use gix::ObjectId;
@@ -70,7 +70,9 @@ pub fn pointers(git_dir: &Path, tips: &[String], have: &[String]) -> Result<Vec<
         .with_hidden(hidden)
         .all()
         .map_err(|e| err(&e))?;
-    let mut found: BTreeMap<String, u64> = BTreeMap::new();
+    // Keyed by (oid, size): a second pointer with the same oid and another size (hand-made,
+    // or wrong) must not hide the real one.
+    let mut found: BTreeSet<Pointer> = BTreeSet::new();
     let mut seen_trees: HashSet<ObjectId> = HashSet::new();
     let mut seen_blobs: HashSet<ObjectId> = HashSet::new();
     let mut scan = Scan {
@@ -95,17 +97,14 @@ pub fn pointers(git_dir: &Path, tips: &[String], have: &[String]) -> Result<Vec<
         };
         scan.tree(tree, base).map_err(|e| err(&e))?;
     }
-    Ok(found
-        .into_iter()
-        .map(|(oid, size)| Pointer { oid, size })
-        .collect())
+    Ok(found.into_iter().collect())
 }
 
 struct Scan<'a> {
     repo: &'a gix::Repository,
     seen_trees: &'a mut HashSet<ObjectId>,
     seen_blobs: &'a mut HashSet<ObjectId>,
-    found: &'a mut BTreeMap<String, u64>,
+    found: &'a mut BTreeSet<Pointer>,
 }
 
 impl Scan<'_> {
@@ -150,7 +149,7 @@ impl Scan<'_> {
         }
         let obj = self.repo.find_object(id).map_err(|e| e.to_string())?;
         if let Some(p) = parse_pointer(&obj.data) {
-            self.found.insert(p.oid, p.size);
+            self.found.insert(p);
         }
         Ok(())
     }
