@@ -270,6 +270,16 @@ fn parse_batch(
         };
         out.push((oid.to_string(), size, need));
     }
+    // An object left out is not one the server has: taking silence for "have it" would push
+    // refs whose objects the mirror never got (a proxy answering `{}` would do it for all).
+    if let Some((oid, size)) = asked
+        .iter()
+        .find(|(a, s)| !out.iter().any(|(o, z, _)| o == a && z == s))
+    {
+        return Err(format!(
+            "left {oid} ({size} bytes) out of its batch response (an LFS server answers for every object)"
+        ));
+    }
     Ok(out)
 }
 
@@ -567,10 +577,22 @@ mod tests {
         assert_eq!(got.len(), 1);
         assert_eq!((got[0].0.as_str(), got[0].1), (oid, 12));
         assert!(matches!(got[0].2, Need::Upload { .. }));
-        for garbage in ["<html>502 Bad Gateway</html>", "", "{\"objects\": 5}", "[]"] {
-            let r = parse_batch(garbage, &asked, Instant::now());
-            assert!(r.as_ref().map_or(true, |v| v.is_empty()), "{garbage}");
+        for garbage in [
+            "<html>502 Bad Gateway</html>",
+            "",
+            "{\"objects\": 5}",
+            "[]",
+            "{}",
+        ] {
+            let e = parse_batch(garbage, &asked, Instant::now()).unwrap_err();
+            assert!(!e.contains('\n'), "{e}");
         }
+        let without = format!(r#"{{"objects":[{}]}}"#, put(oid, 13));
+        let e = parse_batch(&without, &asked, Instant::now()).unwrap_err();
+        assert!(e.contains(oid) && e.contains("left"), "{e}");
+        let has = format!(r#"{{"objects":[{{"oid":"{oid}","size":12}}]}}"#);
+        let got = parse_batch(&has, &asked, Instant::now()).unwrap();
+        assert!(matches!(got[0].2, Need::Nothing));
     }
 
     #[test]
