@@ -370,6 +370,9 @@ pub struct RepoConfig {
     pub defaults: Defaults,
     #[serde(default)]
     pub mirrors: Vec<MirrorConfig>,
+    /// Overrides the server file's `notify` for this repository (an empty command turns it off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<crate::ops::notify::NotifyConfig>,
 }
 
 fn is_default_defaults(d: &Defaults) -> bool {
@@ -403,6 +406,9 @@ pub struct ServerConfig {
     pub root: Option<PathBuf>,
     #[serde(default)]
     pub rules: Vec<Rule>,
+    /// A command run when a mirror changes state (see `ops::notify`).
+    #[serde(default)]
+    pub notify: Option<crate::ops::notify::NotifyConfig>,
 }
 
 impl ServerConfig {
@@ -673,10 +679,21 @@ pub struct Loaded {
     pub server: ServerConfig,
     pub server_path: PathBuf,
     pub mirrors: Vec<Effective>,
+    /// The repository's `notify`, else the server file's.
+    pub notify: Option<crate::ops::notify::NotifyConfig>,
 }
 
 pub fn load(paths: &crate::paths::RepoPaths) -> Result<Loaded, ConfigError> {
     let (server, server_path) = ServerConfig::load()?;
+    load_with(server, server_path, paths)
+}
+
+/// `load` with the server-wide file already read (a server-wide scan reads it once).
+pub fn load_with(
+    server: ServerConfig,
+    server_path: PathBuf,
+    paths: &crate::paths::RepoPaths,
+) -> Result<Loaded, ConfigError> {
     let repo = RepoConfig::load(&paths.config())?;
     let d = server.defaults.overlay(&repo.defaults);
     let mut list: Vec<(MirrorConfig, PathBuf)> = Vec::new();
@@ -726,10 +743,12 @@ pub fn load(paths: &crate::paths::RepoPaths) -> Result<Loaded, ConfigError> {
             }
         })
         .collect();
+    let notify = repo.notify.clone().or_else(|| server.notify.clone());
     Ok(Loaded {
         server,
         server_path,
         mirrors,
+        notify,
     })
 }
 
@@ -861,6 +880,9 @@ mod tests {
         let server: ServerConfig = parse_yaml(&std::fs::read_to_string(&p).unwrap(), &p).unwrap();
         assert_eq!(server.rules.len(), 1);
         assert_eq!(server.concurrency(), 4);
+        assert!(server
+            .notify
+            .is_some_and(|n| n.command.ends_with("pushmirror-mail")));
     }
 
     #[test]

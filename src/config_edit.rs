@@ -467,7 +467,7 @@ mirrors:
     #[test]
     fn nested_and_list_values() {
         let out = edit(COMMENTED, |c| {
-            if let crate::mirror::auth::Auth::Password { username, .. } = &mut c.mirrors[0].auth {
+            if let crate::config::Auth::Password { username, .. } = &mut c.mirrors[0].auth {
                 *username = "bot".into();
             }
         });
@@ -539,12 +539,10 @@ mirrors:
         let text = "mirrors:\n- url: /srv/a.git # first\n  name: a\n  auth: {method: ssh_key, key_file: /k}\n";
         let out = edit(text, |c| c.mirrors[0].url = "/srv/b.git".into());
         assert_eq!(out, text.replace("/srv/a.git", "/srv/b.git"));
-        let out = edit(text, |c| {
-            c.mirrors[0].auth = crate::mirror::auth::Auth::None
-        });
+        let out = edit(text, |c| c.mirrors[0].auth = crate::config::Auth::None);
         assert_eq!(out, "mirrors:\n- url: /srv/a.git # first\n  name: a\n");
         let out = edit(text, |c| {
-            c.mirrors[0].auth = crate::mirror::auth::Auth::SshKey {
+            c.mirrors[0].auth = crate::config::Auth::SshKey {
                 key_file: "keys/a".into(),
                 known_hosts: Some("keys/a.known_hosts".into()),
                 host_key: None,

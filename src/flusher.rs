@@ -21,8 +21,7 @@ use crate::spool::{Contents, Floors, Kind, Spool};
 use crate::state::{self, MirrorState, UpdateStatus};
 use crate::time::now_ms;
 
-/// Moved down to `time` (the concurrency slots use it too).
-pub use crate::time::jitter_ms;
+use crate::time::jitter_ms;
 
 /// Backoff before retry `n` (1-based): exponential from `initial`, capped, with jitter in the
 /// upper half so many failing repos do not retry in lockstep.
@@ -96,19 +95,30 @@ pub fn pending_for(contents: &Contents, mirror: &str, cursor: u64) -> Option<Pen
     (p.count > 0).then_some(p)
 }
 
-/// When a mirror with `pending` should sync: at once when forced, otherwise `debounce` after the
-/// last update but never later than `max_delay` after the first; a retry waits for its backoff
-/// unless forced.
+/// When a mirror with `pending` should sync: a leading-edge throttle. An idle mirror (no sync
+/// started within `debounce`, the minimum interval between two syncs) syncs at once; updates
+/// that arrive during a sync or within the interval after one started wait for the interval to
+/// end and then go out together in one follow-up sync. Never later than `max_delay` after the
+/// first pending update; at once when forced. A retry waits for its backoff unless forced.
 pub fn due_at(p: &Pending, m: &Effective, st: &MirrorState) -> u64 {
     let due = if p.force {
         0
     } else {
-        (p.last_ms + m.debounce.as_millis() as u64).min(p.first_ms + m.max_delay.as_millis() as u64)
+        let window_end = st
+            .last_update_started_at
+            .map_or(0, |s| s.saturating_add(m.debounce.as_millis() as u64));
+        window_end.min(p.first_ms.saturating_add(m.max_delay.as_millis() as u64))
     };
+    retry_due_at(p, st).map_or(due, |r| due.max(r))
+}
+
+/// When a failed mirror's backoff ends, if it is waiting for one (a fresh force request skips
+/// the backoff).
+fn retry_due_at(p: &Pending, st: &MirrorState) -> Option<u64> {
     let fresh_request = p.force && st.last_update_at.is_none_or(|t| p.force_ms > t);
     match st.next_retry_at {
-        Some(r) if st.consecutive_failures > 0 && !fresh_request => due.max(r),
-        _ => due,
+        Some(r) if st.consecutive_failures > 0 && !fresh_request => Some(r),
+        _ => None,
     }
 }
 
@@ -146,7 +156,11 @@ pub fn detach() {
 }
 
 /// Runs the flusher for `git_dir` until there is nothing left it can do. Returns the exit code.
-pub fn run(git_dir: &Path) -> i32 {
+///
+/// `once` (what `sweep` runs): every mirror that is due gets one attempt, and a mirror whose
+/// attempt fails is left waiting for its backoff, to the next sweep or push, instead of this
+/// process running the whole retry schedule.
+pub fn run(git_dir: &Path, once: bool) -> i32 {
     detach();
     let paths = RepoPaths::new(git_dir);
     if paths.ensure().is_err() {
@@ -169,8 +183,16 @@ pub fn run(git_dir: &Path) -> i32 {
         Err(_) => (None, crate::logging::DEFAULT_MAX_BYTES),
     };
     crate::logging::init(&paths.log(), level.as_deref(), max_bytes);
-    info!("flusher started for {}", git_dir.display());
-    let exe = match crate::hook::self_exe() {
+    info!(
+        "flusher started for {}{}",
+        git_dir.display(),
+        if once {
+            " (one attempt per due mirror)"
+        } else {
+            ""
+        }
+    );
+    let exe = match crate::paths::self_exe() {
         Ok(e) => e,
         Err(e) => {
             error!("cannot find our own executable: {e}");
@@ -184,10 +206,14 @@ pub fn run(git_dir: &Path) -> i32 {
         lock_file,
         in_flight: HashMap::new(),
         reported_damage: BTreeSet::new(),
+        once,
+        attempted: BTreeSet::new(),
+        spool_len: 0,
         reported_state_errors: BTreeSet::new(),
         unsaved: HashMap::new(),
     }
     .main_loop();
+    crate::ops::notify::wait_all();
     info!("flusher exiting; peak RSS {} KiB", peak_rss_kib());
     code
 }
@@ -210,6 +236,13 @@ struct Flusher {
     /// Mirror name → the spool sequence its running sync covers.
     in_flight: HashMap<String, u64>,
     reported_damage: BTreeSet<u64>,
+    /// One attempt per due mirror (`flush --once`): a failed mirror's backoff is not waited for.
+    once: bool,
+    /// `once` mode: the mirrors this run has started a sync for.
+    attempted: BTreeSet<String>,
+    /// The spool's length when the loop last read it: a change while waiting means a push
+    /// came in, and an idle mirror should not wait for the next poll to see it.
+    spool_len: u64,
     /// State files already reported as unreadable (logged once per flusher, not at every pass;
     /// `status` shows the error for as long as it lasts).
     reported_state_errors: BTreeSet<String>,
@@ -322,6 +355,7 @@ impl Flusher {
                 };
             }
             self.report_damage(&contents);
+            self.spool_len = spool_len(&spool);
             let now = now_ms();
             let mut next_due: Option<u64> = None;
             let mut actionable = false;
@@ -340,7 +374,7 @@ impl Flusher {
                 let Some(p) = pending_for(&contents, name, st.cursor) else {
                     continue;
                 };
-                if parked(&p, &st) {
+                if parked(&p, &st) || self.left_for_later(name, &p, &st, now) {
                     continue;
                 }
                 actionable = true;
@@ -362,6 +396,9 @@ impl Flusher {
                 st.last_update_started_at = Some(now);
                 self.save(name, &st);
                 self.in_flight.insert(name.clone(), p.max_seq);
+                if self.once {
+                    self.attempted.insert(name.clone());
+                }
                 self.start_sync(&cfg, m.clone(), p, now, tx.clone());
             }
             drop(lock);
@@ -411,9 +448,46 @@ impl Flusher {
         });
     }
 
-    /// Waits up to `wait` for finished syncs and records them.
+    /// In `once` mode, a mirror waiting for a retry backoff, or whose attempt in this run
+    /// failed, is left to the next sweep or push.
+    ///
+    /// The exception: a sync refused only because the mirror could not lock a ref (another push
+    /// running there, such as the orphaned `git push` of a killed flusher) clears in moments, so
+    /// it gets a few quick retries (its first backoffs) within this run.
+    fn left_for_later(&self, name: &str, p: &Pending, st: &MirrorState, now: u64) -> bool {
+        const ONCE_TRANSIENT_RETRIES: u32 = 3;
+        if !self.once {
+            return false;
+        }
+        let transient = st.consecutive_failures <= ONCE_TRANSIENT_RETRIES
+            && !st.rejected_refs.is_empty()
+            && st.rejected_refs.iter().all(|r| is_transient_rejection(r));
+        !transient
+            && (retry_due_at(p, st).is_some_and(|r| r > now)
+                || (st.consecutive_failures > 0 && self.attempted.contains(name)))
+    }
+
+    /// Waits up to `wait` for finished syncs and records them; returns early when the spool
+    /// grows (a push came in: an idle mirror syncs at once).
     fn collect(&mut self, rx: &mpsc::Receiver<Done>, wait: Duration, cfg: Option<&Loaded>) {
-        let mut first = rx.recv_timeout(wait).ok();
+        const SLICE: Duration = Duration::from_millis(20);
+        let spool = Spool::new(&self.paths.dir);
+        let deadline = std::time::Instant::now() + wait;
+        let mut first = None;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left.min(SLICE)) {
+                Ok(d) => {
+                    first = Some(d);
+                    break;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            if left <= SLICE || spool_len(&spool) != self.spool_len {
+                break;
+            }
+        }
         while let Some(done) = first.take().or_else(|| rx.try_recv().ok()) {
             self.in_flight.remove(&done.name);
             let m = cfg.and_then(|c| c.mirrors.iter().find(|m| m.mirror.name == done.name));
@@ -453,6 +527,7 @@ impl Flusher {
             return;
         }
         let mut st = self.load_state(&done.name).unwrap_or_default();
+        let before = st.clone();
         let now = now_ms();
         let r = &done.report;
         st.syncs += 1;
@@ -464,6 +539,7 @@ impl Flusher {
             st.pushes += 1;
         }
         st.refs_pushed_last = (r.pushed + r.deleted) as u64;
+        st.refs_pushed_total += st.refs_pushed_last;
         if r.error.as_deref().is_some_and(|e| e.starts_with("lfs:")) {
             st.lfs_last_error = r.error.clone();
         } else {
@@ -538,6 +614,7 @@ impl Flusher {
             }
         }
         self.save(&done.name, &st);
+        crate::ops::notify::transition(&self.paths, &done.name, &before, &st);
     }
 
     fn save(&mut self, name: &str, st: &MirrorState) {
@@ -621,15 +698,27 @@ impl Flusher {
             }
         };
         let contents = spool.read(&lock).unwrap_or_default();
+        let now = now_ms();
+        let mut hand_off = false;
         for m in cfg.mirrors.iter().filter(|m| m.mirror.enabled) {
             // An unreadable state file is reported by the main loop and by `status`; it must not
             // keep the flusher spinning here (the main loop skips that mirror too).
             let Ok(st) = self.load_state(&m.mirror.name) else {
                 continue;
             };
-            if pending_for(&contents, &m.mirror.name, st.cursor).is_some_and(|p| !parked(&p, &st)) {
+            let Some(p) = pending_for(&contents, &m.mirror.name, st.cursor) else {
+                continue;
+            };
+            if parked(&p, &st) {
+                continue;
+            }
+            if !self.left_for_later(&m.mirror.name, &p, &st, now) {
                 return None;
             }
+            // An update that came in after the mirror's last attempt started was appended by a
+            // hook that saw us running and so started no flusher: a regular one takes it over
+            // (with the usual backoff), so leaving early strands nothing.
+            hand_off |= p.last_ms >= st.last_update_started_at.unwrap_or(0);
         }
         let floors = self.floors(cfg, &contents);
         if worth_compacting(&contents, floors) {
@@ -639,8 +728,18 @@ impl Flusher {
         }
         let _ = FileExt::unlock(&self.lock_file);
         drop(lock);
+        if hand_off {
+            info!("updates came in for a mirror waiting for its retry: a flusher takes them over");
+            if let Err(e) = crate::hook::spawn_flusher(&self.paths.git_dir) {
+                error!("could not start the flusher: {e}");
+            }
+        }
         Some(0)
     }
+}
+
+fn spool_len(spool: &Spool) -> u64 {
+    std::fs::metadata(spool.path()).map_or(0, |m| m.len())
 }
 
 /// Whether two configurations of a mirror push to the same place the same way (`set` resets the

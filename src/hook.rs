@@ -3,7 +3,7 @@
 //! It loads neither gix nor the network code, and nothing it does depends on the mirrors' state.
 
 use std::io::{self, BufRead, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use fs2::FileExt;
 
@@ -226,7 +226,7 @@ pub fn flusher_running(paths: &RepoPaths) -> bool {
 /// would force a full fork instead of posix_spawn on the push's hot path. The child is not
 /// waited for: it outlives us and is re-parented to init.
 pub fn spawn_flusher(git_dir: &Path) -> io::Result<()> {
-    let exe = self_exe()?;
+    let exe = crate::paths::self_exe()?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("flush").arg("--repo").arg(git_dir);
     crate::paths::drop_git_env(&mut cmd);
@@ -234,12 +234,6 @@ pub fn spawn_flusher(git_dir: &Path) -> io::Result<()> {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     cmd.spawn().map(drop)
-}
-
-/// Our own executable, resolved now: `/proc/self/exe` still names it if the file is replaced
-/// during an upgrade.
-pub fn self_exe() -> io::Result<PathBuf> {
-    std::env::current_exe()
 }
 
 /// Push options as receive-pack hands them to hooks (`GIT_PUSH_OPTION_<n>`).
@@ -253,8 +247,7 @@ fn push_options() -> Vec<String> {
         .collect()
 }
 
-/// Moved next to `ObjectFormat` (the flusher's push source needs it too).
-pub use crate::update::object_format;
+use crate::update::object_format;
 
 /// The hook face as a process: warnings go to stderr, which receive-pack relays to the pusher
 /// as `remote: git-pushmirror: ...`.

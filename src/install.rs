@@ -250,7 +250,12 @@ pub fn uninstall_at(hook: &Path) -> Result<Option<PathBuf>, String> {
 /// For status: whether the hook is installed where git will run it, is executable, and the
 /// binary it runs is there; the problem otherwise, as a one-line fix.
 pub fn check(git_dir: &Path) -> Result<(), String> {
-    let hook = hook_path(git_dir);
+    check_at(&hook_path(git_dir))
+}
+
+/// `check` for a hook file whose place is already known.
+pub fn check_at(hook: &Path) -> Result<(), String> {
+    let hook = hook.to_path_buf();
     let text = fs::read_to_string(&hook).unwrap_or_default();
     if !text.contains(MARKER) {
         return Err(

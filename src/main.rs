@@ -13,6 +13,7 @@ mod hook;
 mod install;
 mod logging;
 mod mirror;
+mod ops;
 mod paths;
 mod pattern;
 mod repo;

@@ -305,3 +305,9 @@ pub fn drop_git_env(cmd: &mut std::process::Command) {
         }
     }
 }
+
+/// Our own executable, resolved now: `/proc/self/exe` still names it if the file is replaced
+/// during an upgrade. The hook starts the flusher with it, and the flusher its sync children.
+pub fn self_exe() -> io::Result<PathBuf> {
+    std::env::current_exe()
+}

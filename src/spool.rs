@@ -25,7 +25,8 @@ pub enum Kind {
         new: String,
         refname: String,
     },
-    /// Sync now, without the debounce: `pushmirror.sync`, `git-pushmirror sync`, a new mirror.
+    /// Sync now, without waiting for the minimum interval (debounce) or a retry's backoff:
+    /// `pushmirror.sync`, `git-pushmirror sync`, a new mirror, `sweep`.
     /// `mirror` is a mirror name or `*` for all.
     Force { mirror: String },
     /// Keeps the sequence number alive when compaction empties the journal.

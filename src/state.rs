@@ -51,6 +51,8 @@ pub struct MirrorState {
     pub syncs: u64,
     pub pushes: u64,
     pub refs_pushed_last: u64,
+    /// Refs pushed or deleted over the mirror's life (for metrics).
+    pub refs_pushed_total: u64,
     /// Branches the last sync kept on the mirror only because upstream's HEAD names no
     /// existing branch (deletions held back).
     pub kept_by_dangling_head: Vec<String>,

@@ -13,14 +13,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 /// Asserts exit `code` and exactly one `git-pushmirror: ...` line on stderr containing every
 /// `needles`; returns that line.
 fn assert_fails(o: &Output, code: i32, needles: &[&str]) -> String {
@@ -70,22 +62,12 @@ fn pm_in(env: &Env, cwd: &Path, args: &[&str]) -> Output {
         .expect("run git-pushmirror")
 }
 
-fn write_exec(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
-
 /// A foreign post-receive hook that appends its stdin to `log` and says hello to the pusher.
 fn recording_hook(log: &Path) -> String {
     format!(
         "#!/bin/sh\n# someone else's hook\ncat >> '{}'\necho 'foreign hook ran'\n",
         log.display()
     )
-}
-
-fn mode(p: &Path) -> u32 {
-    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
 }
 
 #[test]

@@ -18,49 +18,13 @@ use common::*;
 const FAST: &str =
     "defaults:\n  debounce: 100ms\n  backoff_initial: 100ms\n  backoff_max: 1s\n  timeout: 60s\n";
 
-fn add_mirror(env: &Env, up: &Path, name: &str, mirror: &Path) {
-    env.pm_ok(
-        up,
-        &["add", name, mirror.to_str().unwrap(), "--debounce", "100ms"],
-    );
-}
-
-/// One upstream with one local mirror, already in sync with a first commit on main.
-fn synced_pair(env: &Env) -> (PathBuf, PathBuf, PathBuf) {
-    let up = env.upstream("up.git");
-    let mirror = env.bare("mirror.git", &[]);
-    add_mirror(env, &up, "m", &mirror);
-    let wc = env.clone(&up, "wc");
-    env.commit(&wc, "first");
-    env.push(&wc, &["main"]);
-    env.wait_mirrored(&up, &mirror);
-    assert!(env.wait_flushers_gone());
-    (up, mirror, wc)
-}
-
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn run_quiet(program: &str, args: &[&str]) -> bool {
-    Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Fails under CI (the CI runs as root), skips loudly elsewhere.
-fn unavailable(what: &str) {
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("{what} is required under CI but not permitted here");
-    }
-    eprintln!("SKIPPED: {what} is not permitted here (run as root, or set CI=true to fail)");
-}
-
-fn mode(p: &Path) -> u32 {
-    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+/// `common::synced_pair` with the mirror at `mirror.git`.
+fn synced_pair(env: &Env) -> (PathBuf, PathBuf, PathBuf) {
+    common::synced_pair(env, env.bare("mirror.git", &[]))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -439,10 +403,14 @@ fn lock_files(dir: &Path) -> Vec<PathBuf> {
 fn push_timed_out_while_the_mirror_holds_ref_locks_leaves_no_lock_files() {
     let env = Env::new();
     env.write_server_config(
-        "defaults:\n  backoff_initial: 200ms\n  backoff_max: 1s\n  max_attempts: 50\n",
+        // One attempt: no retry starts a new hanging push while the test looks for the old one.
+        "defaults:\n  backoff_initial: 200ms\n  backoff_max: 1s\n  max_attempts: 1\n",
     );
     let up = env.upstream("up.git");
     let mirror = env.bare("mirror.git", &[]);
+    // Each hanging hook records its pid (`exec` keeps it for the sleep), so the test checks
+    // exactly the processes it caused, not any `sleep` elsewhere on the machine.
+    let pids = env.path("hook-pids");
     // The mirror hangs with its ref locks taken (the transaction is prepared) while `hang`
     // exists: what a slow disk or a stuck hook on a real server looks like.
     let flag = env.path("hang");
@@ -451,8 +419,9 @@ fn push_timed_out_while_the_mirror_holds_ref_locks_leaves_no_lock_files() {
     std::fs::write(
         &hook,
         format!(
-            "#!/bin/sh\ncat >/dev/null\nif [ \"$1\" = prepared ] && [ -e '{}' ]; then sleep 617; fi\nexit 0\n",
-            flag.display()
+            "#!/bin/sh\ncat >/dev/null\nif [ \"$1\" = prepared ] && [ -e '{}' ]; then echo $$ >>'{}'; exec sleep 617; fi\nexit 0\n",
+            flag.display(),
+            pids.display()
         ),
     )
     .unwrap();
@@ -479,12 +448,21 @@ fn push_timed_out_while_the_mirror_holds_ref_locks_leaves_no_lock_files() {
     });
     assert!(timed_out, "{}", env.log(&up));
     // The group got SIGTERM first: receive-pack removed its locks, the hook is gone.
-    assert!(wait_until(Duration::from_secs(30), || !run_quiet(
-        "pgrep",
-        &["-f", "sleep 617"]
-    )));
+    let hook_pids: Vec<String> = std::fs::read_to_string(&pids)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(!hook_pids.is_empty());
+    assert!(
+        wait_until(Duration::from_secs(30), || hook_pids
+            .iter()
+            .all(|p| !Path::new("/proc").join(p).exists())),
+        "hook still running: {hook_pids:?}"
+    );
     assert_eq!(lock_files(&mirror), Vec::<PathBuf>::new());
     std::fs::remove_file(&flag).unwrap();
+    env.pm_ok(&up, &["sync", "m"]);
     env.wait_mirrored(&up, &mirror);
     assert_eq!(lock_files(&mirror), Vec::<PathBuf>::new());
 }

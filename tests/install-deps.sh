@@ -13,6 +13,10 @@ PKGS=(
   nginx             # HttpsServer: TLS + basic auth in front of git-http-backend
   fcgiwrap          # HttpsServer: runs git-http-backend as a CGI behind nginx
   gitolite3         # needed by gitolite tests
+  prometheus        # promtool: checks the `metrics` exposition (tests/fleet.rs)
+  prometheus-node-exporter  # scrapes it through the textfile collector (tests/fleet.rs)
+  man-db            # `git pushmirror --help` runs man (tests/fleet.rs)
+  systemd           # systemd-analyze verify of the shipped units (tests/fleet.rs)
   passwd            # useradd/groupadd: the shared-repository test's two Unix users
   util-linux        # unshare (credentials.rs), setpriv (hardening.rs), mount/umount
   mount             # mount --bind / -t tmpfs

@@ -7,7 +7,6 @@ mod common;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::Duration;
 
 use common::servers::lfs::LfsServer;
@@ -33,18 +32,6 @@ fn giftless_installed() -> bool {
         .args(["-c", "import giftless"])
         .output()
         .is_ok_and(|o| o.status.success())
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// Bytes that differ per file and per seed, without a random number crate.

@@ -127,6 +127,7 @@ fn concurrent_clients_coalesce_and_mirror_ends_equal() {
 
     let clients = 8;
     let rounds = 25;
+    let t0 = std::time::Instant::now();
     let wcs: Vec<_> = (0..clients)
         .map(|i| env.clone(&up, &format!("wc{i}")))
         .collect();
@@ -153,9 +154,12 @@ fn concurrent_clients_coalesce_and_mirror_ends_equal() {
     let m = env.mirror_status(&up, "m");
     let syncs = m["syncs"].as_u64().unwrap();
     let pushes = (clients * rounds) as u64;
+    // A leading-edge throttle starts at most one sync per 300 ms interval (plus the seed's own
+    // sync and the one starting the burst), however the pushes are spread.
+    let intervals = t0.elapsed().as_millis() as u64 / 300 + 1;
     assert!(
-        syncs * 4 < pushes,
-        "{syncs} syncs for {pushes} pushes: not coalesced ({m})"
+        syncs < pushes && syncs <= intervals + 2,
+        "{syncs} syncs for {pushes} pushes in {intervals} intervals: not coalesced ({m})"
     );
     assert_eq!(m["update_status"], "finished");
 }

@@ -60,13 +60,6 @@ fn seed() -> u64 {
 const FAST: &str =
     "defaults:\n  debounce: 100ms\n  backoff_initial: 100ms\n  backoff_max: 1s\n  timeout: 60s\n";
 
-fn add_mirror(env: &Env, up: &Path, name: &str, mirror: &Path) {
-    env.pm_ok(
-        up,
-        &["add", name, mirror.to_str().unwrap(), "--debounce", "100ms"],
-    );
-}
-
 /// A bare mirror whose pre-receive hook runs `body` (after draining its stdin).
 fn hooked_mirror(env: &Env, name: &str, body: &str) -> PathBuf {
     let m = env.bare(name, &[]);
@@ -134,14 +127,6 @@ fn kill_flushers(env: &Env) -> usize {
     pids.len()
 }
 
-/// Fails under CI (the CI runs as root), skips loudly elsewhere.
-fn unavailable(what: &str) {
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("{what} is required under CI but not permitted here");
-    }
-    eprintln!("SKIPPED: {what} is not permitted here (run as root, or set CI=true to fail)");
-}
-
 /// A mount point unmounted (lazily, so a lingering process cannot keep it) on drop.
 struct Mount(PathBuf);
 
@@ -149,15 +134,6 @@ impl Drop for Mount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
-}
-
-fn run_quiet(program: &str, args: &[&str]) -> bool {
-    Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -185,18 +161,6 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     }
     out.sort();
     out
-}
-
-/// One upstream with one local mirror, already in sync with a first commit on main.
-fn synced_pair(env: &Env, mirror: PathBuf) -> (PathBuf, PathBuf, PathBuf) {
-    let up = env.upstream("up.git");
-    add_mirror(env, &up, "m", &mirror);
-    let wc = env.clone(&up, "wc");
-    env.commit(&wc, "first");
-    env.push(&wc, &["main"]);
-    env.wait_mirrored(&up, &mirror);
-    assert!(env.wait_flushers_gone());
-    (up, mirror, wc)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,22 +8,9 @@ use common::*;
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(60);
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// `add NAME URL --debounce 100ms <extra>`.
 fn add(env: &Env, up: &Path, name: &str, url: &str, extra: &[&str]) {
@@ -108,12 +95,6 @@ fn is_ancestor(env: &Env, repo: &Path, a: &str, b: &str) -> bool {
 fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
-}
-
-fn write_exec(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 /// Spec §5.3: in default (overwrite) mode a commit that exists only on the mirror is lost there;

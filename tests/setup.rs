@@ -12,24 +12,12 @@ use std::process::{Command, Output};
 use common::servers::*;
 use common::*;
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 fn out(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 fn err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn no_ssh() -> bool {
-    if have_all(SshServer::REQUIRES) {
-        return false;
-    }
-    eprintln!("\n*** SKIPPED: sshd/ssh is not installed (run tests/install-deps.sh) ***\n");
-    true
 }
 
 fn mode(p: &Path) -> u32 {

@@ -11,7 +11,6 @@ mod common;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -20,55 +19,12 @@ use std::time::Duration;
 use common::servers::*;
 use common::*;
 
-/// How long a mirror may take to reach a state (generous: CI has 2 cores).
-const DEADLINE: Duration = Duration::from_secs(90);
-
 /// Retries that give up quickly, so the "no retry storm" checks finish in seconds.
 const FAST_RETRIES: &str =
     "defaults:\n  max_attempts: 3\n  backoff_initial: 200ms\n  backoff_max: 1s\n";
 
-fn skip(what: &str) -> bool {
-    eprintln!("\n*** SKIPPED: {what} is not installed (run tests/install-deps.sh) ***\n");
-    true
-}
-
-fn no_https() -> bool {
-    !have_all(HttpsServer::REQUIRES) && skip("nginx/fcgiwrap/openssl")
-}
-
-fn no_ssh() -> bool {
-    !have_all(SshServer::REQUIRES) && skip("sshd/ssh")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn write_mode(path: &Path, contents: &str, mode: u32) {
-    fs::write(path, contents).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-}
-
 fn chmod(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// `git-pushmirror --repo <repo> <args>` with extra environment variables.
-fn pm_with(env: &Env, repo: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
-    let mut c = env.cmd(bin());
-    c.arg("--repo").arg(repo).args(args);
-    for (k, v) in vars {
-        c.env(k, v);
-    }
-    c.output().expect("run git-pushmirror")
 }
 
 /// `git push -q origin <refs>` from `wc` with extra environment variables (the hook, and so
@@ -84,46 +40,6 @@ fn push_with(env: &Env, wc: &Path, refs: &[&str], vars: &[(&str, &str)]) {
     }
     let out = c.output().expect("run git push");
     assert!(out.status.success(), "push {refs:?} failed: {}", text(&out));
-}
-
-/// Polls until `pred` holds for mirror `name`'s status; panics with the status and the log.
-fn wait_mirror(
-    env: &Env,
-    up: &Path,
-    name: &str,
-    what: &str,
-    pred: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let ok = wait_until(DEADLINE, || pred(&env.mirror_status(up, name)));
-    let m = env.mirror_status(up, name);
-    assert!(
-        ok,
-        "mirror {name} never got {what}: {m:#}\nlog:\n{}",
-        env.log(up)
-    );
-    m
-}
-
-fn wait_finished(env: &Env, up: &Path, name: &str) -> serde_json::Value {
-    let m = wait_mirror(env, up, name, "finished", |m| {
-        m["update_status"] == "finished" && m["pending_updates"] == 0
-    });
-    assert!(m["last_error"].is_null(), "{m:#}");
-    assert!(m["last_successful_update_at"].is_string(), "{m:#}");
-    m
-}
-
-/// Waits until the flusher gave up on `name` and exited; returns the final status.
-fn wait_gave_up(env: &Env, up: &Path, name: &str) -> serde_json::Value {
-    wait_mirror(env, up, name, "failed and given up", |m| {
-        m["update_status"] == "failed" && m["gave_up"] == true
-    });
-    assert!(
-        env.wait_flushers_gone(),
-        "flusher kept running after giving up on {name}\nlog:\n{}",
-        env.log(up)
-    );
-    env.mirror_status(up, name)
 }
 
 /// The checks every failure shown to an operator must pass: one line, no secret, no

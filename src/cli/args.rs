@@ -14,10 +14,28 @@ pub(super) const EXAMPLES: &str = "Examples:
   git-pushmirror --repo /srv/git/app.git sync github --wait
   git-pushmirror install --hooks-dir ~/.gitolite/hooks/common     # Gitolite: every repository
   git-pushmirror sweep --root /srv/git                            # from a systemd timer or cron
+  git-pushmirror status --root /srv/git                           # every repository, unhealthy first
+  git-pushmirror metrics --output /var/lib/prometheus/node-exporter/git-pushmirror.prom
 
 Exit status: 0 success, 1 failure (or, for status, an unhealthy mirror), 2 usage error
 (unknown command, option, mirror or key; bad value; duplicate name; not a repository).
 Server-wide settings and mirror rules: /etc/git-pushmirror/config.yaml (GIT_PUSHMIRROR_CONFIG).";
+
+pub(super) const STATUS_HELP: &str = "With --root, every repository under the root: the same \
+fields plus each repository's path, repositories with an unhealthy mirror first (a NAME keeps only \
+mirrors of that name). Read from the files only (no lock, no git per repository); the hook is \
+found without git, so hook_installed is null where a core.hooksPath may apply. Exit 1 when an enabled mirror anywhere is unhealthy or a repository's config is unreadable.
+
+Examples:
+  git-pushmirror status --root /srv/git
+  git-pushmirror status --root --json | jq '.repositories[].mirrors[] | select(.healthy|not)'";
+
+pub(super) const METRICS_HELP: &str = "Labels: repository (path relative to the root) and mirror \
+(its name): never a URL. See docs/operations.md for the metric list, a systemd timer and alert rules.
+
+Examples:
+  git-pushmirror metrics --root /srv/git --output /var/lib/prometheus/node-exporter/git-pushmirror.prom
+  git-pushmirror metrics | less";
 
 pub(super) const SET_HELP: &str =
     "Keys: url, enabled, only_protected_branches, protected (comma-separated \
@@ -136,7 +154,7 @@ Examples:
     Enable { name: String },
     /// Disable a mirror (nothing is pushed to it; compaction no longer waits for it)
     Disable { name: String },
-    /// Force a full sync now, bypassing the debounce ("Update now")
+    /// Force a full sync now, bypassing the minimum interval (debounce) ("Update now")
     Sync {
         name: Option<String>,
         /// Wait for the sync and exit non-zero if it failed
@@ -144,10 +162,26 @@ Examples:
         wait: bool,
     },
     /// Mirror health: exit 0 healthy, 1 when a mirror failed or is behind its max_delay
+    #[command(after_help = STATUS_HELP)]
     Status {
         name: Option<String>,
         #[arg(long)]
         json: bool,
+        /// Every repository under DIR (default: `root` of the server-wide config), unhealthy first
+        #[arg(long, value_name = "DIR")]
+        #[allow(clippy::option_option)]
+        root: Option<Option<PathBuf>>,
+    },
+    /// Write Prometheus metrics of every repository under DIR (node_exporter textfile format)
+    #[command(after_help = METRICS_HELP)]
+    Metrics {
+        /// The root (default: `root` of the server-wide config)
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// Write to FILE atomically (temp file + rename) instead of stdout; name it *.prom in
+        /// node_exporter's --collector.textfile.directory
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// Flush every repository under DIR with pending work, a due retry or a mirror never synced
     /// yet, within the concurrency limit (for a systemd timer or cron)
@@ -180,7 +214,12 @@ git-pushmirror sweep --root /srv/git"
     Hook { kind: String },
     /// Run the flusher in the foreground (normally started detached by the hook)
     #[command(hide = true)]
-    Flush,
+    Flush {
+        /// One attempt per due mirror, then exit: a failed mirror's backoff is left to the next
+        /// sweep or push (what `sweep` runs)
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -190,7 +229,8 @@ pub(super) struct AddArgs {
     /// https://, ssh:// or user@host:path, git://, or a local path (http:// needs
     /// --allow-insecure-http)
     pub(crate) url: String,
-    /// Wait this long after the last push before syncing (default 1s), e.g. 500ms, 5s
+    /// Minimum interval between two syncs of this mirror (default 1s), e.g. 500ms, 5s: a push
+    /// to an idle mirror syncs at once, pushes within the interval go out together after it
     #[arg(long, value_parser = Dur::parse)]
     pub(crate) debounce: Option<Dur>,
     /// Sync at most this long after the first pending push (default 5m; 1m protected-only)

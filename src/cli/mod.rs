@@ -8,16 +8,19 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
+use crate::config::Auth;
 use crate::config::{self, Dur, MirrorConfig, RepoConfig};
-use crate::mirror::auth::Auth;
-use crate::mirror::url;
 use crate::paths::RepoPaths;
 use crate::spool::Spool;
 use crate::state::{self, UpdateStatus};
+use crate::url;
 
 mod args;
+#[cfg(test)]
+mod generated;
 mod install;
 mod mirrors;
+mod ops;
 mod sshsetup;
 mod status;
 mod sweep;
@@ -26,6 +29,7 @@ mod sync;
 use args::*;
 use install::*;
 use mirrors::*;
+use ops::*;
 use sshsetup::*;
 use status::*;
 use sweep::*;
@@ -95,6 +99,12 @@ fn one_line(rendered: &str) -> String {
 fn run(cli: Cli) -> Result<i32, Fail> {
     match &cli.cmd {
         Cmd::Sweep { root } => return sweep(root.as_deref()),
+        Cmd::Status {
+            name,
+            json,
+            root: Some(root),
+        } => return status_root(root.as_deref(), name.as_deref(), *json),
+        Cmd::Metrics { root, output } => return metrics(root.as_deref(), output.as_deref()),
         Cmd::Install {
             chain,
             hooks_dir: Some(dir),
@@ -164,7 +174,7 @@ fn run(cli: Cli) -> Result<i32, Fail> {
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
     match cli.cmd {
-        Cmd::Flush => Ok(crate::flusher::run(&git_dir)),
+        Cmd::Flush { once } => Ok(crate::flusher::run(&git_dir, once)),
         Cmd::Add(a) => add(&paths, *a),
         Cmd::List { json } => list(&paths, json),
         Cmd::Show { name, json } => show(&paths, &name, json),
@@ -177,7 +187,7 @@ fn run(cli: Cli) -> Result<i32, Fail> {
         Cmd::Enable { name } => toggle(&paths, &name, true),
         Cmd::Disable { name } => toggle(&paths, &name, false),
         Cmd::Sync { name, wait } => sync(&paths, name.as_deref(), wait),
-        Cmd::Status { name, json } => status(&paths, name.as_deref(), json),
+        Cmd::Status { name, json, .. } => status(&paths, name.as_deref(), json),
         Cmd::Install { chain, .. } => {
             let exe = std::env::current_exe()?;
             install_report(crate::install::install(&git_dir, &exe, chain))
@@ -186,7 +196,9 @@ fn run(cli: Cli) -> Result<i32, Fail> {
             crate::install::uninstall(&git_dir).map_err(|e| Fail(1, e))?,
             &git_dir,
         ),
-        Cmd::Sweep { .. } | Cmd::Hook { .. } => unreachable!("handled above"),
+        Cmd::Sweep { .. } | Cmd::Hook { .. } | Cmd::Metrics { .. } => {
+            unreachable!("handled above")
+        }
     }
 }
 

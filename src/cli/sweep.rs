@@ -7,7 +7,8 @@ use super::*;
 pub(super) struct SweepWork {
     /// Mirrors to sync now: a failed sync whose retry is due, or no sync yet.
     pub(crate) forces: Vec<String>,
-    /// Some enabled mirror has updates it has not confirmed.
+    /// Some enabled mirror has updates it has not confirmed and is not waiting for a retry
+    /// backoff (that one is left to a later sweep).
     pub(crate) pending: bool,
     pub(crate) why: Vec<&'static str>,
 }
@@ -50,10 +51,21 @@ pub(super) fn sweep_work(
         if retry_due || never {
             w.forces.push(name.clone());
         }
-        if pending.is_some() && !retry_due && !never {
+        // A failed mirror still in its backoff has nothing to do yet: a later sweep (or push)
+        // retries it once the backoff is over.
+        let in_backoff = st.consecutive_failures > 0 && st.next_retry_at.is_some_and(|t| t > now);
+        let waiting = !retry_due && in_backoff && st.update_status == UpdateStatus::Failed;
+        let pending = pending.is_some() && !waiting;
+        if pending && !retry_due && !never {
             w.why.push("pending");
+            // A retry that was started and never recorded (its flusher was killed): the
+            // backoff it was under belongs to a flusher that is gone, so it gets its one
+            // attempt now.
+            if in_backoff {
+                w.forces.push(name.clone());
+            }
         }
-        w.pending |= pending.is_some();
+        w.pending |= pending;
     }
     w.why.sort_unstable();
     w.why.dedup();
@@ -62,9 +74,11 @@ pub(super) fn sweep_work(
 
 /// `sweep`: every repository under the root (`--root`, else `root` of the server config) with
 /// an enabled mirror that has pending updates, a failed sync whose retry is due, or no sync yet
-/// gets a flusher; at most `concurrency` run at once (and they share the server-wide push
-/// slots). It waits for them, so a systemd oneshot service or a cron job ends when the work
-/// does. Exit 1 when some repository could not be examined (it is named; the rest still run).
+/// gets a flusher (`flush --once`: one attempt per due mirror; a failure's backoff is left to
+/// the next sweep or push); a repository with nothing to do gets no process. At most
+/// `concurrency` run at once (and they share the server-wide push slots); a new one starts as
+/// soon as one exits. It waits for them, so a systemd oneshot service or a cron job ends when the
+/// work does. Exit 1 when some repository could not be examined (it is named; the rest still run).
 pub(super) fn sweep(root: Option<&Path>) -> Result<i32, Fail> {
     let (server, server_path) = config::ServerConfig::load()?;
     let Some(root) = root.map(Path::to_path_buf).or_else(|| server.root.clone()) else {
@@ -86,7 +100,7 @@ pub(super) fn sweep(root: Option<&Path>) -> Result<i32, Fail> {
     let mut repos = Vec::new();
     find_repos(&root, 0, &mut repos);
     let exe = std::env::current_exe()?;
-    let mut running: Vec<std::process::Child> = Vec::new();
+    let mut running = Children::default();
     let mut started = 0usize;
     let mut errors = 0usize;
     for git_dir in repos {
@@ -114,8 +128,7 @@ pub(super) fn sweep(root: Option<&Path>) -> Result<i32, Fail> {
             spool.append(&lock, &[], &work.forces, crate::time::now_ms())?;
         }
         while running.len() >= server.concurrency() {
-            running.retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_))));
-            std::thread::sleep(Duration::from_millis(50));
+            running.wait_one();
         }
         // A flusher already running for the repository keeps it (this one exits at once) and
         // picks up the force records on its next pass.
@@ -123,17 +136,18 @@ pub(super) fn sweep(root: Option<&Path>) -> Result<i32, Fail> {
             .arg("--repo")
             .arg(&git_dir)
             .arg("flush")
+            .arg("--once")
             .env_remove("GIT_DIR")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()?;
-        running.push(child);
+        running.add(child);
         started += 1;
         println!("{}: flushing ({})", git_dir.display(), work.why.join(", "));
     }
-    for mut c in running {
-        let _ = c.wait();
+    while !running.is_empty() {
+        running.wait_one();
     }
     println!(
         "sweep: {started} repositor{} flushed{}",
@@ -145,6 +159,48 @@ pub(super) fn sweep(root: Option<&Path>) -> Result<i32, Fail> {
         }
     );
     Ok(if errors > 0 { 1 } else { 0 })
+}
+
+/// The flushers a sweep started, reaped as they exit (a blocking wait for any of them: no
+/// polling).
+#[derive(Default)]
+struct Children(std::collections::HashSet<i32>);
+
+impl Children {
+    fn add(&mut self, child: std::process::Child) {
+        // Reaped below with waitpid, not through `Child` (dropping it neither kills nor waits).
+        self.0.insert(child.id() as i32);
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Blocks until one of our children exits.
+    fn wait_one(&mut self) {
+        loop {
+            let mut status = 0;
+            // SAFETY: waitpid only writes the status we pass. The sweep starts no other
+            // children, so any child reaped here is one of ours.
+            let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+            if pid > 0 {
+                if self.0.remove(&pid) {
+                    return;
+                }
+                continue;
+            }
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            // ECHILD: nothing left to wait for.
+            self.0.clear();
+            return;
+        }
+    }
 }
 
 /// Every repository under `dir` (not descending into one, nor following symlinks), sorted.

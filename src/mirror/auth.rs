@@ -15,8 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 const MASK: &str = "*****";
 
-/// How a mirror authenticates: a config type, so it lives with the config.
-pub use crate::config::Auth;
+use crate::config::Auth;
 
 /// Why credentials could not be prepared. Variants carry paths and variable names, never a
 /// secret's value. Messages have no "auth:" prefix; the sync that reports them adds it.
@@ -726,7 +725,7 @@ pub fn askpass_answer(
     let refuse = |why: &str| {
         Err(format!(
             "{ASKPASS_REFUSED} to {} ({why}; they go only to {mirror_origin}, the host of the mirror's URL: a redirect to another host or a proxy asked; see docs/security.md)",
-            crate::mirror::url::mask(described)
+            crate::url::mask(described)
         ))
     };
     if !super::origin::belongs_to_mirror(&mirror, described) {

@@ -7,8 +7,7 @@ pub mod mux;
 pub mod origin;
 pub mod plan;
 pub mod source;
-/// The URL policy lives below both the config and the network side (`crate::url`).
-pub(crate) use crate::url;
+use crate::url;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -156,12 +155,14 @@ fn run_sync(
         secrets.push(p.clone());
     }
     let auth_cfg = match (&cfg.auth, url_user, url_pass) {
-        (auth::Auth::None, Some(username), Some(password)) => auth::Auth::Password {
-            username,
-            password: Some(password),
-            password_file: None,
-            password_env: None,
-        },
+        (crate::config::Auth::None, Some(username), Some(password)) => {
+            crate::config::Auth::Password {
+                username,
+                password: Some(password),
+                password_file: None,
+                password_env: None,
+            }
+        }
         (a, _, _) => a.clone(),
     };
     let timeout = m.timeout;
@@ -260,7 +261,7 @@ fn run_sync(
         branch_regex: cfg
             .branch_regex
             .as_deref()
-            .map(plan::BranchRegex::new)
+            .map(crate::pattern::BranchRegex::new)
             .transpose()?,
     };
     // The plan is made from a listing of the mirror; someone may push to the mirror before our

@@ -7,8 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Branch patterns are git's wildmatch; the function lives in `crate::pattern` (the config uses it too).
-pub use crate::pattern::wildmatch;
+use crate::pattern::wildmatch;
 
 /// Options of one mirror that affect the plan.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -28,8 +27,7 @@ pub struct PlanOptions {
     pub branch_regex: Option<BranchRegex>,
 }
 
-/// Lives in `crate::pattern` (the config checks it when it loads).
-pub use crate::pattern::BranchRegex;
+use crate::pattern::BranchRegex;
 #[cfg(test)]
 use crate::pattern::BRANCH_REGEX_MAX;
 

@@ -309,3 +309,156 @@ pub fn flusher_pids(under: &Path) -> Vec<u32> {
 pub fn unsafe_kill(pid: u32) {
     let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Helpers the test files share: output text, files, skipping, waiting for a mirror to settle,
+// a hooked upstream with a mirror.
+
+/// How long a mirror may take to reach a state (generous: CI has 2 cores).
+const SETTLE_DEADLINE: Duration = Duration::from_secs(90);
+
+/// A path as the `&str` argv wants.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// stdout and stderr of a command, one after the other.
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Permission bits of `p` itself (a symlink is not followed).
+pub fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+pub fn write_mode(path: &Path, contents: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, contents).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// An executable script at `path` (its directory created if needed).
+pub fn write_exec(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    write_mode(path, text, 0o755);
+}
+
+/// Whether `program args` ran and succeeded, its output discarded.
+pub fn run_quiet(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Says that a test is skipped because `what` is not installed; true, for `no_x() -> bool`.
+pub fn skip(what: &str) -> bool {
+    eprintln!("\n*** SKIPPED: {what} is not installed (run tests/install-deps.sh) ***\n");
+    true
+}
+
+pub fn no_https() -> bool {
+    !servers::have_all(servers::HttpsServer::REQUIRES) && skip("nginx/fcgiwrap/openssl")
+}
+
+pub fn no_ssh() -> bool {
+    !servers::have_all(servers::SshServer::REQUIRES) && skip("sshd/ssh")
+}
+
+/// A test that needs something this machine does not permit (root, a mount): skipped, or a
+/// failure under CI.
+pub fn unavailable(what: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("{what} is required under CI but not permitted here");
+    }
+    eprintln!("SKIPPED: {what} is not permitted here (run as root, or set CI=true to fail)");
+}
+
+/// `git-pushmirror --repo <repo> <args>` with extra environment variables.
+pub fn pm_with(env: &Env, repo: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let mut c = env.cmd(bin());
+    c.arg("--repo").arg(repo).args(args);
+    for (k, v) in vars {
+        c.env(k, v);
+    }
+    c.output().expect("run git-pushmirror")
+}
+
+/// Waits until mirror `name`'s status satisfies `pred` (`what` names that state in the failure
+/// message), and returns that status.
+pub fn wait_mirror(
+    env: &Env,
+    up: &Path,
+    name: &str,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let ok = wait_until(SETTLE_DEADLINE, || pred(&env.mirror_status(up, name)));
+    let m = env.mirror_status(up, name);
+    assert!(
+        ok,
+        "mirror {name} never got {what}: {m:#}\nlog:\n{}",
+        env.log(up)
+    );
+    m
+}
+
+/// Waits until mirror `name` has finished an update with nothing pending, and checks it succeeded.
+pub fn wait_finished(env: &Env, up: &Path, name: &str) -> serde_json::Value {
+    let m = wait_mirror(env, up, name, "finished", |m| {
+        m["update_status"] == "finished" && m["pending_updates"] == 0
+    });
+    assert!(m["last_error"].is_null(), "{m:#}");
+    assert!(m["last_successful_update_at"].is_string(), "{m:#}");
+    m
+}
+
+/// Waits until mirror `name` failed and gave up, and its flusher exited.
+pub fn wait_gave_up(env: &Env, up: &Path, name: &str) -> serde_json::Value {
+    wait_mirror(env, up, name, "failed and given up", |m| {
+        m["update_status"] == "failed" && m["gave_up"] == true
+    });
+    assert!(
+        env.wait_flushers_gone(),
+        "flusher kept running after giving up on {name}\nlog:\n{}",
+        env.log(up)
+    );
+    env.mirror_status(up, name)
+}
+
+/// `add NAME MIRROR --debounce 100ms` on `up`.
+pub fn add_mirror(env: &Env, up: &Path, name: &str, mirror: &Path) {
+    env.pm_ok(
+        up,
+        &["add", name, mirror.to_str().unwrap(), "--debounce", "100ms"],
+    );
+}
+
+/// A hooked upstream `up.git` with mirror `m` at `mirror`, a clone `wc` of it, one commit pushed
+/// and mirrored, and no flusher left running: (upstream, mirror, clone).
+pub fn synced_pair(env: &Env, mirror: PathBuf) -> (PathBuf, PathBuf, PathBuf) {
+    let up = env.upstream("up.git");
+    add_mirror(env, &up, "m", &mirror);
+    let wc = env.clone(&up, "wc");
+    env.commit(&wc, "first");
+    env.push(&wc, &["main"]);
+    env.wait_mirrored(&up, &mirror);
+    assert!(env.wait_flushers_gone());
+    (up, mirror, wc)
+}

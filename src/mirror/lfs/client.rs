@@ -386,7 +386,7 @@ impl Client {
             let p = ureq::Proxy::new(proxy).map_err(|_| {
                 format!(
                     "lfs: cannot use the proxy {} (http.proxy) for LFS requests",
-                    crate::mirror::url::mask(proxy)
+                    crate::url::mask(proxy)
                 )
             })?;
             b = b.proxy(p);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use log::{info, warn};
 
 use crate::config::{LfsLayout, LfsMode, LfsSettings};
-use crate::mirror::url::Scheme;
+use crate::url::Scheme;
 
 /// How many missing oids status keeps.
 pub const MISSING_CAP: usize = 20;
@@ -204,7 +204,7 @@ fn ssh_authenticate(job: &Job<'_>) -> Result<client::Endpoint, String> {
     let (host, port, path) = ssh_target(job.url).ok_or_else(|| {
         format!(
             "lfs: cannot read host and path from {}",
-            crate::mirror::url::mask(job.url)
+            crate::url::mask(job.url)
         )
     })?;
     let ssh = job
@@ -237,7 +237,7 @@ fn ssh_authenticate(job: &Job<'_>) -> Result<client::Endpoint, String> {
         .spawn()
         .map_err(|e| format!("lfs: cannot run ssh: {e}"))?;
     let out = wait_output(child, job.timeout)?;
-    let masked = crate::mirror::url::mask(job.url);
+    let masked = crate::url::mask(job.url);
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let last = err

@@ -1,0 +1,184 @@
+//! Row groups 2 and 2b: from `git push` returning to the commit in the mirror (local, SSH).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::*;
+
+/// How long after `since` the mirror's main held `want`, polled every 5 ms; None if it did not
+/// within a minute.
+pub(crate) fn arrival(b: &Bench, mirror: &Path, want: &str, since: Instant) -> Option<Duration> {
+    let deadline = since + Duration::from_secs(60);
+    loop {
+        if rev(b, mirror) == want {
+            return Some(since.elapsed());
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Row group 2b: the same with an SSH mirror on loopback, where a sync's `ls-remote` and `push`
+/// share one SSH connection; next to it, what one `git ls-remote` (one connection) costs here.
+pub(crate) fn push_to_ssh_mirror(b: &Bench, ssh: Result<&SshServer, &String>, table: &mut Table) {
+    const LABEL: &str = "push → idle SSH mirror on loopback has the commit (default settings)";
+    let ssh = match ssh {
+        Ok(s) => s,
+        Err(why) => {
+            table.row(LABEL, 0, why.clone(), "—".into(), "—".into());
+            return;
+        }
+    };
+    eprintln!("bench: push-to-SSH-mirror latency, {P2M_SSH_RUNS} pushes");
+    let up = b.upstream("p2m-ssh.git");
+    let target = b.ssh_target(ssh, "p2m-ssh-mirror.git");
+    b.add_mirror(&up, "m", &target, &[]);
+    let wc = b.worktree("wc-p2m-ssh");
+    b.git(&wc, &["remote", "add", "origin", path_str(&up)]);
+    b.commit(&wc, 0);
+    b.git(&wc, &["push", "-q", "origin", "main"]);
+    b.wait_flushers(Duration::from_secs(60));
+    let (mut lat, mut ls, mut missed) = (Vec::new(), Vec::new(), 0);
+    for i in 0..P2M_SSH_RUNS {
+        b.wait_flushers(Duration::from_secs(30));
+        std::thread::sleep(IDLE_GAP);
+        ls.push(timed(&mut b.git_to(&up, &["ls-remote"], &target)));
+        let want = b.commit(&wc, i + 1);
+        b.git(&wc, &["push", "-q", "origin", "main"]);
+        let pushed = Instant::now();
+        match arrival(b, &target.dir, &want, pushed) {
+            Some(d) => lat.push(d),
+            None => missed += 1,
+        }
+    }
+    b.wait_flushers(Duration::from_secs(60));
+    let ls = Stats::of(ls);
+    if lat.is_empty() {
+        table.row(
+            LABEL,
+            0,
+            "never".into(),
+            "never".into(),
+            "no push reached the mirror".into(),
+        );
+        return;
+    }
+    let s = Stats::of(lat);
+    table.stats(
+        LABEL,
+        &s,
+        format!(
+            "one SSH connection for listing and push; one `git ls-remote` over SSH here: {} / \
+             {}; target median ≤ that + 100 ms: {}{}",
+            ms(ls.median),
+            ms(ls.p99),
+            if s.median <= ls.median + 100.0 {
+                "met"
+            } else {
+                "MISSED"
+            },
+            if missed > 0 {
+                format!("; {missed} pushes NEVER reached the mirror")
+            } else {
+                String::new()
+            }
+        ),
+    );
+}
+
+/// Row group 2: default settings, one local mirror: from `git push` returning to the mirror's
+/// `refs/heads/main` holding the pushed commit, polled every 5 ms. Each sample starts with no
+/// flusher running and no sync within the minimum interval (the usual case: pushes are seconds
+/// or minutes apart; the mirror is idle and syncs at once), so the same
+/// loop also gives the push latency of a push whose hook has to start the flusher, next to a push
+/// of the same commit to an upstream without hook made just before it.
+pub(crate) fn push_to_mirror(b: &Bench, table: &mut Table) {
+    eprintln!("bench: push-to-mirror latency, {P2M_RUNS} pushes (about 1.2 s each)");
+    let up = b.upstream("p2m.git");
+    let mirror = b.bare("p2m-mirror.git");
+    b.pm_ok(&up, &["add", "m", path_str(&mirror)]);
+    let reference = b.bare("p2m-nohook.git");
+    let wc = b.worktree("wc-p2m");
+    b.git(&wc, &["remote", "add", "origin", path_str(&up)]);
+    b.git(&wc, &["remote", "add", "nohook", path_str(&reference)]);
+    b.commit(&wc, 0);
+    b.git(&wc, &["push", "-q", "origin", "main"]);
+    b.git(&wc, &["push", "-q", "nohook", "main"]);
+    b.wait_flushers(Duration::from_secs(60));
+    let status0 = b.mirror_status(&up, "m");
+
+    let mut lat = Vec::new();
+    let mut push = Vec::new();
+    let mut plain = Vec::new();
+    let mut missed = 0;
+    for i in 0..P2M_RUNS {
+        b.wait_flushers(Duration::from_secs(30));
+        std::thread::sleep(IDLE_GAP);
+        let want = b.commit(&wc, i + 1);
+        // The same commit to an upstream without hook, just before: the reference for this loop.
+        let t = Instant::now();
+        let out = b.git_out(&wc, &["push", "-q", "nohook", "main"]);
+        plain.push(t.elapsed());
+        assert!(
+            out.status.success(),
+            "push failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let t = Instant::now();
+        let out = b.git_out(&wc, &["push", "-q", "origin", "main"]);
+        let pushed = Instant::now();
+        push.push(pushed - t);
+        assert!(
+            out.status.success(),
+            "push failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        match arrival(b, &mirror, &want, pushed) {
+            Some(d) => lat.push(d),
+            None => missed += 1,
+        }
+    }
+    b.wait_flushers(Duration::from_secs(60));
+    let status1 = b.mirror_status(&up, "m");
+    let syncs = counter(&status1, "syncs") - counter(&status0, "syncs");
+    let (push_stats, plain_stats) = (Stats::of(push), Stats::of(plain));
+    table.stats(
+        "push, our hook, 1 mirror, no flusher running (first push after a quiet spell)",
+        &push_stats,
+        format!(
+            "{} / {} vs no hook in the same loop ({} / {})",
+            plus(push_stats.median, plain_stats.median),
+            plus(push_stats.p99, plain_stats.p99),
+            ms(plain_stats.median),
+            ms(plain_stats.p99)
+        ),
+    );
+    if lat.is_empty() {
+        table.row(
+            "push → idle mirror has the commit (default settings, local mirror)",
+            0,
+            "never".into(),
+            "never".into(),
+            format!("{missed} pushes never reached the mirror"),
+        );
+        return;
+    }
+    let s = Stats::of(lat);
+    table.stats(
+        "push → idle mirror has the commit (default settings, local mirror)",
+        &s,
+        format!(
+            "one sync (leading-edge throttle); target median ≤ 100 ms: {}; GitLab 1–5 min, \
+             Gerrit 15 s; {syncs} syncs for {} pushes{}",
+            if s.median <= 100.0 { "met" } else { "MISSED" },
+            s.n + missed,
+            if missed > 0 {
+                format!("; {missed} pushes NEVER reached the mirror")
+            } else {
+                String::new()
+            }
+        ),
+    );
+}

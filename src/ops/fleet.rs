@@ -1,0 +1,232 @@
+//! A server-wide scan: every repository under a root, its resolved mirrors, its spool and
+//! whether a flusher runs there. Read-only and cheap enough for 10,000 repositories: the server
+//! file is parsed once, each repository costs a few stats and small file reads, no lock is taken
+//! (a reader must not create files, as `root` running it would leave root-owned lock files
+//! behind) and no process is started.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{self, Loaded, ServerConfig};
+use crate::paths::RepoPaths;
+use crate::spool::Contents;
+
+/// One repository as the scan found it.
+pub struct RepoScan {
+    pub paths: RepoPaths,
+    /// Its configuration resolved against the server file, or why that failed (one line).
+    pub loaded: Result<Loaded, String>,
+    pub contents: Contents,
+    pub spool_error: Option<String>,
+    pub flusher_running: bool,
+    /// `install::check` of the hook, from files only; None when a `core.hooksPath` may apply
+    /// (see `hook_file`) or the repository has no mirror.
+    pub hook: Option<Result<(), String>>,
+}
+
+/// The repositories under a root, read one at a time by `each` (holding every repository's
+/// configuration and spool at once would cost memory in proportion to the fleet).
+pub struct Fleet {
+    pub root: PathBuf,
+    pub server: ServerConfig,
+    server_path: PathBuf,
+    pub dirs: Vec<PathBuf>,
+    holders: std::collections::HashSet<u64>,
+    /// The scanning user's global or system git config sets `core.hooksPath`.
+    global_hooks_path: bool,
+}
+
+/// The root to scan: `given`, else `root` of the server file. The error is a usage message.
+pub fn resolve_root(
+    given: Option<&Path>,
+    server: &ServerConfig,
+    server_path: &Path,
+    what: &str,
+) -> Result<PathBuf, String> {
+    let Some(root) = given.map(Path::to_path_buf).or_else(|| server.root.clone()) else {
+        return Err(format!(
+            "{what} needs --root DIR (or `root:` in {})",
+            server_path.display()
+        ));
+    };
+    if !root.is_dir() {
+        return Err(format!("--root {}: not a directory", root.display()));
+    }
+    Ok(root)
+}
+
+/// Finds every repository under `root` (see `find_repos`) and which flushers run.
+pub fn scan(root: &Path, server: ServerConfig, server_path: PathBuf) -> Fleet {
+    let mut dirs = Vec::new();
+    find_repos(root, 0, &mut dirs);
+    Fleet {
+        root: root.to_path_buf(),
+        server,
+        server_path,
+        dirs,
+        holders: flock_holders(),
+        global_hooks_path: global_hooks_path(),
+    }
+}
+
+/// Whether `core.hooksPath` is set outside any repository (system or global config): one `git
+/// config` for the whole scan.
+fn global_hooks_path() -> bool {
+    std::process::Command::new("git")
+        .args(["config", "--get", "core.hooksPath"])
+        .current_dir("/")
+        .env_remove("GIT_DIR")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success() && !o.stdout.trim_ascii().is_empty())
+}
+
+/// The hook file git runs for `git_dir`, found from files only (`install::hook_path` asks git,
+/// one process per repository): GitLab's `custom_hooks/`, else the `hooks/` directory. None
+/// when a `core.hooksPath` may point elsewhere: set in the repository's `config`, or in the
+/// global or system config.
+pub fn hook_file(git_dir: &Path, global_hooks_path: bool) -> Option<PathBuf> {
+    let custom = git_dir.join("custom_hooks");
+    if custom.is_dir() {
+        return Some(custom.join("post-receive.d").join("git-pushmirror"));
+    }
+    let config = std::fs::read_to_string(git_dir.join("config")).unwrap_or_default();
+    let local = config.lines().any(|l| {
+        l.trim_start()
+            .to_ascii_lowercase()
+            .strip_prefix("hookspath")
+            .is_some_and(|r| r.trim_start().starts_with('='))
+    });
+    if global_hooks_path || local {
+        return None;
+    }
+    Some(crate::install::hook_in_dir(&git_dir.join("hooks")))
+}
+
+impl Fleet {
+    /// Reads each repository in path order and hands it to `f`.
+    pub fn each(&self, mut f: impl FnMut(RepoScan)) {
+        for d in &self.dirs {
+            let mut repo = scan_repo(d, &self.server, &self.server_path, &self.holders);
+            if repo.loaded.as_ref().is_ok_and(|l| !l.mirrors.is_empty()) {
+                repo.hook =
+                    hook_file(d, self.global_hooks_path).map(|h| crate::install::check_at(&h));
+            }
+            f(repo);
+        }
+    }
+
+    /// The repository's path relative to the root (`.git` kept), as `sweep` and rule
+    /// `${name}` see it.
+    pub fn relative(&self, git_dir: &Path) -> String {
+        git_dir
+            .strip_prefix(&self.root)
+            .unwrap_or(git_dir)
+            .display()
+            .to_string()
+    }
+}
+
+fn scan_repo(
+    git_dir: &Path,
+    server: &ServerConfig,
+    server_path: &Path,
+    holders: &std::collections::HashSet<u64>,
+) -> RepoScan {
+    let paths = RepoPaths::new(git_dir);
+    let has_dir = paths.dir.is_dir();
+    let loaded = if !has_dir && server.rules.is_empty() {
+        // Nothing configured here and no rule could reach it: skip the config machinery.
+        Ok(Loaded {
+            server: server.clone(),
+            server_path: server_path.to_path_buf(),
+            mirrors: Vec::new(),
+            notify: None,
+        })
+    } else {
+        config::load_with(server.clone(), server_path.to_path_buf(), &paths)
+            .map_err(|e| e.to_string())
+    };
+    let (contents, spool_error) = if has_dir {
+        match read_spool(&paths) {
+            Ok(c) => (c, None),
+            Err(e) => (Contents::default(), Some(e)),
+        }
+    } else {
+        (Contents::default(), None)
+    };
+    let flusher_running = has_dir && flusher_running(&paths, holders);
+    RepoScan {
+        paths,
+        loaded,
+        contents,
+        spool_error,
+        flusher_running,
+        hook: None,
+    }
+}
+
+/// The spool without its lock: an append in progress can only be a line without its newline
+/// at the end, which is left out (it is not damage); compaction replaces the file by rename, so
+/// the file read is a whole old or a whole new journal.
+pub fn read_spool(paths: &RepoPaths) -> Result<Contents, String> {
+    let path = paths.dir.join("spool");
+    match std::fs::read(&path) {
+        Ok(mut bytes) => {
+            let end = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+            bytes.truncate(end);
+            Ok(crate::spool::parse(&bytes))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Contents::default()),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// The inodes of files someone holds an exclusive `flock` on, from `/proc/locks`: a flusher holds
+/// its `flusher.lock` that way for its whole life. Reading the kernel's table instead of trying
+/// the lock ourselves matters: a probe holding the lock for an instant could make a flusher
+/// starting at that instant believe another one runs, and leave (its work would wait for the
+/// next push or sweep).
+pub fn flock_holders() -> std::collections::HashSet<u64> {
+    let text = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // "1: FLOCK  ADVISORY  WRITE 10207 fe:00:10010929 0 EOF"
+            if f.len() < 6 || f[1] != "FLOCK" || f[3] != "WRITE" {
+                return None;
+            }
+            f[5].rsplit(':').next()?.parse().ok()
+        })
+        .collect()
+}
+
+/// Whether a flusher runs for the repository (see `flock_holders`); nothing is opened or created.
+pub fn flusher_running(paths: &RepoPaths, holders: &std::collections::HashSet<u64>) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(paths.flusher_lock()).is_ok_and(|m| holders.contains(&m.ino()))
+}
+
+/// Every repository under `dir` (not descending into one, nor following symlinks, at most 8
+/// levels deep), sorted by path.
+pub fn find_repos(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+    if depth > 8 {
+        return;
+    }
+    if dir.join("HEAD").is_file() && dir.join("objects").is_dir() && dir.join("refs").is_dir() {
+        out.push(dir.to_path_buf());
+        return;
+    }
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for e in entries {
+        find_repos(&e, depth + 1, out);
+    }
+}

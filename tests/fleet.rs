@@ -1,0 +1,645 @@
+//! Operating a fleet (issue 13): `status --root`, `metrics` (checked by promtool and scraped
+//! through a real prometheus-node-exporter), the `notify` command, the man page and the shipped
+//! systemd units.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::servers::*;
+use common::*;
+use serde_json::Value;
+
+/// Three repositories under `srv/`: `a.git` mirrored fine, `b/c.git` with a mirror that cannot
+/// be reached, `empty.git` with no mirror. Returns (root, mirror of a).
+fn small_fleet(env: &Env) -> PathBuf {
+    let root = env.path("srv");
+    std::fs::create_dir_all(root.join("b")).unwrap();
+    env.write_server_config("defaults:\n  max_attempts: 1\n");
+    let a = env.upstream("srv/a.git");
+    let c = env.upstream("srv/b/c.git");
+    env.bare("srv/empty.git", &[]);
+    let good = env.bare("mirrors/a.git", &[]);
+    env.pm_ok(&a, &["add", "backup", good.to_str().unwrap()]);
+    let missing = env.path("mirrors/missing.git");
+    env.pm_ok(&c, &["add", "gone", missing.to_str().unwrap()]);
+    let ok = wait_until(Duration::from_secs(60), || {
+        env.mirror_status(&a, "backup")["update_status"] == "finished"
+            && env.mirror_status(&c, "gone")["gave_up"] == true
+    });
+    assert!(
+        ok,
+        "first syncs never settled:\n{}\n{}",
+        env.log(&a),
+        env.log(&c)
+    );
+    assert!(env.wait_flushers_gone());
+    root
+}
+
+fn pm_root(env: &Env, args: &[&str]) -> std::process::Output {
+    env.cmd(bin())
+        .args(args)
+        .output()
+        .expect("run git-pushmirror")
+}
+
+#[test]
+fn status_root_lists_every_repository_unhealthy_first() {
+    let env = Env::new();
+    let root = small_fleet(&env);
+    let out = pm_root(
+        &env,
+        &["status", "--root", root.to_str().unwrap(), "--json"],
+    );
+    assert_eq!(out.status.code(), Some(1), "an unhealthy mirror exits 1");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["repositories_scanned"], 3, "{doc:#}");
+    assert_eq!(doc["mirrors"], 2);
+    assert_eq!(doc["unhealthy"], 1);
+    let repos = doc["repositories"].as_array().unwrap();
+    assert_eq!(
+        repos.len(),
+        2,
+        "the repository without mirrors is not listed"
+    );
+    // Unhealthy first, although b/c.git sorts after a.git.
+    assert!(repos[0]["repository"]
+        .as_str()
+        .unwrap()
+        .ends_with("srv/b/c.git"));
+    let gone = &repos[0]["mirrors"][0];
+    assert_eq!(gone["name"], "gone");
+    assert_eq!(gone["healthy"], false);
+    assert_eq!(gone["gave_up"], true);
+    assert_eq!(gone["repository"], repos[0]["repository"]);
+    // Same fields as `status --json` in the repository itself.
+    let own = env.mirror_status(&root.join("b/c.git"), "gone");
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.retain(|k| k != "repository");
+        k
+    };
+    assert_eq!(keys(gone), keys(&own));
+    assert_eq!(repos[1]["mirrors"][0]["name"], "backup");
+    assert_eq!(repos[1]["mirrors"][0]["healthy"], true);
+    assert_eq!(repos[0]["hook_installed"], true, "{:#}", repos[0]);
+
+    // A repository whose hook went away is named (the hook is found from files, no git run).
+    env.pm_ok(&root.join("a.git"), &["uninstall"]);
+    let out = pm_root(
+        &env,
+        &["status", "--root", root.to_str().unwrap(), "--json"],
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let a = &doc["repositories"][1];
+    assert_eq!(a["hook_installed"], false, "{a:#}");
+    assert!(a["hook_problem"]
+        .as_str()
+        .unwrap()
+        .contains("not installed"));
+    // A core.hooksPath in the repository's config: only `status` in it can tell.
+    env.git(
+        &root.join("a.git"),
+        &["config", "core.hooksPath", "/nonexistent/hooks"],
+    );
+    let out = pm_root(
+        &env,
+        &["status", "--root", root.to_str().unwrap(), "--json"],
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(doc["repositories"][1]["hook_installed"].is_null());
+    env.git(
+        &root.join("a.git"),
+        &["config", "--unset", "core.hooksPath"],
+    );
+    env.pm_ok(&root.join("a.git"), &["install"]);
+
+    // Text, and the root taken from the server file.
+    std::fs::write(
+        &env.server_config,
+        format!("defaults:\n  max_attempts: 1\nroot: {}\n", root.display()),
+    )
+    .unwrap();
+    let out = pm_root(&env, &["status", "--root"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let (gone_at, backup_at) = (text.find("gone ").unwrap(), text.find("backup ").unwrap());
+    assert!(gone_at < backup_at, "unhealthy first:\n{text}");
+    assert!(
+        text.contains("3 repositories, 2 with mirrors; 2 mirrors, 1 unhealthy"),
+        "{text}"
+    );
+
+    // A name filter keeps the healthy mirror only: exit 0.
+    let out = pm_root(&env, &["status", "--root", "--json", "backup"]);
+    assert_eq!(out.status.code(), Some(0));
+
+    // A broken repository config is reported and makes the fleet unhealthy.
+    std::fs::write(
+        root.join("empty.git/pushmirror/config.yaml"),
+        "mirrors: [oops\n",
+    )
+    .or_else(|_| {
+        std::fs::create_dir_all(root.join("empty.git/pushmirror"))?;
+        std::fs::write(
+            root.join("empty.git/pushmirror/config.yaml"),
+            "mirrors: [oops\n",
+        )
+    })
+    .unwrap();
+    let out = pm_root(&env, &["status", "--root", "--json", "backup"]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(doc["repositories"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("config.yaml"));
+
+    // No root anywhere: a usage error naming the fix.
+    env.write_server_config("");
+    let out = pm_root(&env, &["status", "--root"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs --root DIR"));
+}
+
+/// A real `prometheus-node-exporter` serving only the textfile collector on a free loopback
+/// port; killed (its whole process group) on drop.
+struct NodeExporter {
+    child: Child,
+    port: u16,
+}
+
+impl NodeExporter {
+    fn start(textfile_dir: &Path, log: &Path) -> NodeExporter {
+        for _ in 0..5 {
+            let port = free_port();
+            let child = Command::new(find_program("prometheus-node-exporter").unwrap())
+                .arg("--collector.disable-defaults")
+                .arg("--collector.textfile")
+                .arg(format!(
+                    "--collector.textfile.directory={}",
+                    textfile_dir.display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(log).unwrap())
+                .process_group(0)
+                .spawn()
+                .expect("start prometheus-node-exporter");
+            let mut ne = NodeExporter { child, port };
+            if wait_until(Duration::from_secs(60), || {
+                port_open(port) || !matches!(ne.child.try_wait(), Ok(None))
+            }) && matches!(ne.child.try_wait(), Ok(None))
+            {
+                return ne;
+            }
+            drop(ne); // port taken meanwhile, or it died: try another port
+        }
+        panic!(
+            "prometheus-node-exporter did not start: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    }
+
+    fn scrape(&self) -> String {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        body
+    }
+}
+
+use std::os::unix::process::CommandExt;
+
+impl Drop for NodeExporter {
+    fn drop(&mut self) {
+        unsafe_kill_group(self.child.id());
+        let _ = self.child.wait();
+    }
+}
+
+fn unsafe_kill_group(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pid}")])
+        .status();
+}
+
+#[test]
+fn metrics_pass_promtool_and_node_exporter_serves_them() {
+    if !have_all(&["promtool", "prometheus-node-exporter"]) {
+        eprintln!("SKIPPED: promtool / prometheus-node-exporter missing");
+        return;
+    }
+    let env = Env::new();
+    let root = small_fleet(&env);
+    // A mirror whose URL carries a user name: it must not reach any label.
+    let a = root.join("a.git");
+    env.pm_ok(
+        &a,
+        &[
+            "add",
+            "hub",
+            "https://deploy-user@127.0.0.1:9/acme/app.git",
+            "--username",
+            "deploy-user",
+            "--password-env",
+            "HUB_TOKEN",
+            "--disabled",
+        ],
+    );
+    let textdir = env.path("textfile");
+    std::fs::create_dir_all(&textdir).unwrap();
+    let prom = textdir.join("git-pushmirror.prom");
+    let out = pm_root(
+        &env,
+        &[
+            "metrics",
+            "--root",
+            root.to_str().unwrap(),
+            "--output",
+            prom.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert!(
+        !text.contains("deploy-user") && !text.contains("https://"),
+        "{text}"
+    );
+    // No temp file left next to it (node_exporter would read a half-written one).
+    let names: Vec<_> = std::fs::read_dir(&textdir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+
+    let check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&prom).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success() && check.stdout.is_empty() && check.stderr.is_empty(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    let ne = NodeExporter::start(&textdir, &env.path("node-exporter.log"));
+    let body = ne.scrape();
+    for want in [
+        "node_textfile_scrape_error 0",
+        "git_pushmirror_repositories 3",
+        "git_pushmirror_mirrors 3",
+        "git_pushmirror_mirrors_unhealthy 1",
+        r#"git_pushmirror_mirror_healthy{mirror="gone",repository="b/c.git"} 0"#,
+        r#"git_pushmirror_mirror_healthy{mirror="backup",repository="a.git"} 1"#,
+        r#"git_pushmirror_mirror_enabled{mirror="hub",repository="a.git"} 0"#,
+        r#"git_pushmirror_mirror_gave_up{mirror="gone",repository="b/c.git"} 1"#,
+        r#"git_pushmirror_mirror_update_status{mirror="gone",repository="b/c.git",status="failed"} 1"#,
+        r#"git_pushmirror_mirror_syncs_total{mirror="backup",repository="a.git"} 1"#,
+        r#"git_pushmirror_repository_hook_installed{repository="b/c.git"} 1"#,
+        "# TYPE git_pushmirror_mirror_syncs_total counter",
+        "git_pushmirror_mirror_last_success_timestamp_seconds{mirror=\"backup\"",
+    ] {
+        assert!(
+            body.contains(want),
+            "missing `{want}` in the scrape:\n{body}"
+        );
+    }
+    assert!(!body.contains("deploy-user"));
+
+    // A second write replaces the file in place of the first; node_exporter sees the change.
+    let out = pm_root(
+        &env,
+        &[
+            "metrics",
+            "--root",
+            root.to_str().unwrap(),
+            "--output",
+            prom.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success());
+    assert!(ne.scrape().contains("git_pushmirror_repositories 3"));
+}
+
+/// A notify command that records what it got: stdin, argv and environment, one file each.
+fn recorder(env: &Env) -> (PathBuf, PathBuf) {
+    let dir = env.path("notified");
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = env.path("record-notify.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nd='{}'\nn=$(date +%s%N)\ncat > \"$d/tmp.$n\"\nenv > \"$d/env.$n\"\necho \"$0 $*\" > \"$d/argv.$n\"\nmv \"$d/tmp.$n\" \"$d/doc.$n.json\"\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (dir, script)
+}
+
+fn docs(dir: &Path) -> Vec<Value> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
+        .collect()
+}
+
+#[test]
+fn notify_tells_failed_gave_up_recovered_and_divergent() {
+    let env = Env::new();
+    let (dir, script) = recorder(&env);
+    env.write_server_config(&format!(
+        "defaults:\n  max_attempts: 2\n  backoff_initial: 100ms\n  backoff_max: 200ms\nnotify:\n  command: {}\n  timeout: 30s\n",
+        script.display()
+    ));
+    let up = env.upstream("up.git");
+    let wc = env.clone(&up, "wc");
+    env.commit(&wc, "one");
+    env.push(&wc, &["main"]);
+    let later = env.path("later.git");
+    // The flusher gets a secret in its environment (as with auth.password_env): the notify
+    // command must not.
+    let out = env
+        .cmd(bin())
+        .env("PM_TEST_SECRET", "s3cret-in-env")
+        .arg("--repo")
+        .arg(&up)
+        .args(["add", "m", later.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || docs(&dir).len() >= 2),
+        "no failed/gave_up notifications: {:?}\nlog:\n{}",
+        docs(&dir),
+        env.log(&up)
+    );
+    let d = docs(&dir);
+    assert_eq!(d[0]["event"], "failed", "{d:#?}");
+    assert_eq!(d[0]["mirror"], "m");
+    assert_eq!(d[0]["repository"], up.to_str().unwrap());
+    assert_eq!(d[0]["url"], later.to_str().unwrap());
+    assert!(d[0]["last_error"].as_str().unwrap().contains("later.git"));
+    assert_eq!(d[0]["consecutive_failures"], 1);
+    assert_eq!(d[1]["event"], "gave_up");
+    assert_eq!(d[1]["gave_up"], true);
+
+    // The mirror appears; an admin's sync recovers it.
+    env.bare("later.git", &[]);
+    env.pm_ok(&up, &["sync", "m", "--wait"]);
+    assert!(wait_until(Duration::from_secs(60), || docs(&dir).len() >= 3));
+    let d = docs(&dir);
+    assert_eq!(d[2]["event"], "recovered", "{d:#?}");
+    assert_eq!(d[2]["healthy"], true);
+    assert!(d[2]["previous_error"].is_string());
+
+    // A mirror whose main diverged, with keep_divergent_refs.
+    let div = env.bare("diverged.git", &[]);
+    let other = env.path("other");
+    env.git(
+        env.dir.path(),
+        &["init", "-q", "-b", "main", other.to_str().unwrap()],
+    );
+    env.commit(&other, "unrelated");
+    env.git(&other, &["push", "-q", div.to_str().unwrap(), "main"]);
+    env.pm_ok(
+        &up,
+        &["add", "d", div.to_str().unwrap(), "--keep-divergent-refs"],
+    );
+    assert!(wait_until(Duration::from_secs(60), || docs(&dir).len() >= 4));
+    let d = docs(&dir);
+    assert_eq!(d[3]["mirror"], "d");
+    assert!(
+        d[3]["events"]
+            .as_array()
+            .unwrap()
+            .contains(&"divergent".into()),
+        "{d:#?}"
+    );
+    assert_eq!(d[3]["new_divergent_refs"][0], "refs/heads/main");
+    assert!(env.wait_flushers_gone());
+    assert_eq!(docs(&dir).len(), 4, "one notification per transition");
+
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(!text.contains("s3cret-in-env"), "{}: {text}", p.display());
+        if p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("argv.")
+        {
+            assert_eq!(text.trim(), script.to_str().unwrap(), "nothing in argv");
+        }
+    }
+    assert!(
+        env.log(&up).contains("notify m (gave_up): done in"),
+        "{}",
+        env.log(&up)
+    );
+}
+
+#[test]
+fn notify_is_overridden_per_repository_and_bounded_by_its_timeout() {
+    let env = Env::new();
+    let (dir, script) = recorder(&env);
+    env.write_server_config(&format!(
+        "defaults:\n  max_attempts: 1\nnotify:\n  command: {}\n",
+        script.display()
+    ));
+    let up = env.upstream("up.git");
+    std::fs::create_dir_all(up.join("pushmirror")).unwrap();
+    std::fs::write(
+        up.join("pushmirror/config.yaml"),
+        "notify:\n  command: echo started >&2; sleep 3613\n  timeout: 1s\n",
+    )
+    .unwrap();
+    let missing = env.path("missing.git");
+    env.pm_ok(&up, &["add", "m", missing.to_str().unwrap()]);
+    assert!(
+        wait_until(Duration::from_secs(60), || env
+            .log(&up)
+            .contains("notify m (gave_up, failed): timed out after 1s; killed")),
+        "{}",
+        env.log(&up)
+    );
+    assert!(
+        env.wait_flushers_gone(),
+        "the flusher waits for its notification, then exits"
+    );
+    assert!(
+        docs(&dir).is_empty(),
+        "the repository's command replaced the server's"
+    );
+    // `add` kept the repository's notify setting when it rewrote the file.
+    let cfg = std::fs::read_to_string(up.join("pushmirror/config.yaml")).unwrap();
+    assert!(cfg.contains("sleep 3613"), "{cfg}");
+    // The sleep was killed with its group.
+    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&ps.stdout).contains("sleep 3613"));
+}
+
+#[test]
+fn install_sh_installs_man_pages_completions_and_systemd_units() {
+    if !have_all(&["man", "systemd-analyze"]) {
+        eprintln!("SKIPPED: man / systemd-analyze missing");
+        return;
+    }
+    let env = Env::new();
+    let prefix = env.path("prefix");
+    let units = env.path("units");
+    let out = env
+        .cmd("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("install.sh"))
+        .arg("--prefix")
+        .arg(&prefix)
+        .arg("--binary")
+        .arg(bin())
+        .args(["--systemd", "--systemd-dir"])
+        .arg(&units)
+        .args(["--user", current_user()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "install.sh: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let man = prefix.join("share/man");
+    let path = format!(
+        "{}:{}",
+        prefix.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    // git's own way to ask for help: `git pushmirror --help` runs `man git-pushmirror`.
+    let help = env
+        .cmd("git")
+        .args(["pushmirror", "--help"])
+        .env("PATH", &path)
+        .env("MANPATH", &man)
+        .env("MANPAGER", "cat")
+        .env("PAGER", "cat")
+        .env("MANWIDTH", "100")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.status.success()
+            && text.contains("git-pushmirror-status(1)")
+            && text.contains("SYNOPSIS"),
+        "git pushmirror --help: {text}{}",
+        String::from_utf8_lossy(&help.stderr)
+    );
+    let page = env
+        .cmd("man")
+        .arg("git-pushmirror-metrics")
+        .env("MANPATH", &man)
+        .env("MANPAGER", "cat")
+        .env("MANWIDTH", "100")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&page.stdout).contains("--output"));
+    // Completions: bash loads them.
+    let comp = env
+        .cmd("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {} && complete -p git-pushmirror",
+            prefix
+                .join("share/bash-completion/completions/git-pushmirror")
+                .display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        comp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&comp.stderr)
+    );
+    // The units point at the installed binary and pass systemd's own check (which also looks
+    // the Documentation= man pages up).
+    let sweep = std::fs::read_to_string(units.join("git-pushmirror-sweep.service")).unwrap();
+    assert!(sweep.contains(&format!(
+        "ExecStart={} sweep",
+        prefix.join("bin/git-pushmirror").display()
+    )));
+    assert!(sweep.contains(&format!("User={}", current_user())));
+    let mut verify = env.cmd("systemd-analyze");
+    verify.arg("verify").env("MANPATH", &man);
+    for u in [
+        "git-pushmirror-sweep.service",
+        "git-pushmirror-sweep.timer",
+        "git-pushmirror-metrics.service",
+        "git-pushmirror-metrics.timer",
+    ] {
+        verify.arg(units.join(u));
+    }
+    let v = verify.output().unwrap();
+    let errs = String::from_utf8_lossy(&v.stderr);
+    assert!(v.status.success(), "systemd-analyze verify: {errs}");
+    assert!(
+        !errs.contains("git-pushmirror-"),
+        "systemd-analyze verify warns: {errs}"
+    );
+}
+
+#[test]
+fn documented_alert_rules_pass_promtool() {
+    if !have("promtool") {
+        eprintln!("SKIPPED: promtool missing");
+        return;
+    }
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operations.md"))
+            .unwrap();
+    let after = doc.split("### Example alert rules").nth(1).unwrap();
+    let rules = after
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .unwrap();
+    let env = Env::new();
+    let file = env.path("rules.yml");
+    std::fs::write(&file, rules).unwrap();
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 rules found"));
+}
