@@ -230,6 +230,16 @@ impl MirrorConfig {
         validate_name(&self.name)?;
         crate::url::validate(&self.url, self.allow_insecure_http)
             .map_err(|e| format!("mirror `{}`: url: {e}", self.name))?;
+        if let (Auth::Password { .. }, (_, user, password)) =
+            (&self.auth, crate::url::split_credentials(&self.url))
+        {
+            if user.is_some() || password.is_some() {
+                return Err(format!(
+                    "mirror `{}`: the url carries credentials (user[:password]@) and auth.method is password; keep one: remove them from the url or remove the auth section",
+                    self.name
+                ));
+            }
+        }
         for p in &self.protected {
             if p.is_empty() || p.starts_with("refs/") {
                 return Err(format!(
@@ -809,6 +819,29 @@ mod tests {
         let p = dir.path().join("config.yaml");
         std::fs::write(&p, text).unwrap();
         RepoConfig::load(&p).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn load_refuses_url_secrets_that_would_be_shown_or_ignored() {
+        // git reads `user:pass@host:path` as host `user`, path `pass@host:path`.
+        let e =
+            load_text("mirrors:\n  - name: a\n    url: deploy:hunter2@host:x.git\n").unwrap_err();
+        assert!(e.contains("scp-like") && !e.contains("hunter2"), "{e}");
+        assert_eq!(e.lines().count(), 1, "{e}");
+        // URL credentials next to auth.method: password were silently dropped.
+        let e = load_text(
+            "mirrors:\n  - name: a\n    url: https://u:hunter2@host/x.git\n    auth:\n      method: password\n      username: u\n      password_env: P\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("credentials") && e.contains("auth") && !e.contains("hunter2"),
+            "{e}"
+        );
+        load_text("mirrors:\n  - name: a\n    url: https://u:hunter2@host/x.git\n").unwrap();
+        load_text(
+            "mirrors:\n  - name: a\n    url: https://host/x.git\n    auth:\n      method: password\n      username: u\n      password_env: P\n",
+        )
+        .unwrap();
     }
 
     #[test]

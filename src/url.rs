@@ -65,6 +65,8 @@ pub enum UrlError {
     FileUrlHost,
     #[error("mirror URL refused: '{scheme}:' without '//' would be read as an ssh host named {scheme}; write {scheme}://host/path")]
     MissingSlashes { scheme: String },
+    #[error("mirror URL refused: scp-like URLs cannot carry a password (git would take the user name for the host and show the password as the path); use ssh://user@host/path with an ssh key")]
+    ScpPassword,
 }
 
 /// Validates a mirror URL against the policy; returns its scheme. Refuses: empty, ext::, fd::,
@@ -108,6 +110,9 @@ pub fn validate(url: &str, allow_insecure_http: bool) -> Result<Scheme, UrlError
             Ok(parsed) => check_url_parts(kind, scheme, &parsed),
             Err(_) => Err(why_unparsable(kind, url)),
         };
+    }
+    if scp_password_at(url).is_some() {
+        return Err(UrlError::ScpPassword);
     }
     match parsed {
         Ok(parsed) if parsed.scheme == gix::url::Scheme::File => Ok(Scheme::Local),
@@ -280,6 +285,23 @@ fn scp_colon(url: &str) -> Option<usize> {
     None
 }
 
+/// For an scp-like address typed as `user:password@host:path` (git reads `user` as the host and
+/// `password@host:path` as the path): the index of the '@' that ends the password, i.e. the last
+/// '@' between the scp colon and the first '/' after it. None for a local path (a '/' before the
+/// colon), a `scheme://` URL and ordinary `user@host:path`.
+fn scp_password_at(url: &str) -> Option<usize> {
+    if split_scheme(url).is_some() {
+        return None;
+    }
+    let colon = scp_colon(url)?;
+    if url[..colon].contains('/') {
+        return None;
+    }
+    let after = &url[colon + 1..];
+    let segment = &after[..after.find('/').unwrap_or(after.len())];
+    segment.rfind('@').map(|at| colon + 1 + at)
+}
+
 /// git's `is_urlschemechar`.
 fn is_scheme_char(first: bool, c: char) -> bool {
     c.is_ascii_alphabetic() || (!first && (c.is_ascii_digit() || matches!(c, '+' | '-' | '.')))
@@ -327,6 +349,10 @@ const MASK: &str = "*****";
 /// without userinfo unchanged; scp-like "git@host:x" unchanged (user is not secret there);
 /// ssh://user@host/x unchanged; ssh://user:pw@host -> masked password and user.
 pub fn mask(url: &str) -> String {
+    // `user:password@host:path` (refused by `validate`, but a file may be edited by hand).
+    if let Some(at) = scp_password_at(url) {
+        return format!("{MASK}:{MASK}{}", &url[at..]);
+    }
     // Only '/' and blanks end the authority here: a raw '#', '?' or quote in a password is
     // invalid but happens, and stopping early there would print the rest of the password.
     mask_userinfo(url, |c| c == '/' || c.is_whitespace() || c.is_control())
@@ -693,6 +719,42 @@ mod tests {
             }
         );
         assert_eq!(ok("ssh://user@host/x"), Scheme::Ssh);
+    }
+
+    #[test]
+    fn scp_like_urls_with_a_password_are_refused_and_masked() {
+        for url in [
+            "user:hunter2@host:repo.git",
+            "user:hunter2@host:org/repo.git",
+            "user:hunter2@host/repo.git",
+            "user:hun:ter2@host:x",
+            "user:hunter2@[::1]:x",
+            "git:hunter2@github.com:acme/app.git",
+        ] {
+            assert_eq!(refused(url), UrlError::ScpPassword, "{url}");
+            let shown = mask(url);
+            assert!(!shown.contains("hunter2"), "{url} -> {shown}");
+            assert!(shown.starts_with("*****:*****@"), "{url} -> {shown}");
+            let err = refused(url).to_string();
+            assert!(!err.contains("hunter2") && !err.contains('\n'), "{err}");
+        }
+        assert_eq!(
+            mask("user:hunter2@host:org/repo.git"),
+            "*****:*****@host:org/repo.git"
+        );
+        // Ordinary scp-like URLs and paths with '@' are untouched.
+        for url in [
+            "git@github.com:acme/app.git",
+            "git@host:org/a@b.git",
+            "host:org/x.git",
+            "./dir:a@b/x",
+            "/srv/a:b@c",
+            "[git@host:22]:x.git",
+            "git@[::1]:x.git",
+        ] {
+            assert_eq!(mask(url), url);
+            assert_ne!(validate(url, false), Err(UrlError::ScpPassword), "{url}");
+        }
     }
 
     #[test]

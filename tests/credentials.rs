@@ -911,3 +911,86 @@ fn set_refuses_an_inline_password_in_an_auth_mapping_and_never_echoes_it() {
         assert_eq!(fs::read(&config).unwrap(), before, "{value}");
     }
 }
+
+/// `user:pass@host:path` is scp-like ssh to a host called `user` with the password as the path:
+/// `add`, `set` and a hand-edited file refuse it in one line, and nothing ever shows the
+/// password. URL credentials next to `auth.method: password` (silently ignored before) and a
+/// scheme-less `github.com/acme/app.git` (a local directory for git) are refused by `add`.
+#[test]
+fn scp_like_passwords_and_ignored_url_credentials_are_refused() {
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    let secret = "hunter2Zq";
+    let scp = format!("deploy:{secret}@127.0.0.1:x.git");
+    let out = env.pm(&up, &["add", "h", &scp, "--disabled"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("scp-like") && !said.contains(secret),
+        "{said}"
+    );
+    assert_eq!(said.trim().lines().count(), 1, "{said}");
+    assert!(!up.join("pushmirror/config.yaml").exists());
+
+    env.pm_ok(
+        &up,
+        &["add", "h", "https://127.0.0.1:1/x.git", "--disabled"],
+    );
+    let config = up.join("pushmirror/config.yaml");
+    let before = fs::read(&config).unwrap();
+    let out = env.pm(&up, &["set", "h", &format!("url={scp}")]);
+    let said = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("scp-like") && !said.contains(secret),
+        "{said}"
+    );
+    assert_eq!(fs::read(&config).unwrap(), before);
+
+    // URL credentials and a password auth: one of them would be ignored.
+    let pw = up.join("pw");
+    write_mode(&pw, "x\n", 0o600);
+    let out = env.pm(
+        &up,
+        &[
+            "add",
+            "both",
+            &format!("https://bob:{secret}@127.0.0.1:1/x.git"),
+            "--username",
+            "bob",
+            "--password-file",
+            s(&pw),
+            "--disabled",
+        ],
+    );
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("credentials") && !said.contains(secret),
+        "{said}"
+    );
+
+    // A host name without a scheme is not a path git can push to.
+    let out = env.pm(&up, &["add", "gh", "github.com/acme/app.git", "--disabled"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("https://github.com/acme/app.git"), "{said}");
+    assert_eq!(fs::read(&config).unwrap(), before);
+
+    // Edited by hand: every command refuses the file, and nothing shows the password.
+    let edited = String::from_utf8(before)
+        .unwrap()
+        .replace("https://127.0.0.1:1/x.git", &scp);
+    fs::write(&config, edited).unwrap();
+    let wc = env.clone(&up, "wc");
+    env.commit(&wc, "one");
+    let pushed = text(&env.push(&wc, &["main"]));
+    assert!(!pushed.contains(secret), "{pushed}");
+    for args in [&["status"][..], &["list"], &["status", "--json"]] {
+        let said = text(&env.pm(&up, args));
+        assert!(said.contains("scp-like"), "{args:?}: {said}");
+        assert!(!said.contains(secret), "{args:?}: {said}");
+    }
+    assert!(env.wait_flushers_gone());
+    assert!(!env.log(&up).contains(secret));
+}

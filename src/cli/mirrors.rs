@@ -121,6 +121,12 @@ pub(super) fn remove(paths: &RepoPaths, name: &str) -> Result<i32, Fail> {
 }
 
 pub(super) fn add(paths: &RepoPaths, a: AddArgs) -> Result<i32, Fail> {
+    if let Some(host) = host_like_missing_path(&a.url) {
+        let u = &a.url;
+        return Err(usage(format!(
+            "mirror URL `{u}` has no scheme and is not an existing path, so git would take it for a directory `{host}` here; write https://{u} or ssh://git@{u}"
+        )));
+    }
     let mut m = MirrorConfig::new(&a.name, &absolutize_local(&a.url));
     m.enabled = !a.disabled;
     m.debounce = a.debounce;
@@ -315,6 +321,25 @@ fn check_ca_file(m: &MirrorConfig, paths: &RepoPaths) -> Result<(), Fail> {
             format!("mirror `{}`: ca_file {}: {e}", m.name, ca.display()),
         )
     })
+}
+
+/// `github.com/acme/app.git`: a relative path whose first part looks like a host name (has a
+/// dot) and that does not exist. git would read it as a local directory and fail at every sync.
+fn host_like_missing_path(u: &str) -> Option<&str> {
+    if url::validate(u, true) != Ok(url::Scheme::Local) || u.starts_with(['/', '.', '~']) {
+        return None;
+    }
+    if u.starts_with("file:") || u.contains('@') || Path::new(u).exists() {
+        return None;
+    }
+    let first = u.split('/').next()?;
+    let host_like = first.contains('.')
+        && first
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'))
+        && !first.ends_with(".git")
+        && !Path::new(first).exists();
+    host_like.then_some(first)
 }
 
 /// A relative local path means relative to where the admin stands, not to the repository the

@@ -230,6 +230,59 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<u64> {
     u64::try_from(secs * 1000 + frac_ms).ok()
 }
 
+/// The objects of a batch response. Only the (oid, size) pairs that were asked about are taken:
+/// a server's oid becomes a path in the upstream's store, so "../../..", an absolute path or a
+/// short string must never get that far, nor a size other than the pointer's.
+fn parse_batch(
+    text: &str,
+    asked: &[(String, u64)],
+    now: Instant,
+) -> Result<Vec<(String, u64, Need)>, String> {
+    let v: Value = serde_json::from_str(text)
+        .map_err(|e| format!("answered a batch request with something that is not JSON: {e}"))?;
+    if let Some(t) = v["transfer"].as_str() {
+        if t != "basic" {
+            return Err(format!("chose transfer '{t}'; only 'basic' is supported"));
+        }
+    }
+    let mut out = Vec::new();
+    for o in v["objects"].as_array().into_iter().flatten() {
+        let (Some(oid), Some(size)) = (o["oid"].as_str(), o["size"].as_u64()) else {
+            continue;
+        };
+        if !asked.iter().any(|(a, s)| a == oid && *s == size) {
+            continue;
+        }
+        let need = if !o["error"].is_null() {
+            Need::Refused(format!(
+                "{} {}",
+                o["error"]["code"],
+                o["error"]["message"].as_str().unwrap_or("")
+            ))
+        } else {
+            match action(&o["actions"]["upload"], now) {
+                None => Need::Nothing,
+                Some(upload) => Need::Upload {
+                    upload,
+                    verify: action(&o["actions"]["verify"], now),
+                },
+            }
+        };
+        out.push((oid.to_string(), size, need));
+    }
+    // An object left out is not one the server has: taking silence for "have it" would push
+    // refs whose objects the mirror never got (a proxy answering `{}` would do it for all).
+    if let Some((oid, size)) = asked
+        .iter()
+        .find(|(a, s)| !out.iter().any(|(o, z, _)| o == a && z == s))
+    {
+        return Err(format!(
+            "left {oid} ({size} bytes) out of its batch response (an LFS server answers for every object)"
+        ));
+    }
+    Ok(out)
+}
+
 /// Counts bytes as they are read from disk, for progress and the sync's totals.
 struct Counting<R> {
     inner: R,
@@ -242,6 +295,76 @@ impl<R: Read> Read for Counting<R> {
         self.sent.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
+}
+
+/// Checks a stored object against its pointer while it is read: when the read that completes
+/// `size` bytes brings a sha256 other than the oid, it fails instead of handing those last bytes
+/// on, so a corrupt store object never reaches the mirror whole (the request is cut short of its
+/// Content-Length) and never lands under that oid.
+pub struct HashCheck<R> {
+    inner: R,
+    oid: String,
+    left: u64,
+    hasher: sha2::Sha256,
+    pub corrupt: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<R: Read> HashCheck<R> {
+    pub fn new(inner: R, oid: &str, size: u64) -> HashCheck<R> {
+        HashCheck {
+            inner,
+            oid: oid.to_string(),
+            left: size,
+            hasher: sha2::Digest::new(),
+            corrupt: Arc::default(),
+        }
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        let digest = sha2::Digest::finalize_reset(&mut self.hasher);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        if hex == self.oid {
+            Ok(())
+        } else {
+            self.corrupt.store(true, Ordering::Relaxed);
+            Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("its content's sha256 is {hex}, not the pointer's oid"),
+            ))
+        }
+    }
+}
+
+impl<R: Read> Read for HashCheck<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            self.corrupt.store(true, Ordering::Relaxed);
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("it ended {} bytes short of the pointer's size", self.left),
+            ));
+        }
+        sha2::Digest::update(&mut self.hasher, &buf[..n]);
+        self.left -= n as u64;
+        if self.left == 0 {
+            self.finish()?;
+        }
+        Ok(n)
+    }
+}
+
+/// An upload that failed; `Corrupt` when the stored object does not match its pointer (it was
+/// not sent whole; waiting does not fix it).
+pub enum UploadError {
+    Corrupt(String),
+    Failed(String),
 }
 
 impl Client {
@@ -329,39 +452,7 @@ impl Client {
         let text = resp
             .into_string()
             .map_err(|e| format!("lfs: batch response from {}: {e}", show(&href)))?;
-        let v: Value = serde_json::from_str(&text)
-            .map_err(|e| format!("lfs: batch response from {} is not JSON: {e}", show(&href)))?;
-        if let Some(t) = v["transfer"].as_str() {
-            if t != "basic" {
-                return Err(format!(
-                    "lfs: {} chose transfer '{t}'; only 'basic' is supported",
-                    show(&href)
-                ));
-            }
-        }
-        let mut out = Vec::new();
-        for o in v["objects"].as_array().into_iter().flatten() {
-            let (Some(oid), Some(size)) = (o["oid"].as_str(), o["size"].as_u64()) else {
-                continue;
-            };
-            let need = if !o["error"].is_null() {
-                Need::Refused(format!(
-                    "{} {}",
-                    o["error"]["code"],
-                    o["error"]["message"].as_str().unwrap_or("")
-                ))
-            } else {
-                match action(&o["actions"]["upload"], now) {
-                    None => Need::Nothing,
-                    Some(upload) => Need::Upload {
-                        upload,
-                        verify: action(&o["actions"]["verify"], now),
-                    },
-                }
-            };
-            out.push((oid.to_string(), size, need));
-        }
-        Ok(out)
+        parse_batch(&text, objects, now).map_err(|e| format!("lfs: {} {e}", show(&href)))
     }
 
     /// PUTs the file at `path` (of `size` bytes), then asks the server to verify it when it gave
@@ -374,25 +465,72 @@ impl Client {
         upload: &Action,
         verify: Option<&Action>,
         sent: &Arc<AtomicU64>,
-    ) -> Result<(), String> {
-        let file = std::fs::File::open(path)
-            .map_err(|e| format!("lfs: reading object {oid} at {}: {e}", path.display()))?;
+    ) -> Result<(), UploadError> {
+        let file = std::fs::File::open(path).map_err(|e| {
+            UploadError::Failed(format!(
+                "lfs: reading object {oid} at {}: {e}",
+                path.display()
+            ))
+        })?;
+        // Checked whole before any byte goes out: a server that stores what a cut-short request
+        // brought (giftless does) would otherwise keep a truncated object under this oid, and
+        // answer every later batch that it has it. Checked again while sending (the file may
+        // change in between). Streamed: memory stays bounded.
+        let mut pre = HashCheck::new(&file, oid, size);
+        let corrupt = pre.corrupt.clone();
+        let whole = std::io::copy(&mut pre, &mut std::io::sink());
+        if corrupt.load(Ordering::Relaxed) || (size == 0 && oid != EMPTY_SHA256) {
+            let why = whole.err().map_or_else(
+                || "size 0 but the oid is not that of empty content".to_string(),
+                |e| e.to_string(),
+            );
+            return Err(UploadError::Corrupt(format!(
+                "lfs: object {oid} ({size} bytes) at {} does not match its pointer, not sent: {why}",
+                path.display()
+            )));
+        }
+        whole.map_err(|e| {
+            UploadError::Failed(format!(
+                "lfs: reading object {oid} at {}: {e}",
+                path.display()
+            ))
+        })?;
+        let mut file = file;
+        std::io::Seek::rewind(&mut file).map_err(|e| {
+            UploadError::Failed(format!(
+                "lfs: reading object {oid} at {}: {e}",
+                path.display()
+            ))
+        })?;
+        let checked = HashCheck::new(file, oid, size);
+        let corrupt = checked.corrupt.clone();
         let mut headers = upload.headers.clone();
         headers.push(("Content-Type".into(), "application/octet-stream".into()));
         headers.push(("Content-Length".into(), size.to_string()));
         let body = Counting {
-            inner: file.take(size),
+            inner: checked,
             sent: sent.clone(),
         };
-        self.request("PUT", &upload.href, &headers)
-            .send(body)
-            .map_err(|e| {
-                format!(
-                    "lfs: upload of {oid} ({size} bytes) to {} failed: {}",
-                    show(&upload.href),
-                    describe(e).1
-                )
-            })?;
+        let result = self.request("PUT", &upload.href, &headers).send(body);
+        if corrupt.load(Ordering::Relaxed) {
+            let why = match result {
+                Err(ureq::Error::Transport(t)) => std::error::Error::source(&t)
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| "it differs".into()),
+                _ => "it differs".into(),
+            };
+            return Err(UploadError::Corrupt(format!(
+                "lfs: object {oid} ({size} bytes) at {} does not match its pointer, not sent: {why}",
+                path.display()
+            )));
+        }
+        result.map_err(|e| {
+            UploadError::Failed(format!(
+                "lfs: upload of {oid} ({size} bytes) to {} failed: {}",
+                show(&upload.href),
+                describe(e).1
+            ))
+        })?;
         if let Some(v) = verify {
             let mut headers = v.headers.clone();
             headers.push(("Accept".into(), LFS_JSON.into()));
@@ -400,20 +538,62 @@ impl Client {
             self.request("POST", &v.href, &headers)
                 .send_string(&json!({"oid": oid, "size": size}).to_string())
                 .map_err(|e| {
-                    format!(
+                    UploadError::Failed(format!(
                         "lfs: the mirror did not verify {oid} ({size} bytes) at {}: {}",
                         show(&v.href),
                         describe(e).1
-                    )
+                    ))
                 })?;
         }
         Ok(())
     }
 }
 
+/// sha256 of no bytes.
+pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_answer_only_yields_the_objects_asked_about() {
+        let oid = "4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393";
+        let asked = vec![(oid.to_string(), 12)];
+        let put = |o: &str, size: u64| {
+            format!(
+                r#"{{"oid":"{o}","size":{size},"actions":{{"upload":{{"href":"https://h/x"}}}}}}"#
+            )
+        };
+        let text = format!(
+            r#"{{"objects":[{},{},{},{},{}]}}"#,
+            put("/etc/shadow", 12),
+            put("../../../../pushmirror/secret", 12),
+            put("a", 1),
+            put(oid, 13),
+            put(oid, 12)
+        );
+        let got = parse_batch(&text, &asked, Instant::now()).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].0.as_str(), got[0].1), (oid, 12));
+        assert!(matches!(got[0].2, Need::Upload { .. }));
+        for garbage in [
+            "<html>502 Bad Gateway</html>",
+            "",
+            "{\"objects\": 5}",
+            "[]",
+            "{}",
+        ] {
+            let e = parse_batch(garbage, &asked, Instant::now()).unwrap_err();
+            assert!(!e.contains('\n'), "{e}");
+        }
+        let without = format!(r#"{{"objects":[{}]}}"#, put(oid, 13));
+        let e = parse_batch(&without, &asked, Instant::now()).unwrap_err();
+        assert!(e.contains(oid) && e.contains("left"), "{e}");
+        let has = format!(r#"{{"objects":[{{"oid":"{oid}","size":12}}]}}"#);
+        let got = parse_batch(&has, &asked, Instant::now()).unwrap();
+        assert!(matches!(got[0].2, Need::Nothing));
+    }
 
     #[test]
     fn rfc3339_instants() {

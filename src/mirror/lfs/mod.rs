@@ -137,6 +137,18 @@ fn note_missing(out: &mut Outcome, oid: &str, size: u64) {
     }
 }
 
+/// An object whose stored file does not match its pointer counts as missing (it was not sent,
+/// and waiting does not fix it); status names it as corrupt.
+fn note_corrupt(out: &mut Outcome, mirror: &str, oid: &str, size: u64, why: &str) {
+    log::error!("sync {mirror}: {why}");
+    out.missing_count += 1;
+    if out.missing.len() < MISSING_CAP {
+        out.missing.push(format!(
+            "{oid} ({size} bytes, corrupt in the upstream store)"
+        ));
+    }
+}
+
 /// The batch endpoint: `<url>[.git]/info/lfs` for HTTP(S) with the mirror's own credentials
 /// pinned to its origin; for SSH what `git-lfs-authenticate <path> upload` answers.
 fn endpoint(job: &Job<'_>) -> Result<client::Endpoint, String> {
@@ -331,7 +343,35 @@ fn copy_local(
         std::fs::create_dir_all(parent)
             .map_err(|e| format!("lfs: creating {}: {e}", parent.display()))?;
         let tmp = parent.join(format!(".{}.tmp{}", p.oid, std::process::id()));
-        std::fs::copy(&src, &tmp)
+        let mut checked = match std::fs::File::open(&src) {
+            Ok(f) => client::HashCheck::new(f, &p.oid, p.size),
+            Err(e) => return Err(format!("lfs: reading {}: {e}", src.display())),
+        };
+        let corrupt = checked.corrupt.clone();
+        let copied = std::fs::File::create(&tmp).and_then(|mut f| {
+            std::io::copy(&mut checked, &mut f)?;
+            f.sync_all()
+        });
+        if corrupt.load(Ordering::Relaxed) || (p.size == 0 && p.oid != client::EMPTY_SHA256) {
+            let _ = std::fs::remove_file(&tmp);
+            let why = copied
+                .err()
+                .map_or_else(|| "it differs".into(), |e| e.to_string());
+            note_corrupt(
+                out,
+                job.mirror,
+                &p.oid,
+                p.size,
+                &format!(
+                    "lfs: object {} ({} bytes) at {} does not match its pointer, not copied: {why}",
+                    p.oid,
+                    p.size,
+                    src.display()
+                ),
+            );
+            continue;
+        }
+        copied
             .and_then(|_| std::fs::rename(&tmp, &dest))
             .map_err(|e| {
                 let _ = std::fs::remove_file(&tmp);
@@ -370,6 +410,17 @@ fn upload_all(
         for (oid, size, need) in client.batch(&list)? {
             match need {
                 client::Need::Nothing => {}
+                // An object we do not have either cannot be sent anyway: it is listed as
+                // missing instead of failing (and so blocking the refs) forever.
+                client::Need::Refused(_)
+                    if local(&scan::Pointer {
+                        oid: oid.clone(),
+                        size,
+                    })
+                    .is_none() =>
+                {
+                    note_missing(out, &oid, size)
+                }
                 client::Need::Refused(why) => {
                     return Err(format!(
                         "lfs: the mirror refused {oid} ({size} bytes): {why}"
@@ -404,6 +455,7 @@ fn upload_all(
     let done = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let first_error: Mutex<Option<String>> = Mutex::new(None);
+    let corrupt: Mutex<Vec<(String, u64, String)>> = Mutex::new(Vec::new());
     let workers = job.settings.concurrency.min(total_objects).max(1);
     std::thread::scope(|s| {
         for _ in 0..workers {
@@ -435,10 +487,26 @@ fn upload_all(
                             _ => return Ok(()),
                         }
                     }
-                    client.upload(&t.oid, t.size, &t.path, &t.upload, t.verify.as_ref(), &sent)
+                    client
+                        .upload(&t.oid, t.size, &t.path, &t.upload, t.verify.as_ref(), &sent)
+                        .map_err(|e| match e {
+                            client::UploadError::Failed(e) => e,
+                            client::UploadError::Corrupt(why) => {
+                                corrupt.lock().unwrap_or_else(|p| p.into_inner()).push((
+                                    t.oid.clone(),
+                                    t.size,
+                                    why,
+                                ));
+                                String::new()
+                            }
+                        })
                 })();
                 match result {
                     Ok(()) => {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // A corrupt object was set aside; the others go on.
+                    Err(e) if e.is_empty() => {
                         done.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(e) => {
@@ -471,7 +539,11 @@ fn upload_all(
     if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(e);
     }
-    out.objects += done.load(Ordering::Relaxed) as u64;
+    let corrupt = corrupt.into_inner().unwrap_or_else(|p| p.into_inner());
+    for (oid, size, why) in &corrupt {
+        note_corrupt(out, job.mirror, oid, *size, why);
+    }
+    out.objects += (done.load(Ordering::Relaxed) - corrupt.len()) as u64;
     out.bytes += sent.load(Ordering::Relaxed);
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! with gix; every commit is compared with its first parent only, so a blob is looked at only
 //! where it appears, never once per commit that carries it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 
 use gix::ObjectId;
@@ -70,7 +70,9 @@ pub fn pointers(git_dir: &Path, tips: &[String], have: &[String]) -> Result<Vec<
         .with_hidden(hidden)
         .all()
         .map_err(|e| err(&e))?;
-    let mut found: BTreeMap<String, u64> = BTreeMap::new();
+    // Keyed by (oid, size): a second pointer with the same oid and another size (hand-made,
+    // or wrong) must not hide the real one.
+    let mut found: BTreeSet<Pointer> = BTreeSet::new();
     let mut seen_trees: HashSet<ObjectId> = HashSet::new();
     let mut seen_blobs: HashSet<ObjectId> = HashSet::new();
     let mut scan = Scan {
@@ -95,17 +97,14 @@ pub fn pointers(git_dir: &Path, tips: &[String], have: &[String]) -> Result<Vec<
         };
         scan.tree(tree, base).map_err(|e| err(&e))?;
     }
-    Ok(found
-        .into_iter()
-        .map(|(oid, size)| Pointer { oid, size })
-        .collect())
+    Ok(found.into_iter().collect())
 }
 
 struct Scan<'a> {
     repo: &'a gix::Repository,
     seen_trees: &'a mut HashSet<ObjectId>,
     seen_blobs: &'a mut HashSet<ObjectId>,
-    found: &'a mut BTreeMap<String, u64>,
+    found: &'a mut BTreeSet<Pointer>,
 }
 
 impl Scan<'_> {
@@ -150,7 +149,7 @@ impl Scan<'_> {
         }
         let obj = self.repo.find_object(id).map_err(|e| e.to_string())?;
         if let Some(p) = parse_pointer(&obj.data) {
-            self.found.insert(p.oid, p.size);
+            self.found.insert(p);
         }
         Ok(())
     }
@@ -198,5 +197,39 @@ mod tests {
         }
         let big = format!("{text}{}", "x".repeat(1024));
         assert_eq!(parse_pointer(big.as_bytes()), None);
+    }
+
+    #[test]
+    fn odd_but_valid_pointers_parse_and_invalid_ones_are_ignored() {
+        let oid = "4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393";
+        let v = "version https://git-lfs.github.com/spec/v1";
+        let p = |size| {
+            Some(Pointer {
+                oid: oid.into(),
+                size,
+            })
+        };
+        // CRLF (a checkout with autocrlf committed), extra keys, size 0 and u64::MAX.
+        let crlf = format!("{v}\r\noid sha256:{oid}\r\nsize 7\r\n");
+        assert_eq!(parse_pointer(crlf.as_bytes()), p(7));
+        let extra = format!("{v}\next-0-foo sha256:{oid}\noid sha256:{oid}\nsize 7\nx-extra y\n");
+        assert_eq!(parse_pointer(extra.as_bytes()), p(7));
+        let zero = format!("{v}\noid sha256:{oid}\nsize 0\n");
+        assert_eq!(parse_pointer(zero.as_bytes()), p(0));
+        let huge = format!("{v}\noid sha256:{oid}\nsize {}\n", u64::MAX);
+        assert_eq!(parse_pointer(huge.as_bytes()), p(u64::MAX));
+        for bad in [
+            format!("{v}\noid sha256:{}\nsize 7\n", oid.to_uppercase()),
+            format!("{v}\noid sha256:{oid}\nsize -1\n"),
+            format!("{v}\noid sha256:{oid}\nsize 99999999999999999999999\n"),
+            format!("{v}\noid sha256:../../../../etc/passwd\nsize 7\n"),
+            format!("{v}\noid sha1:{}\nsize 7\n", &oid[..40]),
+            format!("{v}\noid sha256:{oid}é\nsize 7\n"),
+            "version https://git-lfs.github.com/spec/v1".to_string(),
+            String::new(),
+        ] {
+            assert_eq!(parse_pointer(bad.as_bytes()), None, "{bad:?}");
+        }
+        assert_eq!(parse_pointer(&[0xff, 0xfe, 0x00]), None);
     }
 }
