@@ -230,12 +230,15 @@ impl MirrorConfig {
         validate_name(&self.name)?;
         crate::url::validate(&self.url, self.allow_insecure_http)
             .map_err(|e| format!("mirror `{}`: url: {e}", self.name))?;
-        if let (Auth::Password { .. }, (_, user, password)) =
+        // A user name alone in the URL that is auth's own user is redundant but harmless
+        // (`https://deploy@host/...`, as GitLab shows it); a password there, or another user,
+        // would be silently ignored in favour of the auth section.
+        if let (Auth::Password { username, .. }, (_, user, password)) =
             (&self.auth, crate::url::split_credentials(&self.url))
         {
-            if user.is_some() || password.is_some() {
+            if password.is_some() || user.as_ref().is_some_and(|u| u != username) {
                 return Err(format!(
-                    "mirror `{}`: the url carries credentials (user[:password]@) and auth.method is password; keep one: remove them from the url or remove the auth section",
+                    "mirror `{}`: the url carries credentials (user[:password]@) that differ from auth's and auth.method is password; keep one: remove them from the url or remove the auth section",
                     self.name
                 ));
             }
