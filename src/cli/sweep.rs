@@ -54,7 +54,16 @@ pub(super) fn sweep_work(
         // A failed mirror still in its backoff has nothing to do yet: a later sweep (or push)
         // retries it once the backoff is over.
         let in_backoff = st.consecutive_failures > 0 && st.next_retry_at.is_some_and(|t| t > now);
-        let waiting = !retry_due && in_backoff && st.update_status == UpdateStatus::Failed;
+        // Except a refusal a moment cures (the mirror could not lock a ref, typically because
+        // the orphaned push of a killed flusher still held it): the flusher that would have
+        // retried it in milliseconds may be gone, so it is not left for a later sweep.
+        let transient = !st.rejected_refs.is_empty()
+            && st
+                .rejected_refs
+                .iter()
+                .all(|r| crate::flusher::is_transient_rejection(r));
+        let waiting =
+            !retry_due && in_backoff && !transient && st.update_status == UpdateStatus::Failed;
         let pending = pending.is_some() && !waiting;
         if pending && !retry_due && !never {
             w.why.push("pending");
