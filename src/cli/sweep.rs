@@ -107,7 +107,7 @@ pub(super) fn sweep(root: Option<&Path>) -> Result<i32, Fail> {
         return Ok(0);
     }
     let mut repos = Vec::new();
-    find_repos(&root, 0, &mut repos);
+    crate::ops::fleet::find_repos(&root, 0, &mut repos);
     let exe = std::env::current_exe()?;
     let mut running = Children::default();
     let mut started = 0usize;
@@ -209,28 +209,5 @@ impl Children {
             self.0.clear();
             return;
         }
-    }
-}
-
-/// Every repository under `dir` (not descending into one, nor following symlinks), sorted.
-pub(super) fn find_repos(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
-    if depth > 8 {
-        return;
-    }
-    if dir.join("HEAD").is_file() && dir.join("objects").is_dir() && dir.join("refs").is_dir() {
-        out.push(dir.to_path_buf());
-        return;
-    }
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut entries: Vec<PathBuf> = rd
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| e.path())
-        .collect();
-    entries.sort();
-    for e in entries {
-        find_repos(&e, depth + 1, out);
     }
 }
