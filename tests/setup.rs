@@ -49,20 +49,6 @@ fn printed_public_key(stdout: &str) -> String {
         .to_string()
 }
 
-fn wait_synced(env: &Env, up: &Path, name: &str) -> serde_json::Value {
-    let mut last = serde_json::Value::Null;
-    let ok = wait_until(std::time::Duration::from_secs(90), || {
-        last = env.mirror_status(up, name);
-        last["update_status"] == "finished" && last["pending_updates"] == 0
-    });
-    assert!(
-        ok,
-        "mirror {name} never finished: {last:#}\n{}",
-        env.log(up)
-    );
-    last
-}
-
 #[test]
 fn generated_key_and_detected_host_key_are_all_an_ssh_mirror_needs() {
     if no_ssh() {
@@ -145,7 +131,7 @@ fn generated_key_and_detected_host_key_are_all_an_ssh_mirror_needs() {
     env.git(&wc, &["tag", "v1"]);
     env.push(&wc, &["main", "v1"]);
     env.wait_mirrored(&up, &dst);
-    wait_synced(&env, &up, "backup");
+    wait_finished(&env, &up, "backup");
 
     // remove deletes the pair and the pin.
     env.pm_ok(&up, &["remove", "backup"]);
@@ -239,7 +225,7 @@ fn host_key_fingerprint_pins_only_a_matching_key_and_keygen_rotates() {
     env.commit(&wc, "one");
     env.push(&wc, &["main"]);
     env.wait_mirrored(&up, &dst);
-    wait_synced(&env, &up, "m");
+    wait_finished(&env, &up, "m");
 
     // keygen: a fresh pair replaces the given key; the pin stays; the old key's access is
     // irrelevant once the new one is authorized.
