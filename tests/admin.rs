@@ -682,7 +682,7 @@ fn sweep_backfills_rule_repos_retries_failures_and_respects_silent_mode() {
     let w = env.path("wa");
     env.commit(&w, "later");
     env.push(&w, &["main"]);
-    assert!(wait_until(Duration::from_secs(30), || {
+    assert!(wait_until(Duration::from_secs(120), || {
         env.mirror_status(&a, "backup")["pending_updates"] == 1
     }));
     for pid in flusher_pids(env.dir.path()) {
@@ -690,7 +690,7 @@ fn sweep_backfills_rule_repos_retries_failures_and_respects_silent_mode() {
     }
     // Until the kernel has closed the killed flusher's files it still holds the repository's
     // lock, and sweep's flusher would leave the work to it.
-    assert!(wait_until(Duration::from_secs(30), || {
+    assert!(wait_until(Duration::from_secs(120), || {
         env.status_json(&a)["flusher_running"] == false
     }));
     std::fs::write(a.join("pushmirror/config.yaml"), "").unwrap();

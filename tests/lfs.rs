@@ -191,22 +191,28 @@ fn new_objects_reach_the_mirror_and_are_sent_once() {
     );
     let m = f.wait_finished();
     assert_eq!(m["lfs"], "auto", "{m:#}");
-    assert_eq!(m["lfs_objects_sent_last"], 2, "{m:#}");
-    assert_eq!(
-        m["lfs_bytes_sent_last"],
-        (a.len() + b.len()) as u64,
-        "{m:#}"
-    );
     assert_eq!(m["lfs_missing_count"], 0, "{m:#}");
+    // Each object is uploaded exactly once, whatever happened on the way.
     assert_eq!(
         f.server.requests(&["PUT ", "/objects/storage/", "\" 200 "]),
         2
     );
     let log = f.env.log(&f.up);
-    assert!(
-        log.contains("lfs 2 objects / 2 MiB in "),
-        "sync log line lacks the lfs part:\n{log}"
-    );
+    // On a loaded machine the first attempt can time out part-way; the retry then sends only
+    // what the mirror still lacks, so the last sync's counts hold only for a first-time success
+    // (the PUT count above holds either way).
+    if !log.contains("sync lfs failed") {
+        assert_eq!(m["lfs_objects_sent_last"], 2, "{m:#}");
+        assert_eq!(
+            m["lfs_bytes_sent_last"],
+            (a.len() + b.len()) as u64,
+            "{m:#}"
+        );
+        assert!(
+            log.contains("lfs 2 objects / 2 MiB in "),
+            "sync log line lacks the lfs part:\n{log}"
+        );
+    }
 
     let clone = f.clone_mirror("clone1");
     assert_eq!(fs::read(clone.join("a.bin")).unwrap(), a);

@@ -58,7 +58,7 @@ fn push_is_mirrored_branches_tags_and_deletions_local_and_git_daemon() {
     assert!(!env.refs(&remote).contains_key("refs/tags/light"));
     assert!(env.refs(&remote).contains_key("refs/tags/v1"));
 
-    assert!(wait_until(Duration::from_secs(30), || {
+    assert!(wait_until(Duration::from_secs(120), || {
         let s = env.status_json(&up);
         s["mirrors"]
             .as_array()
@@ -281,7 +281,7 @@ fn flusher_killed_mid_sync_loses_nothing() {
     env.commit(&wc, "one");
     env.git(&wc, &["tag", "v1"]);
     env.push(&wc, &["main", "v1"]);
-    assert!(wait_until(Duration::from_secs(30), || env
+    assert!(wait_until(Duration::from_secs(120), || env
         .mirror_status(&up, "m")["update_status"]
         == "started"));
     std::thread::sleep(Duration::from_millis(500));
@@ -395,7 +395,7 @@ fn pushes_landing_while_the_flusher_exits_are_all_delivered() {
         env.push(&wc, &["main"]);
         // Each push lands right as the previous sync finished and its flusher is deciding to
         // exit; a stranded update would never arrive.
-        let ok = wait_until(Duration::from_secs(30), || {
+        let ok = wait_until(Duration::from_secs(120), || {
             env.refs(&mirror).get("refs/heads/main") == Some(&c)
         });
         assert!(ok, "push {i} stranded\n{}", env.log(&up));

@@ -10,7 +10,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-const LONG: Duration = Duration::from_secs(60);
+const LONG: Duration = Duration::from_secs(180);
 
 /// `add NAME URL --debounce 100ms <extra>`.
 fn add(env: &Env, up: &Path, name: &str, url: &str, extra: &[&str]) {

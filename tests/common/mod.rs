@@ -179,7 +179,12 @@ impl Env {
     pub fn push_retrying(&self, wc: &Path, args: &[&str]) {
         let mut a = vec!["push", "-q", "origin"];
         a.extend_from_slice(args);
-        for _ in 0..50 {
+        // Eight clients racing for one ref can lose many rounds in a row on a loaded machine:
+        // back off with jitter (so the losers do not retry in lockstep) until a generous
+        // deadline, as a user retrying by hand would.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut attempt: u64 = 0;
+        loop {
             let out = self.git_out(wc, &a);
             if out.status.success() {
                 return;
@@ -189,9 +194,18 @@ impl Env {
                 err.contains("cannot lock ref") || err.contains("failed to update ref"),
                 "push {args:?} failed: {err}"
             );
-            std::thread::sleep(Duration::from_millis(20));
+            assert!(
+                Instant::now() < deadline,
+                "push {args:?} kept failing on ref locks for 120 s: {err}"
+            );
+            attempt += 1;
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos() as u64)
+                .unwrap_or(0);
+            let cap = 10 * attempt.min(20);
+            std::thread::sleep(Duration::from_millis(5 + nanos % cap.max(1)));
         }
-        panic!("push {args:?} kept failing on ref locks");
     }
 
     pub fn refs(&self, repo: &Path) -> BTreeMap<String, String> {
@@ -238,7 +252,7 @@ impl Env {
     /// Waits (polling, generous deadline) until `mirror`'s branches and tags equal `upstream`'s.
     pub fn wait_mirrored(&self, upstream: &Path, mirror: &Path) {
         let want = self.heads_and_tags(upstream);
-        let ok = wait_until(Duration::from_secs(60), || {
+        let ok = wait_until(Duration::from_secs(180), || {
             self.heads_and_tags(mirror) == want
         });
         assert!(
@@ -252,7 +266,7 @@ impl Env {
 
     /// Waits until no flusher of this test is running.
     pub fn wait_flushers_gone(&self) -> bool {
-        wait_until(Duration::from_secs(60), || {
+        wait_until(Duration::from_secs(180), || {
             flusher_pids(self.dir.path()).is_empty()
         })
     }
