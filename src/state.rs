@@ -53,6 +53,10 @@ pub struct MirrorState {
     pub refs_pushed_last: u64,
     /// Refs pushed or deleted over the mirror's life (for metrics).
     pub refs_pushed_total: u64,
+    /// Bytes of the packs pushed to the mirror: by the last sync that ran, and over the
+    /// mirror's life (counted since this version recorded it). LFS objects are not in these.
+    pub bytes_pushed_last: u64,
+    pub bytes_pushed_total: u64,
     /// Branches the last sync kept on the mirror only because upstream's HEAD names no
     /// existing branch (deletions held back).
     pub kept_by_dangling_head: Vec<String>,

@@ -42,6 +42,10 @@ pub(super) fn mirror_status(
         "gave_up": st.gave_up_at_seq.is_some(),
         "syncs": st.syncs,
         "pushes": st.pushes,
+        "refs_pushed_last": st.refs_pushed_last,
+        "refs_pushed_total": st.refs_pushed_total,
+        "bytes_pushed_last": st.bytes_pushed_last,
+        "bytes_pushed_total": st.bytes_pushed_total,
         "kept_because_of_dangling_head": st.kept_by_dangling_head,
         "lfs": e.lfs.mode_name(),
         "lfs_objects_sent_last": st.lfs_objects_last,
@@ -174,6 +178,15 @@ pub(super) fn print_status(doc: &Value) {
             );
         }
         println!("  syncs/pushes:   {}/{}", s(&m["syncs"]), s(&m["pushes"]));
+        if m["pushes"].as_u64().is_some_and(|n| n > 0) {
+            println!(
+                "  pushed:         {} refs, {} in all (last sync: {} refs, {})",
+                s(&m["refs_pushed_total"]),
+                human_bytes(m["bytes_pushed_total"].as_u64().unwrap_or(0)),
+                s(&m["refs_pushed_last"]),
+                human_bytes(m["bytes_pushed_last"].as_u64().unwrap_or(0)),
+            );
+        }
         if !m["last_error"].is_null() {
             println!("  last error:     {}", s(&m["last_error"]));
         }
@@ -214,6 +227,39 @@ pub(super) fn print_status(doc: &Value) {
         }
         if m["behind_max_delay"] == json!(true) {
             println!("  BEHIND: pending longer than max_delay");
+        }
+    }
+}
+
+/// `1234567` -> `1.2 MiB` (binary units, one decimal; plain bytes below 1 KiB).
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} bytes");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_bytes;
+
+    #[test]
+    fn bytes_read_like_a_human_wrote_them() {
+        for (n, want) in [
+            (0, "0 bytes"),
+            (1023, "1023 bytes"),
+            (1024, "1.0 KiB"),
+            (1_572_864, "1.5 MiB"),
+            (5 << 30, "5.0 GiB"),
+        ] {
+            assert_eq!(human_bytes(n), want);
         }
     }
 }

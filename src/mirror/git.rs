@@ -74,11 +74,12 @@ pub fn run(
         s
     });
     let err_t = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        if let Some(p) = err_pipe.as_mut() {
-            let _ = p.take(1 << 20).read_to_end(&mut s);
-        }
-        s
+        // Read to the end (closing the pipe early would fail git's next write), progress
+        // meters' intermediate updates dropped, at most 1 MiB kept.
+        err_pipe
+            .as_mut()
+            .map(|p| super::progress::read_stderr(p, 1 << 20))
+            .unwrap_or_default()
     });
     let pid = child.id() as i32;
     let (status, timed_out) = wait_deadline(child, timeout, |pid, sig| unsafe {
@@ -162,7 +163,7 @@ pub fn last_line(stderr: &str) -> String {
         stderr
             .lines()
             .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with("hint:"))
+            .filter(|l| !l.is_empty() && !l.starts_with("hint:") && !super::progress::is_meter(l))
     };
     // Our askpass refusing a prompt that was not for the mirror says more than git's
     // "could not read Username ...: terminal prompts disabled" after it.

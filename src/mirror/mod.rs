@@ -6,6 +6,7 @@ pub mod lfs;
 pub mod mux;
 pub mod origin;
 pub mod plan;
+pub mod progress;
 pub mod source;
 use crate::url;
 
@@ -32,6 +33,8 @@ pub struct SyncReport {
     pub kept_by_dangling_head: Vec<String>,
     /// What the LFS step sent and found missing.
     pub lfs: lfs::Outcome,
+    /// Bytes of the packs the sync's pushes sent (as `git push --progress` reports them).
+    pub pack_bytes: u64,
 }
 
 /// Wall time per phase of a sync, summed over its attempts and push batches.
@@ -85,7 +88,9 @@ pub fn sync(
     deleted_upstream: &BTreeSet<String>,
 ) -> SyncReport {
     let mut secrets: Vec<String> = Vec::new();
-    match run_sync(ctx, m, deleted_upstream, &mut secrets) {
+    // Packs sent count even when a later step fails the sync.
+    let mut pack_bytes = 0u64;
+    let mut report = match run_sync(ctx, m, deleted_upstream, &mut secrets, &mut pack_bytes) {
         Ok(r) => r,
         Err(msg) => {
             let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
@@ -94,7 +99,9 @@ pub fn sync(
                 ..SyncReport::default()
             }
         }
-    }
+    };
+    report.pack_bytes = pack_bytes;
+    report
 }
 
 /// Argument text per `git push` run: well under Linux's 2 MiB for argv and environment together
@@ -145,6 +152,7 @@ fn run_sync(
     m: &Effective,
     deleted_upstream: &BTreeSet<String>,
     secrets: &mut Vec<String>,
+    pack_bytes: &mut u64,
 ) -> Result<SyncReport, String> {
     let cfg = &m.mirror;
     // Checked again here, not only at `add`: the file may have been edited by hand.
@@ -271,6 +279,11 @@ fn run_sync(
     const ATTEMPTS: u32 = 3;
     let mut attempt = 0;
     let mut timings = Timings::default();
+    let push_env = {
+        let mut e = env.clone();
+        e.set.push(("LC_ALL".into(), "C".into()));
+        e
+    };
     let (mut report, remote_said) = loop {
         attempt += 1;
         // The mirror is listed while upstream's refs are read (the two do not depend on each
@@ -379,15 +392,22 @@ fn run_sync(
             source
                 .set_refs(&batch.updates)
                 .map_err(|e| format!("preparing the push: {e}"))?;
-            let mut args: Vec<String> =
-                vec!["push".into(), "--porcelain".into(), "--no-verify".into()];
+            // --progress for the pack's size (see progress.rs), read in git's own words.
+            let mut args: Vec<String> = vec![
+                "push".into(),
+                "--porcelain".into(),
+                "--progress".into(),
+                "--no-verify".into(),
+            ];
             args.extend(batch.leases.iter().cloned());
             args.push(push_url.clone());
             if !batch.updates.is_empty() {
                 args.push("refs/*:refs/*".into());
             }
             args.extend(batch.deletions.iter().map(|d| format!(":{d}")));
-            let out = git::run(source.dir(), &args, &env, timeout, "push").map_err(&fail)?;
+            let out = git::run(source.dir(), &args, &push_env, timeout, "push").map_err(&fail)?;
+            // Summed over batches and attempts: a pack an attempt that is retried sent was sent.
+            *pack_bytes += progress::pack_bytes(&out.stderr);
             let got = git::parse_porcelain(&out.stdout);
             if got.is_empty() && !out.status_ok {
                 return Err(fail(git::GitError::Failed {

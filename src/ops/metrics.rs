@@ -244,6 +244,18 @@ pub fn render(
             "Refs pushed or deleted on the mirror (counted since this version recorded it).",
             per(&|s| Some(s.state.refs_pushed_total.to_string())),
         ),
+        (
+            "git_pushmirror_mirror_pushed_bytes_total",
+            "counter",
+            "Bytes of the git packs pushed to the mirror, as git push reports them (LFS objects not included; counted since this version recorded it).",
+            per(&|s| Some(s.state.bytes_pushed_total.to_string())),
+        ),
+        (
+            "git_pushmirror_mirror_last_sync_pushed_bytes",
+            "gauge",
+            "Bytes of the git packs the last sync pushed.",
+            per(&|s| Some(s.state.bytes_pushed_last.to_string())),
+        ),
     ];
     for (name, kind, help, lines) in rows {
         family(name, kind, help, &mut lines.into_iter());
