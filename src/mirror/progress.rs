@@ -18,7 +18,7 @@ pub fn pack_bytes(stderr: &str) -> u64 {
         .filter_map(|l| l.strip_prefix("Writing objects: "))
         .filter(|l| l.ends_with(", done."))
         .filter_map(size_of_meter)
-        .last()
+        .next_back()
         .unwrap_or(0)
 }
 
