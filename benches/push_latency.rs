@@ -103,6 +103,13 @@ fn main() {
         table.print();
         return;
     }
+    // BENCH_ONLY=many_refs runs only the 10,000-ref rows.
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("many_refs") {
+        many_refs::many_refs_sync(&b, &mut table);
+        drop(b);
+        table.print();
+        return;
+    }
     hook::push_latency(&b, ssh.as_ref(), pushes, &mut table);
     hook::hook_alone(&b, &mut table);
     mirror::push_to_mirror(&b, &mut table);

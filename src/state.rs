@@ -145,6 +145,8 @@ pub fn remove(state_dir: &Path, mirror: &str) -> Result<(), StateError> {
         source,
     };
     crate::paths::refuse_symlink(state_dir).map_err(io)?;
+    // The guess of the mirror's refs goes with it (a re-added mirror lists first).
+    crate::mirror::listing::remove(state_dir, mirror);
     match std::fs::remove_file(&p) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),
         _ => Ok(()),
@@ -185,5 +187,7 @@ pub fn clean_temp_files(state_dir: &Path) -> usize {
     if crate::paths::refuse_symlink(state_dir).is_err() {
         return 0;
     }
-    crate::paths::remove_temp_files(state_dir, |n| n.contains(".json.tmp."))
+    crate::paths::remove_temp_files(state_dir, |n| {
+        n.contains(".json.tmp.") || n.contains(".listing.tmp.")
+    })
 }

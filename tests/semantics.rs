@@ -908,6 +908,12 @@ fn a_push_to_the_mirror_during_a_sync_is_not_lost() {
         ),
     );
     let path = format!("{}:{}", s(&wrap), std::env::var("PATH").unwrap_or_default());
+    // Without the last sync's record of the mirror's refs, the sync lists first and pushes
+    // after, the window this test opens. (With it, the sync pushes from that record while it
+    // lists, leased on the recorded values, so the racing push lands after ours or is refused.)
+    for name in ["keep", "plain"] {
+        let _ = std::fs::remove_file(up.join(format!("pushmirror/state/{name}.listing")));
+    }
     let out = env
         .cmd(bin())
         .env("PATH", &path)

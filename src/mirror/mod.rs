@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod git;
 pub mod lfs;
+pub mod listing;
 pub mod mux;
 pub mod origin;
 pub mod plan;
@@ -259,7 +260,6 @@ fn run_sync(
         }
         _ => bare_url.clone(),
     };
-    let mut source: Option<source::PushSource> = None;
     let upstream = crate::repo::Upstream::open(ctx.git_dir).map_err(|e| e.to_string())?;
     let options = plan::PlanOptions {
         keep_divergent_refs: cfg.keep_divergent_refs,
@@ -284,19 +284,115 @@ fn run_sync(
         e.set.push(("LC_ALL".into(), "C".into()));
         e
     };
-    let (mut report, remote_said) = loop {
+    let state_dir = crate::paths::RepoPaths::new(ctx.git_dir).state_dir();
+    // What the mirror held after the last sync, as a guess to push from at once while the
+    // mirror is listed (see listing.rs). Not over SSH, whose sync makes one connection, and not
+    // with LFS, whose objects must be on the mirror before any ref that needs them.
+    let mut guess = match scheme {
+        url::Scheme::Ssh => None,
+        _ if lfs_on => None,
+        _ => listing::load(&state_dir, &cfg.name, &bare_url),
+    };
+    // Refs the first, guessed push updated or deleted (they are counted once, at the end).
+    let (mut guessed_pushed, mut guessed_deleted) = (0usize, 0usize);
+    let mut source: Option<source::PushSource> = None;
+    let shadow_dir = crate::paths::RepoPaths::new(ctx.git_dir)
+        .dir
+        .join("push")
+        .join(&cfg.name);
+    // Runs the `git push`es of a plan; returns the per-ref results, whether every push
+    // succeeded, and what the mirror's hooks said about refused refs.
+    let mut push_plan =
+        |the_plan: &plan::Plan,
+         pack_bytes: &mut u64|
+         -> Result<(BTreeMap<String, git::RefResult>, bool, Vec<String>), String> {
+            let mut results = BTreeMap::new();
+            let mut all_ok = true;
+            // What the mirror's hooks said (`remote:` lines): the porcelain summary of a refused
+            // ref is only "[remote rejected] (hook declined)"; the reason is here.
+            let mut remote_said: Vec<String> = Vec::new();
+            for batch in the_plan.push_batches(PUSH_ARGS_MAX) {
+                let source = match &source {
+                    Some(s) => s,
+                    None => source.insert(
+                        source::PushSource::create(&shadow_dir, ctx.git_dir)
+                            .map_err(|e| format!("preparing the push: {e}"))?,
+                    ),
+                };
+                source
+                    .set_refs(&batch.updates)
+                    .map_err(|e| format!("preparing the push: {e}"))?;
+                // --progress for the pack's size (see progress.rs), read in git's own words.
+                let mut args: Vec<String> = vec![
+                    "push".into(),
+                    "--porcelain".into(),
+                    "--progress".into(),
+                    "--no-verify".into(),
+                ];
+                args.extend(batch.leases.iter().cloned());
+                args.push(push_url.clone());
+                if !batch.updates.is_empty() {
+                    args.push("refs/*:refs/*".into());
+                }
+                args.extend(batch.deletions.iter().map(|d| format!(":{d}")));
+                let out =
+                    git::run(source.dir(), &args, &push_env, timeout, "push").map_err(&fail)?;
+                // Summed over batches and attempts: a pack an attempt that is retried sent was sent.
+                *pack_bytes += progress::pack_bytes(&out.stderr);
+                let got = git::parse_porcelain(&out.stdout);
+                if got.is_empty() && !out.status_ok {
+                    return Err(fail(git::GitError::Failed {
+                        what: "push",
+                        stderr: out.stderr,
+                    }));
+                }
+                all_ok &= out.status_ok;
+                if got.values().any(|r| !r.ok()) {
+                    for m in remote_messages(&out.stderr) {
+                        if remote_said.len() < 5 && !remote_said.contains(&m) {
+                            remote_said.push(m);
+                        }
+                    }
+                }
+                results.extend(got);
+            }
+            Ok((results, all_ok, remote_said))
+        };
+    let (mut report, remote_said, known) = loop {
         attempt += 1;
         // The mirror is listed while upstream's refs are read (the two do not depend on each
-        // other; the plan needs both).
+        // other; the plan needs both), and, when the last sync left a guess of the mirror's
+        // refs, while the plan made from that guess is pushed.
         let args = ["ls-remote".into(), "--refs".into(), bare_url.clone()];
-        let (listed, local) = std::thread::scope(|scope| {
+        let guessed = guess.take();
+        let (listed, local, first) = std::thread::scope(|scope| {
             let listing = scope.spawn(|| {
                 let t = std::time::Instant::now();
                 let out = git::run(ctx.git_dir, &args, &env, timeout, "ls-remote");
                 (out, t.elapsed())
             });
             let local = upstream.refs();
-            (listing.join(), local)
+            let mut first = None;
+            if let (Some(guessed), Ok(local)) = (&guessed, &local) {
+                let t = std::time::Instant::now();
+                let default_branch = upstream.default_branch();
+                let input = plan::PlanInput {
+                    local,
+                    remote: guessed,
+                    default_branch: default_branch.as_deref(),
+                    deleted_upstream,
+                    options: &options,
+                };
+                let p = plan::plan(&input, &upstream);
+                timings.plan += t.elapsed();
+                if !p.is_empty() {
+                    let t = std::time::Instant::now();
+                    let pushed = push_plan(&p, pack_bytes);
+                    timings.push += t.elapsed();
+                    first = Some((p, pushed));
+                }
+            }
+            (listing.join(), local, first)
         });
         let (ls, took) = listed.map_err(|_| "ls-remote: the thread running it panicked")?;
         timings.list += took;
@@ -308,7 +404,23 @@ fn run_sync(
             }));
         }
         let t = std::time::Instant::now();
-        let remote = git::parse_ls_remote(&ls.stdout);
+        let mut remote = git::parse_ls_remote(&ls.stdout);
+        if let Some((p, pushed)) = first {
+            // What the guessed push did is on the mirror whether the listing saw it or not. A
+            // ref it could not update (a wrong guess refused by its lease, a hook) is planned
+            // again below from the real listing.
+            let (results, all_ok, _) = pushed?;
+            let updates: BTreeMap<String, String> = p
+                .pushes
+                .iter()
+                .map(|x| (x.name.clone(), x.new.clone()))
+                .collect();
+            let deletions: BTreeSet<String> = p.deletions.iter().map(|d| d.name.clone()).collect();
+            let done = |name: &str| results.get(name).map_or(all_ok, git::RefResult::ok);
+            guessed_pushed += updates.keys().filter(|n| done(n)).count();
+            guessed_deleted += deletions.iter().filter(|n| done(n)).count();
+            listing::apply(&mut remote, &updates, &deletions, &results, all_ok);
+        }
         let local = local.map_err(|e| e.to_string())?;
         let default_branch = upstream.default_branch();
         let input = plan::PlanInput {
@@ -363,9 +475,6 @@ fn run_sync(
             lfs_outcome.missing_count = o.missing_count;
         }
         let t = std::time::Instant::now();
-        // What the mirror's hooks said (`remote:` lines): the porcelain summary of a refused
-        // ref is only "[remote rejected] (hook declined)"; the reason is here.
-        let mut remote_said: Vec<String> = Vec::new();
         let mut stale = false;
         let wanted: BTreeMap<&str, bool> = the_plan
             .pushes
@@ -373,58 +482,7 @@ fn run_sync(
             .map(|p| (p.name.as_str(), false))
             .chain(the_plan.deletions.iter().map(|d| (d.name.as_str(), true)))
             .collect();
-        let mut results = BTreeMap::new();
-        let mut all_ok = true;
-        for batch in the_plan.push_batches(PUSH_ARGS_MAX) {
-            let source = match &source {
-                Some(s) => s,
-                None => source.insert(
-                    source::PushSource::create(
-                        &crate::paths::RepoPaths::new(ctx.git_dir)
-                            .dir
-                            .join("push")
-                            .join(&cfg.name),
-                        ctx.git_dir,
-                    )
-                    .map_err(|e| format!("preparing the push: {e}"))?,
-                ),
-            };
-            source
-                .set_refs(&batch.updates)
-                .map_err(|e| format!("preparing the push: {e}"))?;
-            // --progress for the pack's size (see progress.rs), read in git's own words.
-            let mut args: Vec<String> = vec![
-                "push".into(),
-                "--porcelain".into(),
-                "--progress".into(),
-                "--no-verify".into(),
-            ];
-            args.extend(batch.leases.iter().cloned());
-            args.push(push_url.clone());
-            if !batch.updates.is_empty() {
-                args.push("refs/*:refs/*".into());
-            }
-            args.extend(batch.deletions.iter().map(|d| format!(":{d}")));
-            let out = git::run(source.dir(), &args, &push_env, timeout, "push").map_err(&fail)?;
-            // Summed over batches and attempts: a pack an attempt that is retried sent was sent.
-            *pack_bytes += progress::pack_bytes(&out.stderr);
-            let got = git::parse_porcelain(&out.stdout);
-            if got.is_empty() && !out.status_ok {
-                return Err(fail(git::GitError::Failed {
-                    what: "push",
-                    stderr: out.stderr,
-                }));
-            }
-            all_ok &= out.status_ok;
-            if got.values().any(|r| !r.ok()) {
-                for m in remote_messages(&out.stderr) {
-                    if remote_said.len() < 5 && !remote_said.contains(&m) {
-                        remote_said.push(m);
-                    }
-                }
-            }
-            results.extend(got);
-        }
+        let (results, all_ok, remote_said) = push_plan(&the_plan, pack_bytes)?;
         timings.push += t.elapsed();
         for (name, is_delete) in &wanted {
             match results.get(*name) {
@@ -446,8 +504,35 @@ fn run_sync(
         if stale && attempt < ATTEMPTS {
             continue;
         }
-        break (report, remote_said);
+        // The mirror as this sync leaves it: the next sync's guess, when nothing went wrong.
+        let known = (!stale && report.rejected.is_empty()).then(|| {
+            let updates: BTreeMap<String, String> = the_plan
+                .pushes
+                .iter()
+                .map(|x| (x.name.clone(), x.new.clone()))
+                .collect();
+            let deletions: BTreeSet<String> =
+                the_plan.deletions.iter().map(|d| d.name.clone()).collect();
+            listing::apply(&mut remote, &updates, &deletions, &results, all_ok);
+            remote
+        });
+        break (report, remote_said, known);
     };
+    drop(push_plan);
+    drop(source);
+    report.pushed += guessed_pushed;
+    report.deleted += guessed_deleted;
+    // Kept only where a later sync may use it; a sync that went wrong forgets it, so the next
+    // one lists first.
+    match known {
+        Some(refs) if !matches!(scheme, url::Scheme::Ssh) && !lfs_on => {
+            if let Err(e) = listing::save(&state_dir, &cfg.name, &bare_url, &refs) {
+                log::debug!("could not record the mirror's refs: {e}");
+                listing::remove(&state_dir, &cfg.name);
+            }
+        }
+        _ => listing::remove(&state_dir, &cfg.name),
+    }
     report.timings = timings;
     if lfs_ran {
         report.timings.lfs = Some((lfs_outcome.objects, lfs_outcome.bytes, lfs_outcome.took));

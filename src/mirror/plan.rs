@@ -114,7 +114,6 @@ pub struct Plan {
 impl Plan {
     /// Whether the sync sends nothing: divergent and skipped refs alone make no push. Then
     /// `push_batches` is empty too, and no `git push` is started for nothing (spec §5.7).
-    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.pushes.is_empty() && self.deletions.is_empty()
     }
