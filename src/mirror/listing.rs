@@ -113,6 +113,88 @@ pub fn apply(
     }
 }
 
+/// The mirror's refs as the `git push` saw them: its ref advertisement, read back from the
+/// push's `GIT_TRACE_PACKET` file (`... packet:         push< <oid> <ref>[\0caps]`, ended by
+/// `0000`). The push connects to the mirror anyway; reading what it was told there saves a
+/// second connection and a second listing of every ref (`git ls-remote`), and is as full a
+/// comparison. Lines written by the other side of a local push (`receive-pack>`), and anything
+/// after the first advertisement, are not it. None when no complete advertisement is found (the
+/// caller then lists the mirror with `git ls-remote`).
+pub fn parse_advertisement(trace: &str) -> Option<BTreeMap<String, String>> {
+    let mut refs = BTreeMap::new();
+    let mut started = false;
+    for line in trace.lines() {
+        let Some((_, pkt)) = line.split_once("packet: ") else {
+            continue;
+        };
+        // "%12s%c ": the speaker, right-aligned, then '<' (read) or '>' (written).
+        let Some(i) = pkt.find(['<', '>']) else {
+            continue;
+        };
+        let who = pkt[..i].trim();
+        let Some(payload) = pkt[i..].strip_prefix("< ") else {
+            continue;
+        };
+        if matches!(who, "receive-pack" | "upload-pack" | "sideband") {
+            continue;
+        }
+        if payload == "0000" {
+            if started {
+                return Some(refs);
+            }
+            // remote-curl's "# service=git-receive-pack" block ends so, before the refs.
+            continue;
+        }
+        let payload = payload.split("\\0").next().unwrap_or(payload);
+        let Some((oid, name)) = payload.split_once(' ') else {
+            if started {
+                return None;
+            }
+            continue;
+        };
+        if oid.len() < 40 || !oid.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if started {
+                return None;
+            }
+            continue;
+        }
+        started = true;
+        // ".have" (an alternate's tips) and "capabilities^{}" (an empty repository) are no refs.
+        if name.starts_with("refs/") {
+            refs.insert(unescape(name)?, oid.to_string());
+        }
+    }
+    None
+}
+
+/// Undoes packet_trace's escaping: a byte outside printable ASCII is `\<octal>` of a (signed,
+/// so maybe sign-extended) char. A ref name never holds a backslash of its own.
+fn unescape(s: &str) -> Option<String> {
+    if !s.contains('\\') {
+        return Some(s.to_string());
+    }
+    let mut bytes = Vec::with_capacity(s.len());
+    let mut it = s.bytes().peekable();
+    while let Some(b) = it.next() {
+        if b != b'\\' {
+            bytes.push(b);
+            continue;
+        }
+        let mut v: u64 = 0;
+        let mut digits = 0;
+        while let Some(d) = it.peek().copied().filter(|d| (b'0'..=b'7').contains(d)) {
+            v = v.checked_mul(8)? + u64::from(d - b'0');
+            digits += 1;
+            it.next();
+        }
+        if digits == 0 {
+            return None;
+        }
+        bytes.push((v & 0xff) as u8);
+    }
+    String::from_utf8(bytes).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,5 +299,58 @@ mod tests {
         assert_eq!(load(&dir, "m", "https://h/x.git"), Some(BTreeMap::new()));
         remove(&dir, "m");
         assert_eq!(load(&dir, "m", "https://h/x.git"), None);
+    }
+
+    #[test]
+    fn reads_the_advertisement_the_push_got() {
+        let a = "230b85a38f5f43950cf24b8532afcb15c01aa744";
+        let b = "00782a259d848dbbee4629625ae4b24a8543a6f2";
+        let local = format!(
+            "01:08:42.312350 pkt-line.c:86           packet: receive-pack> {a} refs/heads/master\\0report-status delete-refs\n\
+             01:08:42.312409 pkt-line.c:86           packet: receive-pack> {a} refs/heads/\\37777777703\\37777777651-x\n\
+             01:08:42.312430 pkt-line.c:86           packet: receive-pack> 0000\n\
+             01:08:42.312462 pkt-line.c:86           packet:         push< {a} refs/heads/master\\0report-status delete-refs\n\
+             01:08:42.312515 pkt-line.c:86           packet:         push< {a} refs/heads/\\37777777703\\37777777651-x\n\
+             01:08:42.312515 pkt-line.c:86           packet:         push< {a} .have\n\
+             01:08:42.312519 pkt-line.c:86           packet:         push< {b} refs/tags/t1\n\
+             01:08:42.312522 pkt-line.c:86           packet:         push< 0000\n\
+             01:08:42.312732 pkt-line.c:86           packet:         push> {a} {b} refs/heads/master\\0 report-status-v2\n\
+             01:08:42.313062 pkt-line.c:86           packet: receive-pack< {a} {b} refs/heads/master\n\
+             01:08:42.326643 pkt-line.c:86           packet:         push< unpack ok\n\
+             01:08:42.326646 pkt-line.c:86           packet:         push< ok refs/heads/master\n\
+             01:08:42.326649 pkt-line.c:86           packet:         push< 0000\n"
+        );
+        let want = map(&[
+            ("refs/heads/master", a),
+            ("refs/heads/é-x", a),
+            ("refs/tags/t1", b),
+        ]);
+        assert_eq!(parse_advertisement(&local), Some(want.clone()));
+        // Over HTTPS the helper reads a service line and a flush first.
+        let http = format!(
+            "t packet:          git< # service=git-receive-pack\n\
+             t packet:          git< 0000\n\
+             t packet:          git< {a} refs/heads/master\\0report-status\n\
+             t packet:          git< {a} refs/heads/\\303\\251-x\n\
+             t packet:          git< {b} refs/tags/t1\n\
+             t packet:          git< 0000\n"
+        );
+        assert_eq!(parse_advertisement(&http), Some(want));
+        // An empty mirror advertises only its capabilities.
+        let zero = "0".repeat(40);
+        let empty = format!(
+            "t packet:         push< {zero} capabilities^{{}}\\0report-status\nt packet:         push< 0000\n"
+        );
+        assert_eq!(parse_advertisement(&empty), Some(BTreeMap::new()));
+        // No complete advertisement: no listing.
+        for bad in [
+            String::new(),
+            format!("t packet:         push< {a} refs/heads/master\n"),
+            "t packet:         push< 0000\n".to_string(),
+            format!("t packet:         push< {a} refs/heads/master\nt packet:         push< ERR access denied\n"),
+            format!("t packet:         push< {a} refs/heads/bad\\\nt packet:         push< 0000\n"),
+        ] {
+            assert_eq!(parse_advertisement(&bad), None, "{bad:?}");
+        }
     }
 }

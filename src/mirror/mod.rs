@@ -49,6 +49,9 @@ pub struct Timings {
     pub push: std::time::Duration,
     /// LFS objects and bytes sent and the time it took, when the LFS step ran.
     pub lfs: Option<(u64, u64, std::time::Duration)>,
+    /// The mirror's refs came from the ref advertisement of a push made from the last sync's
+    /// record of them (no `git ls-remote`; see listing.rs).
+    pub listed_by_push: bool,
 }
 
 impl std::fmt::Display for Timings {
@@ -61,6 +64,9 @@ impl std::fmt::Display for Timings {
             ms(self.plan),
             ms(self.push)
         )?;
+        if self.listed_by_push {
+            write!(f, ", mirror listed by the push")?;
+        }
         if let Some((objects, bytes, took)) = self.lfs {
             write!(
                 f,
@@ -285,9 +291,10 @@ fn run_sync(
         e
     };
     let state_dir = crate::paths::RepoPaths::new(ctx.git_dir).state_dir();
-    // What the mirror held after the last sync, as a guess to push from at once while the
-    // mirror is listed (see listing.rs). Not over SSH, whose sync makes one connection, and not
-    // with LFS, whose objects must be on the mirror before any ref that needs them.
+    // What the mirror held after the last sync, as a guess to push from at once, reading the
+    // mirror's refs from that push's own ref advertisement instead of a `git ls-remote` first
+    // (see listing.rs). Not over SSH (its connection sharing is tuned for ls-remote + push),
+    // and not with LFS, whose objects must be on the mirror before any ref that needs them.
     let mut guess = match scheme {
         url::Scheme::Ssh => None,
         _ if lfs_on => None,
@@ -301,11 +308,17 @@ fn run_sync(
         .join("push")
         .join(&cfg.name);
     // Runs the `git push`es of a plan; returns the per-ref results, whether every push
-    // succeeded, and what the mirror's hooks said about refused refs.
+    // succeeded, what the mirror's hooks said about refused refs, and, when `trace` asks for
+    // it, the refs the mirror advertised to the first push.
+    type Pushed = (
+        BTreeMap<String, git::RefResult>,
+        bool,
+        Vec<String>,
+        Option<BTreeMap<String, String>>,
+    );
     let mut push_plan =
-        |the_plan: &plan::Plan,
-         pack_bytes: &mut u64|
-         -> Result<(BTreeMap<String, git::RefResult>, bool, Vec<String>), String> {
+        |the_plan: &plan::Plan, pack_bytes: &mut u64, trace: bool| -> Result<Pushed, String> {
+            let mut advertised = None;
             let mut results = BTreeMap::new();
             let mut all_ok = true;
             // What the mirror's hooks said (`remote:` lines): the porcelain summary of a refused
@@ -335,8 +348,25 @@ fn run_sync(
                     args.push("refs/*:refs/*".into());
                 }
                 args.extend(batch.deletions.iter().map(|d| format!(":{d}")));
-                let out =
-                    git::run(source.dir(), &args, &push_env, timeout, "push").map_err(&fail)?;
+                let trace_file = (trace && advertised.is_none())
+                    .then(|| std::path::absolute(source.dir().join("packet-trace")).ok())
+                    .flatten();
+                let out = match &trace_file {
+                    Some(f) => {
+                        let _ = std::fs::remove_file(f);
+                        let mut e = push_env.clone();
+                        e.set
+                            .push(("GIT_TRACE_PACKET".into(), f.display().to_string()));
+                        let out = git::run(source.dir(), &args, &e, timeout, "push");
+                        advertised = Some(std::fs::read(f).ok().and_then(|t| {
+                            listing::parse_advertisement(&String::from_utf8_lossy(&t))
+                        }));
+                        let _ = std::fs::remove_file(f);
+                        out
+                    }
+                    None => git::run(source.dir(), &args, &push_env, timeout, "push"),
+                }
+                .map_err(&fail)?;
                 // Summed over batches and attempts: a pack an attempt that is retried sent was sent.
                 *pack_bytes += progress::pack_bytes(&out.stderr);
                 let got = git::parse_porcelain(&out.stdout);
@@ -356,71 +386,83 @@ fn run_sync(
                 }
                 results.extend(got);
             }
-            Ok((results, all_ok, remote_said))
+            Ok((results, all_ok, remote_said, advertised.flatten()))
         };
     let (mut report, remote_said, known) = loop {
         attempt += 1;
-        // The mirror is listed while upstream's refs are read (the two do not depend on each
-        // other; the plan needs both), and, when the last sync left a guess of the mirror's
-        // refs, while the plan made from that guess is pushed.
-        let args = ["ls-remote".into(), "--refs".into(), bare_url.clone()];
-        let guessed = guess.take();
-        let (listed, local, first) = std::thread::scope(|scope| {
-            let listing = scope.spawn(|| {
+        // With a guess of the mirror's refs, its plan is pushed at once and the mirror's real
+        // refs come from that push's ref advertisement; the plan made from them (with what the
+        // push did applied) then repairs whatever the guess missed, so the sync is as full a
+        // comparison as one that lists first.
+        let mut guessed_run = None;
+        if let Some(guessed) = guess.take() {
+            let t = std::time::Instant::now();
+            let local = upstream.refs().map_err(|e| e.to_string())?;
+            let default_branch = upstream.default_branch();
+            let input = plan::PlanInput {
+                local: &local,
+                remote: &guessed,
+                default_branch: default_branch.as_deref(),
+                deleted_upstream,
+                options: &options,
+            };
+            let p = plan::plan(&input, &upstream);
+            timings.plan += t.elapsed();
+            if !p.is_empty() {
                 let t = std::time::Instant::now();
-                let out = git::run(ctx.git_dir, &args, &env, timeout, "ls-remote");
-                (out, t.elapsed())
-            });
-            let local = upstream.refs();
-            let mut first = None;
-            if let (Some(guessed), Ok(local)) = (&guessed, &local) {
-                let t = std::time::Instant::now();
-                let default_branch = upstream.default_branch();
-                let input = plan::PlanInput {
-                    local,
-                    remote: guessed,
-                    default_branch: default_branch.as_deref(),
-                    deleted_upstream,
-                    options: &options,
-                };
-                let p = plan::plan(&input, &upstream);
-                timings.plan += t.elapsed();
-                if !p.is_empty() {
-                    let t = std::time::Instant::now();
-                    let pushed = push_plan(&p, pack_bytes);
-                    timings.push += t.elapsed();
-                    first = Some((p, pushed));
-                }
+                let (results, all_ok, _, advertised) = push_plan(&p, pack_bytes, true)?;
+                timings.push += t.elapsed();
+                let updates: BTreeMap<String, String> = p
+                    .pushes
+                    .iter()
+                    .map(|x| (x.name.clone(), x.new.clone()))
+                    .collect();
+                let deletions: BTreeSet<String> =
+                    p.deletions.iter().map(|d| d.name.clone()).collect();
+                let done = |name: &str| results.get(name).map_or(all_ok, git::RefResult::ok);
+                guessed_pushed += updates.keys().filter(|n| done(n)).count();
+                guessed_deleted += deletions.iter().filter(|n| done(n)).count();
+                guessed_run = Some((local, advertised, updates, deletions, results, all_ok));
             }
-            (listing.join(), local, first)
-        });
-        let (ls, took) = listed.map_err(|_| "ls-remote: the thread running it panicked")?;
-        timings.list += took;
-        let ls = ls.map_err(&fail)?;
-        if !ls.status_ok {
-            return Err(fail(git::GitError::Failed {
-                what: "ls-remote",
-                stderr: ls.stderr,
-            }));
         }
+        let (mut remote, local) = match guessed_run {
+            Some((local, Some(mut remote), updates, deletions, results, all_ok)) => {
+                // What the push did is on the mirror now; a ref it could not update (a wrong
+                // guess refused by its lease, a hook) is planned again below.
+                listing::apply(&mut remote, &updates, &deletions, &results, all_ok);
+                timings.listed_by_push = true;
+                (remote, Ok(local))
+            }
+            guessed_run => {
+                // The mirror is listed while upstream's refs are read (the two do not depend
+                // on each other; the plan needs both). After a guessed push whose
+                // advertisement could not be read, this listing already shows what it did.
+                let args = ["ls-remote".into(), "--refs".into(), bare_url.clone()];
+                let (listed, local) = std::thread::scope(|scope| {
+                    let listing = scope.spawn(|| {
+                        let t = std::time::Instant::now();
+                        let out = git::run(ctx.git_dir, &args, &env, timeout, "ls-remote");
+                        (out, t.elapsed())
+                    });
+                    let local = match guessed_run {
+                        Some((local, ..)) => Ok(local),
+                        None => upstream.refs(),
+                    };
+                    (listing.join(), local)
+                });
+                let (ls, took) = listed.map_err(|_| "ls-remote: the thread running it panicked")?;
+                timings.list += took;
+                let ls = ls.map_err(&fail)?;
+                if !ls.status_ok {
+                    return Err(fail(git::GitError::Failed {
+                        what: "ls-remote",
+                        stderr: ls.stderr,
+                    }));
+                }
+                (git::parse_ls_remote(&ls.stdout), local)
+            }
+        };
         let t = std::time::Instant::now();
-        let mut remote = git::parse_ls_remote(&ls.stdout);
-        if let Some((p, pushed)) = first {
-            // What the guessed push did is on the mirror whether the listing saw it or not. A
-            // ref it could not update (a wrong guess refused by its lease, a hook) is planned
-            // again below from the real listing.
-            let (results, all_ok, _) = pushed?;
-            let updates: BTreeMap<String, String> = p
-                .pushes
-                .iter()
-                .map(|x| (x.name.clone(), x.new.clone()))
-                .collect();
-            let deletions: BTreeSet<String> = p.deletions.iter().map(|d| d.name.clone()).collect();
-            let done = |name: &str| results.get(name).map_or(all_ok, git::RefResult::ok);
-            guessed_pushed += updates.keys().filter(|n| done(n)).count();
-            guessed_deleted += deletions.iter().filter(|n| done(n)).count();
-            listing::apply(&mut remote, &updates, &deletions, &results, all_ok);
-        }
         let local = local.map_err(|e| e.to_string())?;
         let default_branch = upstream.default_branch();
         let input = plan::PlanInput {
@@ -482,7 +524,7 @@ fn run_sync(
             .map(|p| (p.name.as_str(), false))
             .chain(the_plan.deletions.iter().map(|d| (d.name.as_str(), true)))
             .collect();
-        let (results, all_ok, remote_said) = push_plan(&the_plan, pack_bytes)?;
+        let (results, all_ok, remote_said, _) = push_plan(&the_plan, pack_bytes, false)?;
         timings.push += t.elapsed();
         for (name, is_delete) in &wanted {
             match results.get(*name) {
@@ -518,7 +560,6 @@ fn run_sync(
         });
         break (report, remote_said, known);
     };
-    drop(push_plan);
     drop(source);
     report.pushed += guessed_pushed;
     report.deleted += guessed_deleted;

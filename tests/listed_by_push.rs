@@ -1,0 +1,155 @@
+//! A sync after the first one pushes at once from the last sync's record of the mirror's refs
+//! and reads the mirror's real refs from that push's ref advertisement (no `git ls-remote`;
+//! issue 12's 10,000-ref stretch goal). It must still be a full comparison: a mirror edited by
+//! hand is repaired by that same sync, whatever the record said. Real git, a local mirror, a
+//! git daemon and HTTPS (nginx + git-http-backend); no timing is asserted.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::servers::*;
+use common::*;
+
+fn settled(env: &Env, up: &Path, name: &str) -> serde_json::Value {
+    let ok = wait_until(Duration::from_secs(180), || {
+        let m = env.mirror_status(up, name);
+        m["update_status"] == "finished" && m["pending_updates"] == 0 && m["last_error"].is_null()
+    });
+    let m = env.mirror_status(up, name);
+    assert!(
+        ok,
+        "mirror {name} never settled: {m:#}\nlog:\n{}",
+        env.log(up)
+    );
+    m
+}
+
+/// `git push --force <url> <specs>` from `wc`, with the HTTPS test CA and password when given.
+fn push_to(env: &Env, wc: &Path, url: &str, specs: &[&str], https: Option<&HttpsServer>) {
+    let mut c = env.cmd("git");
+    c.arg("-C")
+        .arg(wc)
+        .args(["push", "-q", "--force", url])
+        .args(specs);
+    if let Some(h) = https {
+        let askpass = env.path("askpass");
+        write_askpass(&askpass, &h.user, &h.password);
+        c.env("GIT_ASKPASS", &askpass)
+            .env("GIT_SSL_CAINFO", &h.ca_file);
+    }
+    let out = c.output().unwrap();
+    assert!(out.status.success(), "push to {url}: {}", text(&out));
+}
+
+#[test]
+fn a_hand_edited_mirror_is_repaired_by_a_sync_listed_by_its_push() {
+    let env = Env::new();
+    env.write_server_config("defaults:\n  timeout: 120s\n");
+    let up = env.upstream("up.git");
+    // (name, url for our pushes by hand, bare repository on disk, server)
+    let mut mirrors: Vec<(&str, String, std::path::PathBuf, Option<&HttpsServer>)> = Vec::new();
+
+    let local = env.bare("local.git", &[]);
+    env.pm_ok(&up, &["add", "local", s(&local), "--debounce", "100ms"]);
+    mirrors.push(("local", s(&local).to_string(), local.clone(), None));
+
+    let daemon_dst = env.bare("daemon/dst.git", &[]);
+    let daemon = GitDaemon::start(&env.path("daemon"));
+    env.pm_ok(
+        &up,
+        &[
+            "add",
+            "daemon",
+            &daemon.url("dst.git"),
+            "--debounce",
+            "100ms",
+        ],
+    );
+    mirrors.push(("daemon", daemon.url("dst.git"), daemon_dst, None));
+
+    let https = (!no_https()).then(|| {
+        let https = HttpsServer::start(&env.path("srv"), "mirror", "listed-Secret-5");
+        let pwfile = env.path("mirror.password");
+        write_mode(&pwfile, "listed-Secret-5\n", 0o600);
+        env.pm_ok(
+            &up,
+            &[
+                "add",
+                "https",
+                &https.url("dst.git"),
+                "--username",
+                "mirror",
+                "--password-file",
+                s(&pwfile),
+                "--ca-file",
+                s(&https.ca_file),
+                "--debounce",
+                "100ms",
+            ],
+        );
+        https
+    });
+    if let Some(h) = &https {
+        let dst = env.bare("srv/dst.git", &[]);
+        mirrors.push(("https", h.url("dst.git"), dst, Some(h)));
+    }
+
+    // First sync: the mirror is listed, and its refs are recorded.
+    let wc = env.clone(&up, "wc");
+    let c1 = env.commit(&wc, "one");
+    env.git(&wc, &["branch", "feature"]);
+    env.git(&wc, &["tag", "v1"]);
+    env.commit(&wc, "two");
+    env.push(&wc, &["main", "feature", "v1"]);
+    for (name, _, dir, _) in &mirrors {
+        env.wait_mirrored(&up, dir);
+        settled(&env, &up, name);
+        assert!(
+            up.join(format!("pushmirror/state/{name}.listing"))
+                .is_file(),
+            "{name}: no record of the mirror's refs after a clean sync"
+        );
+    }
+    assert!(env.wait_flushers_gone());
+
+    // Behind our back, on every mirror: main moved to a commit upstream never had, feature
+    // deleted, and a branch at an old main commit (merged: default mode deletes it).
+    env.git(&wc, &["checkout", "-q", "-b", "rogue", &c1]);
+    env.commit(&wc, "only on the mirror");
+    env.git(&wc, &["checkout", "-q", "main"]);
+    let merged = format!("{c1}:refs/heads/old-topic");
+    for (_, url, _, server) in &mirrors {
+        push_to(
+            &env,
+            &wc,
+            url,
+            &["rogue:refs/heads/main", ":refs/heads/feature", &merged],
+            *server,
+        );
+    }
+
+    // The next push: pushed from the (now wrong) record, listed by that push, repaired.
+    env.commit(&wc, "three");
+    env.push(&wc, &["main"]);
+    for (name, _, dir, _) in &mirrors {
+        env.wait_mirrored(&up, dir);
+        let m = settled(&env, &up, name);
+        assert!(m["divergent_refs"].as_array().unwrap().is_empty(), "{m:#}");
+        assert!(m["rejected_refs"].as_array().unwrap().is_empty(), "{m:#}");
+    }
+    let log = env.log(&up);
+    for (name, _, _, _) in &mirrors {
+        let last = log
+            .lines()
+            .filter(|l| l.contains(&format!("sync {name} finished")))
+            .next_back()
+            .unwrap_or_default();
+        assert!(
+            last.contains("mirror listed by the push"),
+            "{name}: the last sync did not take the mirror's refs from its push: {last}\n{log}"
+        );
+    }
+    drop(https);
+}
