@@ -143,8 +143,7 @@ fn a_hand_edited_mirror_is_repaired_by_a_sync_listed_by_its_push() {
     for (name, _, _, _) in &mirrors {
         let last = log
             .lines()
-            .filter(|l| l.contains(&format!("sync {name} finished")))
-            .next_back()
+            .rfind(|l| l.contains(&format!("sync {name} finished")))
             .unwrap_or_default();
         assert!(
             last.contains("mirror listed by the push"),
