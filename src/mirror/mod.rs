@@ -295,11 +295,7 @@ fn run_sync(
     // mirror's refs from that push's own ref advertisement instead of a `git ls-remote` first
     // (see listing.rs). Not over SSH (its connection sharing is tuned for ls-remote + push),
     // and not with LFS, whose objects must be on the mirror before any ref that needs them.
-    let mut guess = match scheme {
-        url::Scheme::Ssh => None,
-        _ if lfs_on => None,
-        _ => listing::load(&state_dir, &cfg.name, &bare_url),
-    };
+    let mut try_guess = !matches!(scheme, url::Scheme::Ssh) && !lfs_on;
     // Refs the first, guessed push updated or deleted (they are counted once, at the end).
     let (mut guessed_pushed, mut guessed_deleted) = (0usize, 0usize);
     let mut source: Option<source::PushSource> = None;
@@ -357,11 +353,26 @@ fn run_sync(
                         let mut e = push_env.clone();
                         e.set
                             .push(("GIT_TRACE_PACKET".into(), f.display().to_string()));
+                        let mut args = args.clone();
+                        if matches!(scheme, url::Scheme::Local) {
+                            // A local mirror's receive-pack inherits our environment: it
+                            // would trace the same advertisement again, from its side.
+                            args.insert(
+                                1,
+                                "--receive-pack=env -u GIT_TRACE_PACKET git-receive-pack".into(),
+                            );
+                        }
                         let out = git::run(source.dir(), &args, &e, timeout, "push");
+                        let t = std::time::Instant::now();
                         advertised = Some(std::fs::read(f).ok().and_then(|t| {
                             listing::parse_advertisement(&String::from_utf8_lossy(&t))
                         }));
                         let _ = std::fs::remove_file(f);
+                        log::debug!(
+                            "sync {}: advertisement read in {} ms",
+                            cfg.name,
+                            t.elapsed().as_millis()
+                        );
                         out
                     }
                     None => git::run(source.dir(), &args, &push_env, timeout, "push"),
@@ -395,45 +406,65 @@ fn run_sync(
         // push did applied) then repairs whatever the guess missed, so the sync is as full a
         // comparison as one that lists first.
         let mut guessed_run = None;
-        if let Some(guessed) = guess.take() {
+        // Upstream's refs, when they were read already.
+        let mut read_local = None;
+        if std::mem::take(&mut try_guess) {
             let t = std::time::Instant::now();
-            let local = upstream.refs().map_err(|e| e.to_string())?;
-            let default_branch = upstream.default_branch();
-            let input = plan::PlanInput {
-                local: &local,
-                remote: &guessed,
-                default_branch: default_branch.as_deref(),
-                deleted_upstream,
-                options: &options,
-            };
-            let p = plan::plan(&input, &upstream);
+            // The record is read while upstream's refs are.
+            let (guess, local) = std::thread::scope(|scope| {
+                let g = scope.spawn(|| listing::load(&state_dir, &cfg.name, &bare_url));
+                let local = upstream.refs();
+                (g.join().ok().flatten(), local)
+            });
+            let local = local.map_err(|e| e.to_string())?;
+            log::debug!(
+                "sync {}: upstream's refs and {} recorded refs of the mirror read in {} ms",
+                cfg.name,
+                guess.as_ref().map_or(0, |g| g.len()),
+                t.elapsed().as_millis()
+            );
+            let p = guess.map(|guessed| {
+                let default_branch = upstream.default_branch();
+                let input = plan::PlanInput {
+                    local: &local,
+                    remote: &guessed,
+                    default_branch: default_branch.as_deref(),
+                    deleted_upstream,
+                    options: &options,
+                };
+                plan::plan(&input, &upstream)
+            });
             timings.plan += t.elapsed();
-            if !p.is_empty() {
-                let t = std::time::Instant::now();
-                let (results, all_ok, _, advertised) = push_plan(&p, pack_bytes, true)?;
-                timings.push += t.elapsed();
-                let updates: BTreeMap<String, String> = p
-                    .pushes
-                    .iter()
-                    .map(|x| (x.name.clone(), x.new.clone()))
-                    .collect();
-                let deletions: BTreeSet<String> =
-                    p.deletions.iter().map(|d| d.name.clone()).collect();
-                let done = |name: &str| results.get(name).map_or(all_ok, git::RefResult::ok);
-                guessed_pushed += updates.keys().filter(|n| done(n)).count();
-                guessed_deleted += deletions.iter().filter(|n| done(n)).count();
-                guessed_run = Some((local, advertised, updates, deletions, results, all_ok));
+            match p {
+                Some(p) if !p.is_empty() => {
+                    let t = std::time::Instant::now();
+                    let (results, all_ok, _, advertised) = push_plan(&p, pack_bytes, true)?;
+                    timings.push += t.elapsed();
+                    let updates: BTreeMap<String, String> = p
+                        .pushes
+                        .iter()
+                        .map(|x| (x.name.clone(), x.new.clone()))
+                        .collect();
+                    let deletions: BTreeSet<String> =
+                        p.deletions.iter().map(|d| d.name.clone()).collect();
+                    let done = |name: &str| results.get(name).map_or(all_ok, git::RefResult::ok);
+                    guessed_pushed += updates.keys().filter(|n| done(n)).count();
+                    guessed_deleted += deletions.iter().filter(|n| done(n)).count();
+                    guessed_run = Some((advertised, updates, deletions, results, all_ok));
+                }
+                _ => {}
             }
+            read_local = Some(local);
         }
-        let (mut remote, local) = match guessed_run {
-            Some((local, Some(mut remote), updates, deletions, results, all_ok)) => {
+        let (mut remote, local) = match (guessed_run, read_local) {
+            (Some((Some(mut remote), updates, deletions, results, all_ok)), Some(local)) => {
                 // What the push did is on the mirror now; a ref it could not update (a wrong
                 // guess refused by its lease, a hook) is planned again below.
                 listing::apply(&mut remote, &updates, &deletions, &results, all_ok);
                 timings.listed_by_push = true;
                 (remote, Ok(local))
             }
-            guessed_run => {
+            (_, read_local) => {
                 // The mirror is listed while upstream's refs are read (the two do not depend
                 // on each other; the plan needs both). After a guessed push whose
                 // advertisement could not be read, this listing already shows what it did.
@@ -444,8 +475,8 @@ fn run_sync(
                         let out = git::run(ctx.git_dir, &args, &env, timeout, "ls-remote");
                         (out, t.elapsed())
                     });
-                    let local = match guessed_run {
-                        Some((local, ..)) => Ok(local),
+                    let local = match read_local {
+                        Some(local) => Ok(local),
                         None => upstream.refs(),
                     };
                     (listing.join(), local)
@@ -567,7 +598,14 @@ fn run_sync(
     // one lists first.
     match known {
         Some(refs) if !matches!(scheme, url::Scheme::Ssh) && !lfs_on => {
-            if let Err(e) = listing::save(&state_dir, &cfg.name, &bare_url, &refs) {
+            let t = std::time::Instant::now();
+            let saved = listing::save(&state_dir, &cfg.name, &bare_url, &refs);
+            log::debug!(
+                "sync {}: mirror's refs recorded in {} ms",
+                cfg.name,
+                t.elapsed().as_millis()
+            );
+            if let Err(e) = saved {
                 log::debug!("could not record the mirror's refs: {e}");
                 listing::remove(&state_dir, &cfg.name);
             }
