@@ -27,15 +27,16 @@ pub fn load(state_dir: &Path, mirror: &str, url: &str) -> Option<BTreeMap<String
     if lines.next()? != format!("{HEADER}{url}") {
         return None;
     }
-    let mut refs = BTreeMap::new();
+    // Collected first: a sorted list becomes a map in one pass.
+    let mut refs = Vec::with_capacity(text.len() / 80);
     for l in lines {
         let (oid, name) = l.split_once(' ')?;
         if !oid.bytes().all(|b| b.is_ascii_hexdigit()) || !name.starts_with("refs/") {
             return None;
         }
-        refs.insert(name.to_string(), oid.to_string());
+        refs.push((name.to_string(), oid.to_string()));
     }
-    Some(refs)
+    Some(refs.into_iter().collect())
 }
 
 /// Records `refs` as the mirror's state (atomically, mode as the state files).
@@ -121,7 +122,8 @@ pub fn apply(
 /// after the first advertisement, are not it. None when no complete advertisement is found (the
 /// caller then lists the mirror with `git ls-remote`).
 pub fn parse_advertisement(trace: &str) -> Option<BTreeMap<String, String>> {
-    let mut refs = BTreeMap::new();
+    // Collected first: the advertisement is sorted, and a sorted list becomes a map in one pass.
+    let mut refs = Vec::new();
     let mut started = false;
     for line in trace.lines() {
         let Some((_, pkt)) = line.split_once("packet: ") else {
@@ -140,7 +142,7 @@ pub fn parse_advertisement(trace: &str) -> Option<BTreeMap<String, String>> {
         }
         if payload == "0000" {
             if started {
-                return Some(refs);
+                return Some(refs.into_iter().collect());
             }
             // remote-curl's "# service=git-receive-pack" block ends so, before the refs.
             continue;
@@ -161,7 +163,7 @@ pub fn parse_advertisement(trace: &str) -> Option<BTreeMap<String, String>> {
         started = true;
         // ".have" (an alternate's tips) and "capabilities^{}" (an empty repository) are no refs.
         if name.starts_with("refs/") {
-            refs.insert(unescape(name)?, oid.to_string());
+            refs.push((unescape(name)?, oid.to_string()));
         }
     }
     None

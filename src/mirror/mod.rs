@@ -365,7 +365,10 @@ fn run_sync(
                         let out = git::run(source.dir(), &args, &e, timeout, "push");
                         let t = std::time::Instant::now();
                         advertised = Some(std::fs::read(f).ok().and_then(|t| {
-                            listing::parse_advertisement(&String::from_utf8_lossy(&t))
+                            let text = String::from_utf8(t).unwrap_or_else(|e| {
+                                String::from_utf8_lossy(e.as_bytes()).into_owned()
+                            });
+                            listing::parse_advertisement(&text)
                         }));
                         let _ = std::fs::remove_file(f);
                         log::debug!(
