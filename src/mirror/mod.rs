@@ -100,6 +100,11 @@ pub fn sync(
     let mut report = match run_sync(ctx, m, deleted_upstream, &mut secrets, &mut pack_bytes) {
         Ok(r) => r,
         Err(msg) => {
+            // What the mirror holds after a sync that broke off is not known.
+            listing::remove(
+                &crate::paths::RepoPaths::new(ctx.git_dir).state_dir(),
+                &m.mirror.name,
+            );
             let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
             SyncReport {
                 error: Some(one_line(&url::scrub(&msg, &refs))),
