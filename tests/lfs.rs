@@ -818,3 +818,140 @@ fn odd_pointers_tags_on_trees_and_sha256_repositories_do_not_break_the_scan() {
     assert!(listed.contains(&u64::MAX.to_string()), "{m:#}");
     assert!(m["last_error"].is_null(), "{m:#}");
 }
+
+/// Commits `name` with `data` in the working clone and pushes it without git-lfs's pre-push
+/// upload (`--no-verify`), so the upstream gets the pointer and not the object. Returns the oid.
+fn push_pointer_only(f: &Fixture, name: &str, data: &[u8]) -> String {
+    f.commit(&format!("pointer only: {name}"), &[(name, data.to_vec())]);
+    let out = f
+        .env
+        .git_out(&f.wc, &["push", "-q", "--no-verify", "origin", "main"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let oid = oid_at_head(f, name);
+    assert!(!upstream_object(&f.up, &oid).exists());
+    oid
+}
+
+/// Where git-lfs keeps `oid` in the upstream.
+fn upstream_object(up: &Path, oid: &str) -> PathBuf {
+    up.join("lfs/objects")
+        .join(&oid[0..2])
+        .join(&oid[2..4])
+        .join(oid)
+}
+
+/// Puts `data` into the upstream's store as `oid` at once (written aside, then renamed), as
+/// `git lfs push` from a clone that has it would.
+fn arrive_upstream(up: &Path, oid: &str, data: &[u8]) {
+    let dest = upstream_object(up, oid);
+    fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    let tmp = up.join("lfs/arriving.tmp");
+    fs::write(&tmp, data).unwrap();
+    fs::rename(&tmp, &dest).unwrap();
+}
+
+/// An object missing upstream when its commit was mirrored arrives upstream later: the
+/// flusher, looking again on its backoff, sends it without any new push, and `lfs_missing`
+/// becomes empty. A git-lfs clone of the mirror then has the file.
+#[test]
+fn an_object_that_arrives_upstream_later_reaches_the_mirror_without_a_push() {
+    if no_lfs() {
+        return;
+    }
+    let f = Fixture::new(
+        None,
+        "defaults:\n  max_attempts: 1000\n  backoff_initial: 300ms\n  backoff_max: 1s\n",
+    );
+    f.commit("present", &[("here.bin", content(90, 10_000))]);
+    f.env.push(&f.wc, &["main"]);
+    f.wait_finished();
+    let late = content(91, 40_000);
+    let oid = push_pointer_only(&f, "late.bin", &late);
+    let ok = wait_until(DEADLINE, || {
+        let m = f.status();
+        m["lfs_missing_count"] == 1 && m["pending_updates"] == 0
+    });
+    assert!(ok, "{:#}\n{}", f.status(), f.env.log(&f.up));
+    let dst = f.server.https.root.join("dst.git");
+    f.env.wait_mirrored(&f.up, &dst);
+    let mirrored = f.env.refs(&dst);
+    assert_eq!(f.server.requests(&["PUT ", &oid]), 0);
+
+    arrive_upstream(&f.up, &oid, &late);
+    let ok = wait_until(DEADLINE, || {
+        let m = f.status();
+        m["lfs_missing_count"] == 0 && m["update_status"] == "finished"
+    });
+    let m = f.status();
+    assert!(ok, "{m:#}\n{}\n{}", f.env.log(&f.up), f.server.log());
+    assert_eq!(m["lfs_missing"], serde_json::json!([]), "{m:#}");
+    assert!(m["last_error"].is_null(), "{m:#}");
+    // No commit was pushed for it: the mirror's refs are those it had.
+    assert_eq!(f.env.refs(&dst), mirrored);
+    assert!(
+        f.env
+            .log(&f.up)
+            .contains("looking again for 1 LFS object(s)"),
+        "{}",
+        f.env.log(&f.up)
+    );
+    let clone = f.clone_mirror("clone");
+    assert_eq!(fs::read(clone.join("late.bin")).unwrap(), late);
+    // Nothing is left to look for: the flusher goes away.
+    assert!(f.env.wait_flushers_gone());
+}
+
+/// Once the flusher's re-checks have run out (it exits; status still lists the object), the
+/// object arriving upstream is sent by the next `sweep`, which looks for missing objects again.
+#[test]
+fn a_sweep_sends_an_object_that_arrived_after_the_rechecks_ran_out() {
+    if no_lfs() {
+        return;
+    }
+    let f = Fixture::new(
+        None,
+        "defaults:\n  max_attempts: 3\n  backoff_initial: 200ms\n  backoff_max: 500ms\n",
+    );
+    // The upstream has an LFS store (so `lfs: auto` is on).
+    f.commit("present", &[("here.bin", content(93, 10_000))]);
+    f.env.push(&f.wc, &["main"]);
+    f.wait_finished();
+    let late = content(92, 25_000);
+    let oid = push_pointer_only(&f, "late.bin", &late);
+    let ok = wait_until(DEADLINE, || f.status()["lfs_missing_count"] == 1);
+    assert!(ok, "{:#}\n{}", f.status(), f.env.log(&f.up));
+    assert!(f.env.wait_flushers_gone(), "{}", f.env.log(&f.up));
+    let m = f.wait_finished();
+    assert_eq!(m["lfs_missing_count"], 1, "{m:#}");
+    assert_eq!(
+        m["lfs_missing"],
+        serde_json::json!([format!("{oid} (25000 bytes)")])
+    );
+
+    arrive_upstream(&f.up, &oid, &late);
+    let out = f
+        .env
+        .cmd(bin())
+        .args(["sweep", "--root", s(f.env.dir.path())])
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("lfs objects missing"), "{said}");
+    let ok = wait_until(DEADLINE, || f.status()["lfs_missing_count"] == 0);
+    // A loaded machine may need a second sweep (the first attempt timed out): as cron would.
+    let ok = ok
+        || wait_until(DEADLINE, || {
+            let _ = f
+                .env
+                .cmd(bin())
+                .args(["sweep", "--root", s(f.env.dir.path())])
+                .output();
+            f.status()["lfs_missing_count"] == 0
+        });
+    assert!(ok, "{:#}\n{}", f.status(), f.env.log(&f.up));
+    let m = f.wait_finished();
+    assert_eq!(m["lfs_missing"], serde_json::json!([]), "{m:#}");
+    let clone = f.clone_mirror("clone");
+    assert_eq!(fs::read(clone.join("late.bin")).unwrap(), late);
+}

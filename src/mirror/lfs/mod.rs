@@ -17,6 +17,9 @@ use crate::url::Scheme;
 
 /// How many missing oids status keeps.
 pub const MISSING_CAP: usize = 20;
+/// How many missing objects the mirror's state remembers to look for again (the rest are
+/// counted, and looked for again only when a sync sends their commits).
+pub const REMEMBER_CAP: usize = 1000;
 
 /// What the LFS part of a sync did.
 #[derive(Debug, Default, Clone)]
@@ -27,6 +30,9 @@ pub struct Outcome {
     /// `oid (size bytes)` of objects the mirror needs and the upstream does not have either.
     pub missing: Vec<String>,
     pub missing_count: usize,
+    /// The missing (or corrupt) objects themselves, up to REMEMBER_CAP: later syncs look for
+    /// them again.
+    pub missing_objects: Vec<scan::Pointer>,
 }
 
 /// The store's file for `oid`.
@@ -74,10 +80,21 @@ pub struct Job<'a> {
 }
 
 /// Sends the LFS objects of the commits reachable from `tips` and not from `have` that the
-/// mirror lacks. Err fails the sync (it is retried); objects missing upstream too do not.
-pub fn send(job: &Job<'_>, tips: &[String], have: &[String]) -> Result<Outcome, String> {
+/// mirror lacks, and those of `recheck` (objects an earlier sync found missing upstream) that
+/// have arrived since. Err fails the sync (it is retried); objects missing upstream too do not.
+pub fn send(
+    job: &Job<'_>,
+    tips: &[String],
+    have: &[String],
+    recheck: &[scan::Pointer],
+) -> Result<Outcome, String> {
     let start = Instant::now();
-    let pointers = scan::pointers(job.git_dir, tips, have).map_err(|e| format!("lfs: {e}"))?;
+    let mut pointers = scan::pointers(job.git_dir, tips, have).map_err(|e| format!("lfs: {e}"))?;
+    if !recheck.is_empty() {
+        let mut all: std::collections::BTreeSet<scan::Pointer> = pointers.into_iter().collect();
+        all.extend(recheck.iter().cloned());
+        pointers = all.into_iter().collect();
+    }
     let mut out = Outcome::default();
     if pointers.is_empty() {
         return Ok(out);
@@ -130,7 +147,17 @@ pub fn send(job: &Job<'_>, tips: &[String], have: &[String]) -> Result<Outcome, 
     Ok(out)
 }
 
+fn remember(out: &mut Outcome, oid: &str, size: u64) {
+    if out.missing_objects.len() < REMEMBER_CAP {
+        out.missing_objects.push(scan::Pointer {
+            oid: oid.to_string(),
+            size,
+        });
+    }
+}
+
 fn note_missing(out: &mut Outcome, oid: &str, size: u64) {
+    remember(out, oid, size);
     out.missing_count += 1;
     if out.missing.len() < MISSING_CAP {
         out.missing.push(format!("{oid} ({size} bytes)"));
@@ -141,6 +168,7 @@ fn note_missing(out: &mut Outcome, oid: &str, size: u64) {
 /// and waiting does not fix it); status names it as corrupt.
 fn note_corrupt(out: &mut Outcome, mirror: &str, oid: &str, size: u64, why: &str) {
     log::error!("sync {mirror}: {why}");
+    remember(out, oid, size);
     out.missing_count += 1;
     if out.missing.len() < MISSING_CAP {
         out.missing.push(format!(
