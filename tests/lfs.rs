@@ -955,3 +955,28 @@ fn a_sweep_sends_an_object_that_arrived_after_the_rechecks_ran_out() {
     let clone = f.clone_mirror("clone");
     assert_eq!(fs::read(clone.join("late.bin")).unwrap(), late);
 }
+
+/// `add --lfs on|off|auto` sets the mirror's `lfs` (as `set NAME lfs=...` does); another value
+/// is refused naming the ones allowed; `show --json` and `status --json` show it.
+#[test]
+fn add_takes_the_lfs_mode() {
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    for (name, mode) in [("a", "on"), ("b", "off"), ("c", "auto")] {
+        let dst = env.bare(&format!("{name}.git"), &[]);
+        env.pm_ok(&up, &["add", name, s(&dst), "--lfs", mode, "--disabled"]);
+        let shown: serde_json::Value =
+            serde_json::from_str(&env.pm_ok(&up, &["show", name, "--json"])).unwrap();
+        assert_eq!(shown["lfs"], mode, "{shown:#}");
+    }
+    let dst = env.bare("d.git", &[]);
+    let out = env.pm(&up, &["add", "d", s(&dst), "--lfs", "maybe"]);
+    let err = text(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("maybe") && err.contains("auto") && err.contains("off"),
+        "{err}"
+    );
+    let m = env.mirror_status(&up, "b");
+    assert_eq!(m["lfs"], "off", "{m:#}");
+}
