@@ -94,13 +94,19 @@ impl Fixture {
     }
 
     fn without_mirror(lfs_password: Option<&str>, server_yaml: &str) -> Fixture {
+        Fixture::without_mirror_proto(lfs_password, server_yaml, "https")
+    }
+
+    /// `proto`: the scheme the LFS server believes its clients use (see
+    /// `LfsServer::start_with_proto`).
+    fn without_mirror_proto(lfs_password: Option<&str>, server_yaml: &str, proto: &str) -> Fixture {
         let env = Env::new();
         env.write_server_config(server_yaml);
         let up = env.upstream("up.git");
         let srv = env.path("srv");
         fs::create_dir_all(&srv).unwrap();
         env.bare("srv/dst.git", &[]);
-        let server = LfsServer::start(&srv, "mirror", PASSWORD, lfs_password);
+        let server = LfsServer::start_with_proto(&srv, "mirror", PASSWORD, lfs_password, proto);
         let pwfile = env.path("mirror.password");
         fs::write(&pwfile, format!("{PASSWORD}\n")).unwrap();
         fs::set_permissions(&pwfile, fs::Permissions::from_mode(0o600)).unwrap();
@@ -979,4 +985,69 @@ fn add_takes_the_lfs_mode() {
     );
     let m = env.mirror_status(&up, "b");
     assert_eq!(m["lfs"], "off", "{m:#}");
+}
+
+/// An LFS server behind a proxy that tells it clients use http (X-Forwarded-Proto http) answers
+/// an https:// mirror's batch request with http:// upload hrefs. They are not followed: the
+/// sync fails before any ref is pushed, with one line naming the mirror and the href's host,
+/// and no upload reaches the server.
+#[test]
+fn http_hrefs_for_an_https_mirror_are_refused() {
+    if no_lfs() {
+        return;
+    }
+    let f = Fixture::without_mirror_proto(None, FAST_RETRIES, "http");
+    let pwfile = f.env.path("mirror.password");
+    f.env.pm_ok(
+        &f.up,
+        &[
+            "add",
+            "lfs",
+            &f.server.https.url("dst.git"),
+            "--username",
+            "mirror",
+            "--password-file",
+            s(&pwfile),
+            "--ca-file",
+            s(&f.server.https.ca_file),
+            "--debounce",
+            "100ms",
+            "--timeout",
+            "20s",
+        ],
+    );
+    f.commit("one", &[("a.bin", content(95, 10_000))]);
+    f.env.push(&f.wc, &["main"]);
+    let ok = wait_until(DEADLINE, || {
+        f.status()["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not https"))
+    });
+    let m = f.status();
+    assert!(ok, "{m:#}\n{}\n{}", f.env.log(&f.up), f.server.log());
+    let err = m["last_error"].as_str().unwrap();
+    let port = f
+        .server
+        .https
+        .url("")
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.starts_with("lfs: mirror lfs: the LFS server gave an upload href on http://127.0.0.1:")
+            && err.contains(&port)
+            && err.contains("refusing to send objects in clear"),
+        "{err}"
+    );
+    assert!(!err.contains(PASSWORD), "{err}");
+    assert_eq!(m["lfs_last_error"], m["last_error"]);
+    // The batch request went (over https); no upload did, and no ref reached the mirror.
+    assert!(f.server.requests(&["POST ", "/objects/batch"]) >= 1);
+    assert_eq!(f.server.requests(&["PUT "]), 0, "{}", f.server.log());
+    let dst = f.server.https.root.join("dst.git");
+    assert!(!f.env.refs(&dst).contains_key("refs/heads/main"));
 }

@@ -341,6 +341,7 @@ fn run_sync(
                 proxy: &lfs_proxy,
                 timeout,
                 env: &env,
+                allow_insecure_http: cfg.allow_insecure_http,
             };
             let tips: Vec<String> = the_plan.pushes.iter().map(|p| p.new.clone()).collect();
             let have: Vec<String> = remote.values().cloned().collect();

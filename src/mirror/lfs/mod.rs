@@ -77,6 +77,55 @@ pub struct Job<'a> {
     pub timeout: Duration,
     /// The git child environment (GIT_SSH_COMMAND for ssh mirrors).
     pub env: &'a crate::mirror::git::ChildEnv,
+    /// The mirror's `allow_insecure_http`: lets an SSH mirror's LFS endpoint be http://.
+    pub allow_insecure_http: bool,
+}
+
+/// Whether an href the LFS server gave (the endpoint of git-lfs-authenticate, an upload or
+/// verify action) may be followed for a mirror reached over `scheme`: an http:// one would send
+/// the objects (and the headers the server put in the action) in clear, so only an http://
+/// mirror follows it, or an SSH mirror with `allow_insecure_http`. Err is the one line naming
+/// the mirror and the href's host.
+pub fn check_href(
+    mirror: &str,
+    scheme: Scheme,
+    allow_insecure_http: bool,
+    what: &str,
+    href: &str,
+) -> Result<(), String> {
+    let parsed = url::Url::parse(href).ok();
+    let insecure = parsed.as_ref().map_or(true, |u| u.scheme() != "https");
+    let allowed = match scheme {
+        Scheme::Http => true,
+        Scheme::Ssh => allow_insecure_http,
+        _ => false,
+    };
+    if !insecure || allowed {
+        return Ok(());
+    }
+    let shown = parsed.map_or_else(
+        || "an unparsable URL".to_string(),
+        |u| {
+            let host = u.host_str().unwrap_or("");
+            match u.port() {
+                Some(p) => format!("{}://{host}:{p}", u.scheme()),
+                None => format!("{}://{host}", u.scheme()),
+            }
+        },
+    );
+    let (mirror_kind, fix) = match scheme {
+        Scheme::Ssh => (
+            "an ssh:// mirror",
+            "fix the server's LFS URL, or set allow_insecure_http: true on the mirror",
+        ),
+        _ => (
+            "an https:// mirror",
+            "fix the LFS server's external URL (behind a proxy: X-Forwarded-Proto https)",
+        ),
+    };
+    Err(format!(
+        "lfs: mirror {mirror}: the LFS server gave {what} on {shown}, not https, for {mirror_kind}; refusing to send objects in clear ({fix})"
+    ))
 }
 
 /// Sends the LFS objects of the commits reachable from `tips` and not from `have` that the
@@ -125,6 +174,13 @@ pub fn send(
         }
         Scheme::Https | Scheme::Http | Scheme::Ssh => {
             let endpoint = endpoint(job)?;
+            check_href(
+                job.mirror,
+                job.scheme,
+                job.allow_insecure_http,
+                "its endpoint",
+                &endpoint.href,
+            )?;
             // The SSH mirror's endpoint is reached directly (no git config names a proxy for it).
             let proxy = if job.scheme == Scheme::Ssh {
                 ""
@@ -416,6 +472,24 @@ fn copy_local(
     Ok(())
 }
 
+fn check_actions(
+    job: &Job<'_>,
+    upload: &client::Action,
+    verify: Option<&client::Action>,
+) -> Result<(), String> {
+    let check = |what, a: &client::Action| {
+        check_href(
+            job.mirror,
+            job.scheme,
+            job.allow_insecure_http,
+            what,
+            &a.href,
+        )
+    };
+    check("an upload href", upload)?;
+    verify.map_or(Ok(()), |v| check("a verify href", v))
+}
+
 struct Task {
     oid: String,
     size: u64,
@@ -455,6 +529,7 @@ fn upload_all(
                     ))
                 }
                 client::Need::Upload { upload, verify } => {
+                    check_actions(job, &upload, verify.as_ref())?;
                     let p = scan::Pointer {
                         oid: oid.clone(),
                         size,
@@ -503,6 +578,7 @@ fn upload_all(
                     if stale(&t.upload) || t.verify.as_ref().is_some_and(stale) {
                         match client.batch(&[(t.oid.clone(), t.size)])?.pop() {
                             Some((_, _, client::Need::Upload { upload, verify })) => {
+                                check_actions(job, &upload, verify.as_ref())?;
                                 t.upload = upload;
                                 t.verify = verify;
                             }
@@ -594,6 +670,32 @@ mod tests {
                 Path::new("/s/4d/7a").join(&oid[4..])
             );
         }
+    }
+
+    #[test]
+    fn http_hrefs_are_followed_only_for_http_mirrors() {
+        let href = "http://u:pw@lfs.example.com:8080/objects/abc?X-Amz-Signature=s3cr3t";
+        let e = check_href("gh", Scheme::Https, false, "an upload href", href).unwrap_err();
+        assert!(
+            e.contains("mirror gh")
+                && e.contains("http://lfs.example.com:8080")
+                && !e.contains("s3cr3t")
+                && !e.contains("pw")
+                && !e.contains('\n'),
+            "{e}"
+        );
+        // allow_insecure_http does not make an https mirror accept a downgrade.
+        assert!(check_href("gh", Scheme::Https, true, "x", href).is_err());
+        assert!(check_href("gh", Scheme::Ssh, false, "x", href).is_err());
+        assert!(check_href("gh", Scheme::Ssh, true, "x", href).is_ok());
+        assert!(check_href("gh", Scheme::Http, false, "x", href).is_ok());
+        let good = "https://lfs.example.com/objects/abc";
+        for scheme in [Scheme::Https, Scheme::Ssh, Scheme::Http] {
+            assert!(check_href("gh", scheme, false, "x", good).is_ok());
+        }
+        // Not a URL at all, or another scheme: refused for an https mirror too.
+        assert!(check_href("gh", Scheme::Https, false, "x", "ftp://h/x").is_err());
+        assert!(check_href("gh", Scheme::Https, false, "x", "/relative").is_err());
     }
 
     #[test]
