@@ -94,7 +94,7 @@ pub fn check_href(
     href: &str,
 ) -> Result<(), String> {
     let parsed = url::Url::parse(href).ok();
-    let insecure = parsed.as_ref().map_or(true, |u| u.scheme() != "https");
+    let insecure = parsed.as_ref().is_none_or(|u| u.scheme() != "https");
     let allowed = match scheme {
         Scheme::Http => true,
         Scheme::Ssh => allow_insecure_http,
