@@ -1051,3 +1051,107 @@ fn http_hrefs_for_an_https_mirror_are_refused() {
     let dst = f.server.https.root.join("dst.git");
     assert!(!f.env.refs(&dst).contains_key("refs/heads/main"));
 }
+
+/// The upstream's LFS store has a directory the flusher may not look into (an admin's chmod, a
+/// store owned by another service user): the sync fails before any ref is pushed with one line
+/// naming that directory and the permission, instead of listing the objects as missing. Once
+/// the permission is fixed, `sync` delivers. Needs a user the permission applies to: as root
+/// the flusher runs as `nobody` (setpriv); as another user, as that user.
+#[test]
+fn an_unreadable_lfs_store_is_named_not_taken_for_missing_objects() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = unsafe { libc::geteuid() } == 0;
+    if !have("git-lfs") || (root && !have("setpriv")) {
+        assert!(!running_in_ci(), "git-lfs or setpriv missing in CI");
+        eprintln!("\n*** SKIPPED: git-lfs or setpriv not installed ***\n");
+        return;
+    }
+    let env = Env::new();
+    fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let up = env.upstream("up.git");
+    let dst = env.bare("dst.git", &[]);
+    env.pm_ok(
+        &up,
+        &["add", "local", s(&dst), "--disabled", "--debounce", "100ms"],
+    );
+    let wc = env.clone(&up, "wc");
+    let data = content(96, 12_345);
+    let (pointer, oid) = store_object(&up, &data);
+    fs::write(wc.join("a.ptr"), &pointer).unwrap();
+    env.git(&wc, &["add", "a.ptr"]);
+    env.git(&wc, &["commit", "-q", "-m", "pointer"]);
+    env.push(&wc, &["main"]);
+    assert!(env.wait_flushers_gone());
+    // The flusher's user: nobody when we are root, with its own home and runtime directory.
+    let home = env.path("flusher-home");
+    let run = home.join("run");
+    fs::create_dir_all(&run).unwrap();
+    if root {
+        for p in [&up, &dst, &home] {
+            assert!(run_quiet("chown", &["-R", "65534:65534", s(p)]));
+        }
+    }
+    let as_flusher_user = |args: &[&str]| -> std::process::Output {
+        let mut c = if root {
+            let mut c = env.cmd("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(bin());
+            c
+        } else {
+            env.cmd(bin())
+        };
+        c.arg("--repo")
+            .arg(&up)
+            .args(args)
+            .env("HOME", &home)
+            .env("GIT_PUSHMIRROR_RUNTIME_DIR", &run)
+            .output()
+            .unwrap()
+    };
+    let blocked = up.join("lfs/objects").join(&oid[0..2]);
+    fs::set_permissions(&blocked, fs::Permissions::from_mode(0o000)).unwrap();
+    let out = as_flusher_user(&["enable", "local"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let ok = wait_until(DEADLINE, || {
+        env.mirror_status(&up, "local")["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("LFS store"))
+    });
+    let m = env.mirror_status(&up, "local");
+    fs::set_permissions(&blocked, fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(ok, "{m:#}\n{}", env.log(&up));
+    let err = m["last_error"].as_str().unwrap();
+    assert_eq!(
+        err,
+        format!(
+            "lfs: cannot read the upstream's LFS store: {}: Permission denied (os error 13); give the user the flusher runs as (uid {}) read and search permission there",
+            blocked.display(),
+            if root { 65534 } else { unsafe { libc::geteuid() } }
+        ),
+        "{m:#}"
+    );
+    assert_eq!(m["lfs_missing_count"], 0, "{m:#}");
+    // Objects before refs: nothing reached the mirror (read as root: safe.directory).
+    let main_of = |repo: &Path| {
+        env.git(
+            repo,
+            &["-c", "safe.directory=*", "for-each-ref", "refs/heads/main"],
+        )
+    };
+    assert_eq!(main_of(&dst), "");
+
+    // Fixed: a `sync` delivers the refs and the object.
+    let out = as_flusher_user(&["sync", "local", "--wait"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), env.log(&up));
+    assert_eq!(main_of(&dst), main_of(&up));
+    let got = fs::read(
+        dst.join("lfs/objects")
+            .join(&oid[0..2])
+            .join(&oid[2..4])
+            .join(&oid),
+    )
+    .unwrap();
+    assert!(got == data);
+    let m = env.mirror_status(&up, "local");
+    assert!(m["last_error"].is_null(), "{m:#}");
+}

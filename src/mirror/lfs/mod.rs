@@ -52,12 +52,49 @@ pub fn store_dir(git_dir: &Path, s: &LfsSettings) -> PathBuf {
     }
 }
 
-/// `auto` is on when the upstream has an LFS store (git-lfs's, or a configured one).
+/// `auto` is on when the upstream has an LFS store (git-lfs's, or a configured one). A store
+/// that cannot be looked at (permission denied) counts as one, so the sync says so.
 pub fn enabled(git_dir: &Path, s: &LfsSettings) -> bool {
     match s.mode {
         LfsMode::Off => false,
         LfsMode::On => true,
-        LfsMode::Auto => s.store.is_some() || store_dir(git_dir, s).is_dir(),
+        LfsMode::Auto => {
+            s.store.is_some()
+                || match std::fs::metadata(store_dir(git_dir, s)) {
+                    Ok(m) => m.is_dir(),
+                    Err(e) => !absent(&e),
+                }
+        }
+    }
+}
+
+/// Not there (rather than there but out of reach).
+fn absent(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)
+}
+
+/// The store's file for an object of `size` bytes: Some when it is there with that size, None
+/// when it is not (missing upstream). A store that cannot be looked into is neither: Err names
+/// the directory that stops us, and the sync fails (rather than listing objects as missing
+/// that may well be there).
+fn stored_object(path: &Path, size: u64) -> Result<Option<PathBuf>, String> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() && m.len() == size => Ok(Some(path.to_path_buf())),
+        Ok(_) => Ok(None),
+        Err(e) if absent(&e) => Ok(None),
+        Err(e) => {
+            // The deepest directory we can still stat is the one we may not look into.
+            let blocked = path
+                .ancestors()
+                .skip(1)
+                .find(|a| std::fs::metadata(a).is_ok())
+                .unwrap_or(path);
+            let uid = unsafe { libc::geteuid() };
+            Err(format!(
+                "lfs: cannot read the upstream's LFS store: {}: {e}; give the user the flusher runs as (uid {uid}) read and search permission there",
+                blocked.display()
+            ))
+        }
     }
 }
 
@@ -149,12 +186,9 @@ pub fn send(
         return Ok(out);
     }
     let store = store_dir(job.git_dir, job.settings);
-    let local = |p: &scan::Pointer| -> Option<PathBuf> {
+    let local = |p: &scan::Pointer| -> Result<Option<PathBuf>, String> {
         let path = object_path(&store, job.settings.layout, &p.oid);
-        match std::fs::metadata(&path) {
-            Ok(m) if m.is_file() && m.len() == p.size => Some(path),
-            _ => None,
-        }
+        stored_object(&path, p.size)
     };
     match job.scheme {
         Scheme::Local => copy_local(job, &pointers, &local, &mut out)?,
@@ -405,7 +439,7 @@ fn wait_output(
 fn copy_local(
     job: &Job<'_>,
     pointers: &[scan::Pointer],
-    local: &dyn Fn(&scan::Pointer) -> Option<PathBuf>,
+    local: &dyn Fn(&scan::Pointer) -> Result<Option<PathBuf>, String>,
     out: &mut Outcome,
 ) -> Result<(), String> {
     let base = job.url.strip_prefix("file://").unwrap_or(job.url);
@@ -419,7 +453,7 @@ fn copy_local(
         if std::fs::metadata(&dest).is_ok_and(|m| m.len() == p.size) {
             continue;
         }
-        let Some(src) = local(p) else {
+        let Some(src) = local(p)? else {
             note_missing(out, &p.oid, p.size);
             continue;
         };
@@ -502,7 +536,7 @@ fn upload_all(
     job: &Job<'_>,
     client: &client::Client,
     pointers: &[scan::Pointer],
-    local: &dyn Fn(&scan::Pointer) -> Option<PathBuf>,
+    local: &dyn Fn(&scan::Pointer) -> Result<Option<PathBuf>, String>,
     out: &mut Outcome,
 ) -> Result<(), String> {
     // Ask about every object, even those we lack: the mirror may have them already.
@@ -510,19 +544,18 @@ fn upload_all(
     for chunk in pointers.chunks(client::BATCH_MAX) {
         let list: Vec<(String, u64)> = chunk.iter().map(|p| (p.oid.clone(), p.size)).collect();
         for (oid, size, need) in client.batch(&list)? {
+            if matches!(need, client::Need::Nothing) {
+                continue;
+            }
+            let have = local(&scan::Pointer {
+                oid: oid.clone(),
+                size,
+            })?;
             match need {
                 client::Need::Nothing => {}
                 // An object we do not have either cannot be sent anyway: it is listed as
                 // missing instead of failing (and so blocking the refs) forever.
-                client::Need::Refused(_)
-                    if local(&scan::Pointer {
-                        oid: oid.clone(),
-                        size,
-                    })
-                    .is_none() =>
-                {
-                    note_missing(out, &oid, size)
-                }
+                client::Need::Refused(_) if have.is_none() => note_missing(out, &oid, size),
                 client::Need::Refused(why) => {
                     return Err(format!(
                         "lfs: the mirror refused {oid} ({size} bytes): {why}"
@@ -530,11 +563,7 @@ fn upload_all(
                 }
                 client::Need::Upload { upload, verify } => {
                     check_actions(job, &upload, verify.as_ref())?;
-                    let p = scan::Pointer {
-                        oid: oid.clone(),
-                        size,
-                    };
-                    match local(&p) {
+                    match have {
                         Some(path) => tasks.push(Task {
                             oid,
                             size,
