@@ -1155,3 +1155,55 @@ fn an_unreadable_lfs_store_is_named_not_taken_for_missing_objects() {
     let m = env.mirror_status(&up, "local");
     assert!(m["last_error"].is_null(), "{m:#}");
 }
+
+/// A mirror whose LFS endpoint is not at `<url>/info/lfs` (`lfs_url`, as git's `lfs.url`): the
+/// objects go there, with the mirror's credentials, and the refs go to the mirror's URL. A
+/// plain http:// lfs_url for an https:// mirror is refused by `set`, naming the fix.
+#[test]
+fn lfs_url_sends_the_objects_to_another_endpoint() {
+    if no_lfs() {
+        return;
+    }
+    let f = Fixture::new(None, "");
+    f.wait_finished();
+    // Another path on the LFS server: giftless keeps its objects apart (storage/git/store/).
+    let endpoint = f.server.https.url("store.git/info/lfs");
+    let out = f.env.pm(
+        &f.up,
+        &[
+            "set",
+            "lfs",
+            "lfs_url=http://127.0.0.1:1/store.git/info/lfs",
+        ],
+    );
+    let err = text(&out);
+    assert!(
+        !out.status.success() && err.contains("lfs_url") && err.contains("in clear"),
+        "{err}"
+    );
+    f.env
+        .pm_ok(&f.up, &["set", "lfs", &format!("lfs_url={endpoint}")]);
+    let shown: serde_json::Value =
+        serde_json::from_str(&f.env.pm_ok(&f.up, &["show", "lfs", "--json"])).unwrap();
+    assert_eq!(shown["lfs_url"], endpoint.as_str(), "{shown:#}");
+    let a = content(97, 33_333);
+    f.commit("one", &[("a.bin", a.clone())]);
+    f.env.push(&f.wc, &["main"]);
+    let oid = oid_at_head(&f, "a.bin");
+    let ok = wait_until(DEADLINE, || {
+        let m = f.status();
+        m["update_status"] == "finished" && m["pending_updates"] == 0 && m["lfs_missing_count"] == 0
+    });
+    assert!(ok, "{:#}\n{}", f.status(), f.env.log(&f.up));
+    f.env
+        .wait_mirrored(&f.up, &f.server.https.root.join("dst.git"));
+    let stored = f.server.storage.join("git/store").join(&oid);
+    assert_eq!(sha256_hex(&stored), oid, "{}", f.server.log());
+    assert!(!f.server.storage.join("git/dst").join(&oid).exists());
+    assert!(
+        f.server
+            .requests(&["PUT ", "/git/store.git/info/lfs/", "\" 200 "])
+            >= 1
+    );
+    assert_eq!(f.server.requests(&["/git/dst.git/info/lfs/"]), 0);
+}

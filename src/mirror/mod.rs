@@ -342,6 +342,7 @@ fn run_sync(
                 timeout,
                 env: &env,
                 allow_insecure_http: cfg.allow_insecure_http,
+                lfs_url: cfg.lfs_url.as_deref(),
             };
             let tips: Vec<String> = the_plan.pushes.iter().map(|p| p.new.clone()).collect();
             let have: Vec<String> = remote.values().cloned().collect();
