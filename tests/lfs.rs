@@ -882,6 +882,11 @@ fn an_object_that_arrives_upstream_later_reaches_the_mirror_without_a_push() {
     f.env.wait_mirrored(&f.up, &dst);
     let mirrored = f.env.refs(&dst);
     assert_eq!(f.server.requests(&["PUT ", &oid]), 0);
+    assert!(
+        f.status()["lfs_missing_recheck_at"].is_string(),
+        "{:#}",
+        f.status()
+    );
 
     arrive_upstream(&f.up, &oid, &late);
     let ok = wait_until(DEADLINE, || {
@@ -916,7 +921,7 @@ fn a_sweep_sends_an_object_that_arrived_after_the_rechecks_ran_out() {
     }
     let f = Fixture::new(
         None,
-        "defaults:\n  max_attempts: 3\n  backoff_initial: 200ms\n  backoff_max: 500ms\n",
+        "defaults:\n  max_attempts: 4\n  backoff_initial: 200ms\n  backoff_max: 500ms\n",
     );
     // The upstream has an LFS store (so `lfs: auto` is on).
     f.commit("present", &[("here.bin", content(93, 10_000))]);
@@ -933,6 +938,8 @@ fn a_sweep_sends_an_object_that_arrived_after_the_rechecks_ran_out() {
         m["lfs_missing"],
         serde_json::json!([format!("{oid} (25000 bytes)")])
     );
+    // The flusher's looks ran out: the next sync or sweep looks.
+    assert!(m["lfs_missing_recheck_at"].is_null(), "{m:#}");
 
     arrive_upstream(&f.up, &oid, &late);
     let out = f
