@@ -453,6 +453,7 @@ impl ServerConfig {
             // Validate with a sample name so the template itself is checked.
             let mut sample = r.clone();
             sample.url = sample.url.replace("${name}", "sample");
+            sample.lfs_url = sample.lfs_url.map(|u| u.replace("${name}", "sample"));
             sample
                 .validate()
                 .map_err(|m| invalid(&path, format!("{}{m}", line_of(&text, &r.name))))?;
