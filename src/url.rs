@@ -286,20 +286,43 @@ fn scp_colon(url: &str) -> Option<usize> {
 }
 
 /// For an scp-like address typed as `user:password@host:path` (git reads `user` as the host and
-/// `password@host:path` as the path): the index of the '@' that ends the password, i.e. the last
-/// '@' between the scp colon and the first '/' after it. None for a local path (a '/' before the
-/// colon), a `scheme://` URL and ordinary `user@host:path`.
+/// `password@host:path` as the path): the index of the '@' that ends the password. None for a
+/// local path (a '/' before the colon), a `scheme://` URL, ordinary `user@host:path`, and a
+/// path that merely contains '@'.
+///
+/// git's rule for scp syntax: the host (and `user@`) is what stands before the first ':', if no
+/// '/' comes before it. So `git@host:team@x.git` and `host:a@b.git` are paths with an '@' in
+/// them, like `ssh://host/a@b.git`. Only where the text after the colon reads as
+/// `password@host:path` (or `password@host/path`, `password@[v6]:path`) was a password meant:
+/// the part before the colon carries no '@' (that would already be the user), and after an '@'
+/// comes a host name (no '@' in it) followed by ':' or '/'. The first such '@' ends the
+/// password (a password may hold a raw '@': `user:p@ss@host:x`).
 fn scp_password_at(url: &str) -> Option<usize> {
     if split_scheme(url).is_some() {
         return None;
     }
     let colon = scp_colon(url)?;
-    if url[..colon].contains('/') {
+    let head = &url[..colon];
+    if head.contains('/') || head.contains('@') {
         return None;
     }
     let after = &url[colon + 1..];
-    let segment = &after[..after.find('/').unwrap_or(after.len())];
-    segment.rfind('@').map(|at| colon + 1 + at)
+    // The password and host end at the first '/' after the colon at the latest.
+    let segment = &after[..after.find('/').map_or(after.len(), |slash| slash + 1)];
+    segment
+        .match_indices('@')
+        .map(|(at, _)| at)
+        .find(|&at| {
+            let host = &after[at + 1..];
+            if host.starts_with('[') {
+                return true;
+            }
+            match host.find([':', '/']) {
+                Some(end) => end > 0 && !host[..end].contains('@'),
+                None => false,
+            }
+        })
+        .map(|at| colon + 1 + at)
 }
 
 /// git's `is_urlschemechar`.
@@ -522,6 +545,10 @@ mod tests {
         assert_eq!(ok("git+ssh://git@host/r.git"), Scheme::Ssh);
         assert_eq!(ok("ssh+git://git@host/r.git"), Scheme::Ssh);
         assert_eq!(ok("git@github.com:acme/repo.git"), Scheme::Ssh);
+        // An '@' in an scp-like path (git: the user is only before the first ':').
+        assert_eq!(ok("host:a@b.git"), Scheme::Ssh);
+        assert_eq!(ok("git@host:team@x.git"), Scheme::Ssh);
+        assert_eq!(ok("ssh://host/a@b.git"), Scheme::Ssh);
         assert_eq!(ok("host:repo.git"), Scheme::Ssh);
         assert_eq!(ok("git:repo.git"), Scheme::Ssh);
         assert_eq!(ok("[git@host:22]:repo.git"), Scheme::Ssh);
@@ -730,6 +757,8 @@ mod tests {
             "user:hun:ter2@host:x",
             "user:hunter2@[::1]:x",
             "git:hunter2@github.com:acme/app.git",
+            "user:p@ss@host:x",
+            "user:hunter2@host:a@b.git",
         ] {
             assert_eq!(refused(url), UrlError::ScpPassword, "{url}");
             let shown = mask(url);
@@ -746,6 +775,10 @@ mod tests {
         for url in [
             "git@github.com:acme/app.git",
             "git@host:org/a@b.git",
+            "host:a@b.git",
+            "git@host:team@x.git",
+            "git@host:team@x@y.git",
+            "host:~/a@b.git",
             "host:org/x.git",
             "./dir:a@b/x",
             "/srv/a:b@c",

@@ -470,6 +470,9 @@ fn scp_style_urls_are_accepted_and_listed_unchanged() {
         ("gitlab", "git@gitlab.example.com:group/sub/repo.git"),
         ("plain", "gitlab.example.com:repo.git"),
         ("ported", "[git@gitlab.example.com:2222]:group/repo.git"),
+        // An '@' in the path is not a password: git takes the user from before the ':' only.
+        ("at-path", "git@gitlab.example.com:team@x.git"),
+        ("at-plain", "gitlab.example.com:a@b.git"),
     ] {
         env.pm_ok(&up, &["add", name, u, "--disabled"]);
         let list = env.pm_ok(&up, &["list"]);
