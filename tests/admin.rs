@@ -1361,3 +1361,80 @@ fn root_is_refused_on_a_repository_another_user_owns() {
         &["add", "m", target.to_str().unwrap(), "--disabled"],
     );
 }
+
+/// `set NAME auth.key_file=...` on a mirror without auth used to say "missing field `method`":
+/// each incomplete auth now names the assignment that completes it, in one line, and the file
+/// is left as it was. The completed command then works.
+#[test]
+fn set_with_an_incomplete_auth_names_the_missing_key() {
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    let target = env.bare("target.git", &[]);
+    env.pm_ok(&up, &["add", "m", target.to_str().unwrap(), "--disabled"]);
+    let config = up.join("pushmirror/config.yaml");
+    let before = std::fs::read(&config).unwrap();
+    let key = env.path("key");
+    let o = env
+        .cmd("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let pw = env.path("pw");
+    write_mode(&pw, "tok\n", 0o600);
+    let key_file = format!("auth.key_file={}", key.display());
+    let pw_file = format!("auth.password_file={}", pw.display());
+    for (args, needles) in [
+        (
+            vec!["set", "m", key_file.as_str()],
+            &["auth.method=ssh_key", "auth.key_file"][..],
+        ),
+        (
+            vec!["set", "m", "auth.username=bot"],
+            &["auth.method=password", "auth.username"],
+        ),
+        (
+            vec!["set", "m", "auth.method=ssh_key"],
+            &["auth.method=ssh_key", "needs auth.key_file"],
+        ),
+        (
+            vec!["set", "m", "auth.method=password", pw_file.as_str()],
+            &["auth.method=password", "needs auth.username"],
+        ),
+    ] {
+        let line = assert_fails(&env.pm(&up, &args), 2, needles);
+        assert!(!line.contains("missing field"), "{args:?}: {line}");
+        assert_eq!(std::fs::read(&config).unwrap(), before, "{args:?}");
+    }
+    env.pm_ok(&up, &["set", "m", "auth.method=ssh_key", &key_file]);
+    // Switching methods: the old method's keys are named, with how to clear them.
+    assert_fails(
+        &env.pm(
+            &up,
+            &[
+                "set",
+                "m",
+                "auth.method=password",
+                "auth.username=bot",
+                &pw_file,
+            ],
+        ),
+        2,
+        &["auth.key_file", "auth.key_file="],
+    );
+    env.pm_ok(
+        &up,
+        &[
+            "set",
+            "m",
+            "auth.method=password",
+            "auth.username=bot",
+            &pw_file,
+            "auth.key_file=",
+        ],
+    );
+    let shown = pm_json(&env, &up, &["show", "m", "--json"]);
+    assert_eq!(shown["auth"]["method"], "password", "{shown}");
+    assert_eq!(shown["auth"]["username"], "bot", "{shown}");
+}

@@ -587,3 +587,51 @@ fn generated_files_of_two_mirrors_never_collide() {
     );
     assert!(up.join("pushmirror/keys/a").exists());
 }
+
+/// ssh-keyscan prints nothing when it cannot connect: host-key detection against a port where
+/// nothing listens says the connection was refused and names the port to check, in one line,
+/// and pins nothing.
+#[test]
+fn host_key_detection_on_a_closed_port_says_connection_refused() {
+    if !have("ssh-keyscan") || !have("ssh-keygen") {
+        eprintln!("SKIPPED: no ssh-keyscan/ssh-keygen");
+        return;
+    }
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    // Bound but not listening: connections are refused, and no other test can take the port.
+    let (_socket, port) = bound_not_listening();
+    let url = format!("ssh://git@127.0.0.1:{port}/srv/x.git");
+    env.pm_ok(&up, &["add", "m", &url, "--generate-ssh-key", "--disabled"]);
+    let o = env.pm(&up, &["detect-host-key", "m"]);
+    let e = err(&o);
+    assert_eq!(o.status.code(), Some(1), "{}{e}", out(&o));
+    assert!(
+        e.contains("connection refused") && e.contains(&format!("port {port}")),
+        "{e}"
+    );
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(!up.join("pushmirror/keys/m.known_hosts").exists());
+}
+
+/// A TCP socket bound to a free port of 127.0.0.1 that does not listen, and its port.
+fn bound_not_listening() -> (std::os::fd::OwnedFd, u16) {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket calls on a descriptor we own; the address structs are initialised.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let owned = std::os::fd::OwnedFd::from_raw_fd(fd);
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        addr.sin_family = libc::AF_INET as libc::sa_family_t;
+        addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let rc = libc::bind(fd, &addr as *const _ as *const libc::sockaddr, len);
+        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+        let mut got: libc::sockaddr_in = std::mem::zeroed();
+        let mut got_len = len;
+        let rc = libc::getsockname(fd, &mut got as *mut _ as *mut libc::sockaddr, &mut got_len);
+        assert_eq!(rc, 0, "getsockname: {}", std::io::Error::last_os_error());
+        (owned, u16::from_be(got.sin_port))
+    }
+}

@@ -384,13 +384,46 @@ pub(super) fn scan(u: &str, timeout_secs: u64) -> Result<Vec<HostKey>, Fail> {
             .lines()
             .map(str::trim)
             .rfind(|l| !l.is_empty() && !l.starts_with('#'))
-            .unwrap_or("no answer");
+            .map(str::to_string)
+            .unwrap_or_else(|| why_no_key(&host, port.unwrap_or(22), timeout_secs.max(1)));
         return Err(Fail(
             1,
             format!("ssh-keyscan got no host key from {where_}: {why}"),
         ));
     }
     Ok(keys)
+}
+
+/// ssh-keyscan says nothing when it cannot connect: one TCP connection tells a refused port
+/// from a silent one and from a server that answered with no SSH host key.
+fn why_no_key(host: &str, port: u16, timeout_secs: u64) -> String {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let check = "check the host and port in the mirror's URL";
+    let addrs: Vec<_> = match (host, port).to_socket_addrs() {
+        Ok(a) => a.collect(),
+        Err(e) => return format!("cannot resolve {host}: {e}; {check}"),
+    };
+    let mut last = None;
+    for addr in &addrs {
+        match TcpStream::connect_timeout(addr, Duration::from_secs(timeout_secs)) {
+            Ok(_) => {
+                return format!(
+                    "port {port} accepts connections but sent no SSH host key (is it an SSH server?); {check}"
+                )
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    match last {
+        Some(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            format!("connection refused: no SSH server listens on port {port}; {check}")
+        }
+        Some(e) if e.kind() == std::io::ErrorKind::TimedOut => format!(
+            "no answer within {timeout_secs} s (a firewall, or the wrong host or port); {check}"
+        ),
+        Some(e) => format!("cannot connect: {e}; {check}"),
+        None => format!("{host} has no address; {check}"),
+    }
 }
 
 /// Fetches, prints and pins the host keys of mirror `name`'s host into
