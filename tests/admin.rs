@@ -1438,3 +1438,59 @@ fn set_with_an_incomplete_auth_names_the_missing_key() {
     assert_eq!(shown["auth"]["method"], "password", "{shown}");
     assert_eq!(shown["auth"]["username"], "bot", "{shown}");
 }
+
+/// `sudo git-pushmirror sweep` (or a root cron job) would make the force records, state and
+/// log of a repository the git user owns root's, and the owner's next push could not spool.
+/// Sweep names such a repository, with `sudo -u OWNER`, skips it (exit 1) and writes nothing
+/// there; root's own repositories are still flushed.
+#[test]
+fn sweep_as_root_skips_a_repository_another_user_owns() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: needs root (CI runs as root)");
+        return;
+    }
+    let env = Env::new();
+    let root = env.path("srv");
+    let theirs = env.bare("srv/team/theirs.git", &[]);
+    let mine = env.bare("srv/team/mine.git", &[]);
+    for (repo, wc) in [(&theirs, "wt"), (&mine, "wm")] {
+        let w = env.clone(repo, wc);
+        env.commit(&w, wc);
+        env.push(&w, &["main"]);
+    }
+    let o = std::process::Command::new("chown")
+        .args(["-R", "65534"])
+        .arg(&theirs)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mirrors = [
+        env.bare("mirrors/team/theirs.git", &[]),
+        env.bare("mirrors/team/mine.git", &[]),
+    ];
+    env.write_server_config(&rule_config(&env, &root, ""));
+    let o = env.cmd(bin()).arg("sweep").output().unwrap();
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    let skipped: Vec<&str> = err.lines().filter(|l| l.contains("skipped")).collect();
+    assert_eq!(skipped.len(), 1, "{err}");
+    assert!(
+        skipped[0].contains("team/theirs.git")
+            && skipped[0].contains("you are root")
+            && skipped[0].contains("sudo -u")
+            && skipped[0].contains("git-pushmirror sweep"),
+        "{err}"
+    );
+    assert!(
+        !theirs.join("pushmirror").exists(),
+        "sweep wrote pushmirror/ as root in a repository another user owns"
+    );
+    assert!(env.heads_and_tags(&mirrors[0]).is_empty());
+    assert!(out.contains("team/mine.git: flushing"), "{out}");
+    assert!(
+        out.contains("sweep: 1 repository flushed, 1 skipped"),
+        "{out}"
+    );
+    assert_eq!(env.heads_and_tags(&mirrors[1]), env.heads_and_tags(&mine));
+    assert!(env.wait_flushers_gone());
+}

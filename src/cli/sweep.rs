@@ -128,6 +128,14 @@ pub(super) fn sweep(root: Option<&Path>) -> Result<i32, Fail> {
         if work.forces.is_empty() && !work.pending {
             continue;
         }
+        // Root would make the force records, the flusher's state and its log root's, and the
+        // owner's next push could not spool: such a repository is named and skipped, as
+        // `add` and the other writing commands refuse it.
+        if let Err(Fail(_, e)) = refuse_root_on_anothers_repo(&git_dir, "sweep") {
+            eprintln!("git-pushmirror: {e}; skipped");
+            errors += 1;
+            continue;
+        }
         if !work.forces.is_empty() {
             paths
                 .ensure()
