@@ -65,6 +65,8 @@ pub enum UrlError {
     FileUrlHost,
     #[error("mirror URL refused: '{scheme}:' without '//' would be read as an ssh host named {scheme}; write {scheme}://host/path")]
     MissingSlashes { scheme: String },
+    #[error("mirror URL refused: a '?' or '#' before the '@' makes its host ambiguous (git takes the host before it, other readers the one after the '@'); in a user name or password write them as %3F and %23")]
+    AmbiguousAuthority,
     #[error("mirror URL refused: scp-like URLs cannot carry a password (git would take the user name for the host and show the password as the path); use ssh://user@host/path with an ssh key")]
     ScpPassword,
 }
@@ -104,8 +106,18 @@ pub fn validate(url: &str, allow_insecure_http: bool) -> Result<Scheme, UrlError
     if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(UrlError::ControlOrWhitespace);
     }
-    if let Some((scheme, _)) = split_scheme(url) {
+    if let Some((scheme, rest)) = split_scheme(url) {
         let kind = url_scheme(scheme, allow_insecure_http)?;
+        // `https://good.example?@evil.test/x`: git (and WHATWG) end the host at the '?', while
+        // a reader that takes the last '@' before the first '/' (older git's credential code,
+        // many scripts, our own masking) sees evil.test. An admin pasting it means
+        // good.example; a raw '?' or '#' in a password is broken for git anyway.
+        let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+        if let Some(at) = authority.rfind('@') {
+            if authority[..at].contains(['?', '#']) {
+                return Err(UrlError::AmbiguousAuthority);
+            }
+        }
         return match parsed {
             Ok(parsed) => check_url_parts(kind, scheme, &parsed),
             Err(_) => Err(why_unparsable(kind, url)),
@@ -729,6 +741,25 @@ mod tests {
         assert_eq!(refused("https://bücher.example/a"), UrlError::Unparsable);
         assert_eq!(ok("https://xn--bcher-kva.example/a"), Scheme::Https);
         assert_eq!(refused("ext://host/x"), UrlError::ExtTransport);
+    }
+
+    #[test]
+    fn refuses_a_query_or_fragment_mark_before_the_userinfo_at() {
+        for url in [
+            "https://good.example?@evil.test/x",
+            "https://good.example#@evil.test/x",
+            "https://user:p#ss@host/x",
+            "https://user:a?b@host/x",
+            "ssh://good.example?@evil.test/x",
+        ] {
+            assert_eq!(refused(url), UrlError::AmbiguousAuthority, "{url}");
+        }
+        let err = refused("https://u:hunter2?@evil.test/x").to_string();
+        assert!(!err.contains("hunter2") && !err.contains("evil"), "{err}");
+        // Escaped, or after the host: fine.
+        assert_eq!(ok("https://user:p%23ss@host/x"), Scheme::Https);
+        assert_eq!(ok("https://host/x?y@z"), Scheme::Https);
+        assert_eq!(ok("https://user@host/x#a@b"), Scheme::Https);
     }
 
     #[test]

@@ -994,3 +994,39 @@ fn scp_like_passwords_and_ignored_url_credentials_are_refused() {
     assert!(env.wait_flushers_gone());
     assert!(!env.log(&up).contains(secret));
 }
+
+/// `https://good.example?@evil.test/x`: git ends the host at the '?', other readers take the
+/// last '@' and see evil.test. `add` and `set` refuse it in one line (exit 2) and write
+/// nothing; escaped (`%3F`) it is an ordinary user name.
+#[test]
+fn a_query_mark_before_the_userinfo_at_is_refused_as_ambiguous() {
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    for url in [
+        "https://good.example?@evil.test/x.git",
+        "https://good.example#@evil.test/x.git",
+    ] {
+        let out = env.pm(&up, &["add", "g", url, "--disabled"]);
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{url}: {said}");
+        assert!(said.contains("ambiguous") && said.contains("%3F"), "{said}");
+        assert_eq!(said.trim().lines().count(), 1, "{said}");
+        assert!(!up.join("pushmirror/config.yaml").exists());
+    }
+    env.pm_ok(
+        &up,
+        &["add", "g", "https://good.example/x.git", "--disabled"],
+    );
+    let config = up.join("pushmirror/config.yaml");
+    let before = fs::read(&config).unwrap();
+    let out = env.pm(
+        &up,
+        &["set", "g", "url=https://good.example?@evil.test/x.git"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(fs::read(&config).unwrap(), before);
+    env.pm_ok(
+        &up,
+        &["set", "g", "url=https://good.example%3F@evil.test/x.git"],
+    );
+}
