@@ -1322,21 +1322,13 @@ fn reports_piped_into_a_closed_reader_end_quietly() {
 /// written; a shared repository (group access, as git gives its own files) is fine.
 #[test]
 fn root_is_refused_on_a_repository_another_user_owns() {
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED: needs root (CI runs as root)");
+    if skip_unless_root() {
         return;
     }
     let env = Env::new();
     let up = env.upstream("up.git");
     let target = env.bare("target.git", &[]);
-    let chown = |p: &Path| {
-        let o = std::process::Command::new("chown")
-            .args(["-R", "65534"])
-            .arg(p)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", stderr(&o));
-    };
+    let chown = |p: &Path| chown_r("65534", p);
     chown(&up);
     for args in [
         &["add", "m", target.to_str().unwrap()][..],
@@ -1374,13 +1366,7 @@ fn set_with_an_incomplete_auth_names_the_missing_key() {
     let config = up.join("pushmirror/config.yaml");
     let before = std::fs::read(&config).unwrap();
     let key = env.path("key");
-    let o = env
-        .cmd("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
+    ssh_keygen(&key, "");
     let pw = env.path("pw");
     write_mode(&pw, "tok\n", 0o600);
     let key_file = format!("auth.key_file={}", key.display());
@@ -1445,8 +1431,7 @@ fn set_with_an_incomplete_auth_names_the_missing_key() {
 /// there; root's own repositories are still flushed.
 #[test]
 fn sweep_as_root_skips_a_repository_another_user_owns() {
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED: needs root (CI runs as root)");
+    if skip_unless_root() {
         return;
     }
     let env = Env::new();
@@ -1458,12 +1443,7 @@ fn sweep_as_root_skips_a_repository_another_user_owns() {
         env.commit(&w, wc);
         env.push(&w, &["main"]);
     }
-    let o = std::process::Command::new("chown")
-        .args(["-R", "65534"])
-        .arg(&theirs)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
+    chown_r("65534", &theirs);
     let mirrors = [
         env.bare("mirrors/team/theirs.git", &[]),
         env.bare("mirrors/team/mine.git", &[]),

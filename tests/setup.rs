@@ -51,13 +51,9 @@ fn printed_public_key(stdout: &str) -> String {
 
 #[test]
 fn generated_key_and_detected_host_key_are_all_an_ssh_mirror_needs() {
-    if no_ssh() {
+    let Some((env, up, dst, ssh)) = ssh_upstream_and_target() else {
         return;
-    }
-    let env = Env::new();
-    let up = env.upstream("up.git");
-    let dst = env.bare("srv/dst.git", &[]);
-    let ssh = SshServer::start(&env.path("srv"));
+    };
     let fp = host_fingerprint(&ssh);
 
     let o = env.pm(
@@ -142,13 +138,9 @@ fn generated_key_and_detected_host_key_are_all_an_ssh_mirror_needs() {
 
 #[test]
 fn host_key_fingerprint_pins_only_a_matching_key_and_keygen_rotates() {
-    if no_ssh() {
+    let Some((env, up, dst, ssh)) = ssh_upstream_and_target() else {
         return;
-    }
-    let env = Env::new();
-    let up = env.upstream("up.git");
-    let dst = env.bare("srv/dst.git", &[]);
-    let ssh = SshServer::start(&env.path("srv"));
+    };
     let fp = host_fingerprint(&ssh);
     let wrong = "SHA256:+DiY3wvvV6TuJJhbpZisF/zLDA0zPMSvHdkr4UvCOqU"; // github.com's
                                                                       // An SCP-style URL with a port: `[user@host:port]:path`.
@@ -497,13 +489,9 @@ fn scp_style_urls_are_accepted_and_listed_unchanged() {
 /// a changed key; `detect-host-key` then makes the mirror work.
 #[test]
 fn an_unpinned_host_is_named_with_the_command_that_pins_it() {
-    if no_ssh() {
+    let Some((env, up, dst, ssh)) = ssh_upstream_and_target() else {
         return;
-    }
-    let env = Env::new();
-    let up = env.upstream("up.git");
-    let dst = env.bare("srv/dst.git", &[]);
-    let ssh = SshServer::start(&env.path("srv"));
+    };
     // The right key, but for another port: the mirror's host:port is not in the file.
     let kh = env.path("other.known_hosts");
     fs::write(&kh, format!("[127.0.0.1]:1 {}\n", ssh.host_pubkey)).unwrap();
