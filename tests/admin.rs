@@ -1443,6 +1443,9 @@ fn sweep_as_root_skips_a_repository_another_user_owns() {
         env.commit(&w, wc);
         env.push(&w, &["main"]);
     }
+    // Its pushmirror/ holds only a config (made by hand, or by an `add` before any push).
+    std::fs::create_dir(theirs.join("pushmirror")).unwrap();
+    std::fs::write(theirs.join("pushmirror/config.yaml"), "").unwrap();
     chown_r("65534", &theirs);
     let mirrors = [
         env.bare("mirrors/team/theirs.git", &[]),
@@ -1461,9 +1464,14 @@ fn sweep_as_root_skips_a_repository_another_user_owns() {
             && skipped[0].contains("git-pushmirror sweep"),
         "{err}"
     );
-    assert!(
-        !theirs.join("pushmirror").exists(),
-        "sweep wrote pushmirror/ as root in a repository another user owns"
+    let left: Vec<_> = std::fs::read_dir(theirs.join("pushmirror"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left,
+        ["config.yaml"],
+        "sweep wrote under pushmirror/ as root in a repository another user owns"
     );
     assert!(env.heads_and_tags(&mirrors[0]).is_empty());
     assert!(out.contains("team/mine.git: flushing"), "{out}");

@@ -24,8 +24,11 @@ pub(super) fn sweep_work(
     if enabled.is_empty() {
         return Ok(w);
     }
-    // A repository only a server rule reaches may not have pushmirror/ yet: nothing is pending.
-    let contents = if paths.dir.is_dir() {
+    // A repository only a server rule reaches may not have pushmirror/ yet, nor a spool:
+    // nothing is pending. (Without a spool no lock file is made either: sweep run as root
+    // must not leave a root-owned spool.lock in a repository it then skips.)
+    let spool_path = Spool::new(&paths.dir).path();
+    let contents = if spool_path.symlink_metadata().is_ok() {
         let spool = Spool::new(&paths.dir);
         spool.lock().and_then(|l| spool.read(&l))?
     } else {
