@@ -103,11 +103,10 @@ pub fn sync(
     let mut report = match run_sync(ctx, m, deleted_upstream, &mut secrets, &mut pack_bytes) {
         Ok(r) => r,
         Err(msg) => {
-            // What the mirror holds after a sync that broke off is not known.
-            listing::remove(
-                &crate::paths::RepoPaths::new(ctx.git_dir).state_dir(),
-                &m.mirror.name,
-            );
+            // A sync that broke off leaves the record as it was: what it may have changed on
+            // the mirror makes the next sync's leases refuse, and that sync plans again from
+            // the mirror's real refs. (Deleting it here would also free disk space behind the
+            // back of a full-disk condition the status should report.)
             let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
             SyncReport {
                 error: Some(one_line(&url::scrub(&msg, &refs))),
