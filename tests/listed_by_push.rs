@@ -70,6 +70,7 @@ fn a_hand_edited_mirror_is_repaired_by_a_sync_listed_by_its_push() {
     mirrors.push(("daemon", daemon.url("dst.git"), daemon_dst, None));
 
     let https = (!no_https()).then(|| {
+        env.bare("srv/dst.git", &[]);
         let https = HttpsServer::start(&env.path("srv"), "mirror", "listed-Secret-5");
         let pwfile = env.path("mirror.password");
         write_mode(&pwfile, "listed-Secret-5\n", 0o600);
@@ -92,8 +93,7 @@ fn a_hand_edited_mirror_is_repaired_by_a_sync_listed_by_its_push() {
         https
     });
     if let Some(h) = &https {
-        let dst = env.bare("srv/dst.git", &[]);
-        mirrors.push(("https", h.url("dst.git"), dst, Some(h)));
+        mirrors.push(("https", h.url("dst.git"), env.path("srv/dst.git"), Some(h)));
     }
 
     // First sync: the mirror is listed, and its refs are recorded.
