@@ -116,8 +116,25 @@ impl Record {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
-    #[error("{path}: {source}")]
+    #[error("{}", io_message(path, source))]
     Io { path: PathBuf, source: io::Error },
+}
+
+/// `path: error`, except for a directory where the journal or its lock file belongs (made or
+/// moved there by hand), where the OS's bare "Is a directory" would not say what to do.
+fn io_message(path: &Path, e: &io::Error) -> String {
+    if e.raw_os_error() == Some(libc::EISDIR) {
+        let what = if path.ends_with("spool.lock") {
+            "lock file"
+        } else {
+            "spool file"
+        };
+        return format!(
+            "{} is a directory, not git-pushmirror's {what}: move it away (a new {what} is made)",
+            path.display()
+        );
+    }
+    format!("{}: {e}", path.display())
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {

@@ -65,6 +65,8 @@ pub enum UrlError {
     FileUrlHost,
     #[error("mirror URL refused: '{scheme}:' without '//' would be read as an ssh host named {scheme}; write {scheme}://host/path")]
     MissingSlashes { scheme: String },
+    #[error("mirror URL refused: a '?' or '#' before the '@' makes its host ambiguous (git takes the host before it, other readers the one after the '@'); in a user name or password write them as %3F and %23")]
+    AmbiguousAuthority,
     #[error("mirror URL refused: scp-like URLs cannot carry a password (git would take the user name for the host and show the password as the path); use ssh://user@host/path with an ssh key")]
     ScpPassword,
 }
@@ -104,8 +106,18 @@ pub fn validate(url: &str, allow_insecure_http: bool) -> Result<Scheme, UrlError
     if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(UrlError::ControlOrWhitespace);
     }
-    if let Some((scheme, _)) = split_scheme(url) {
+    if let Some((scheme, rest)) = split_scheme(url) {
         let kind = url_scheme(scheme, allow_insecure_http)?;
+        // `https://good.example?@evil.test/x`: git (and WHATWG) end the host at the '?', while
+        // a reader that takes the last '@' before the first '/' (older git's credential code,
+        // many scripts, our own masking) sees evil.test. An admin pasting it means
+        // good.example; a raw '?' or '#' in a password is broken for git anyway.
+        let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+        if let Some(at) = authority.rfind('@') {
+            if authority[..at].contains(['?', '#']) {
+                return Err(UrlError::AmbiguousAuthority);
+            }
+        }
         return match parsed {
             Ok(parsed) => check_url_parts(kind, scheme, &parsed),
             Err(_) => Err(why_unparsable(kind, url)),
@@ -286,20 +298,43 @@ fn scp_colon(url: &str) -> Option<usize> {
 }
 
 /// For an scp-like address typed as `user:password@host:path` (git reads `user` as the host and
-/// `password@host:path` as the path): the index of the '@' that ends the password, i.e. the last
-/// '@' between the scp colon and the first '/' after it. None for a local path (a '/' before the
-/// colon), a `scheme://` URL and ordinary `user@host:path`.
+/// `password@host:path` as the path): the index of the '@' that ends the password. None for a
+/// local path (a '/' before the colon), a `scheme://` URL, ordinary `user@host:path`, and a
+/// path that merely contains '@'.
+///
+/// git's rule for scp syntax: the host (and `user@`) is what stands before the first ':', if no
+/// '/' comes before it. So `git@host:team@x.git` and `host:a@b.git` are paths with an '@' in
+/// them, like `ssh://host/a@b.git`. Only where the text after the colon reads as
+/// `password@host:path` (or `password@host/path`, `password@[v6]:path`) was a password meant:
+/// the part before the colon carries no '@' (that would already be the user), and after an '@'
+/// comes a host name (no '@' in it) followed by ':' or '/'. The first such '@' ends the
+/// password (a password may hold a raw '@': `user:p@ss@host:x`).
 fn scp_password_at(url: &str) -> Option<usize> {
     if split_scheme(url).is_some() {
         return None;
     }
     let colon = scp_colon(url)?;
-    if url[..colon].contains('/') {
+    let head = &url[..colon];
+    if head.contains('/') || head.contains('@') {
         return None;
     }
     let after = &url[colon + 1..];
-    let segment = &after[..after.find('/').unwrap_or(after.len())];
-    segment.rfind('@').map(|at| colon + 1 + at)
+    // The password and host end at the first '/' after the colon at the latest.
+    let segment = &after[..after.find('/').map_or(after.len(), |slash| slash + 1)];
+    segment
+        .match_indices('@')
+        .map(|(at, _)| at)
+        .find(|&at| {
+            let host = &after[at + 1..];
+            if host.starts_with('[') {
+                return true;
+            }
+            match host.find([':', '/']) {
+                Some(end) => end > 0 && !host[..end].contains('@'),
+                None => false,
+            }
+        })
+        .map(|at| colon + 1 + at)
 }
 
 /// git's `is_urlschemechar`.
@@ -522,6 +557,10 @@ mod tests {
         assert_eq!(ok("git+ssh://git@host/r.git"), Scheme::Ssh);
         assert_eq!(ok("ssh+git://git@host/r.git"), Scheme::Ssh);
         assert_eq!(ok("git@github.com:acme/repo.git"), Scheme::Ssh);
+        // An '@' in an scp-like path (git: the user is only before the first ':').
+        assert_eq!(ok("host:a@b.git"), Scheme::Ssh);
+        assert_eq!(ok("git@host:team@x.git"), Scheme::Ssh);
+        assert_eq!(ok("ssh://host/a@b.git"), Scheme::Ssh);
         assert_eq!(ok("host:repo.git"), Scheme::Ssh);
         assert_eq!(ok("git:repo.git"), Scheme::Ssh);
         assert_eq!(ok("[git@host:22]:repo.git"), Scheme::Ssh);
@@ -705,6 +744,25 @@ mod tests {
     }
 
     #[test]
+    fn refuses_a_query_or_fragment_mark_before_the_userinfo_at() {
+        for url in [
+            "https://good.example?@evil.test/x",
+            "https://good.example#@evil.test/x",
+            "https://user:p#ss@host/x",
+            "https://user:a?b@host/x",
+            "ssh://good.example?@evil.test/x",
+        ] {
+            assert_eq!(refused(url), UrlError::AmbiguousAuthority, "{url}");
+        }
+        let err = refused("https://u:hunter2?@evil.test/x").to_string();
+        assert!(!err.contains("hunter2") && !err.contains("evil"), "{err}");
+        // Escaped, or after the host: fine.
+        assert_eq!(ok("https://user:p%23ss@host/x"), Scheme::Https);
+        assert_eq!(ok("https://host/x?y@z"), Scheme::Https);
+        assert_eq!(ok("https://user@host/x#a@b"), Scheme::Https);
+    }
+
+    #[test]
     fn refuses_passwords_where_only_argv_could_carry_them() {
         assert_eq!(
             refused("ssh://user:pw@host/x"),
@@ -730,6 +788,8 @@ mod tests {
             "user:hun:ter2@host:x",
             "user:hunter2@[::1]:x",
             "git:hunter2@github.com:acme/app.git",
+            "user:p@ss@host:x",
+            "user:hunter2@host:a@b.git",
         ] {
             assert_eq!(refused(url), UrlError::ScpPassword, "{url}");
             let shown = mask(url);
@@ -746,6 +806,10 @@ mod tests {
         for url in [
             "git@github.com:acme/app.git",
             "git@host:org/a@b.git",
+            "host:a@b.git",
+            "git@host:team@x.git",
+            "git@host:team@x@y.git",
+            "host:~/a@b.git",
             "host:org/x.git",
             "./dir:a@b/x",
             "/srv/a:b@c",

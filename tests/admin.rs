@@ -1322,21 +1322,13 @@ fn reports_piped_into_a_closed_reader_end_quietly() {
 /// written; a shared repository (group access, as git gives its own files) is fine.
 #[test]
 fn root_is_refused_on_a_repository_another_user_owns() {
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED: needs root (CI runs as root)");
+    if skip_unless_root() {
         return;
     }
     let env = Env::new();
     let up = env.upstream("up.git");
     let target = env.bare("target.git", &[]);
-    let chown = |p: &Path| {
-        let o = std::process::Command::new("chown")
-            .args(["-R", "65534"])
-            .arg(p)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", stderr(&o));
-    };
+    let chown = |p: &Path| chown_r("65534", p);
     chown(&up);
     for args in [
         &["add", "m", target.to_str().unwrap()][..],
@@ -1360,4 +1352,133 @@ fn root_is_refused_on_a_repository_another_user_owns() {
         &shared,
         &["add", "m", target.to_str().unwrap(), "--disabled"],
     );
+}
+
+/// `set NAME auth.key_file=...` on a mirror without auth used to say "missing field `method`":
+/// each incomplete auth now names the assignment that completes it, in one line, and the file
+/// is left as it was. The completed command then works.
+#[test]
+fn set_with_an_incomplete_auth_names_the_missing_key() {
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    let target = env.bare("target.git", &[]);
+    env.pm_ok(&up, &["add", "m", target.to_str().unwrap(), "--disabled"]);
+    let config = up.join("pushmirror/config.yaml");
+    let before = std::fs::read(&config).unwrap();
+    let key = env.path("key");
+    ssh_keygen(&key, "");
+    let pw = env.path("pw");
+    write_mode(&pw, "tok\n", 0o600);
+    let key_file = format!("auth.key_file={}", key.display());
+    let pw_file = format!("auth.password_file={}", pw.display());
+    for (args, needles) in [
+        (
+            vec!["set", "m", key_file.as_str()],
+            &["auth.method=ssh_key", "auth.key_file"][..],
+        ),
+        (
+            vec!["set", "m", "auth.username=bot"],
+            &["auth.method=password", "auth.username"],
+        ),
+        (
+            vec!["set", "m", "auth.method=ssh_key"],
+            &["auth.method=ssh_key", "needs auth.key_file"],
+        ),
+        (
+            vec!["set", "m", "auth.method=password", pw_file.as_str()],
+            &["auth.method=password", "needs auth.username"],
+        ),
+    ] {
+        let line = assert_fails(&env.pm(&up, &args), 2, needles);
+        assert!(!line.contains("missing field"), "{args:?}: {line}");
+        assert_eq!(std::fs::read(&config).unwrap(), before, "{args:?}");
+    }
+    env.pm_ok(&up, &["set", "m", "auth.method=ssh_key", &key_file]);
+    // Switching methods: the old method's keys are named, with how to clear them.
+    assert_fails(
+        &env.pm(
+            &up,
+            &[
+                "set",
+                "m",
+                "auth.method=password",
+                "auth.username=bot",
+                &pw_file,
+            ],
+        ),
+        2,
+        &["auth.key_file", "auth.key_file="],
+    );
+    env.pm_ok(
+        &up,
+        &[
+            "set",
+            "m",
+            "auth.method=password",
+            "auth.username=bot",
+            &pw_file,
+            "auth.key_file=",
+        ],
+    );
+    let shown = pm_json(&env, &up, &["show", "m", "--json"]);
+    assert_eq!(shown["auth"]["method"], "password", "{shown}");
+    assert_eq!(shown["auth"]["username"], "bot", "{shown}");
+}
+
+/// `sudo git-pushmirror sweep` (or a root cron job) would make the force records, state and
+/// log of a repository the git user owns root's, and the owner's next push could not spool.
+/// Sweep names such a repository, with `sudo -u OWNER`, skips it (exit 1) and writes nothing
+/// there; root's own repositories are still flushed.
+#[test]
+fn sweep_as_root_skips_a_repository_another_user_owns() {
+    if skip_unless_root() {
+        return;
+    }
+    let env = Env::new();
+    let root = env.path("srv");
+    let theirs = env.bare("srv/team/theirs.git", &[]);
+    let mine = env.bare("srv/team/mine.git", &[]);
+    for (repo, wc) in [(&theirs, "wt"), (&mine, "wm")] {
+        let w = env.clone(repo, wc);
+        env.commit(&w, wc);
+        env.push(&w, &["main"]);
+    }
+    // Its pushmirror/ holds only a config (made by hand, or by an `add` before any push).
+    std::fs::create_dir(theirs.join("pushmirror")).unwrap();
+    std::fs::write(theirs.join("pushmirror/config.yaml"), "").unwrap();
+    chown_r("65534", &theirs);
+    let mirrors = [
+        env.bare("mirrors/team/theirs.git", &[]),
+        env.bare("mirrors/team/mine.git", &[]),
+    ];
+    env.write_server_config(&rule_config(&env, &root, ""));
+    let o = env.cmd(bin()).arg("sweep").output().unwrap();
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    let skipped: Vec<&str> = err.lines().filter(|l| l.contains("skipped")).collect();
+    assert_eq!(skipped.len(), 1, "{err}");
+    assert!(
+        skipped[0].contains("team/theirs.git")
+            && skipped[0].contains("you are root")
+            && skipped[0].contains("sudo -u")
+            && skipped[0].contains("git-pushmirror sweep"),
+        "{err}"
+    );
+    let left: Vec<_> = std::fs::read_dir(theirs.join("pushmirror"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left,
+        ["config.yaml"],
+        "sweep wrote under pushmirror/ as root in a repository another user owns"
+    );
+    assert!(env.heads_and_tags(&mirrors[0]).is_empty());
+    assert!(out.contains("team/mine.git: flushing"), "{out}");
+    assert!(
+        out.contains("sweep: 1 repository flushed, 1 skipped"),
+        "{out}"
+    );
+    assert_eq!(env.heads_and_tags(&mirrors[1]), env.heads_and_tags(&mine));
+    assert!(env.wait_flushers_gone());
 }

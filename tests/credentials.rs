@@ -12,7 +12,7 @@ use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,15 +31,6 @@ fn last_error(m: &serde_json::Value) -> String {
     let err = m["last_error"].as_str().unwrap_or_default().to_string();
     assert!(!err.is_empty() && !err.contains('\n'), "{m:#}");
     err
-}
-
-/// An upstream with one commit on main (the hook installed, no push made).
-fn upstream_with_commit(env: &Env) -> PathBuf {
-    let up = env.upstream("up.git");
-    let wc = env.clone(&up, "wc");
-    env.commit(&wc, "one");
-    env.git(&up, &["fetch", "-q", s(&wc), "main:main"]);
-    up
 }
 
 // ---------------------------------------------------------------------------
@@ -179,28 +170,18 @@ fn a_proxy_never_gets_the_mirrors_password() {
     let env = Env::new();
     env.write_server_config(FAST_RETRIES);
     let up = upstream_with_commit(&env);
-    let dst = env.bare("srv/dst.git", &[]);
-    let https = HttpsServer::start(&env.path("srv"), "mirror", SECRET);
+    let (dst, https) = https_target(&env, "srv", "mirror", SECRET);
     let proxy = ConnectProxy::start();
-    let pwfile = env.path("mirror.password");
-    write_mode(&pwfile, SECRET, 0o600);
     let url = https.url("dst.git");
-    env.pm_ok(
+    add_password_mirror(
+        &env,
         &up,
-        &[
-            "add",
-            "m",
-            &url,
-            "--username",
-            "mirror",
-            "--password-file",
-            s(&pwfile),
-            "--ca-file",
-            s(&https.ca_file),
-            "--timeout",
-            "30s",
-            "--disabled",
-        ],
+        "m",
+        &url,
+        "mirror",
+        SECRET,
+        &https.ca_file,
+        &["--disabled"],
     );
     let proxy_user_only = format!("http://proxyuser@127.0.0.1:{}", proxy.port);
 
@@ -280,8 +261,7 @@ fn a_redirect_to_another_port_gets_no_credentials() {
     env.write_server_config(FAST_RETRIES);
     let up = upstream_with_commit(&env);
     // The real repository, on its own port, with the same user and password.
-    let dst = env.bare("target/dst.git", &[]);
-    let target = HttpsServer::start(&env.path("target"), "mirror", SECRET);
+    let (dst, target) = https_target(&env, "target", "mirror", SECRET);
     // The mirror's host answers every /moved/ URL with a permanent redirect to the other port.
     env.bare("front/unused.git", &[]);
     let front = HttpsServer::start_with(
@@ -301,25 +281,8 @@ fn a_redirect_to_another_port_gets_no_credentials() {
         fs::read_to_string(&target.ca_file).unwrap()
     );
     write_mode(&bundle, &cas, 0o644);
-    let pwfile = env.path("mirror.password");
-    write_mode(&pwfile, SECRET, 0o600);
     let url = format!("https://127.0.0.1:{}/moved/dst.git", front.port);
-    env.pm_ok(
-        &up,
-        &[
-            "add",
-            "moved",
-            &url,
-            "--username",
-            "mirror",
-            "--password-file",
-            s(&pwfile),
-            "--ca-file",
-            s(&bundle),
-            "--timeout",
-            "30s",
-        ],
-    );
+    add_password_mirror(&env, &up, "moved", &url, "mirror", SECRET, &bundle, &[]);
     let m = wait_gave_up(&env, &up, "moved");
     let err = last_error(&m);
     assert!(
@@ -393,24 +356,6 @@ fn pm_with_ssh_dir(env: &Env, fake_ssh_dir: &Path, repo: &Path, args: &[&str]) -
     Some(out)
 }
 
-fn keygen(path: &Path, passphrase: &str) {
-    let out = std::process::Command::new("ssh-keygen")
-        .args([
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            passphrase,
-            "-C",
-            "test",
-            "-f",
-            s(path),
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "ssh-keygen: {}", text(&out));
-}
-
 fn pub_key(key: &Path) -> String {
     fs::read_to_string(key.with_extension("pub"))
         .unwrap()
@@ -428,12 +373,11 @@ fn ssh_reads_no_ssh_config_of_the_flushers_user() {
     let env = Env::new();
     env.write_server_config(FAST_RETRIES);
     let up = upstream_with_commit(&env);
-    let dst = env.bare("srv/dst.git", &[]);
-    let ssh = SshServer::start(&env.path("srv"));
+    let (dst, ssh) = ssh_target(&env);
     let url = ssh.url("dst.git");
     // A key the server does not accept.
     let stranger = env.path("stranger");
-    keygen(&stranger, "");
+    ssh_keygen(&stranger, "");
     let fake_ssh = env.path("fake-ssh");
     fs::create_dir(&fake_ssh).unwrap();
     fs::set_permissions(&fake_ssh, fs::Permissions::from_mode(0o700)).unwrap();
@@ -453,17 +397,12 @@ fn ssh_reads_no_ssh_config_of_the_flushers_user() {
         &env,
         &fake_ssh,
         &up,
-        &[
-            "add",
+        &ssh_add_args(
             "stranger",
             &url,
-            "--ssh-key",
-            s(&stranger),
-            "--known-hosts",
-            s(&ssh.known_hosts),
-            "--timeout",
-            "30s",
-        ],
+            &stranger,
+            ["--known-hosts", s(&ssh.known_hosts)],
+        ),
     ) else {
         assert!(
             !running_in_ci(),
@@ -496,17 +435,12 @@ fn ssh_reads_no_ssh_config_of_the_flushers_user() {
         &env,
         &fake_ssh,
         &up,
-        &[
-            "add",
+        &ssh_add_args(
             "good",
             &url,
-            "--ssh-key",
-            s(&ssh.client_key),
-            "--host-key",
-            &ssh.host_pubkey,
-            "--timeout",
-            "30s",
-        ],
+            &ssh.client_key,
+            ["--host-key", &ssh.host_pubkey],
+        ),
     )
     .unwrap();
     assert!(out.status.success(), "add: {}", text(&out));
@@ -528,27 +462,17 @@ fn changed_host_key_and_passphrase_key_are_named() {
     let env = Env::new();
     env.write_server_config(FAST_RETRIES);
     let up = upstream_with_commit(&env);
-    let dst = env.bare("srv/dst.git", &[]);
-    let ssh = SshServer::start(&env.path("srv"));
+    let (dst, ssh) = ssh_target(&env);
     let url = ssh.url("dst.git");
     let other = env.path("other_host_key");
-    keygen(&other, "");
+    ssh_keygen(&other, "");
 
     // The server presents another key than the pinned one: a possible man-in-the-middle,
     // which must not read like an unknown host.
+    let other_key = pub_key(&other);
     env.pm_ok(
         &up,
-        &[
-            "add",
-            "changed",
-            &url,
-            "--ssh-key",
-            s(&ssh.client_key),
-            "--host-key",
-            &pub_key(&other),
-            "--timeout",
-            "30s",
-        ],
+        &ssh_add_args("changed", &url, &ssh.client_key, ["--host-key", &other_key]),
     );
     let m = wait_gave_up(&env, &up, "changed");
     let err = last_error(&m);
@@ -567,17 +491,7 @@ fn changed_host_key_and_passphrase_key_are_named() {
     let key = env.path("with_passphrase");
     fs::copy(&ssh.client_key, &key).unwrap();
     fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
-    let args = [
-        "add",
-        "locked",
-        &url,
-        "--ssh-key",
-        s(&key),
-        "--host-key",
-        &ssh.host_pubkey,
-        "--timeout",
-        "30s",
-    ];
+    let args = ssh_add_args("locked", &url, &key, ["--host-key", &ssh.host_pubkey]);
     env.pm_ok(&up, &["remove", "changed"]);
     let mut disabled = args.to_vec();
     disabled.push("--disabled");
@@ -612,7 +526,7 @@ fn add_and_set_refuse_auth_files_a_sync_would_refuse() {
     let d = env.path("auth");
     fs::create_dir(&d).unwrap();
     let key = d.join("id");
-    keygen(&key, "");
+    ssh_keygen(&key, "");
     let open_key = d.join("open_id");
     fs::copy(&key, &open_key).unwrap();
     fs::set_permissions(&open_key, fs::Permissions::from_mode(0o644)).unwrap();
@@ -993,4 +907,40 @@ fn scp_like_passwords_and_ignored_url_credentials_are_refused() {
     }
     assert!(env.wait_flushers_gone());
     assert!(!env.log(&up).contains(secret));
+}
+
+/// `https://good.example?@evil.test/x`: git ends the host at the '?', other readers take the
+/// last '@' and see evil.test. `add` and `set` refuse it in one line (exit 2) and write
+/// nothing; escaped (`%3F`) it is an ordinary user name.
+#[test]
+fn a_query_mark_before_the_userinfo_at_is_refused_as_ambiguous() {
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    for url in [
+        "https://good.example?@evil.test/x.git",
+        "https://good.example#@evil.test/x.git",
+    ] {
+        let out = env.pm(&up, &["add", "g", url, "--disabled"]);
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{url}: {said}");
+        assert!(said.contains("ambiguous") && said.contains("%3F"), "{said}");
+        assert_eq!(said.trim().lines().count(), 1, "{said}");
+        assert!(!up.join("pushmirror/config.yaml").exists());
+    }
+    env.pm_ok(
+        &up,
+        &["add", "g", "https://good.example/x.git", "--disabled"],
+    );
+    let config = up.join("pushmirror/config.yaml");
+    let before = fs::read(&config).unwrap();
+    let out = env.pm(
+        &up,
+        &["set", "g", "url=https://good.example?@evil.test/x.git"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(fs::read(&config).unwrap(), before);
+    env.pm_ok(
+        &up,
+        &["set", "g", "url=https://good.example%3F@evil.test/x.git"],
+    );
 }

@@ -643,3 +643,181 @@ fn documented_alert_rules_pass_promtool() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("2 rules found"));
 }
+
+/// A real SMTP server (aiosmtpd, Debian's python3-aiosmtpd) on a free loopback port that
+/// delivers every message into a Maildir; killed (its whole process group) on drop.
+struct SmtpServer {
+    child: Child,
+    port: u16,
+    maildir: PathBuf,
+}
+
+/// The first python3 that can import aiosmtpd (a pyenv `python3` in PATH may not see Debian's
+/// packages, `/usr/bin/python3` does).
+fn python_with_aiosmtpd() -> Option<PathBuf> {
+    ["python3", "/usr/bin/python3"]
+        .iter()
+        .filter_map(|p| find_program(p))
+        .find(|p| {
+            Command::new(p)
+                .args(["-c", "import aiosmtpd"])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+}
+
+impl SmtpServer {
+    fn start(python: &Path, maildir: &Path, log: &Path) -> SmtpServer {
+        for _ in 0..5 {
+            let port = free_port();
+            let child = Command::new(python)
+                .args(["-m", "aiosmtpd", "-n", "-l"])
+                .arg(format!("127.0.0.1:{port}"))
+                .args(["-c", "aiosmtpd.handlers.Mailbox"])
+                .arg(maildir)
+                .stdin(Stdio::null())
+                .stdout(std::fs::File::create(log).unwrap())
+                .stderr(std::fs::File::create(log.with_extension("err")).unwrap())
+                .process_group(0)
+                .spawn()
+                .expect("start aiosmtpd");
+            let mut s = SmtpServer {
+                child,
+                port,
+                maildir: maildir.to_path_buf(),
+            };
+            if wait_until(Duration::from_secs(60), || {
+                port_open(port) || !matches!(s.child.try_wait(), Ok(None))
+            }) && matches!(s.child.try_wait(), Ok(None))
+            {
+                return s;
+            }
+            drop(s);
+        }
+        panic!(
+            "aiosmtpd did not start: {}",
+            std::fs::read_to_string(log.with_extension("err")).unwrap_or_default()
+        );
+    }
+
+    /// The delivered messages, oldest first.
+    fn messages(&self) -> Vec<String> {
+        let Ok(rd) = std::fs::read_dir(self.maildir.join("new")) else {
+            return Vec::new();
+        };
+        let mut m: Vec<(std::time::SystemTime, String)> = rd
+            .flatten()
+            .map(|e| {
+                (
+                    e.metadata().and_then(|m| m.modified()).unwrap(),
+                    std::fs::read_to_string(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        m.sort();
+        m.into_iter().map(|(_, t)| t).collect()
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        unsafe_kill_group(self.child.id());
+        let _ = self.child.wait();
+    }
+}
+
+/// The mail example of docs/operations.md, as written there, with only its `sendmail` line
+/// pointed at a real sendmail-compatible client (msmtp) talking to a real SMTP server: a mirror
+/// that gives up arrives as a mail in the admins' mailbox, with the masked URL and no password.
+#[test]
+fn notify_mail_example_from_the_docs_reaches_a_real_mailbox() {
+    if !have_all(&["msmtp", "jq"]) {
+        return;
+    }
+    let Some(python) = python_with_aiosmtpd() else {
+        assert!(
+            !running_in_ci(),
+            "CI=true but python3-aiosmtpd is not installed: tests/install-deps.sh must install it"
+        );
+        eprintln!("*** WARNING: no python3 with aiosmtpd; test SKIPPED ***");
+        return;
+    };
+    let env = Env::new();
+    let smtp = SmtpServer::start(&python, &env.path("maildir"), &env.path("smtp.log"));
+
+    // The script exactly as docs/operations.md shows it, but for where sendmail lives.
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operations.md"))
+            .unwrap();
+    let section = doc
+        .split("### Mail through sendmail")
+        .nth(1)
+        .expect("docs/operations.md lost its mail example");
+    let script_text = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .expect("no ```sh block in the mail example");
+    assert!(
+        script_text.contains("/usr/sbin/sendmail -t"),
+        "{script_text}"
+    );
+    let msmtp = find_program("msmtp").unwrap();
+    let script_text = script_text.replace(
+        "/usr/sbin/sendmail -t",
+        &format!(
+            "{} --host=127.0.0.1 --port={} --auth=off --tls=off --from=git@localhost -t",
+            msmtp.display(),
+            smtp.port
+        ),
+    );
+    let script = env.path("pushmirror-mail");
+    std::fs::write(&script, script_text).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    env.write_server_config(&format!(
+        "defaults:\n  max_attempts: 1\nnotify:\n  command: {}\n  timeout: 60s\n",
+        script.display()
+    ));
+    let up = env.upstream("up.git");
+    let wc = env.clone(&up, "wc");
+    env.commit(&wc, "one");
+    env.push(&wc, &["main"]);
+    // An HTTPS mirror with a password that nobody answers: the sync fails and gives up.
+    let port = free_port();
+    env.pm_ok(
+        &up,
+        &[
+            "add",
+            "offsite",
+            &format!("https://mirror-user:Sup3rS3cret@127.0.0.1:{port}/x.git"),
+        ],
+    );
+    let ok = wait_until(Duration::from_secs(120), || !smtp.messages().is_empty());
+    assert!(
+        ok,
+        "no mail arrived\nlog:\n{}\nsmtp:\n{}",
+        env.log(&up),
+        std::fs::read_to_string(env.path("smtp.err")).unwrap_or_default()
+    );
+    assert!(env.wait_flushers_gone());
+    let mails = smtp.messages();
+    let first = &mails[0];
+    assert!(first.contains("To: git-admins@example.com"), "{first}");
+    assert!(
+        first.contains(&format!(
+            "Subject: [git-pushmirror] gave_up: {} -> offsite",
+            up.display()
+        )),
+        "{first}"
+    );
+    assert!(first.contains("\"mirror\": \"offsite\""), "{first}");
+    assert!(first.contains("\"event\": \"gave_up\""), "{first}");
+    assert!(first.contains("https://*****:*****@127.0.0.1:"), "{first}");
+    for m in &mails {
+        assert!(!m.contains("Sup3rS3cret"), "password in a mail: {m}");
+        assert!(!m.contains("mirror-user"), "user name in a mail: {m}");
+    }
+}

@@ -153,6 +153,45 @@ fn lost_spool_with_a_stale_missing_or_corrupt_cursor_floor_is_still_mirrored() {
     }
 }
 
+/// A directory where the spool file belongs (made or moved there by hand): the push says in
+/// one line that it is a directory, not the spool file, and to move it away, instead of the
+/// OS's bare "Is a directory"; once it is moved away, `sync` mirrors the push.
+#[test]
+fn a_directory_in_place_of_the_spool_is_named_with_the_fix() {
+    let env = Env::new();
+    env.write_server_config(FAST);
+    let (up, mirror, wc) = synced_pair(&env);
+    assert!(env.wait_flushers_gone());
+    let spool = up.join("pushmirror/spool");
+    std::fs::remove_file(&spool).unwrap();
+    std::fs::create_dir(&spool).unwrap();
+    env.commit(&wc, "while the spool is a directory");
+    let out = env.push(&wc, &["main"]);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let said: Vec<&str> = err.lines().filter(|l| l.contains("spool")).collect();
+    assert_eq!(said.len(), 1, "{err}");
+    assert!(
+        said[0].contains(&format!("{} is a directory", spool.display()))
+            && said[0].contains("move it away")
+            && !said[0].contains("os error"),
+        "{err}"
+    );
+    for args in [&["status"][..], &["sync"]] {
+        let o = env.pm(&up, args);
+        let e = text(&o.stderr);
+        assert!(
+            e.contains("move it away") && !e.contains("os error"),
+            "{args:?}: {e}"
+        );
+    }
+    std::fs::remove_dir(&spool).unwrap();
+    // Not `--wait`: a first attempt that loses a race under load is retried by the flusher.
+    env.pm_ok(&up, &["sync"]);
+    env.wait_mirrored(&up, &mirror);
+    assert!(env.wait_flushers_gone());
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. Full disk under pushmirror/: no busy loop, status says why
 

@@ -23,6 +23,9 @@ PKGS=(
   procps            # pgrep: tests check that killed process groups are gone
   git-lfs           # tests/lfs.rs: makes LFS commits upstream, clones the mirror to compare contents
   python3-pip       # installs giftless (below) where no pip is there yet
+  msmtp             # a real sendmail-compatible client for the notify mail example (tests/fleet.rs)
+  python3-aiosmtpd  # the real SMTP server that example delivers to, into a Maildir (tests/fleet.rs)
+  jq                # the notify examples in docs/operations.md use it
 )
 
 # tests/lfs.rs's LFS server: giftless from PyPI (its package declares no dependencies, so they

@@ -51,13 +51,9 @@ fn printed_public_key(stdout: &str) -> String {
 
 #[test]
 fn generated_key_and_detected_host_key_are_all_an_ssh_mirror_needs() {
-    if no_ssh() {
+    let Some((env, up, dst, ssh)) = ssh_upstream_and_target() else {
         return;
-    }
-    let env = Env::new();
-    let up = env.upstream("up.git");
-    let dst = env.bare("srv/dst.git", &[]);
-    let ssh = SshServer::start(&env.path("srv"));
+    };
     let fp = host_fingerprint(&ssh);
 
     let o = env.pm(
@@ -142,13 +138,9 @@ fn generated_key_and_detected_host_key_are_all_an_ssh_mirror_needs() {
 
 #[test]
 fn host_key_fingerprint_pins_only_a_matching_key_and_keygen_rotates() {
-    if no_ssh() {
+    let Some((env, up, dst, ssh)) = ssh_upstream_and_target() else {
         return;
-    }
-    let env = Env::new();
-    let up = env.upstream("up.git");
-    let dst = env.bare("srv/dst.git", &[]);
-    let ssh = SshServer::start(&env.path("srv"));
+    };
     let fp = host_fingerprint(&ssh);
     let wrong = "SHA256:+DiY3wvvV6TuJJhbpZisF/zLDA0zPMSvHdkr4UvCOqU"; // github.com's
                                                                       // An SCP-style URL with a port: `[user@host:port]:path`.
@@ -470,6 +462,9 @@ fn scp_style_urls_are_accepted_and_listed_unchanged() {
         ("gitlab", "git@gitlab.example.com:group/sub/repo.git"),
         ("plain", "gitlab.example.com:repo.git"),
         ("ported", "[git@gitlab.example.com:2222]:group/repo.git"),
+        // An '@' in the path is not a password: git takes the user from before the ':' only.
+        ("at-path", "git@gitlab.example.com:team@x.git"),
+        ("at-plain", "gitlab.example.com:a@b.git"),
     ] {
         env.pm_ok(&up, &["add", name, u, "--disabled"]);
         let list = env.pm_ok(&up, &["list"]);
@@ -494,13 +489,9 @@ fn scp_style_urls_are_accepted_and_listed_unchanged() {
 /// a changed key; `detect-host-key` then makes the mirror work.
 #[test]
 fn an_unpinned_host_is_named_with_the_command_that_pins_it() {
-    if no_ssh() {
+    let Some((env, up, dst, ssh)) = ssh_upstream_and_target() else {
         return;
-    }
-    let env = Env::new();
-    let up = env.upstream("up.git");
-    let dst = env.bare("srv/dst.git", &[]);
-    let ssh = SshServer::start(&env.path("srv"));
+    };
     // The right key, but for another port: the mirror's host:port is not in the file.
     let kh = env.path("other.known_hosts");
     fs::write(&kh, format!("[127.0.0.1]:1 {}\n", ssh.host_pubkey)).unwrap();
@@ -583,4 +574,52 @@ fn generated_files_of_two_mirrors_never_collide() {
         public
     );
     assert!(up.join("pushmirror/keys/a").exists());
+}
+
+/// ssh-keyscan prints nothing when it cannot connect: host-key detection against a port where
+/// nothing listens says the connection was refused and names the port to check, in one line,
+/// and pins nothing.
+#[test]
+fn host_key_detection_on_a_closed_port_says_connection_refused() {
+    if !have("ssh-keyscan") || !have("ssh-keygen") {
+        eprintln!("SKIPPED: no ssh-keyscan/ssh-keygen");
+        return;
+    }
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    // Bound but not listening: connections are refused, and no other test can take the port.
+    let (_socket, port) = bound_not_listening();
+    let url = format!("ssh://git@127.0.0.1:{port}/srv/x.git");
+    env.pm_ok(&up, &["add", "m", &url, "--generate-ssh-key", "--disabled"]);
+    let o = env.pm(&up, &["detect-host-key", "m"]);
+    let e = err(&o);
+    assert_eq!(o.status.code(), Some(1), "{}{e}", out(&o));
+    assert!(
+        e.contains("connection refused") && e.contains(&format!("port {port}")),
+        "{e}"
+    );
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(!up.join("pushmirror/keys/m.known_hosts").exists());
+}
+
+/// A TCP socket bound to a free port of 127.0.0.1 that does not listen, and its port.
+fn bound_not_listening() -> (std::os::fd::OwnedFd, u16) {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket calls on a descriptor we own; the address structs are initialised.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let owned = std::os::fd::OwnedFd::from_raw_fd(fd);
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        addr.sin_family = libc::AF_INET as libc::sa_family_t;
+        addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let rc = libc::bind(fd, &addr as *const _ as *const libc::sockaddr, len);
+        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+        let mut got: libc::sockaddr_in = std::mem::zeroed();
+        let mut got_len = len;
+        let rc = libc::getsockname(fd, &mut got as *mut _ as *mut libc::sockaddr, &mut got_len);
+        assert_eq!(rc, 0, "getsockname: {}", std::io::Error::last_os_error());
+        (owned, u16::from_be(got.sin_port))
+    }
 }

@@ -427,6 +427,9 @@ pub(super) fn set(paths: &RepoPaths, name: &str, assignments: &[String]) -> Resu
             };
             set_path(&mut value, key, v).map_err(usage)?;
         }
+        if let Some(msg) = incomplete_auth(name, &value) {
+            return Err(usage(msg));
+        }
         let m: MirrorConfig = serde_yaml::from_value(value).map_err(|e| {
             // serde names the field it missed, which may not be one the admin typed (e.g.
             // `auth.colour=red` is reported as a missing `method`): name the assignments too.
@@ -512,6 +515,60 @@ pub(super) fn set(paths: &RepoPaths, name: &str, assignments: &[String]) -> Resu
         println!("updated mirror {name}");
     }
     Ok(0)
+}
+
+/// An `auth` that `set` left without its method or the key its method needs (typically
+/// `set NAME auth.key_file=...` on a mirror that had no auth): serde would only say "missing
+/// field `method`", which names neither the assignment nor the fix.
+fn incomplete_auth(name: &str, mirror: &serde_yaml::Value) -> Option<String> {
+    let auth = mirror.get("auth")?.as_mapping()?;
+    let has = |k: &str| auth.contains_key(serde_yaml::Value::String(k.into()));
+    const SSH: [&str; 3] = ["key_file", "known_hosts", "host_key"];
+    const PASSWORD: [&str; 4] = ["username", "password", "password_file", "password_env"];
+    let (method, needed) = match auth.get("method").and_then(|m| m.as_str()) {
+        Some("ssh_key") => ("ssh_key", "key_file"),
+        Some("password") => ("password", "username"),
+        Some(_) => return None,
+        None if auth.is_empty() => return None,
+        None => {
+            let given = auth.keys().filter_map(|k| k.as_str()).next().unwrap_or("");
+            let method = if SSH.contains(&given) {
+                "ssh_key"
+            } else if PASSWORD.contains(&given) {
+                "password"
+            } else {
+                return None;
+            };
+            return Some(format!(
+                "mirror `{name}` has no auth method yet: give auth.method={method} with auth.{given} (`git-pushmirror set {name} auth.method={method} auth.{given}=...`)"
+            ));
+        }
+    };
+    if !has(needed) {
+        return Some(format!(
+            "mirror `{name}`: auth.method={method} needs auth.{needed} too (`git-pushmirror set {name} auth.method={method} auth.{needed}=...`)"
+        ));
+    }
+    // Switching methods keeps the other method's keys, which the new one does not take.
+    let other: &[&str] = if method == "ssh_key" { &PASSWORD } else { &SSH };
+    let stale: Vec<String> = other
+        .iter()
+        .filter(|k| has(k))
+        .map(|k| format!("auth.{k}="))
+        .collect();
+    let other_method = if method == "ssh_key" {
+        "password"
+    } else {
+        "ssh_key"
+    };
+    (!stale.is_empty()).then(|| {
+        format!(
+            "mirror `{name}`: auth.method={method} does not take {} (auth.method={other_method} does): give auth.method={other_method}, or clear {} in the same command (`{}`)",
+            stale.iter().map(|k| k.trim_end_matches('=')).collect::<Vec<_>>().join(", "),
+            if stale.len() == 1 { "it" } else { "them" },
+            stale.join(" ")
+        )
+    })
 }
 
 pub(super) fn set_path(

@@ -162,7 +162,7 @@ fn run(cli: Cli) -> Result<i32, Fail> {
             | Cmd::Disable { .. }
             | Cmd::Sync { .. }
     ) {
-        refuse_root_on_anothers_repo(&git_dir)?;
+        refuse_root_on_anothers_repo(&git_dir, "...")?;
     }
     if matches!(
         cli.cmd,
@@ -205,8 +205,9 @@ fn run(cli: Cli) -> Result<i32, Fail> {
 /// Root writing under `pushmirror/` of a repository another user owns makes the files root's
 /// (0700/0600, or a root flusher's state and log): every later push by the owner then fails
 /// with "Permission denied". Unless the repository is shared (its files then get the group's
-/// access, as git gives its own), root is told to run the command as the owner.
-fn refuse_root_on_anothers_repo(git_dir: &Path) -> Result<(), Fail> {
+/// access, as git gives its own), root is told to run the command as the owner: `sudo -u
+/// OWNER git-pushmirror {command}`.
+fn refuse_root_on_anothers_repo(git_dir: &Path, command: &str) -> Result<(), Fail> {
     use std::os::unix::fs::MetadataExt;
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
@@ -223,7 +224,7 @@ fn refuse_root_on_anothers_repo(git_dir: &Path) -> Result<(), Fail> {
     Err(Fail(
         1,
         format!(
-            "{} belongs to {name} (uid {owner}) and you are root: what this command writes would be root's and {name}'s pushes could not use it; run it as {name} (sudo -u {name} git-pushmirror ...)",
+            "{} belongs to {name} (uid {owner}) and you are root: what this command writes would be root's and {name}'s pushes could not use it; run it as {name} (sudo -u {name} git-pushmirror {command})",
             git_dir.display()
         ),
     ))

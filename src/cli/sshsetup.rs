@@ -12,6 +12,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
+use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use super::*;
@@ -304,37 +305,21 @@ pub(super) fn parse_known_hosts(text: &str) -> Vec<HostKey> {
 /// `SHA256:` + unpadded base64 of the SHA-256 of the key blob.
 pub(super) fn fingerprint(blob_b64: &str) -> Option<String> {
     let blob = base64_decode(blob_b64)?;
-    Some(format!("SHA256:{}", base64_encode(&Sha256::digest(&blob))))
+    Some(format!(
+        "SHA256:{}",
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(Sha256::digest(&blob))
+    ))
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
+/// Standard base64 with or without `=` padding (known_hosts blobs have it, fingerprints as
+/// `ssh-keygen -l` prints them do not).
 fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim_end_matches('=');
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in s.bytes() {
-        let v = B64.iter().position(|&b| b == c)? as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
-}
-
-fn base64_encode(data: &[u8]) -> String {
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let n = chunk.iter().fold(0u32, |a, &b| (a << 8) | b as u32) << (8 * (3 - chunk.len()));
-        for i in 0..=chunk.len() {
-            out.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
+    use base64::engine::{general_purpose, DecodePaddingMode, GeneralPurpose};
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        general_purpose::NO_PAD.with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    LENIENT.decode(s).ok()
 }
 
 /// Normalises an admin's `SHA256:...` (padding and the prefix's case do not matter).
@@ -384,13 +369,46 @@ pub(super) fn scan(u: &str, timeout_secs: u64) -> Result<Vec<HostKey>, Fail> {
             .lines()
             .map(str::trim)
             .rfind(|l| !l.is_empty() && !l.starts_with('#'))
-            .unwrap_or("no answer");
+            .map(str::to_string)
+            .unwrap_or_else(|| why_no_key(&host, port.unwrap_or(22), timeout_secs.max(1)));
         return Err(Fail(
             1,
             format!("ssh-keyscan got no host key from {where_}: {why}"),
         ));
     }
     Ok(keys)
+}
+
+/// ssh-keyscan says nothing when it cannot connect: one TCP connection tells a refused port
+/// from a silent one and from a server that answered with no SSH host key.
+fn why_no_key(host: &str, port: u16, timeout_secs: u64) -> String {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let check = "check the host and port in the mirror's URL";
+    let addrs: Vec<_> = match (host, port).to_socket_addrs() {
+        Ok(a) => a.collect(),
+        Err(e) => return format!("cannot resolve {host}: {e}; {check}"),
+    };
+    let mut last = None;
+    for addr in &addrs {
+        match TcpStream::connect_timeout(addr, Duration::from_secs(timeout_secs)) {
+            Ok(_) => {
+                return format!(
+                    "port {port} accepts connections but sent no SSH host key (is it an SSH server?); {check}"
+                )
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    match last {
+        Some(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            format!("connection refused: no SSH server listens on port {port}; {check}")
+        }
+        Some(e) if e.kind() == std::io::ErrorKind::TimedOut => format!(
+            "no answer within {timeout_secs} s (a firewall, or the wrong host or port); {check}"
+        ),
+        Some(e) => format!("cannot connect: {e}; {check}"),
+        None => format!("{host} has no address; {check}"),
+    }
 }
 
 /// Fetches, prints and pins the host keys of mirror `name`'s host into
@@ -592,8 +610,9 @@ mod tests {
             "SHA256:+DiY3wvvV6TuJJhbpZisF/zLDA0zPMSvHdkr4UvCOqU"
         );
         assert_eq!(keys[0].key_type, "ssh-ed25519");
-        assert_eq!(base64_encode(b"ab"), "YWI");
         assert_eq!(base64_decode("YWI=").unwrap(), b"ab");
+        assert_eq!(base64_decode("YWI").unwrap(), b"ab");
+        assert!(base64_decode("YW!=").is_none());
         assert!(
             normalise_fingerprint("SHA256:+DiY3wvvV6TuJJhbpZisF/zLDA0zPMSvHdkr4UvCOqU=").is_ok()
         );

@@ -24,8 +24,11 @@ pub(super) fn sweep_work(
     if enabled.is_empty() {
         return Ok(w);
     }
-    // A repository only a server rule reaches may not have pushmirror/ yet: nothing is pending.
-    let contents = if paths.dir.is_dir() {
+    // A repository only a server rule reaches may not have pushmirror/ yet, nor a spool:
+    // nothing is pending. (Without a spool no lock file is made either: sweep run as root
+    // must not leave a root-owned spool.lock in a repository it then skips.)
+    let spool_path = Spool::new(&paths.dir).path();
+    let contents = if spool_path.symlink_metadata().is_ok() {
         let spool = Spool::new(&paths.dir);
         spool.lock().and_then(|l| spool.read(&l))?
     } else {
@@ -126,6 +129,14 @@ pub(super) fn sweep(root: Option<&Path>) -> Result<i32, Fail> {
             }
         };
         if work.forces.is_empty() && !work.pending {
+            continue;
+        }
+        // Root would make the force records, the flusher's state and its log root's, and the
+        // owner's next push could not spool: such a repository is named and skipped, as
+        // `add` and the other writing commands refuse it.
+        if let Err(Fail(_, e)) = refuse_root_on_anothers_repo(&git_dir, "sweep") {
+            eprintln!("git-pushmirror: {e}; skipped");
+            errors += 1;
             continue;
         }
         if !work.forces.is_empty() {

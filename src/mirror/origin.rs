@@ -18,6 +18,16 @@ impl Origin {
     /// The origin of `url` and the user named in it (as written, before any `:password`).
     /// None for anything that is not a well-formed `http://` or `https://` URL: callers treat
     /// that as "not the mirror", so an odd form fails closed.
+    ///
+    /// Scheme, host and port are read by `gix-url`, as git reads the mirror's URL. Two things
+    /// stay by hand, for concrete reasons:
+    /// - The user is split off as written: `url` may be git's own description of a URL in a
+    ///   credential prompt (`https://user@host`), where the user is already decoded, so a
+    ///   user such as `50%off` is no percent-escape (gix-url would decode or refuse it).
+    /// - The URL must also read as the same origin to the `url` crate (WHATWG), which the LFS
+    ///   client (ureq) sends its requests with: where the two readings differ (a `\` in the
+    ///   authority is a path separator to WHATWG, an escaped host is decoded by it only), the
+    ///   request would go elsewhere than the check saw, so no credentials go at all.
     pub fn parse(url: &str) -> Option<(Origin, Option<String>)> {
         let (scheme, rest) = url.split_once("://")?;
         let scheme = scheme.to_ascii_lowercase();
@@ -26,43 +36,34 @@ impl Origin {
             "http" => 80,
             _ => return None,
         };
+        // As git and WHATWG do, '?' and '#' end the authority too: `https://h?@evil/` is h.
         let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        let authority = &rest[..end];
-        let (user, hostport) = match authority.rfind('@') {
+        let (user, hostpart) = match rest[..end].rfind('@') {
             Some(at) => {
-                let userinfo = &authority[..at];
+                let userinfo = &rest[..at];
                 let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-                (Some(user.to_string()), &authority[at + 1..])
+                (Some(user.to_string()), &rest[at + 1..])
             }
-            None => (None, authority),
+            None => (None, rest),
         };
-        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-            let close = v6.find(']')?;
-            let host = &hostport[..close + 2];
-            match &v6[close + 1..] {
-                "" => (host, None),
-                p => (host, Some(p.strip_prefix(':')?)),
-            }
-        } else {
-            match hostport.rsplit_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (hostport, None),
-            }
-        };
+        // gix-url knows scheme names in lowercase only (`HTTP://` would be a remote helper).
+        let bare = format!("{scheme}://{hostpart}");
+        let parsed = gix::url::parse(bare.as_bytes()).ok()?;
+        // gix-url keeps the ':' of an empty port (`https://h:/x`), which means the default.
+        let host = parsed.host()?;
+        let host = host.strip_suffix(':').unwrap_or(host).to_ascii_lowercase();
         if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return None;
         }
-        let port = match port {
-            None | Some("") => default_port,
-            Some(p) if p.bytes().all(|b| b.is_ascii_digit()) => p.parse().ok()?,
-            Some(_) => return None,
-        };
-        let origin = Origin {
-            scheme,
-            host: host.to_ascii_lowercase(),
-            port,
-        };
-        Some((origin, user))
+        let port = parsed.port.unwrap_or(default_port);
+        let whatwg = url::Url::parse(url).ok()?;
+        let same_for_ureq = whatwg.scheme() == scheme
+            && whatwg.host_str().map(str::to_ascii_lowercase).as_deref() == Some(host.as_str())
+            && whatwg.port_or_known_default() == Some(port);
+        if !same_for_ureq {
+            return None;
+        }
+        Some((Origin { scheme, host, port }, user))
     }
 
     /// True when `url` is an http(s) URL for exactly this scheme, host and port (user and path
@@ -121,6 +122,10 @@ mod tests {
         );
         let (_, user) = Origin::parse("https://u:secret@h/p").unwrap();
         assert_eq!(user.as_deref(), Some("u"));
+        // A user in git's credential prompt is already decoded: taken as written.
+        let (o, user) = Origin::parse("https://50%off@h").unwrap();
+        assert_eq!((o.host.as_str(), user.as_deref()), ("h", Some("50%off")));
+        assert_eq!(origin("https://h?@evil.test/x").host, "h");
         for bad in [
             "ssh://h/x",
             "git://h/x",
@@ -132,6 +137,8 @@ mod tests {
             "https://[::1/x",
             "https://[::1]x/",
             "https://h h/",
+            // Read differently by git (gix-url) and by the LFS client's url crate.
+            "https://git.example.com%2Eevil.test/",
         ] {
             assert!(Origin::parse(bad).is_none(), "{bad}");
         }
@@ -155,6 +162,8 @@ mod tests {
             "https://evil.test/git.example.com/",
             "https://evil.test#@git.example.com",
             "https://git.example.com@evil.test/",
+            "https://git.example.com\\@evil.test/",
+            "https://evil.test\\@git.example.com/",
             "ssh://git.example.com/group/repo.git",
             "",
         ] {

@@ -3,7 +3,11 @@
 //! runtime dir; dropping the `Env` kills any flusher still running from it.
 #![allow(dead_code)]
 
+pub mod fixtures;
 pub mod servers;
+
+#[allow(unused_imports)]
+pub use fixtures::*;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
