@@ -134,8 +134,17 @@ fn lost_spool_with_a_stale_missing_or_corrupt_cursor_floor_is_still_mirrored() {
                 let _ = fs::remove_file(&floor_file);
             }
             _ => {
-                // Right shape, wrong checksum; then the slow path must not trust it.
-                let text = String::from_utf8_lossy(&stale).replacen(" v1 ", " v1 1", 1);
+                // The current stamp of state/ and a low floor, under a checksum that does not
+                // match: only the checksum stands between the hook and the wrong floor.
+                use std::os::unix::fs::MetadataExt;
+                let m = fs::symlink_metadata(up.join("pushmirror/state")).unwrap();
+                let text = format!(
+                    "cursor-floor v1 1 {} {} {} {} 00000000\n",
+                    m.dev(),
+                    m.ino(),
+                    m.ctime(),
+                    m.ctime_nsec()
+                );
                 fs::write(&floor_file, text).unwrap();
             }
         }
