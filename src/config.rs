@@ -153,6 +153,10 @@ pub struct MirrorConfig {
     /// How files are named in `lfs_store`: `default`, `gitea` or `gitlab`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lfs_layout: Option<LfsLayout>,
+    /// The mirror's LFS endpoint when it is not `<url>/info/lfs` (as git's `lfs.url`; HTTP(S)
+    /// mirrors only); `${name}` works in a server rule. See docs/lfs.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lfs_url: Option<String>,
 }
 
 /// Whether a mirror gets the upstream's Git LFS objects.
@@ -222,6 +226,7 @@ impl MirrorConfig {
             lfs: None,
             lfs_store: None,
             lfs_layout: None,
+            lfs_url: None,
         }
     }
 
@@ -295,6 +300,10 @@ impl MirrorConfig {
         }
         if self.lfs_store.as_deref().is_some_and(str::is_empty) {
             return Err(format!("mirror `{}`: lfs_store is empty", self.name));
+        }
+        if let Some(u) = &self.lfs_url {
+            crate::mirror::lfs::check_lfs_url(&self.url, u)
+                .map_err(|e| format!("mirror `{}`: lfs_url {e}", self.name))?;
         }
         Ok(())
     }
@@ -444,6 +453,7 @@ impl ServerConfig {
             // Validate with a sample name so the template itself is checked.
             let mut sample = r.clone();
             sample.url = sample.url.replace("${name}", "sample");
+            sample.lfs_url = sample.lfs_url.map(|u| u.replace("${name}", "sample"));
             sample
                 .validate()
                 .map_err(|m| invalid(&path, format!("{}{m}", line_of(&text, &r.name))))?;
@@ -710,6 +720,7 @@ pub fn load_with(
             let mut m = r.clone();
             m.url = m.url.replace("${name}", &name);
             m.lfs_store = m.lfs_store.map(|s| s.replace("${name}", &name));
+            m.lfs_url = m.lfs_url.map(|s| s.replace("${name}", &name));
             list.push((m, server_path.clone()));
         }
     }

@@ -32,6 +32,35 @@ pub fn backoff(n: u32, initial: Duration, cap: Duration) -> Duration {
     Duration::from_millis(capped / 2 + jitter_ms(capped / 2 + 1))
 }
 
+/// Remembers the LFS objects a sync found missing upstream and when the flusher looks for them
+/// again: on the mirror's retry backoff (`backoff_initial` doubling up to `backoff_max`), at
+/// most `max_attempts` times in a row. A sync that finds a new missing object starts the count
+/// again; one that finds none clears it all.
+fn lfs_schedule_recheck(
+    st: &mut MirrorState,
+    missing: &[state::LfsObject],
+    m: Option<&Effective>,
+    now: u64,
+) {
+    if missing.is_empty() {
+        st.lfs_missing_objects.clear();
+        st.lfs_rechecks = 0;
+        st.lfs_recheck_at = None;
+        return;
+    }
+    let known: BTreeSet<&state::LfsObject> = st.lfs_missing_objects.iter().collect();
+    if missing.iter().any(|o| !known.contains(o)) {
+        st.lfs_rechecks = 0;
+    }
+    st.lfs_missing_objects = missing.to_vec();
+    st.lfs_rechecks = st.lfs_rechecks.saturating_add(1);
+    let (max, init, cap) = m.map_or((8, Duration::from_secs(2), Duration::from_secs(300)), |m| {
+        (m.max_attempts, m.backoff_initial, m.backoff_max)
+    });
+    st.lfs_recheck_at = (st.lfs_rechecks < max)
+        .then(|| now + backoff(st.lfs_rechecks, init, cap).as_millis() as u64);
+}
+
 /// Whether a mirror's refusal of a ref is one a retry can cure (a ref lock held by a concurrent
 /// push, a transient write failure) rather than a policy decision (a hook, a protected branch).
 pub fn is_transient_rejection(reason: &str) -> bool {
@@ -372,6 +401,36 @@ impl Flusher {
                     }
                 };
                 let Some(p) = pending_for(&contents, name, st.cursor) else {
+                    // LFS objects missing upstream at the last sync are looked for again on
+                    // their own backoff, without a push (docs/lfs.md).
+                    let Some(at) = self.lfs_recheck_at(m, &st) else {
+                        continue;
+                    };
+                    actionable = true;
+                    if self.in_flight.contains_key(name) || cfg.server.silent {
+                        continue;
+                    }
+                    if at > now {
+                        next_due = Some(next_due.map_or(at, |d: u64| d.min(at)));
+                        continue;
+                    }
+                    info!(
+                        "sync {name}: looking again for {} LFS object(s) missing upstream (re-check {})",
+                        st.lfs_missing_objects.len(),
+                        st.lfs_rechecks
+                    );
+                    st.update_status = UpdateStatus::Started;
+                    st.last_update_started_at = Some(now);
+                    self.save(name, &st);
+                    self.in_flight.insert(name.clone(), st.cursor);
+                    let p = Pending {
+                        first_ms: now,
+                        last_ms: now,
+                        max_seq: st.cursor,
+                        ..Pending::default()
+                    };
+                    let recheck = st.lfs_missing_objects.clone();
+                    self.start_sync(&cfg, m.clone(), p, now, tx.clone(), recheck);
                     continue;
                 };
                 if parked(&p, &st) || self.left_for_later(name, &p, &st, now) {
@@ -398,10 +457,15 @@ impl Flusher {
                 if self.once {
                     self.attempted.insert(name.clone());
                 }
+                let recheck = if m.lfs.mode == crate::config::LfsMode::Off {
+                    Vec::new()
+                } else {
+                    st.lfs_missing_objects.clone()
+                };
                 // The sync starts first: saving `started` (an fsynced atomic rewrite) is off
                 // the push → mirror path. Its outcome is recorded by this thread, after this
                 // save, so the `finished`/`failed` state always lands last.
-                self.start_sync(&cfg, m.clone(), p, now, tx.clone());
+                self.start_sync(&cfg, m.clone(), p, now, tx.clone(), recheck);
                 self.save(name, &st);
             }
             drop(lock);
@@ -417,7 +481,28 @@ impl Flusher {
         }
     }
 
-    fn start_sync(&self, cfg: &Loaded, m: Effective, p: Pending, now: u64, tx: mpsc::Sender<Done>) {
+    /// When the flusher should look again for the LFS objects the last sync found missing
+    /// upstream, if it should: not in `once` mode (the next sweep does), not once the re-checks
+    /// ran out (a push, `sync` or `sweep` still looks), not with LFS off.
+    fn lfs_recheck_at(&self, m: &Effective, st: &MirrorState) -> Option<u64> {
+        if self.once
+            || st.lfs_missing_objects.is_empty()
+            || !mirror::lfs::enabled(&self.paths.git_dir, &m.lfs)
+        {
+            return None;
+        }
+        st.lfs_recheck_at
+    }
+
+    fn start_sync(
+        &self,
+        cfg: &Loaded,
+        m: Effective,
+        p: Pending,
+        now: u64,
+        tx: mpsc::Sender<Done>,
+        lfs_recheck: Vec<state::LfsObject>,
+    ) {
         let git_dir = self.paths.git_dir.clone();
         let exe = self.exe.clone();
         let runtime = crate::paths::runtime_dir(cfg.server.runtime_dir.as_deref());
@@ -433,6 +518,7 @@ impl Flusher {
                         git_dir: &git_dir,
                         runtime_dir: &runtime,
                         exe: &exe,
+                        lfs_recheck: &lfs_recheck,
                     };
                     mirror::sync(&ctx, &m, &p.deleted)
                 }
@@ -546,17 +632,37 @@ impl Flusher {
         if r.error.as_deref().is_some_and(|e| e.starts_with("lfs:")) {
             st.lfs_last_error = r.error.clone();
         } else {
-            // What the last sync that ran the LFS step (one that pushed commits) sent and found
-            // missing; a sync with nothing to push leaves it as it was.
+            // What the last sync that ran the LFS step (one that pushed commits, or looked
+            // again for missing objects) sent and found missing; a sync with nothing to push
+            // leaves it as it was.
             if r.timings.lfs.is_some() {
                 st.lfs_objects_last = r.lfs.objects;
                 st.lfs_bytes_last = r.lfs.bytes;
                 st.lfs_missing = r.lfs.missing.clone();
                 st.lfs_missing_count = r.lfs.missing_count as u64;
+                lfs_schedule_recheck(&mut st, &r.lfs.missing_objects, m, now);
             }
             if r.error.is_none() {
                 st.lfs_last_error = None;
             }
+        }
+        if r.timings.lfs.is_none()
+            && !st.lfs_missing_objects.is_empty()
+            && st.lfs_recheck_at.is_some_and(|t| t <= now)
+        {
+            // A re-check that could not get as far as the end of the LFS step (the mirror
+            // unreachable, an LFS error) counts as one, so a failing mirror is not asked again
+            // at once.
+            let same = st.lfs_missing_objects.clone();
+            lfs_schedule_recheck(&mut st, &same, m, now);
+        }
+        if m.is_some_and(|m| m.lfs.mode == crate::config::LfsMode::Off) {
+            // Nothing is looked for any more; what was missing is not listed either.
+            st.lfs_missing_objects.clear();
+            st.lfs_missing.clear();
+            st.lfs_missing_count = 0;
+            st.lfs_rechecks = 0;
+            st.lfs_recheck_at = None;
         }
         // A sync that ran to the end (even with refused or divergent refs) has done what retrying
         // could do; only one that could not run keeps its work pending for a retry.
@@ -790,6 +896,37 @@ mod tests {
         ] {
             assert!(!is_transient_rejection(p), "{p}");
         }
+    }
+
+    #[test]
+    fn missing_lfs_objects_are_looked_for_again_a_bounded_number_of_times() {
+        let obj = |c: char| state::LfsObject {
+            oid: c.to_string().repeat(64),
+            size: 7,
+        };
+        let mut st = MirrorState::default();
+        // Defaults without a mirror: 8 re-checks, 2 s doubling.
+        lfs_schedule_recheck(&mut st, &[obj('a')], None, 1_000);
+        assert_eq!(st.lfs_rechecks, 1);
+        assert!(st.lfs_recheck_at.is_some_and(|t| t > 1_000 && t <= 3_000));
+        for n in 2..8 {
+            lfs_schedule_recheck(&mut st, &[obj('a')], None, 1_000);
+            assert_eq!(st.lfs_rechecks, n);
+            assert!(st.lfs_recheck_at.is_some());
+        }
+        lfs_schedule_recheck(&mut st, &[obj('a')], None, 1_000);
+        assert_eq!(st.lfs_recheck_at, None, "re-checks ran out");
+        // A new missing object starts the count again.
+        lfs_schedule_recheck(&mut st, &[obj('a'), obj('b')], None, 1_000);
+        assert_eq!(st.lfs_rechecks, 1);
+        assert!(st.lfs_recheck_at.is_some());
+        // One that has arrived (fewer missing) does not.
+        lfs_schedule_recheck(&mut st, &[obj('b')], None, 1_000);
+        assert_eq!(st.lfs_rechecks, 2);
+        // None missing: nothing left to look for.
+        lfs_schedule_recheck(&mut st, &[], None, 1_000);
+        assert_eq!(st.lfs_missing_objects, Vec::new());
+        assert_eq!((st.lfs_rechecks, st.lfs_recheck_at), (0, None));
     }
 
     #[test]

@@ -64,6 +64,29 @@ pub struct MirrorState {
     pub lfs_missing_count: u64,
     /// The last error of the LFS step (masked), until a sync succeeds.
     pub lfs_last_error: Option<String>,
+    /// The LFS objects the last LFS step found missing upstream (or corrupt there), remembered
+    /// (up to `mirror::lfs::REMEMBER_CAP`) so that later syncs look for them again and send
+    /// those that have arrived. See docs/lfs.md.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lfs_missing_objects: Vec<LfsObject>,
+    /// Syncs in a row that ended with the same objects still missing (the backoff of their
+    /// re-checks), and when the flusher looks for them again without a push (None: not
+    /// scheduled; a push, `sync` or `sweep` still looks).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub lfs_rechecks: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lfs_recheck_at: Option<u64>,
+}
+
+/// An LFS object by its pointer: sha256 oid (64 lowercase hex) and size.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct LfsObject {
+    pub oid: String,
+    pub size: u64,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -92,7 +92,7 @@ _git__pushmirror() {
             return 0
             ;;
         git__subcmd__pushmirror__subcmd__add)
-            opts="-h --debounce --max-delay --timeout --keep-divergent-refs --only-protected-branches --protected --branch-regex --refs --allow-insecure-http --ca-file --disabled --username --password-file --password-env --ssh-key --known-hosts --host-key --generate-ssh-key --detect-host-key --host-key-fingerprint --repo --help"
+            opts="-h --debounce --max-delay --timeout --keep-divergent-refs --only-protected-branches --protected --branch-regex --refs --allow-insecure-http --ca-file --lfs --disabled --username --password-file --password-env --ssh-key --known-hosts --host-key --generate-ssh-key --detect-host-key --host-key-fingerprint --repo --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -124,6 +124,10 @@ _git__pushmirror() {
                     ;;
                 --ca-file)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lfs)
+                    COMPREPLY=($(compgen -W "auto on off" -- "${cur}"))
                     return 0
                     ;;
                 --username)

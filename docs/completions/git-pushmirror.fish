@@ -51,6 +51,9 @@ complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand add" -l pr
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand add" -l branch-regex -d 'Mirror only branches this regex matches (RE2 syntax, unanchored, at most 255 characters; all tags are still mirrored and mirror-only branches are never deleted)' -r
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand add" -l refs -d 'Extra ref prefix to mirror (repeatable), e.g. refs/notes/' -r
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand add" -l ca-file -d 'CA bundle for a mirror behind a private CA' -r -F
+complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand add" -l lfs -d 'Send Git LFS objects: auto (when the upstream has an LFS store), on, off' -r -f -a "auto\t''
+on\t''
+off\t''"
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand add" -l username -d 'Username for password/token auth' -r
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand add" -l password-file -d 'File holding the password or token (must not be group/world readable)' -r -F
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand add" -l password-env -d 'Environment variable holding the password or token' -r

@@ -261,6 +261,9 @@ pub(super) struct AddArgs {
     /// CA bundle for a mirror behind a private CA
     #[arg(long, value_name = "FILE")]
     pub(crate) ca_file: Option<PathBuf>,
+    /// Send Git LFS objects: auto (when the upstream has an LFS store), on, off
+    #[arg(long, value_name = "MODE", value_parser = ["auto", "on", "off"])]
+    pub(crate) lfs: Option<String>,
     /// Add it disabled (no sync until `enable`)
     #[arg(long)]
     pub(crate) disabled: bool,

@@ -139,6 +139,11 @@ pub(super) fn add(paths: &RepoPaths, a: AddArgs) -> Result<i32, Fail> {
     m.refs = a.refs;
     m.allow_insecure_http = a.allow_insecure_http;
     m.ca_file = a.ca_file.map(|p| crate::absolute(&p));
+    m.lfs = a.lfs.as_deref().map(|v| match v {
+        "on" => crate::config::LfsMode::On,
+        "off" => crate::config::LfsMode::Off,
+        _ => crate::config::LfsMode::Auto,
+    });
     let generate = a.generate_ssh_key;
     let detect = a.detect_host_key || !a.host_key_fingerprints.is_empty();
     if generate && (a.ssh_key.is_some() || a.username.is_some()) {
@@ -646,8 +651,10 @@ pub(super) fn mirror_json(m: &MirrorConfig) -> Value {
         "refs": m.refs,
         "allow_insecure_http": m.allow_insecure_http,
         "ca_file": m.ca_file,
+        "lfs": m.lfs,
         "lfs_store": m.lfs_store,
         "lfs_layout": m.lfs_layout,
+        "lfs_url": m.lfs_url.as_deref().map(url::mask),
     })
 }
 

@@ -48,6 +48,7 @@ pub(super) fn mirror_status(
         "lfs_bytes_sent_last": st.lfs_bytes_last,
         "lfs_missing": st.lfs_missing,
         "lfs_missing_count": st.lfs_missing_count,
+        "lfs_missing_recheck_at": ts(st.lfs_recheck_at),
         "lfs_last_error": st.lfs_last_error,
         "healthy": !(failed || behind),
     });

@@ -51,7 +51,16 @@ pub(super) fn sweep_work(
         if never {
             w.why.push("first sync");
         }
-        if retry_due || never {
+        // LFS objects the last sync found missing upstream are looked for again: a flusher
+        // does so on its backoff while it runs; once those re-checks ran out (or the flusher
+        // is gone), every sweep looks once.
+        let lfs_recheck = !st.lfs_missing_objects.is_empty()
+            && st.lfs_recheck_at.is_none_or(|t| t <= now)
+            && crate::mirror::lfs::enabled(&paths.git_dir, &e.lfs);
+        if lfs_recheck {
+            w.why.push("lfs objects missing");
+        }
+        if retry_due || never || lfs_recheck {
             w.forces.push(name.clone());
         }
         // A failed mirror still in its backoff has nothing to do yet: a later sweep (or push)

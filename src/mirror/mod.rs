@@ -75,6 +75,9 @@ pub struct SyncContext<'a> {
     pub runtime_dir: &'a Path,
     /// Our own executable, used as GIT_ASKPASS.
     pub exe: &'a Path,
+    /// LFS objects an earlier sync found missing upstream: looked for again (and sent if they
+    /// have arrived) even when no commit is pushed.
+    pub lfs_recheck: &'a [lfs::scan::Pointer],
 }
 
 /// Runs one full sync. `deleted_upstream` lists refs whose latest pending spool record is a
@@ -326,7 +329,7 @@ fn run_sync(
         timings.plan += t.elapsed();
         // LFS objects go before the refs that need them: an upload failure fails the sync here,
         // before any ref is pushed.
-        if lfs_on && !the_plan.pushes.is_empty() {
+        if lfs_on && (!the_plan.pushes.is_empty() || !ctx.lfs_recheck.is_empty()) {
             let job = lfs::Job {
                 mirror: &cfg.name,
                 git_dir: ctx.git_dir,
@@ -338,16 +341,19 @@ fn run_sync(
                 proxy: &lfs_proxy,
                 timeout,
                 env: &env,
+                allow_insecure_http: cfg.allow_insecure_http,
+                lfs_url: cfg.lfs_url.as_deref(),
             };
             let tips: Vec<String> = the_plan.pushes.iter().map(|p| p.new.clone()).collect();
             let have: Vec<String> = remote.values().cloned().collect();
-            let o = lfs::send(&job, &tips, &have)?;
+            let o = lfs::send(&job, &tips, &have, ctx.lfs_recheck)?;
             lfs_ran = true;
             lfs_outcome.objects += o.objects;
             lfs_outcome.bytes += o.bytes;
             lfs_outcome.took += o.took;
             lfs_outcome.missing = o.missing;
             lfs_outcome.missing_count = o.missing_count;
+            lfs_outcome.missing_objects = o.missing_objects;
         }
         let t = std::time::Instant::now();
         // What the mirror's hooks said (`remote:` lines): the porcelain summary of a refused

@@ -17,6 +17,9 @@ use crate::url::Scheme;
 
 /// How many missing oids status keeps.
 pub const MISSING_CAP: usize = 20;
+/// How many missing objects the mirror's state remembers to look for again (the rest are
+/// counted, and looked for again only when a sync sends their commits).
+pub const REMEMBER_CAP: usize = 1000;
 
 /// What the LFS part of a sync did.
 #[derive(Debug, Default, Clone)]
@@ -27,6 +30,9 @@ pub struct Outcome {
     /// `oid (size bytes)` of objects the mirror needs and the upstream does not have either.
     pub missing: Vec<String>,
     pub missing_count: usize,
+    /// The missing (or corrupt) objects themselves, up to REMEMBER_CAP: later syncs look for
+    /// them again.
+    pub missing_objects: Vec<scan::Pointer>,
 }
 
 /// The store's file for `oid`.
@@ -46,12 +52,49 @@ pub fn store_dir(git_dir: &Path, s: &LfsSettings) -> PathBuf {
     }
 }
 
-/// `auto` is on when the upstream has an LFS store (git-lfs's, or a configured one).
+/// `auto` is on when the upstream has an LFS store (git-lfs's, or a configured one). A store
+/// that cannot be looked at (permission denied) counts as one, so the sync says so.
 pub fn enabled(git_dir: &Path, s: &LfsSettings) -> bool {
     match s.mode {
         LfsMode::Off => false,
         LfsMode::On => true,
-        LfsMode::Auto => s.store.is_some() || store_dir(git_dir, s).is_dir(),
+        LfsMode::Auto => {
+            s.store.is_some()
+                || match std::fs::metadata(store_dir(git_dir, s)) {
+                    Ok(m) => m.is_dir(),
+                    Err(e) => !absent(&e),
+                }
+        }
+    }
+}
+
+/// Not there (rather than there but out of reach).
+fn absent(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)
+}
+
+/// The store's file for an object of `size` bytes: Some when it is there with that size, None
+/// when it is not (missing upstream). A store that cannot be looked into is neither: Err names
+/// the directory that stops us, and the sync fails (rather than listing objects as missing
+/// that may well be there).
+fn stored_object(path: &Path, size: u64) -> Result<Option<PathBuf>, String> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() && m.len() == size => Ok(Some(path.to_path_buf())),
+        Ok(_) => Ok(None),
+        Err(e) if absent(&e) => Ok(None),
+        Err(e) => {
+            // The deepest directory we can still stat is the one we may not look into.
+            let blocked = path
+                .ancestors()
+                .skip(1)
+                .find(|a| std::fs::metadata(a).is_ok())
+                .unwrap_or(path);
+            let uid = unsafe { libc::geteuid() };
+            Err(format!(
+                "lfs: cannot read the upstream's LFS store: {}: {e}; give the user the flusher runs as (uid {uid}) read and search permission there",
+                blocked.display()
+            ))
+        }
     }
 }
 
@@ -71,24 +114,123 @@ pub struct Job<'a> {
     pub timeout: Duration,
     /// The git child environment (GIT_SSH_COMMAND for ssh mirrors).
     pub env: &'a crate::mirror::git::ChildEnv,
+    /// The mirror's `allow_insecure_http`: lets an SSH mirror's LFS endpoint be http://.
+    pub allow_insecure_http: bool,
+    /// The mirror's `lfs_url`: its LFS endpoint when that is not `<url>/info/lfs`.
+    pub lfs_url: Option<&'a str>,
+}
+
+/// Checks a mirror's `lfs_url` against its `url`: an http(s) URL without credentials, query or
+/// fragment (the mirror's auth is what is sent), https unless the mirror itself is http://, and
+/// only for an HTTP(S) mirror (an SSH mirror's endpoint comes from git-lfs-authenticate).
+pub fn check_lfs_url(mirror_url: &str, lfs_url: &str) -> Result<(), String> {
+    let mirror_http = mirror_url.starts_with("http://");
+    if !mirror_http && !mirror_url.starts_with("https://") {
+        return Err(
+            "is for http(s) mirrors only (an SSH mirror's LFS endpoint comes from git-lfs-authenticate; a local mirror gets the objects in its own lfs/objects)"
+                .into(),
+        );
+    }
+    let u = url::Url::parse(lfs_url).map_err(|e| {
+        let before_query = lfs_url.split(['?', '#']).next().unwrap_or("");
+        format!("`{}` is not a URL: {e}", crate::url::mask(before_query))
+    })?;
+    // Shown without userinfo, query or fragment (where tokens go).
+    let shown = client::show(lfs_url);
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(format!(
+            "`{}` has credentials in it: the mirror's own auth is sent there (auth.username, auth.password_file)",
+            shown
+        ));
+    }
+    if u.query().is_some() || u.fragment().is_some() {
+        return Err(format!(
+            "`{}` has a query or fragment: give the endpoint itself (like git's lfs.url, e.g. https://lfs.example.com/org/repo.git/info/lfs)",
+            shown
+        ));
+    }
+    match u.scheme() {
+        "https" => Ok(()),
+        "http" if mirror_http => Ok(()),
+        "http" => Err(format!(
+            "`{}` is http:// for an https:// mirror: the objects would go in clear; use https://",
+            shown
+        )),
+        other => Err(format!("`{}`: scheme {other} is not http(s)", shown)),
+    }
+}
+
+/// Whether an href the LFS server gave (the endpoint of git-lfs-authenticate, an upload or
+/// verify action) may be followed for a mirror reached over `scheme`: an http:// one would send
+/// the objects (and the headers the server put in the action) in clear, so only an http://
+/// mirror follows it, or an SSH mirror with `allow_insecure_http`. Err is the one line naming
+/// the mirror and the href's host.
+pub fn check_href(
+    mirror: &str,
+    scheme: Scheme,
+    allow_insecure_http: bool,
+    what: &str,
+    href: &str,
+) -> Result<(), String> {
+    let parsed = url::Url::parse(href).ok();
+    let insecure = parsed.as_ref().is_none_or(|u| u.scheme() != "https");
+    let allowed = match scheme {
+        Scheme::Http => true,
+        Scheme::Ssh => allow_insecure_http,
+        _ => false,
+    };
+    if !insecure || allowed {
+        return Ok(());
+    }
+    let shown = parsed.map_or_else(
+        || "an unparsable URL".to_string(),
+        |u| {
+            let host = u.host_str().unwrap_or("");
+            match u.port() {
+                Some(p) => format!("{}://{host}:{p}", u.scheme()),
+                None => format!("{}://{host}", u.scheme()),
+            }
+        },
+    );
+    let (mirror_kind, fix) = match scheme {
+        Scheme::Ssh => (
+            "an ssh:// mirror",
+            "fix the server's LFS URL, or set allow_insecure_http: true on the mirror",
+        ),
+        _ => (
+            "an https:// mirror",
+            "fix the LFS server's external URL (behind a proxy: X-Forwarded-Proto https)",
+        ),
+    };
+    Err(format!(
+        "lfs: mirror {mirror}: the LFS server gave {what} on {shown}, not https, for {mirror_kind}; refusing to send objects in clear ({fix})"
+    ))
 }
 
 /// Sends the LFS objects of the commits reachable from `tips` and not from `have` that the
-/// mirror lacks. Err fails the sync (it is retried); objects missing upstream too do not.
-pub fn send(job: &Job<'_>, tips: &[String], have: &[String]) -> Result<Outcome, String> {
+/// mirror lacks, and those of `recheck` (objects an earlier sync found missing upstream) that
+/// have arrived since. Err fails the sync (it is retried); objects missing upstream too do not.
+pub fn send(
+    job: &Job<'_>,
+    tips: &[String],
+    have: &[String],
+    recheck: &[scan::Pointer],
+) -> Result<Outcome, String> {
     let start = Instant::now();
-    let pointers = scan::pointers(job.git_dir, tips, have).map_err(|e| format!("lfs: {e}"))?;
+    let mut pointers = scan::pointers(job.git_dir, tips, have).map_err(|e| format!("lfs: {e}"))?;
+    if !recheck.is_empty() {
+        let mut all: std::collections::BTreeSet<scan::Pointer> = pointers.into_iter().collect();
+        all.extend(recheck.iter().cloned());
+        pointers = all.into_iter().collect();
+    }
     let mut out = Outcome::default();
     if pointers.is_empty() {
         return Ok(out);
     }
     let store = store_dir(job.git_dir, job.settings);
-    let local = |p: &scan::Pointer| -> Option<PathBuf> {
+    let local = |p: &scan::Pointer| -> Result<Option<PathBuf>, String> {
         let path = object_path(&store, job.settings.layout, &p.oid);
-        match std::fs::metadata(&path) {
-            Ok(m) if m.is_file() && m.len() == p.size => Some(path),
-            _ => None,
-        }
+        stored_object(&path, p.size)
     };
     match job.scheme {
         Scheme::Local => copy_local(job, &pointers, &local, &mut out)?,
@@ -108,6 +250,13 @@ pub fn send(job: &Job<'_>, tips: &[String], have: &[String]) -> Result<Outcome, 
         }
         Scheme::Https | Scheme::Http | Scheme::Ssh => {
             let endpoint = endpoint(job)?;
+            check_href(
+                job.mirror,
+                job.scheme,
+                job.allow_insecure_http,
+                "its endpoint",
+                &endpoint.href,
+            )?;
             // The SSH mirror's endpoint is reached directly (no git config names a proxy for it).
             let proxy = if job.scheme == Scheme::Ssh {
                 ""
@@ -130,7 +279,17 @@ pub fn send(job: &Job<'_>, tips: &[String], have: &[String]) -> Result<Outcome, 
     Ok(out)
 }
 
+fn remember(out: &mut Outcome, oid: &str, size: u64) {
+    if out.missing_objects.len() < REMEMBER_CAP {
+        out.missing_objects.push(scan::Pointer {
+            oid: oid.to_string(),
+            size,
+        });
+    }
+}
+
 fn note_missing(out: &mut Outcome, oid: &str, size: u64) {
+    remember(out, oid, size);
     out.missing_count += 1;
     if out.missing.len() < MISSING_CAP {
         out.missing.push(format!("{oid} ({size} bytes)"));
@@ -141,6 +300,7 @@ fn note_missing(out: &mut Outcome, oid: &str, size: u64) {
 /// and waiting does not fix it); status names it as corrupt.
 fn note_corrupt(out: &mut Outcome, mirror: &str, oid: &str, size: u64, why: &str) {
     log::error!("sync {mirror}: {why}");
+    remember(out, oid, size);
     out.missing_count += 1;
     if out.missing.len() < MISSING_CAP {
         out.missing.push(format!(
@@ -157,7 +317,11 @@ fn endpoint(job: &Job<'_>) -> Result<client::Endpoint, String> {
         Scheme::Ssh => ssh_authenticate(job),
         _ => {
             let base = job.url.trim_end_matches('/');
-            let href = if base.ends_with(".git") {
+            // The mirror's credentials go to its lfs_url's origin: the admin named it.
+            let href = if let Some(u) = job.lfs_url {
+                check_lfs_url(job.url, u).map_err(|e| format!("lfs: lfs_url {e}"))?;
+                u.trim_end_matches('/').to_string()
+            } else if base.ends_with(".git") {
                 format!("{base}/info/lfs")
             } else {
                 format!("{base}.git/info/lfs")
@@ -321,7 +485,7 @@ fn wait_output(
 fn copy_local(
     job: &Job<'_>,
     pointers: &[scan::Pointer],
-    local: &dyn Fn(&scan::Pointer) -> Option<PathBuf>,
+    local: &dyn Fn(&scan::Pointer) -> Result<Option<PathBuf>, String>,
     out: &mut Outcome,
 ) -> Result<(), String> {
     let base = job.url.strip_prefix("file://").unwrap_or(job.url);
@@ -335,7 +499,7 @@ fn copy_local(
         if std::fs::metadata(&dest).is_ok_and(|m| m.len() == p.size) {
             continue;
         }
-        let Some(src) = local(p) else {
+        let Some(src) = local(p)? else {
             note_missing(out, &p.oid, p.size);
             continue;
         };
@@ -388,6 +552,24 @@ fn copy_local(
     Ok(())
 }
 
+fn check_actions(
+    job: &Job<'_>,
+    upload: &client::Action,
+    verify: Option<&client::Action>,
+) -> Result<(), String> {
+    let check = |what, a: &client::Action| {
+        check_href(
+            job.mirror,
+            job.scheme,
+            job.allow_insecure_http,
+            what,
+            &a.href,
+        )
+    };
+    check("an upload href", upload)?;
+    verify.map_or(Ok(()), |v| check("a verify href", v))
+}
+
 struct Task {
     oid: String,
     size: u64,
@@ -400,7 +582,7 @@ fn upload_all(
     job: &Job<'_>,
     client: &client::Client,
     pointers: &[scan::Pointer],
-    local: &dyn Fn(&scan::Pointer) -> Option<PathBuf>,
+    local: &dyn Fn(&scan::Pointer) -> Result<Option<PathBuf>, String>,
     out: &mut Outcome,
 ) -> Result<(), String> {
     // Ask about every object, even those we lack: the mirror may have them already.
@@ -408,30 +590,26 @@ fn upload_all(
     for chunk in pointers.chunks(client::BATCH_MAX) {
         let list: Vec<(String, u64)> = chunk.iter().map(|p| (p.oid.clone(), p.size)).collect();
         for (oid, size, need) in client.batch(&list)? {
+            if matches!(need, client::Need::Nothing) {
+                continue;
+            }
+            let have = local(&scan::Pointer {
+                oid: oid.clone(),
+                size,
+            })?;
             match need {
                 client::Need::Nothing => {}
                 // An object we do not have either cannot be sent anyway: it is listed as
                 // missing instead of failing (and so blocking the refs) forever.
-                client::Need::Refused(_)
-                    if local(&scan::Pointer {
-                        oid: oid.clone(),
-                        size,
-                    })
-                    .is_none() =>
-                {
-                    note_missing(out, &oid, size)
-                }
+                client::Need::Refused(_) if have.is_none() => note_missing(out, &oid, size),
                 client::Need::Refused(why) => {
                     return Err(format!(
                         "lfs: the mirror refused {oid} ({size} bytes): {why}"
                     ))
                 }
                 client::Need::Upload { upload, verify } => {
-                    let p = scan::Pointer {
-                        oid: oid.clone(),
-                        size,
-                    };
-                    match local(&p) {
+                    check_actions(job, &upload, verify.as_ref())?;
+                    match have {
                         Some(path) => tasks.push(Task {
                             oid,
                             size,
@@ -475,6 +653,7 @@ fn upload_all(
                     if stale(&t.upload) || t.verify.as_ref().is_some_and(stale) {
                         match client.batch(&[(t.oid.clone(), t.size)])?.pop() {
                             Some((_, _, client::Need::Upload { upload, verify })) => {
+                                check_actions(job, &upload, verify.as_ref())?;
                                 t.upload = upload;
                                 t.verify = verify;
                             }
@@ -565,6 +744,55 @@ mod tests {
                 object_path(s, l, oid),
                 Path::new("/s/4d/7a").join(&oid[4..])
             );
+        }
+    }
+
+    #[test]
+    fn http_hrefs_are_followed_only_for_http_mirrors() {
+        let href = "http://u:pw@lfs.example.com:8080/objects/abc?X-Amz-Signature=s3cr3t";
+        let e = check_href("gh", Scheme::Https, false, "an upload href", href).unwrap_err();
+        assert!(
+            e.contains("mirror gh")
+                && e.contains("http://lfs.example.com:8080")
+                && !e.contains("s3cr3t")
+                && !e.contains("pw")
+                && !e.contains('\n'),
+            "{e}"
+        );
+        // allow_insecure_http does not make an https mirror accept a downgrade.
+        assert!(check_href("gh", Scheme::Https, true, "x", href).is_err());
+        assert!(check_href("gh", Scheme::Ssh, false, "x", href).is_err());
+        assert!(check_href("gh", Scheme::Ssh, true, "x", href).is_ok());
+        assert!(check_href("gh", Scheme::Http, false, "x", href).is_ok());
+        let good = "https://lfs.example.com/objects/abc";
+        for scheme in [Scheme::Https, Scheme::Ssh, Scheme::Http] {
+            assert!(check_href("gh", scheme, false, "x", good).is_ok());
+        }
+        // Not a URL at all, or another scheme: refused for an https mirror too.
+        assert!(check_href("gh", Scheme::Https, false, "x", "ftp://h/x").is_err());
+        assert!(check_href("gh", Scheme::Https, false, "x", "/relative").is_err());
+    }
+
+    #[test]
+    fn lfs_url_must_be_a_plain_https_endpoint_of_an_http_mirror() {
+        let m = "https://git.example.com/a.git";
+        assert!(check_lfs_url(m, "https://lfs.example.com/a.git/info/lfs").is_ok());
+        assert!(check_lfs_url("http://git.example.com/a.git", "http://lfs.example.com/x").is_ok());
+        for (mirror, bad, says) in [
+            (m, "http://lfs.example.com/x", "in clear"),
+            (m, "https://u:s3cret@lfs.example.com/x", "credentials"),
+            (m, "https://lfs.example.com/x?token=s3cret", "query"),
+            (m, "ftp://lfs.example.com/x", "scheme"),
+            (m, "lfs.example.com/x", "not a URL"),
+            (
+                "ssh://git@h/a.git",
+                "https://lfs.example.com/x",
+                "git-lfs-authenticate",
+            ),
+            ("/srv/a.git", "https://lfs.example.com/x", "local"),
+        ] {
+            let e = check_lfs_url(mirror, bad).unwrap_err();
+            assert!(e.contains(says) && !e.contains("s3cret"), "{bad}: {e}");
         }
     }
 

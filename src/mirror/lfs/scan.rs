@@ -8,12 +8,9 @@ use std::path::Path;
 
 use gix::ObjectId;
 
-/// An LFS pointer: the object's sha256 (64 lowercase hex digits) and its size.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Pointer {
-    pub oid: String,
-    pub size: u64,
-}
+/// An LFS pointer: the object's sha256 (64 lowercase hex digits) and its size (the same type
+/// the mirror's state remembers missing objects as).
+pub type Pointer = crate::state::LfsObject;
 
 /// git-lfs never writes a pointer of 1024 bytes or more (spec v1).
 pub const MAX_POINTER: u64 = 1024;

@@ -57,6 +57,19 @@ impl LfsServer {
     /// `lfs_password`: the password the LFS location takes (None: the same as git's), so a
     /// test can have git accepted and LFS refused.
     pub fn start(root: &Path, user: &str, password: &str, lfs_password: Option<&str>) -> LfsServer {
+        LfsServer::start_with_proto(root, user, password, lfs_password, "https")
+    }
+
+    /// `start`, with nginx telling giftless the scheme clients use is `proto`: "http" makes it
+    /// answer batch requests with http:// action hrefs (a proxy that forgot
+    /// X-Forwarded-Proto), while it is still reached over https.
+    pub fn start_with_proto(
+        root: &Path,
+        user: &str,
+        password: &str,
+        lfs_password: Option<&str>,
+        proto: &str,
+    ) -> LfsServer {
         let dir = tempdir("pm-lfs-");
         let d = dir.path().to_path_buf();
         let storage = d.join("storage");
@@ -110,7 +123,7 @@ impl LfsServer {
             proxy_http_version 1.1;
             proxy_set_header Host $http_host;
             proxy_set_header X-Forwarded-Host $http_host;
-            proxy_set_header X-Forwarded-Proto https;
+            proxy_set_header X-Forwarded-Proto {proto};
             proxy_request_buffering off;
             proxy_buffering off;
             proxy_read_timeout 600s;
