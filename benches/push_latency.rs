@@ -5,7 +5,10 @@
 //! Run with `cargo bench --bench push_latency`. Progress goes to stderr; only the table goes to
 //! stdout. `BENCH_PUSHES` sets the number of pushes per push-latency scenario (default 200);
 //! `GIT_PUSHMIRROR_BIN` names a binary to measure instead of building `target/release`;
-//! `BENCH_ONLY=lfs` runs only the Git LFS rows, `BENCH_ONLY=throttle` only those of issue 12.
+//! `BENCH_ONLY=lfs` runs only the Git LFS rows, `BENCH_ONLY=throttle` only those of issue 12,
+//! `BENCH_ONLY=hotpath` the hook and push → SSH mirror rows (`BENCH_BASELINE_BIN` adds a
+//! baseline binary's rows in the same run; see `push_latency/hotpath.rs`), `BENCH_ONLY=many_refs`
+//! only the 10,000-ref rows.
 //!
 //! This file holds the run sizes and the order of the table; the harness (the binary, the temp
 //! world, timing, statistics, the table) is in `push_latency/harness.rs`, and each group of rows
@@ -38,6 +41,9 @@ mod fleet;
 mod footprint;
 #[path = "push_latency/hook.rs"]
 mod hook;
+// BENCH_ONLY=hotpath: the hook and push → SSH mirror rows, optionally against a baseline binary.
+#[path = "push_latency/hotpath.rs"]
+mod hotpath;
 #[path = "push_latency/lfs.rs"]
 mod lfs;
 #[path = "push_latency/many_refs.rs"]
@@ -91,6 +97,14 @@ fn main() {
     // BENCH_ONLY=throttle: just the rows of issue 12 (push → mirror, coalescing, sweep).
     if std::env::var("BENCH_ONLY").as_deref() == Ok("throttle") {
         throttle::only(&b, ssh.as_ref(), &mut table);
+        drop(b);
+        drop(ssh);
+        table.print();
+        return;
+    }
+    // BENCH_ONLY=hotpath: the hook rows and push → idle SSH mirror (see hotpath.rs).
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("hotpath") {
+        hotpath::only(&b, ssh.as_ref(), pushes, &mut table);
         drop(b);
         drop(ssh);
         table.print();

@@ -453,7 +453,6 @@ impl Flusher {
                 }
                 st.update_status = UpdateStatus::Started;
                 st.last_update_started_at = Some(now);
-                self.save(name, &st);
                 self.in_flight.insert(name.clone(), p.max_seq);
                 if self.once {
                     self.attempted.insert(name.clone());
@@ -463,7 +462,11 @@ impl Flusher {
                 } else {
                     st.lfs_missing_objects.clone()
                 };
+                // The sync starts first: saving `started` (an fsynced atomic rewrite) is off
+                // the push → mirror path. Its outcome is recorded by this thread, after this
+                // save, so the `finished`/`failed` state always lands last.
                 self.start_sync(&cfg, m.clone(), p, now, tx.clone(), recheck);
+                self.save(name, &st);
             }
             drop(lock);
             if !actionable && self.in_flight.is_empty() {

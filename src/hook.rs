@@ -22,7 +22,11 @@ pub struct Outcome {
 /// warning line, and the exit status stays 0 because the push has already happened.
 pub fn post_receive(git_dir: &Path, input: &mut dyn Read) -> Outcome {
     let mut out = Outcome::default();
-    let format = object_format(git_dir);
+    // git's config is read once, for the object format and for `core.sharedRepository`.
+    let git_config = std::fs::read_to_string(git_dir.join("config")).ok();
+    let format = git_config
+        .as_deref()
+        .map_or(ObjectFormat::Sha1, object_format_in);
     let options = push_options();
     let mut updates: Vec<RefUpdate> = Vec::new();
     let mut reader = io::BufReader::new(input);
@@ -80,7 +84,8 @@ pub fn post_receive(git_dir: &Path, input: &mut dyn Read) -> Outcome {
     // A broken config is the pusher's to hear about (they may be the admin); the updates are
     // still spooled and go out once it is fixed.
     let config_err = crate::config::load(&paths).err();
-    let spooled = spool_and_wake(&paths, &updates, force);
+    let mode = crate::paths::shared_dir_mode_in(git_config.as_deref());
+    let spooled = spool_and_wake(&paths, mode, &updates, force);
     if let Some(e) = config_err {
         out.warnings.push(if spooled.is_ok() {
             format!("{e}; this push is spooled and will be mirrored once that is fixed")
@@ -148,8 +153,10 @@ fn skip_line(reader: &mut dyn BufRead) {
 /// Appends and starts a flusher if none holds the flusher lock. The check happens while the
 /// spool lock is held: a flusher decides to exit under that same lock and releases its own lock
 /// before the spool lock, so either it sees our records or we see it gone (no stranded update).
-pub fn spool_and_wake(
+/// `mode` is what `paths::shared_dir_mode` says for `pushmirror/`.
+fn spool_and_wake(
     paths: &RepoPaths,
+    mode: u32,
     updates: &[RefUpdate],
     force: bool,
 ) -> Result<Vec<String>, String> {
@@ -158,21 +165,23 @@ pub fn spool_and_wake(
     } else {
         Vec::new()
     };
-    append_and_wake(paths, updates, &forces)
+    append_and_wake(paths, mode, updates, &forces)
 }
 
 /// For the CLI: force records for the named mirrors (`*` for all), and a flusher to act on them.
 pub fn spool_and_wake_forced(paths: &RepoPaths, mirrors: &[String]) -> Result<(), String> {
-    append_and_wake(paths, &[], mirrors).map(|_| ())
+    let mode = crate::paths::shared_dir_mode(&paths.git_dir);
+    append_and_wake(paths, mode, &[], mirrors).map(|_| ())
 }
 
 fn append_and_wake(
     paths: &RepoPaths,
+    mode: u32,
     updates: &[RefUpdate],
     forces: &[String],
 ) -> Result<Vec<String>, String> {
     paths
-        .ensure()
+        .ensure_mode(mode)
         .map_err(|e| format!("{}: {e}", paths.dir.display()))?;
     let spool = Spool::new(&paths.dir);
     let lock = spool.lock().map_err(|e| e.to_string())?;
@@ -247,7 +256,7 @@ fn push_options() -> Vec<String> {
         .collect()
 }
 
-use crate::update::object_format;
+use crate::update::{object_format_in, ObjectFormat};
 
 /// The hook face as a process: warnings go to stderr, which receive-pack relays to the pusher
 /// as `remote: git-pushmirror: ...`.

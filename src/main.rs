@@ -7,6 +7,7 @@
 mod cli;
 mod config;
 mod config_edit;
+mod floor;
 mod flusher;
 mod health;
 mod hook;

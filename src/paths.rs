@@ -39,6 +39,11 @@ impl RepoPaths {
     pub fn ensure(&self) -> io::Result<()> {
         ensure_dir_mode(&self.dir, shared_dir_mode(&self.git_dir))
     }
+
+    /// `ensure` with the mode `shared_dir_mode` gave (the hook reads git's config only once).
+    pub fn ensure_mode(&self, mode: u32) -> io::Result<()> {
+        ensure_dir_mode(&self.dir, mode)
+    }
 }
 
 /// Fails when `path` is a symlink (a missing path is fine): nothing under `pushmirror/` is
@@ -107,7 +112,12 @@ fn ensure_dir_mode(path: &Path, mode: u32) -> io::Result<()> {
 /// directory (0700 when the repository is not shared). Read with a plain scan of the config,
 /// like the object format, to keep the hook lean.
 pub fn shared_dir_mode(git_dir: &Path) -> u32 {
-    let file = match core_shared_repository(git_dir) {
+    shared_dir_mode_in(fs::read_to_string(git_dir.join("config")).ok().as_deref())
+}
+
+/// `shared_dir_mode` from the text of the repository's `config` (`None`: unreadable).
+pub fn shared_dir_mode_in(git_config: Option<&str>) -> u32 {
+    let file = match git_config.and_then(core_shared_repository) {
         Some(v) => match v.as_str() {
             "group" | "true" | "1" => 0o660,
             "all" | "world" | "everybody" | "2" => 0o664,
@@ -129,8 +139,7 @@ pub fn shared_dir_mode(git_dir: &Path) -> u32 {
     }
 }
 
-fn core_shared_repository(git_dir: &Path) -> Option<String> {
-    let text = fs::read_to_string(git_dir.join("config")).ok()?;
+fn core_shared_repository(text: &str) -> Option<String> {
     let mut in_core = false;
     let mut found = None;
     for line in text.lines() {

@@ -285,7 +285,8 @@ impl Spool {
         let path = self.path();
         let mut file = crate::paths::open_private(&path, true).map_err(io_err(&path))?;
         let (tail_seq, damage, needs_newline) = tail_state(&mut file).map_err(io_err(&path))?;
-        let floor = crate::state::max_cursor(&self.dir.join("state"));
+        // The highest cursor, from `cursor-floor` when it is valid (see floor.rs).
+        let floor = crate::floor::max_cursor(&self.dir);
         let rewind = (tail_seq < floor).then_some(Rewind {
             spool_last: tail_seq,
             cursor: floor,
@@ -391,10 +392,12 @@ impl Spool {
 }
 
 /// Finds the last sequence number cheaply: only the tail of the file is read, which keeps the
-/// hook's cost flat in the size of the journal.
+/// hook's cost flat in the size of the journal. The first window holds some 30 records (each
+/// one is CRC-checked and decoded): a burst between two compactions grows the journal, and a
+/// 64 KiB window cost every push of the burst the decoding of hundreds of records.
 fn tail_state(file: &mut File) -> io::Result<(u64, Option<Damage>, bool)> {
     let len = file.metadata()?.len();
-    let mut window = 64 * 1024u64;
+    let mut window = 4 * 1024u64;
     loop {
         let start = len.saturating_sub(window);
         file.seek(SeekFrom::Start(start))?;

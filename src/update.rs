@@ -45,6 +45,11 @@ pub fn object_format(git_dir: &Path) -> ObjectFormat {
     let Ok(text) = std::fs::read_to_string(git_dir.join("config")) else {
         return ObjectFormat::Sha1;
     };
+    object_format_in(&text)
+}
+
+/// `object_format` from the text of the repository's `config` (the hook reads it once).
+pub fn object_format_in(text: &str) -> ObjectFormat {
     let mut in_ext = false;
     for line in text.lines() {
         let l = line.trim().to_ascii_lowercase();

@@ -743,13 +743,27 @@ fn install_is_idempotent_upgrades_its_wrapper_and_reports_a_missing_binary() {
         let copy = env.path(dir).join("git-pushmirror");
         std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
         std::fs::copy(bin(), &copy).unwrap();
-        let o = env
-            .cmd(&copy)
-            .arg("--repo")
-            .arg(&up)
-            .arg("install")
-            .output()
-            .unwrap();
+        // Another test thread that forks while the copy is still open for writing holds that
+        // descriptor until its child execs: the kernel then refuses to run the copy (ETXTBSY).
+        // That passes in moments; retry, with a generous deadline.
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        let o = loop {
+            match env
+                .cmd(&copy)
+                .arg("--repo")
+                .arg(&up)
+                .arg("install")
+                .output()
+            {
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::ExecutableFileBusy
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                other => break other.unwrap(),
+            }
+        };
         assert!(stdout(&o).contains("updated"), "{}", stderr(&o));
         assert_eq!(env.status_json(&up)["hook_installed"], true);
         std::fs::remove_file(&copy).unwrap();

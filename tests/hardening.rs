@@ -87,6 +87,81 @@ fn lost_spool_the_next_push_is_still_mirrored_and_the_loss_is_logged() {
     assert!(env.status_json(&up)["spool_lost"].is_null());
 }
 
+/// The mirror's cursor as its state file holds it.
+fn cursor_of(up: &Path) -> u64 {
+    let doc: serde_json::Value =
+        serde_json::from_slice(&fs::read(up.join("pushmirror/state/m.json")).unwrap()).unwrap();
+    doc["cursor"].as_u64().unwrap()
+}
+
+/// The hook caches the highest cursor in `pushmirror/cursor-floor` (so a push does not read
+/// every state file). A cache that is stale (an older copy put back), deleted or corrupt must
+/// never let new sequence numbers fall at or below a cursor when the spool is lost as well: the
+/// pusher's warning names the floor the hook used, which must be the real cursor.
+#[test]
+fn lost_spool_with_a_stale_missing_or_corrupt_cursor_floor_is_still_mirrored() {
+    let env = Env::new();
+    env.write_server_config(FAST);
+    let (up, mirror, wc) = synced_pair(&env);
+    let floor_file = up.join("pushmirror/cursor-floor");
+    let push_synced = |msg: &str| {
+        env.commit(&wc, msg);
+        env.push(&wc, &["main"]);
+        env.wait_mirrored(&up, &mirror);
+        assert!(env.wait_flushers_gone());
+    };
+    // The hook writes the cache once state/ has been quiet for a moment after a sync: push
+    // (slowly) until it has.
+    let mut i = 0;
+    let written = wait_until(Duration::from_secs(180), || {
+        i += 1;
+        push_synced(&format!("seed {i}"));
+        std::thread::sleep(Duration::from_millis(300));
+        floor_file.exists()
+    });
+    assert!(written, "no push ever wrote {}", floor_file.display());
+    let stale = fs::read(&floor_file).unwrap();
+
+    for (round, damage) in ["stale", "missing", "corrupt"].into_iter().enumerate() {
+        // Move the cursor well past the cached value: 3 pushes, 3 records at least.
+        for k in 0..3 {
+            push_synced(&format!("{damage} {k}"));
+        }
+        let cursor = cursor_of(&up);
+        match damage {
+            "stale" => fs::write(&floor_file, &stale).unwrap(),
+            "missing" => {
+                let _ = fs::remove_file(&floor_file);
+            }
+            _ => {
+                // The current stamp of state/ and a low floor, under a checksum that does not
+                // match: only the checksum stands between the hook and the wrong floor.
+                use std::os::unix::fs::MetadataExt;
+                let m = fs::symlink_metadata(up.join("pushmirror/state")).unwrap();
+                let text = format!(
+                    "cursor-floor v1 1 {} {} {} {} 00000000\n",
+                    m.dev(),
+                    m.ino(),
+                    m.ctime(),
+                    m.ctime_nsec()
+                );
+                fs::write(&floor_file, text).unwrap();
+            }
+        }
+        fs::remove_file(up.join("pushmirror/spool")).unwrap();
+        env.commit(&wc, &format!("after losing the spool ({damage})"));
+        let out = env.push(&wc, &["main"]);
+        let said = text(&out.stderr);
+        assert!(
+            said.contains(&format!("a mirror has confirmed up to {cursor}:")),
+            "round {round} ({damage} floor): the hook did not resume above cursor {cursor}: {said}"
+        );
+        env.wait_mirrored(&up, &mirror);
+        assert!(env.wait_flushers_gone());
+        assert!(cursor_of(&up) > cursor, "{}", env.log(&up));
+    }
+}
+
 /// A directory where the spool file belongs (made or moved there by hand): the push says in
 /// one line that it is a directory, not the spool file, and to move it away, instead of the
 /// OS's bare "Is a directory"; once it is moved away, `sync` mirrors the push.

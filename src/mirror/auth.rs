@@ -569,10 +569,9 @@ fn write_pinned_known_hosts(runtime_dir: &Path, host_key: &str) -> Result<PathBu
         .mode(0o600)
         .open(&path)
         .map_err(temp_err)?;
-    if let Err(source) = file
-        .write_all(line.as_bytes())
-        .and_then(|_| file.sync_all())
-    {
+    // No fsync: the file lives for one sync, read by its ssh children through the page cache,
+    // and is worthless after a crash.
+    if let Err(source) = file.write_all(line.as_bytes()) {
         let _ = fs::remove_file(&path);
         return Err(temp_err(source));
     }
