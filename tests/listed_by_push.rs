@@ -152,3 +152,45 @@ fn a_hand_edited_mirror_is_repaired_by_a_sync_listed_by_its_push() {
     }
     drop(https);
 }
+
+/// A damaged record of the mirror's refs is no guess: an object id in it that git cannot parse
+/// as a lease (a short hex string) must not make every later sync fail (the record is kept when
+/// a sync breaks off, so it would never heal).
+#[test]
+fn a_record_with_an_unparsable_object_id_does_not_stop_syncs() {
+    let env = Env::new();
+    env.write_server_config("defaults:\n  timeout: 120s\n");
+    let up = env.upstream("up.git");
+    let dst = env.bare("dst.git", &[]);
+    env.pm_ok(&up, &["add", "m", s(&dst), "--debounce", "100ms"]);
+    let wc = env.clone(&up, "wc");
+    env.commit(&wc, "one");
+    env.git(&wc, &["branch", "feature"]);
+    env.push(&wc, &["main", "feature"]);
+    env.wait_mirrored(&up, &dst);
+    settled(&env, &up, "m");
+    assert!(env.wait_flushers_gone());
+    let record = up.join("pushmirror/state/m.listing");
+    let text = std::fs::read_to_string(&record).expect("no record after a clean sync");
+    // Every object id cut short and zeroed (as a bad edit or a damaged disk might leave it): no
+    // object has that prefix.
+    let damaged: String = text
+        .lines()
+        .map(|l| match l.split_once(' ') {
+            Some((oid, name)) if !l.starts_with('#') => {
+                assert_eq!(oid.len(), 40, "{l}");
+                format!("{} {name}\n", "0".repeat(39))
+            }
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    assert_ne!(damaged, text);
+    std::fs::write(&record, damaged).unwrap();
+
+    env.commit(&wc, "two");
+    env.git(&wc, &["branch", "-f", "feature"]);
+    env.push(&wc, &["main", "feature"]);
+    env.wait_mirrored(&up, &dst);
+    let m = settled(&env, &up, "m");
+    assert!(m["rejected_refs"].as_array().unwrap().is_empty(), "{m:#}");
+}

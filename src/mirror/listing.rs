@@ -31,7 +31,13 @@ pub fn load(state_dir: &Path, mirror: &str, url: &str) -> Option<BTreeMap<String
     let mut refs = Vec::with_capacity(text.len() / 80);
     for l in lines {
         let (oid, name) = l.split_once(' ')?;
-        if !oid.bytes().all(|b| b.is_ascii_hexdigit()) || !name.starts_with("refs/") {
+        // A full object id, as `git push` takes it for a lease: anything shorter is looked up
+        // as an abbreviation and, when nothing matches, fails the whole push.
+        if !matches!(oid.len(), 40 | 64)
+            || !oid.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            || !name.starts_with("refs/")
+            || name.contains(' ')
+        {
             return None;
         }
         refs.push((name.to_string(), oid.to_string()));
@@ -291,12 +297,19 @@ mod tests {
         assert_eq!(load(&dir, "m", "https://h/y.git"), None);
         assert_eq!(load(&dir, "other", "https://h/x.git"), None);
         // Damaged: no guess at all.
-        std::fs::write(
-            path(&dir, "m"),
-            format!("{HEADER}https://h/x.git\nnot a line\n"),
-        )
-        .unwrap();
-        assert_eq!(load(&dir, "m", "https://h/x.git"), None);
+        for bad in [
+            "not a line".to_string(),
+            format!("{} refs/heads/main", "1".repeat(39)),
+            format!("{} refs/heads/main", "A".repeat(40)),
+            " refs/heads/main".to_string(),
+            format!("{} heads/main", "1".repeat(40)),
+        ] {
+            std::fs::write(path(&dir, "m"), format!("{HEADER}https://h/x.git\n{bad}\n")).unwrap();
+            assert_eq!(load(&dir, "m", "https://h/x.git"), None, "{bad}");
+        }
+        let sha256 = map(&[("refs/heads/main", &"3".repeat(64))]);
+        save(&dir, "m", "https://h/x.git", &sha256).unwrap();
+        assert_eq!(load(&dir, "m", "https://h/x.git"), Some(sha256));
         save(&dir, "m", "https://h/x.git", &BTreeMap::new()).unwrap();
         assert_eq!(load(&dir, "m", "https://h/x.git"), Some(BTreeMap::new()));
         remove(&dir, "m");

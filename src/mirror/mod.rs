@@ -448,7 +448,10 @@ fn run_sync(
             match p {
                 Some(p) if !p.is_empty() => {
                     let t = std::time::Instant::now();
-                    let (results, all_ok, _, advertised) = push_plan(&p, pack_bytes, true)?;
+                    // A push from the record that fails outright (not ref by ref) may be the
+                    // record's fault: the next sync lists the mirror first.
+                    let (results, all_ok, _, advertised) = push_plan(&p, pack_bytes, true)
+                        .inspect_err(|_| listing::remove(&state_dir, &cfg.name))?;
                     timings.push += t.elapsed();
                     let updates: BTreeMap<String, String> = p
                         .pushes
