@@ -388,9 +388,17 @@ fn run_sync(
                     None => git::run(source.dir(), &args, &push_env, timeout, "push"),
                 }
                 .map_err(&fail)?;
-                // Summed over batches and attempts: a pack an attempt that is retried sent was sent.
-                *pack_bytes += progress::pack_bytes(&out.stderr);
                 let got = git::parse_porcelain(&out.stdout);
+                // Summed over batches and attempts: a pack an attempt that is retried sent was sent.
+                // Only a push the mirror answered ref by ref (updated or refused by its hooks)
+                // sent a pack; the text of a push it broke off (an `ERR` packet, a remote
+                // error) is the mirror's own, and may imitate git's meter line.
+                if got
+                    .values()
+                    .any(|r| r.ok() || r.summary.starts_with("[remote rejected]"))
+                {
+                    *pack_bytes += progress::pack_bytes(&out.stderr);
+                }
                 if got.is_empty() && !out.status_ok {
                     return Err(fail(git::GitError::Failed {
                         what: "push",

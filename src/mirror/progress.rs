@@ -10,7 +10,7 @@
 
 use std::io::Read;
 
-/// Bytes of the pack one push sent: the size on its final `Writing objects: ..., done.` line,
+/// Bytes of the pack one push sent: the size on its (first) final `Writing objects: ..., done.` line,
 /// or 0 when it sent none (nothing to send, or it failed before the pack was complete).
 pub fn pack_bytes(stderr: &str) -> u64 {
     stderr
@@ -18,7 +18,9 @@ pub fn pack_bytes(stderr: &str) -> u64 {
         .filter_map(|l| l.strip_prefix("Writing objects: "))
         .filter(|l| l.ends_with(", done."))
         .filter_map(size_of_meter)
-        .next_back()
+        // The first: pack-objects ends its meter before the mirror's report is read, and a
+        // mirror's error text shown after it (not prefixed with `remote: `) may imitate it.
+        .next()
         .unwrap_or(0)
 }
 
@@ -147,6 +149,11 @@ mod tests {
             ("Everything up-to-date\n", 0),
             ("Writing objects:  45% (9/20), 1.00 MiB | 1.00 MiB/s\rfatal: the remote end hung up unexpectedly\n", 0),
             ("Writing objects: 100% (3/3), 1.00 parsecs | 2.00 MiB/s, done.\n", 0),
+            // A mirror's error text after the real meter does not replace it.
+            (
+                "Writing objects: 100% (3/3), 230 bytes | 1 KiB/s, done.\nfatal: remote error: x\nWriting objects: 100% (3/3), 1000.00 GiB, done.\n",
+                230,
+            ),
             ("", 0),
         ];
         for (stderr, want) in table {

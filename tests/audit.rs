@@ -1,0 +1,71 @@
+//! Adversarial cases found by the session's audit: what a hostile or damaged mirror can make
+//! the flusher believe. Real git, real servers on 127.0.0.1; no timing is asserted.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::time::Duration;
+
+use common::*;
+
+fn pkt(payload: &str) -> Vec<u8> {
+    format!("{:04x}{payload}", payload.len() + 4).into_bytes()
+}
+
+/// A git:// server on 127.0.0.1 that lists an empty repository to `git ls-remote` and answers
+/// every push with an `ERR` packet whose text holds a line of git's own pack meter. Runs until
+/// the test process ends.
+fn hostile_git_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let _ = c.set_read_timeout(Some(Duration::from_secs(30)));
+            let mut len = [0u8; 4];
+            if c.read_exact(&mut len).is_err() {
+                continue;
+            }
+            let n =
+                usize::from_str_radix(std::str::from_utf8(&len).unwrap_or("0"), 16).unwrap_or(0);
+            let mut req = vec![0u8; n.saturating_sub(4)];
+            if c.read_exact(&mut req).is_err() {
+                continue;
+            }
+            let reply = if req.starts_with(b"git-upload-pack") {
+                b"0000".to_vec()
+            } else {
+                pkt("ERR go away\nWriting objects: 100% (3/3), 1000.00 GiB | 1.00 MiB/s, done.\n")
+            };
+            let _ = c.write_all(&reply);
+        }
+    });
+    port
+}
+
+/// The bytes-pushed counter takes the size from git's `Writing objects: ..., done.` line. A
+/// mirror must not be able to print that line itself (here inside an `ERR` packet, which git
+/// shows with its newlines) and so inflate the counter by any amount.
+#[test]
+fn a_mirror_cannot_inflate_bytes_pushed() {
+    let env = Env::new();
+    env.write_server_config("defaults:\n  timeout: 60s\n");
+    let up = env.upstream("up.git");
+    let port = hostile_git_server();
+    let url = format!("git://127.0.0.1:{port}/x.git");
+    env.pm_ok(&up, &["add", "evil", &url, "--debounce", "100ms"]);
+    let wc = env.clone(&up, "wc");
+    env.commit(&wc, "one");
+    env.push(&wc, &["main"]);
+    let failed = wait_until(Duration::from_secs(180), || {
+        !env.mirror_status(&up, "evil")["last_error"].is_null()
+    });
+    let m = env.mirror_status(&up, "evil");
+    assert!(failed, "the push never failed: {m:#}\n{}", env.log(&up));
+    assert!(
+        m["last_error"].as_str().unwrap().contains("go away"),
+        "{m:#}"
+    );
+    assert_eq!(m["bytes_pushed_total"], 0, "{m:#}\n{}", env.log(&up));
+}
