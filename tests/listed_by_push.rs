@@ -194,3 +194,65 @@ fn a_record_with_an_unparsable_object_id_does_not_stop_syncs() {
     let m = settled(&env, &up, "m");
     assert!(m["rejected_refs"].as_array().unwrap().is_empty(), "{m:#}");
 }
+
+/// keep_divergent_refs with a sync pushed from the record: a branch moved by hand on the mirror
+/// (diverged) makes the guessed push's lease refuse it; the sync must then keep it as divergent
+/// (GitLab's rule), push the rest, and report only the divergence, not the lease refusal.
+#[test]
+fn keep_divergent_refs_holds_when_pushed_from_the_record() {
+    let env = Env::new();
+    env.write_server_config("defaults:\n  timeout: 120s\n");
+    let up = env.upstream("up.git");
+    let dst = env.bare("dst.git", &[]);
+    env.pm_ok(
+        &up,
+        &[
+            "add",
+            "m",
+            s(&dst),
+            "--debounce",
+            "100ms",
+            "--keep-divergent-refs",
+        ],
+    );
+    let wc = env.clone(&up, "wc");
+    let c1 = env.commit(&wc, "one");
+    env.git(&wc, &["branch", "feature"]);
+    env.push(&wc, &["main", "feature"]);
+    env.wait_mirrored(&up, &dst);
+    settled(&env, &up, "m");
+    assert!(env.wait_flushers_gone());
+    assert!(up.join("pushmirror/state/m.listing").is_file());
+
+    // By hand on the mirror: feature diverges from upstream.
+    env.git(&wc, &["checkout", "-q", "-b", "rogue", &c1]);
+    let rogue = env.commit(&wc, "only on the mirror");
+    env.git(&wc, &["checkout", "-q", "main"]);
+    push_to(&env, &wc, s(&dst), &["rogue:refs/heads/feature"], None);
+
+    // Upstream moves both branches forward.
+    env.git(&wc, &["checkout", "-q", "feature"]);
+    env.commit(&wc, "feature two");
+    env.git(&wc, &["checkout", "-q", "main"]);
+    let main2 = env.commit(&wc, "main two");
+    env.push(&wc, &["main", "feature"]);
+
+    let done = wait_until(Duration::from_secs(180), || {
+        let m = env.mirror_status(&up, "m");
+        // A kept divergent ref is reported as the sync's problem ("failed").
+        m["update_status"] != "started"
+            && m["pending_updates"] == 0
+            && env.git(&dst, &["rev-parse", "refs/heads/main"]) == main2
+    });
+    let m = env.mirror_status(&up, "m");
+    assert!(done, "never synced: {m:#}\n{}", env.log(&up));
+    assert_eq!(env.git(&dst, &["rev-parse", "refs/heads/feature"]), rogue);
+    assert_eq!(
+        m["divergent_refs"],
+        serde_json::json!(["refs/heads/feature"]),
+        "{m:#}"
+    );
+    assert!(m["rejected_refs"].as_array().unwrap().is_empty(), "{m:#}");
+    let err = m["last_error"].as_str().unwrap_or_default();
+    assert!(!err.contains("stale") && !err.contains("rejected"), "{m:#}");
+}
