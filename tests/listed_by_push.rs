@@ -256,3 +256,46 @@ fn keep_divergent_refs_holds_when_pushed_from_the_record() {
     let err = m["last_error"].as_str().unwrap_or_default();
     assert!(!err.contains("stale") && !err.contains("rejected"), "{m:#}");
 }
+
+/// A ref name with a non-ASCII letter followed by a digit (`Ð1`): git's packet trace writes
+/// the letter's bytes as octal escapes with nothing between the last one and the digit. The
+/// listing read from the push must be the mirror's real refs (it becomes the next record).
+#[test]
+fn a_non_ascii_ref_name_followed_by_a_digit_is_listed_as_it_is() {
+    let env = Env::new();
+    env.write_server_config("defaults:\n  timeout: 120s\n");
+    let up = env.upstream("up.git");
+    let dst = env.bare("dst.git", &[]);
+    env.pm_ok(&up, &["add", "m", s(&dst), "--debounce", "100ms"]);
+    let wc = env.clone(&up, "wc");
+    env.commit(&wc, "one");
+    env.push(&wc, &["main"]);
+    env.wait_mirrored(&up, &dst);
+    settled(&env, &up, "m");
+    // An unmerged side branch named Ð1 (not deleted by anything, whatever is misread).
+    env.git(&wc, &["checkout", "-q", "-b", "Ð1"]);
+    env.commit(&wc, "side");
+    env.git(&wc, &["checkout", "-q", "main"]);
+    env.push(&wc, &["Ð1"]);
+    env.wait_mirrored(&up, &dst);
+    settled(&env, &up, "m");
+    assert!(env.wait_flushers_gone());
+    // The next sync pushes from the record and lists the mirror by that push.
+    env.commit(&wc, "two");
+    env.push(&wc, &["main"]);
+    env.wait_mirrored(&up, &dst);
+    settled(&env, &up, "m");
+    assert!(env.wait_flushers_gone());
+    let record = std::fs::read_to_string(up.join("pushmirror/state/m.listing")).unwrap();
+    let names: Vec<&str> = record
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(' ').map(|(_, n)| n))
+        .collect();
+    assert_eq!(
+        names,
+        ["refs/heads/main", "refs/heads/Ð1"],
+        "{record}\n{}",
+        env.log(&up)
+    );
+}

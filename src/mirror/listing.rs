@@ -175,30 +175,45 @@ pub fn parse_advertisement(trace: &str) -> Option<BTreeMap<String, String>> {
     None
 }
 
-/// Undoes packet_trace's escaping: a byte outside printable ASCII is `\<octal>` of a (signed,
-/// so maybe sign-extended) char. A ref name never holds a backslash of its own.
+/// Undoes packet_trace's escaping: a byte outside printable ASCII is `\<octal>` of a char,
+/// with no separator before the next character. A ref name holds no control character and no
+/// backslash of its own, so every escape is of a byte >= 0x80: `\37777777ooo` where char is
+/// signed (sign-extended, as on x86), `\ooo` (200..377) where it is unsigned. The digits are
+/// read by that width, never greedily: a digit after an escape (`Ð1` is
+/// `\37777777703\377777776201`) is the name's own. Anything else is no name.
 fn unescape(s: &str) -> Option<String> {
     if !s.contains('\\') {
         return Some(s.to_string());
     }
-    let mut bytes = Vec::with_capacity(s.len());
-    let mut it = s.bytes().peekable();
-    while let Some(b) = it.next() {
-        if b != b'\\' {
-            bytes.push(b);
+    let b = s.as_bytes();
+    let mut bytes = Vec::with_capacity(b.len());
+    let mut i = 0;
+    let octal = |d: &[u8]| -> Option<u32> {
+        d.iter().try_fold(0u32, |v, &c| {
+            (b'0'..=b'7')
+                .contains(&c)
+                .then(|| v * 8 + u32::from(c - b'0'))
+        })
+    };
+    while i < b.len() {
+        if b[i] != b'\\' {
+            bytes.push(b[i]);
+            i += 1;
             continue;
         }
-        let mut v: u64 = 0;
-        let mut digits = 0;
-        while let Some(d) = it.peek().copied().filter(|d| (b'0'..=b'7').contains(d)) {
-            v = v.checked_mul(8)? + u64::from(d - b'0');
-            digits += 1;
-            it.next();
-        }
-        if digits == 0 {
+        let rest = &b[i + 1..];
+        // (width, where its last three digits start, their range): 0x80..=0xff either way.
+        let (width, skip, range) = if rest.starts_with(b"37777777") && rest.len() >= 11 {
+            (11, 8, 0o600..=0o777)
+        } else {
+            (3, 0, 0o200..=0o377)
+        };
+        let v = octal(rest.get(skip..width)?)?;
+        if !range.contains(&v) {
             return None;
         }
         bytes.push((v & 0xff) as u8);
+        i += 1 + width;
     }
     String::from_utf8(bytes).ok()
 }
@@ -351,6 +366,16 @@ mod tests {
              t packet:          git< 0000\n"
         );
         assert_eq!(parse_advertisement(&http), Some(want));
+        // A digit right after an escaped byte is the name's own (git 2.47 on x86: signed char).
+        let digit = format!(
+            "t packet:         push< {a} refs/heads/\\37777777703\\377777776201\\0report-status\n\
+             t packet:         push< {b} refs/heads/\\303\\2207\n\
+             t packet:         push< 0000\n"
+        );
+        assert_eq!(
+            parse_advertisement(&digit),
+            Some(map(&[("refs/heads/Ð1", a), ("refs/heads/Ð7", b)]))
+        );
         // An empty mirror advertises only its capabilities.
         let zero = "0".repeat(40);
         let empty = format!(
