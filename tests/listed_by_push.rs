@@ -2,7 +2,8 @@
 //! and reads the mirror's real refs from that push's ref advertisement (no `git ls-remote`;
 //! issue 12's 10,000-ref stretch goal). It must still be a full comparison: a mirror edited by
 //! hand is repaired by that same sync, whatever the record said. Real git, a local mirror, a
-//! git daemon and HTTPS (nginx + git-http-backend); no timing is asserted.
+//! git daemon, HTTPS (nginx + git-http-backend) and SSH (OpenSSH sshd); no timing is
+//! asserted.
 
 mod common;
 
@@ -26,18 +27,32 @@ fn settled(env: &Env, up: &Path, name: &str) -> serde_json::Value {
     m
 }
 
-/// `git push --force <url> <specs>` from `wc`, with the HTTPS test CA and password when given.
-fn push_to(env: &Env, wc: &Path, url: &str, specs: &[&str], https: Option<&HttpsServer>) {
+/// How a test pushes to a mirror by hand: as itself (local, git daemon), or with the HTTPS
+/// server's CA and password, or with the SSH server's key.
+enum By<'a> {
+    Plain,
+    Https(&'a HttpsServer),
+    Ssh(&'a SshServer),
+}
+
+/// `git push --force <url> <specs>` from `wc`, with the credentials `by` needs.
+fn push_to(env: &Env, wc: &Path, url: &str, specs: &[&str], by: &By) {
     let mut c = env.cmd("git");
     c.arg("-C")
         .arg(wc)
         .args(["push", "-q", "--force", url])
         .args(specs);
-    if let Some(h) = https {
-        let askpass = env.path("askpass");
-        write_askpass(&askpass, &h.user, &h.password);
-        c.env("GIT_ASKPASS", &askpass)
-            .env("GIT_SSL_CAINFO", &h.ca_file);
+    match by {
+        By::Plain => {}
+        By::Https(h) => {
+            let askpass = env.path("askpass");
+            write_askpass(&askpass, &h.user, &h.password);
+            c.env("GIT_ASKPASS", &askpass)
+                .env("GIT_SSL_CAINFO", &h.ca_file);
+        }
+        By::Ssh(ssh) => {
+            c.env("GIT_SSH_COMMAND", ssh.ssh_command());
+        }
     }
     let out = c.output().unwrap();
     assert!(out.status.success(), "push to {url}: {}", text(&out));
@@ -48,12 +63,12 @@ fn a_hand_edited_mirror_is_repaired_by_a_sync_listed_by_its_push() {
     let env = Env::new();
     env.write_server_config("defaults:\n  timeout: 120s\n");
     let up = env.upstream("up.git");
-    // (name, url for our pushes by hand, bare repository on disk, server)
-    let mut mirrors: Vec<(&str, String, std::path::PathBuf, Option<&HttpsServer>)> = Vec::new();
+    // (name, url for our pushes by hand, bare repository on disk, how to push there by hand)
+    let mut mirrors: Vec<(&str, String, std::path::PathBuf, By)> = Vec::new();
 
     let local = env.bare("local.git", &[]);
     env.pm_ok(&up, &["add", "local", s(&local), "--debounce", "100ms"]);
-    mirrors.push(("local", s(&local).to_string(), local.clone(), None));
+    mirrors.push(("local", s(&local).to_string(), local.clone(), By::Plain));
 
     let daemon_dst = env.bare("daemon/dst.git", &[]);
     let daemon = GitDaemon::start(&env.path("daemon"));
@@ -67,7 +82,7 @@ fn a_hand_edited_mirror_is_repaired_by_a_sync_listed_by_its_push() {
             "100ms",
         ],
     );
-    mirrors.push(("daemon", daemon.url("dst.git"), daemon_dst, None));
+    mirrors.push(("daemon", daemon.url("dst.git"), daemon_dst, By::Plain));
 
     let https = (!no_https()).then(|| {
         env.bare("srv/dst.git", &[]);
@@ -93,7 +108,41 @@ fn a_hand_edited_mirror_is_repaired_by_a_sync_listed_by_its_push() {
         https
     });
     if let Some(h) = &https {
-        mirrors.push(("https", h.url("dst.git"), env.path("srv/dst.git"), Some(h)));
+        mirrors.push((
+            "https",
+            h.url("dst.git"),
+            env.path("srv/dst.git"),
+            By::Https(h),
+        ));
+    }
+
+    // Over SSH the push opens the connection master; a repair push rides on it.
+    let ssh = (!no_ssh()).then(|| {
+        env.bare("sshsrv/dst.git", &[]);
+        let ssh = SshServer::start(&env.path("sshsrv"));
+        env.pm_ok(
+            &up,
+            &[
+                "add",
+                "ssh",
+                &ssh.url("dst.git"),
+                "--ssh-key",
+                s(&ssh.client_key),
+                "--host-key",
+                &ssh.host_pubkey,
+                "--debounce",
+                "100ms",
+            ],
+        );
+        ssh
+    });
+    if let Some(ssh) = &ssh {
+        mirrors.push((
+            "ssh",
+            ssh.url("dst.git"),
+            env.path("sshsrv/dst.git"),
+            By::Ssh(ssh),
+        ));
     }
 
     // First sync: the mirror is listed, and its refs are recorded.
@@ -120,13 +169,13 @@ fn a_hand_edited_mirror_is_repaired_by_a_sync_listed_by_its_push() {
     env.commit(&wc, "only on the mirror");
     env.git(&wc, &["checkout", "-q", "main"]);
     let merged = format!("{c1}:refs/heads/old-topic");
-    for (_, url, _, server) in &mirrors {
+    for (_, url, _, by) in &mirrors {
         push_to(
             &env,
             &wc,
             url,
             &["rogue:refs/heads/main", ":refs/heads/feature", &merged],
-            *server,
+            by,
         );
     }
 
@@ -151,6 +200,7 @@ fn a_hand_edited_mirror_is_repaired_by_a_sync_listed_by_its_push() {
         );
     }
     drop(https);
+    drop(ssh);
 }
 
 /// A damaged record of the mirror's refs is no guess: an object id in it that git cannot parse

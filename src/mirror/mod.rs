@@ -300,9 +300,10 @@ fn run_sync(
     let state_dir = crate::paths::RepoPaths::new(ctx.git_dir).state_dir();
     // What the mirror held after the last sync, as a guess to push from at once, reading the
     // mirror's refs from that push's own ref advertisement instead of a `git ls-remote` first
-    // (see listing.rs). Not over SSH (its connection sharing is tuned for ls-remote + push),
-    // and not with LFS, whose objects must be on the mirror before any ref that needs them.
-    let mut try_guess = !matches!(scheme, url::Scheme::Ssh) && !lfs_on;
+    // (see listing.rs). Over SSH this saves a whole session: the push opens the connection
+    // master, and a repair push (when the record was wrong) rides on it. Not with LFS, whose
+    // objects must be on the mirror before any ref that needs them.
+    let mut try_guess = !lfs_on;
     // Refs the first, guessed push updated or deleted (they are counted once, at the end).
     let (mut guessed_pushed, mut guessed_deleted) = (0usize, 0usize);
     let mut source: Option<source::PushSource> = None;
@@ -621,7 +622,7 @@ fn run_sync(
     // Kept only where a later sync may use it; a sync that went wrong forgets it, so the next
     // one lists first.
     match known {
-        Some(refs) if !matches!(scheme, url::Scheme::Ssh) && !lfs_on => {
+        Some(refs) if !lfs_on => {
             let t = std::time::Instant::now();
             let saved = listing::save(&state_dir, &cfg.name, &bare_url, &refs);
             log::debug!(
