@@ -278,7 +278,13 @@ fn keep_divergent_refs_holds_when_pushed_from_the_record() {
     env.git(&wc, &["checkout", "-q", "-b", "rogue", &c1]);
     let rogue = env.commit(&wc, "only on the mirror");
     env.git(&wc, &["checkout", "-q", "main"]);
-    push_to(&env, &wc, s(&dst), &["rogue:refs/heads/feature"], None);
+    push_to(
+        &env,
+        &wc,
+        s(&dst),
+        &["rogue:refs/heads/feature"],
+        &By::Plain,
+    );
 
     // Upstream moves both branches forward.
     env.git(&wc, &["checkout", "-q", "feature"]);
