@@ -69,3 +69,88 @@ fn a_mirror_cannot_inflate_bytes_pushed() {
     );
     assert_eq!(m["bytes_pushed_total"], 0, "{m:#}\n{}", env.log(&up));
 }
+
+/// A git:// server on 127.0.0.1 that lists an empty repository to `git ls-remote`, and to a
+/// push advertises an empty repository and then never answers (holding the connection open).
+fn silent_after_advertisement_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let mut len = [0u8; 4];
+            if c.read_exact(&mut len).is_err() {
+                continue;
+            }
+            let n =
+                usize::from_str_radix(std::str::from_utf8(&len).unwrap_or("0"), 16).unwrap_or(0);
+            let mut req = vec![0u8; n.saturating_sub(4)];
+            if c.read_exact(&mut req).is_err() {
+                continue;
+            }
+            if req.starts_with(b"git-upload-pack") {
+                let _ = c.write_all(b"0000");
+                continue;
+            }
+            let zero = "0".repeat(40);
+            let mut adv = pkt(&format!(
+                "{zero} capabilities^{{}}\0report-status delete-refs ofs-delta\n"
+            ));
+            adv.extend_from_slice(b"0000");
+            let _ = c.write_all(&adv);
+            // Never a reply: the push waits for its report until the sync's timeout.
+            held.push(c);
+        }
+    });
+    port
+}
+
+/// The packet trace of a push made from the record (the mirror's ref advertisement, read back
+/// to list the mirror) is removed even when that push times out, and the sync fails visibly.
+#[test]
+fn the_packet_trace_is_removed_when_the_push_times_out() {
+    let env = Env::new();
+    env.write_server_config("defaults:\n  timeout: 3s\n  max_attempts: 1\n");
+    let up = env.upstream("up.git");
+    let port = silent_after_advertisement_server();
+    let url = format!("git://127.0.0.1:{port}/x.git");
+    env.pm_ok(&up, &["add", "m", &url, "--debounce", "100ms"]);
+    // A record of an empty mirror: the next sync pushes from it, with the packet trace on.
+    let state = up.join("pushmirror/state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(
+        state.join("m.listing"),
+        format!("# git-pushmirror listing v1 {url}\n"),
+    )
+    .unwrap();
+    let wc = env.clone(&up, "wc");
+    env.commit(&wc, "one");
+    env.push(&wc, &["main"]);
+    let failed = wait_until(Duration::from_secs(180), || {
+        !env.mirror_status(&up, "m")["last_error"].is_null()
+    });
+    let m = env.mirror_status(&up, "m");
+    assert!(failed, "the push never failed: {m:#}\n{}", env.log(&up));
+    assert!(env.wait_flushers_gone(), "{}", env.log(&up));
+    let log = env.log(&up);
+    assert!(log.contains("timed out"), "{m:#}\n{log}");
+    let leftovers: Vec<String> = walk(&up.join("pushmirror"))
+        .into_iter()
+        .filter(|p| p.contains("packet-trace"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p.display().to_string());
+        }
+    }
+    out
+}
