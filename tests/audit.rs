@@ -154,3 +154,42 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
     }
     out
 }
+
+/// A flusher killed during a push from the record leaves that push's packet trace in the
+/// mirror's shadow (`pushmirror/push/<mirror>/`, private); the mirror's next sync clears it,
+/// and so must `remove`, after which there is no next sync.
+#[test]
+fn remove_clears_a_killed_flushers_packet_trace() {
+    let env = Env::new();
+    env.write_server_config("defaults:\n  timeout: 600s\n  max_attempts: 1\n");
+    let up = env.upstream("up.git");
+    let port = silent_after_advertisement_server();
+    let url = format!("git://127.0.0.1:{port}/x.git");
+    env.pm_ok(&up, &["add", "m", &url, "--debounce", "100ms"]);
+    let state = up.join("pushmirror/state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(
+        state.join("m.listing"),
+        format!("# git-pushmirror listing v1 {url}\n"),
+    )
+    .unwrap();
+    let wc = env.clone(&up, "wc");
+    env.commit(&wc, "one");
+    env.push(&wc, &["main"]);
+    let trace = up.join("pushmirror/push/m/packet-trace");
+    let traced = wait_until(Duration::from_secs(180), || {
+        std::fs::read_to_string(&trace).is_ok_and(|t| t.contains("capabilities^{}"))
+    });
+    assert!(traced, "no push from the record was made\n{}", env.log(&up));
+    for pid in flusher_pids(env.dir.path()) {
+        unsafe_kill(pid);
+    }
+    assert!(env.wait_flushers_gone());
+    assert!(trace.exists(), "the killed flusher's trace is gone already");
+    env.pm_ok(&up, &["remove", "m"]);
+    assert!(
+        !up.join("pushmirror/push/m").exists(),
+        "{:?}",
+        walk(&up.join("pushmirror"))
+    );
+}

@@ -101,6 +101,12 @@ pub(super) fn remove(paths: &RepoPaths, name: &str) -> Result<i32, Fail> {
         cfg.mirrors.retain(|m| m.name != name);
         state::remove(&paths.state_dir(), name).map_err(|e| Fail(1, e.to_string()))?;
         remove_files(&paths.dir, name);
+        // The push shadow a killed flusher left (with its packet trace): the mirror's next
+        // sync would have cleared it, and there is none now. Not through a symlinked push/.
+        let push = paths.dir.join("push");
+        if crate::paths::refuse_symlink(&push).is_ok() {
+            let _ = std::fs::remove_dir_all(push.join(name));
+        }
         Ok(())
     })?;
     let rule_back = config::load(paths)
