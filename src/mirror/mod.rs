@@ -320,6 +320,8 @@ fn run_sync(
         Vec<String>,
         Option<BTreeMap<String, String>>,
     );
+    // Set when git ran a push and refused it as a whole (no per-ref result).
+    let refused_outright = std::cell::Cell::new(false);
     let mut push_plan =
         |the_plan: &plan::Plan, pack_bytes: &mut u64, trace: bool| -> Result<Pushed, String> {
             let mut advertised = None;
@@ -401,6 +403,7 @@ fn run_sync(
                     *pack_bytes += progress::pack_bytes(&out.stderr);
                 }
                 if got.is_empty() && !out.status_ok {
+                    refused_outright.set(true);
                     return Err(fail(git::GitError::Failed {
                         what: "push",
                         stderr: out.stderr,
@@ -459,8 +462,16 @@ fn run_sync(
                     let t = std::time::Instant::now();
                     // A push from the record that fails outright (not ref by ref) may be the
                     // record's fault: the next sync lists the mirror first.
+                    // Only when git itself refused the push: a local failure (no space to
+                    // prepare it) says nothing about the record, and deleting the record would
+                    // free space and hide a full disk from `status`.
+                    refused_outright.set(false);
                     let (results, all_ok, _, advertised) = push_plan(&p, pack_bytes, true)
-                        .inspect_err(|_| listing::remove(&state_dir, &cfg.name))?;
+                        .inspect_err(|_| {
+                            if refused_outright.get() {
+                                listing::remove(&state_dir, &cfg.name)
+                            }
+                        })?;
                     timings.push += t.elapsed();
                     let updates: BTreeMap<String, String> = p
                         .pushes
