@@ -355,3 +355,38 @@ fn a_non_ascii_ref_name_followed_by_a_digit_is_listed_as_it_is() {
         env.log(&up)
     );
 }
+
+/// A ref the mirror already has at upstream's new value (someone pushed the same commit there)
+/// is reported "up to date" by the push from the record: it was not pushed, and status does not
+/// count it as pushed.
+#[test]
+fn a_ref_the_mirror_already_had_is_not_counted_as_pushed() {
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    let mirror = env.bare("mirror.git", &[]);
+    env.pm_ok(&up, &["add", "m", s(&mirror), "--debounce", "100ms"]);
+    let wc = env.clone(&up, "wc");
+    env.commit(&wc, "one");
+    env.push(&wc, &["main"]);
+    env.wait_mirrored(&up, &mirror);
+    let m = settled(&env, &up, "m");
+    assert_eq!(m["refs_pushed_last"], 1, "{m:#}");
+    assert!(env.wait_flushers_gone());
+    assert!(up.join("pushmirror/state/m.listing").is_file());
+
+    // The same commit reaches the mirror by hand first, then upstream.
+    env.commit(&wc, "two");
+    push_to(&env, &wc, s(&mirror), &["main"], &By::Plain);
+    env.push(&wc, &["main"]);
+    let before = m["syncs"].as_u64().unwrap();
+    let ok = wait_until(Duration::from_secs(180), || {
+        let m = env.mirror_status(&up, "m");
+        m["syncs"].as_u64().unwrap() > before && m["pending_updates"] == 0
+    });
+    assert!(ok, "no second sync\n{}", env.log(&up));
+    let m = settled(&env, &up, "m");
+    assert_eq!(m["refs_pushed_last"], 0, "{m:#}\n{}", env.log(&up));
+    assert_eq!(m["refs_pushed_total"], 1, "{m:#}");
+    assert!(m["rejected_refs"].as_array().unwrap().is_empty(), "{m:#}");
+    env.wait_mirrored(&up, &mirror);
+}

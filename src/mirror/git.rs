@@ -239,6 +239,11 @@ impl RefResult {
     pub fn ok(&self) -> bool {
         matches!(self.flag, ' ' | '+' | '-' | '*' | '=')
     }
+
+    /// The mirror already had it: nothing was sent for this ref.
+    pub fn up_to_date(&self) -> bool {
+        self.flag == '='
+    }
 }
 
 pub fn parse_porcelain(out: &str) -> BTreeMap<String, RefResult> {
@@ -276,11 +281,14 @@ mod tests {
         let out = "To /tmp/m.git\n*\t1111111111111111111111111111111111111111:refs/heads/main\t[new branch]\n\
                    +\t2222222222222222222222222222222222222222:refs/heads/x\t0123456...89abcde (forced update)\n\
                    -\t:refs/heads/old\t[deleted]\n\
-                   !\t3333333333333333333333333333333333333333:refs/heads/locked\t[remote rejected] (pre-receive hook declined)\nDone\n";
+                   !\t3333333333333333333333333333333333333333:refs/heads/locked\t[remote rejected] (pre-receive hook declined)\n\
+                   =\t4444444444444444444444444444444444444444:refs/heads/same\t[up to date]\nDone\n";
         let r = parse_porcelain(out);
-        assert_eq!(r.len(), 4);
+        assert_eq!(r.len(), 5);
         assert!(r["refs/heads/main"].ok());
         assert!(r["refs/heads/old"].ok());
+        assert!(r["refs/heads/same"].ok() && r["refs/heads/same"].up_to_date());
+        assert!(!r["refs/heads/main"].up_to_date());
         assert!(!r["refs/heads/locked"].ok());
         assert_eq!(
             r["refs/heads/locked"].summary,

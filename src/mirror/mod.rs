@@ -480,7 +480,12 @@ fn run_sync(
                         .collect();
                     let deletions: BTreeSet<String> =
                         p.deletions.iter().map(|d| d.name.clone()).collect();
-                    let done = |name: &str| results.get(name).map_or(all_ok, git::RefResult::ok);
+                    // A ref the mirror already had ("=", up to date) was not pushed.
+                    let done = |name: &str| {
+                        results
+                            .get(name)
+                            .map_or(all_ok, |r| r.ok() && !r.up_to_date())
+                    };
                     guessed_pushed += updates.keys().filter(|n| done(n)).count();
                     guessed_deleted += deletions.iter().filter(|n| done(n)).count();
                     guessed_run = Some((advertised, updates, deletions, results, all_ok));
@@ -595,6 +600,7 @@ fn run_sync(
         timings.push += t.elapsed();
         for (name, is_delete) in &wanted {
             match results.get(*name) {
+                Some(r) if r.up_to_date() => {}
                 Some(r) if r.ok() => {
                     if *is_delete {
                         report.deleted += 1;
