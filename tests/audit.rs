@@ -106,17 +106,18 @@ fn silent_after_advertisement_server() -> u16 {
     port
 }
 
-/// The packet trace of a push made from the record (the mirror's ref advertisement, read back
-/// to list the mirror) is removed even when that push times out, and the sync fails visibly.
-#[test]
-fn the_packet_trace_is_removed_when_the_push_times_out() {
-    let env = Env::new();
-    env.write_server_config("defaults:\n  timeout: 3s\n  max_attempts: 1\n");
+/// An upstream whose mirror `m` is a `silent_after_advertisement_server`, with one attempt of
+/// `timeout` per sync, and a record saying the mirror is empty, so the sync started by the push
+/// made here pushes from that record (with the packet trace on) and then hangs. Returns the
+/// upstream.
+fn push_from_a_record_to_a_silent_mirror(env: &Env, timeout: &str) -> std::path::PathBuf {
+    env.write_server_config(&format!(
+        "defaults:\n  timeout: {timeout}\n  max_attempts: 1\n"
+    ));
     let up = env.upstream("up.git");
     let port = silent_after_advertisement_server();
     let url = format!("git://127.0.0.1:{port}/x.git");
     env.pm_ok(&up, &["add", "m", &url, "--debounce", "100ms"]);
-    // A record of an empty mirror: the next sync pushes from it, with the packet trace on.
     let state = up.join("pushmirror/state");
     std::fs::create_dir_all(&state).unwrap();
     std::fs::write(
@@ -127,6 +128,15 @@ fn the_packet_trace_is_removed_when_the_push_times_out() {
     let wc = env.clone(&up, "wc");
     env.commit(&wc, "one");
     env.push(&wc, &["main"]);
+    up
+}
+
+/// The packet trace of a push made from the record (the mirror's ref advertisement, read back
+/// to list the mirror) is removed even when that push times out, and the sync fails visibly.
+#[test]
+fn the_packet_trace_is_removed_when_the_push_times_out() {
+    let env = Env::new();
+    let up = push_from_a_record_to_a_silent_mirror(&env, "3s");
     let failed = wait_until(Duration::from_secs(180), || {
         !env.mirror_status(&up, "m")["last_error"].is_null()
     });
@@ -135,24 +145,11 @@ fn the_packet_trace_is_removed_when_the_push_times_out() {
     assert!(env.wait_flushers_gone(), "{}", env.log(&up));
     let log = env.log(&up);
     assert!(log.contains("timed out"), "{m:#}\n{log}");
-    let leftovers: Vec<String> = walk(&up.join("pushmirror"))
+    let leftovers: Vec<_> = files_under(&up.join("pushmirror"))
         .into_iter()
-        .filter(|p| p.contains("packet-trace"))
+        .filter(|p| p.to_string_lossy().contains("packet-trace"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
-}
-
-fn walk(dir: &std::path::Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p.display().to_string());
-        }
-    }
-    out
 }
 
 /// A flusher killed during a push from the record leaves that push's packet trace in the
@@ -161,21 +158,7 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
 #[test]
 fn remove_clears_a_killed_flushers_packet_trace() {
     let env = Env::new();
-    env.write_server_config("defaults:\n  timeout: 600s\n  max_attempts: 1\n");
-    let up = env.upstream("up.git");
-    let port = silent_after_advertisement_server();
-    let url = format!("git://127.0.0.1:{port}/x.git");
-    env.pm_ok(&up, &["add", "m", &url, "--debounce", "100ms"]);
-    let state = up.join("pushmirror/state");
-    std::fs::create_dir_all(&state).unwrap();
-    std::fs::write(
-        state.join("m.listing"),
-        format!("# git-pushmirror listing v1 {url}\n"),
-    )
-    .unwrap();
-    let wc = env.clone(&up, "wc");
-    env.commit(&wc, "one");
-    env.push(&wc, &["main"]);
+    let up = push_from_a_record_to_a_silent_mirror(&env, "600s");
     let trace = up.join("pushmirror/push/m/packet-trace");
     let traced = wait_until(Duration::from_secs(180), || {
         std::fs::read_to_string(&trace).is_ok_and(|t| t.contains("capabilities^{}"))
@@ -190,6 +173,6 @@ fn remove_clears_a_killed_flushers_packet_trace() {
     assert!(
         !up.join("pushmirror/push/m").exists(),
         "{:?}",
-        walk(&up.join("pushmirror"))
+        files_under(&up.join("pushmirror"))
     );
 }

@@ -7,44 +7,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
 use common::servers::*;
 use common::*;
 use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
-
-/// Incompressible bytes (xorshift), so the pack is as big as the blob.
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-/// Waits (generously) until mirror `name` finished a sync with nothing pending and no error.
-fn settled(env: &Env, up: &Path, name: &str) -> Value {
-    let ok = wait_until(Duration::from_secs(180), || {
-        let m = env.mirror_status(up, name);
-        m["update_status"] == "finished" && m["pending_updates"] == 0 && m["last_error"].is_null()
-    });
-    let m = env.mirror_status(up, name);
-    assert!(
-        ok,
-        "mirror {name} never settled: {m:#}\nlog:\n{}",
-        env.log(up)
-    );
-    m
-}
 
 fn u(m: &Value, key: &str) -> u64 {
     m[key]
@@ -149,7 +119,7 @@ fn bytes_pushed_grow_by_the_pack_over_every_transport() {
     let mut before = Vec::new();
     for (name, mirror) in names.iter().zip(&mirrors) {
         env.wait_mirrored(&up, mirror);
-        let m = settled(&env, &up, name);
+        let m = wait_finished(&env, &up, name);
         let total = u(&m, "bytes_pushed_total");
         let syncs = u(&m, "syncs").max(1);
         // The pack holds the blob (1 MiB, stored as is), a tree and a commit.
@@ -168,7 +138,7 @@ fn bytes_pushed_grow_by_the_pack_over_every_transport() {
     env.push(&wc, &["main"]);
     for ((name, mirror), (total0, syncs0)) in names.iter().zip(&mirrors).zip(&before) {
         env.wait_mirrored(&up, mirror);
-        let m = settled(&env, &up, name);
+        let m = wait_finished(&env, &up, name);
         let grew = u(&m, "bytes_pushed_total") - total0;
         let syncs = (u(&m, "syncs") - syncs0).max(1);
         assert!(

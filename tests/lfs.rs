@@ -721,7 +721,7 @@ fn a_corrupt_store_object_is_never_uploaded_as_its_oid() {
         f.server.log()
     );
     // Nothing stored under the bad oid on the server, and no upload of it succeeded.
-    let on_server: Vec<_> = walk(&f.server.storage)
+    let on_server: Vec<_> = files_under(&f.server.storage)
         .into_iter()
         .filter(|p| p.file_name().is_some_and(|n| n == oid.as_str()))
         .collect();
@@ -736,19 +736,6 @@ fn a_corrupt_store_object_is_never_uploaded_as_its_oid() {
         log.contains(&oid) && log.contains("does not match its pointer"),
         "{log}"
     );
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// Puts `data` in the upstream's git-lfs store and returns its pointer text and oid.

@@ -13,20 +13,6 @@ use std::time::Duration;
 use common::servers::*;
 use common::*;
 
-fn settled(env: &Env, up: &Path, name: &str) -> serde_json::Value {
-    let ok = wait_until(Duration::from_secs(180), || {
-        let m = env.mirror_status(up, name);
-        m["update_status"] == "finished" && m["pending_updates"] == 0 && m["last_error"].is_null()
-    });
-    let m = env.mirror_status(up, name);
-    assert!(
-        ok,
-        "mirror {name} never settled: {m:#}\nlog:\n{}",
-        env.log(up)
-    );
-    m
-}
-
 /// How a test pushes to a mirror by hand: as itself (local, git daemon), or with the HTTPS
 /// server's CA and password, or with the SSH server's key.
 enum By<'a> {
@@ -154,7 +140,7 @@ fn a_hand_edited_mirror_is_repaired_by_a_sync_listed_by_its_push() {
     env.push(&wc, &["main", "feature", "v1"]);
     for (name, _, dir, _) in &mirrors {
         env.wait_mirrored(&up, dir);
-        settled(&env, &up, name);
+        wait_finished(&env, &up, name);
         assert!(
             up.join(format!("pushmirror/state/{name}.listing"))
                 .is_file(),
@@ -184,7 +170,7 @@ fn a_hand_edited_mirror_is_repaired_by_a_sync_listed_by_its_push() {
     env.push(&wc, &["main"]);
     for (name, _, dir, _) in &mirrors {
         env.wait_mirrored(&up, dir);
-        let m = settled(&env, &up, name);
+        let m = wait_finished(&env, &up, name);
         assert!(m["divergent_refs"].as_array().unwrap().is_empty(), "{m:#}");
         assert!(m["rejected_refs"].as_array().unwrap().is_empty(), "{m:#}");
     }
@@ -218,7 +204,7 @@ fn a_record_with_an_unparsable_object_id_does_not_stop_syncs() {
     env.git(&wc, &["branch", "feature"]);
     env.push(&wc, &["main", "feature"]);
     env.wait_mirrored(&up, &dst);
-    settled(&env, &up, "m");
+    wait_finished(&env, &up, "m");
     assert!(env.wait_flushers_gone());
     let record = up.join("pushmirror/state/m.listing");
     let text = std::fs::read_to_string(&record).expect("no record after a clean sync");
@@ -241,7 +227,7 @@ fn a_record_with_an_unparsable_object_id_does_not_stop_syncs() {
     env.git(&wc, &["branch", "-f", "feature"]);
     env.push(&wc, &["main", "feature"]);
     env.wait_mirrored(&up, &dst);
-    let m = settled(&env, &up, "m");
+    let m = wait_finished(&env, &up, "m");
     assert!(m["rejected_refs"].as_array().unwrap().is_empty(), "{m:#}");
 }
 
@@ -270,7 +256,7 @@ fn keep_divergent_refs_holds_when_pushed_from_the_record() {
     env.git(&wc, &["branch", "feature"]);
     env.push(&wc, &["main", "feature"]);
     env.wait_mirrored(&up, &dst);
-    settled(&env, &up, "m");
+    wait_finished(&env, &up, "m");
     assert!(env.wait_flushers_gone());
     assert!(up.join("pushmirror/state/m.listing").is_file());
 
@@ -327,20 +313,20 @@ fn a_non_ascii_ref_name_followed_by_a_digit_is_listed_as_it_is() {
     env.commit(&wc, "one");
     env.push(&wc, &["main"]);
     env.wait_mirrored(&up, &dst);
-    settled(&env, &up, "m");
+    wait_finished(&env, &up, "m");
     // An unmerged side branch named Ð1 (not deleted by anything, whatever is misread).
     env.git(&wc, &["checkout", "-q", "-b", "Ð1"]);
     env.commit(&wc, "side");
     env.git(&wc, &["checkout", "-q", "main"]);
     env.push(&wc, &["Ð1"]);
     env.wait_mirrored(&up, &dst);
-    settled(&env, &up, "m");
+    wait_finished(&env, &up, "m");
     assert!(env.wait_flushers_gone());
     // The next sync pushes from the record and lists the mirror by that push.
     env.commit(&wc, "two");
     env.push(&wc, &["main"]);
     env.wait_mirrored(&up, &dst);
-    settled(&env, &up, "m");
+    wait_finished(&env, &up, "m");
     assert!(env.wait_flushers_gone());
     let record = std::fs::read_to_string(up.join("pushmirror/state/m.listing")).unwrap();
     let names: Vec<&str> = record
@@ -369,7 +355,7 @@ fn a_ref_the_mirror_already_had_is_not_counted_as_pushed() {
     env.commit(&wc, "one");
     env.push(&wc, &["main"]);
     env.wait_mirrored(&up, &mirror);
-    let m = settled(&env, &up, "m");
+    let m = wait_finished(&env, &up, "m");
     assert_eq!(m["refs_pushed_last"], 1, "{m:#}");
     assert!(env.wait_flushers_gone());
     assert!(up.join("pushmirror/state/m.listing").is_file());
@@ -384,7 +370,7 @@ fn a_ref_the_mirror_already_had_is_not_counted_as_pushed() {
         m["syncs"].as_u64().unwrap() > before && m["pending_updates"] == 0
     });
     assert!(ok, "no second sync\n{}", env.log(&up));
-    let m = settled(&env, &up, "m");
+    let m = wait_finished(&env, &up, "m");
     assert_eq!(m["refs_pushed_last"], 0, "{m:#}\n{}", env.log(&up));
     assert_eq!(m["refs_pushed_total"], 1, "{m:#}");
     assert!(m["rejected_refs"].as_array().unwrap().is_empty(), "{m:#}");

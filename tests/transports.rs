@@ -97,22 +97,6 @@ fn assert_secret_nowhere(env: &Env, up: &Path, names: &[&str], secret: &str) {
     }
 }
 
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(rd) = fs::read_dir(dir) else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        match e.file_type() {
-            Ok(t) if t.is_dir() => out.extend(files_under(&p)),
-            Ok(t) if t.is_file() => out.push(p),
-            _ => {}
-        }
-    }
-    out
-}
-
 /// `git ls-remote` of an HTTPS mirror with plain git: the server's CA through GIT_SSL_CAINFO
 /// (this machine exports another one) and an askpass script (no secret in argv).
 fn https_heads(env: &Env, https: &HttpsServer, rel: &str) -> String {
@@ -709,20 +693,6 @@ impl ArgvWatch {
         self.stop.store(true, Ordering::Relaxed);
         self.handle.join().unwrap()
     }
-}
-
-/// Incompressible bytes (xorshift), so pushes carry real packs.
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 #[test]

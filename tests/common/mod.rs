@@ -333,7 +333,7 @@ pub fn unsafe_kill(pid: u32) {
 // a hooked upstream with a mirror.
 
 /// How long a mirror may take to reach a state (generous: CI has 2 cores).
-const SETTLE_DEADLINE: Duration = Duration::from_secs(90);
+const SETTLE_DEADLINE: Duration = Duration::from_secs(180);
 
 /// A path as the `&str` argv wants.
 pub fn s(p: &Path) -> &str {
@@ -479,4 +479,33 @@ pub fn synced_pair(env: &Env, mirror: PathBuf) -> (PathBuf, PathBuf, PathBuf) {
     env.wait_mirrored(&up, &mirror);
     assert!(env.wait_flushers_gone());
     (up, mirror, wc)
+}
+
+/// Every entry under `dir` that is not a directory (files, symlinks, sockets), recursing into
+/// subdirectories without following symlinks; empty when `dir` cannot be read.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// `len` incompressible bytes (xorshift from `seed`), so a push carries a pack that big.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
 }
