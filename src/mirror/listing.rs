@@ -7,10 +7,11 @@
 //! (with what the first push did applied), so every sync stays a full comparison that repairs a
 //! hand-edited mirror. Only the flusher (under its lock) reads and writes the file.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::git::RefResult;
+use super::plan::Plan;
 
 const HEADER: &str = "# git-pushmirror listing v1 ";
 
@@ -102,20 +103,19 @@ pub fn remove(state_dir: &Path, mirror: &str) {
 /// done only when the whole push succeeded (`all_ok`), as the sync's report counts it.
 pub fn apply(
     remote: &mut BTreeMap<String, String>,
-    updates: &BTreeMap<String, String>,
-    deletions: &BTreeSet<String>,
+    pushed: &Plan,
     results: &BTreeMap<String, RefResult>,
     all_ok: bool,
 ) {
     let done = |name: &str| results.get(name).map_or(all_ok, RefResult::ok);
-    for (name, new) in updates {
-        if done(name) {
-            remote.insert(name.clone(), new.clone());
+    for p in &pushed.pushes {
+        if done(&p.name) {
+            remote.insert(p.name.clone(), p.new.clone());
         }
     }
-    for name in deletions {
-        if done(name) {
-            remote.remove(name);
+    for d in &pushed.deletions {
+        if done(&d.name) {
+            remote.remove(&d.name);
         }
     }
 }
@@ -285,10 +285,21 @@ mod tests {
         ];
         for c in cases {
             let mut remote = map(&[(MAIN, "a"), (TOPIC, "c"), ("refs/heads/x", "x")]);
-            let updates = map(&[(MAIN, "b"), (TAG, "t")]);
-            let deletions: BTreeSet<String> = [TOPIC.to_string()].into();
+            let push = |name: &str, new: &str| crate::mirror::plan::RefPush {
+                name: name.into(),
+                new: new.into(),
+                old: None,
+            };
+            let pushed = Plan {
+                pushes: vec![push(MAIN, "b"), push(TAG, "t")],
+                deletions: vec![crate::mirror::plan::RefDelete {
+                    name: TOPIC.into(),
+                    old: "c".into(),
+                }],
+                ..Plan::default()
+            };
             let results: BTreeMap<String, RefResult> = c.results.into_iter().collect();
-            apply(&mut remote, &updates, &deletions, &results, c.all_ok);
+            apply(&mut remote, &pushed, &results, c.all_ok);
             assert_eq!(remote, map(c.want), "{}", c.what);
         }
     }

@@ -473,32 +473,25 @@ fn run_sync(
                             }
                         })?;
                     timings.push += t.elapsed();
-                    let updates: BTreeMap<String, String> = p
-                        .pushes
-                        .iter()
-                        .map(|x| (x.name.clone(), x.new.clone()))
-                        .collect();
-                    let deletions: BTreeSet<String> =
-                        p.deletions.iter().map(|d| d.name.clone()).collect();
                     // A ref the mirror already had ("=", up to date) was not pushed.
                     let done = |name: &str| {
                         results
                             .get(name)
                             .map_or(all_ok, |r| r.ok() && !r.up_to_date())
                     };
-                    guessed_pushed += updates.keys().filter(|n| done(n)).count();
-                    guessed_deleted += deletions.iter().filter(|n| done(n)).count();
-                    guessed_run = Some((advertised, updates, deletions, results, all_ok));
+                    guessed_pushed += p.pushes.iter().filter(|x| done(&x.name)).count();
+                    guessed_deleted += p.deletions.iter().filter(|d| done(&d.name)).count();
+                    guessed_run = Some((advertised, p, results, all_ok));
                 }
                 _ => {}
             }
             read_local = Some(local);
         }
         let (mut remote, local) = match (guessed_run, read_local) {
-            (Some((Some(mut remote), updates, deletions, results, all_ok)), Some(local)) => {
+            (Some((Some(mut remote), pushed, results, all_ok)), Some(local)) => {
                 // What the push did is on the mirror now; a ref it could not update (a wrong
                 // guess refused by its lease, a hook) is planned again below.
-                listing::apply(&mut remote, &updates, &deletions, &results, all_ok);
+                listing::apply(&mut remote, &pushed, &results, all_ok);
                 timings.listed_by_push = true;
                 (remote, Ok(local))
             }
@@ -621,14 +614,7 @@ fn run_sync(
         }
         // The mirror as this sync leaves it: the next sync's guess, when nothing went wrong.
         let known = (!stale && report.rejected.is_empty()).then(|| {
-            let updates: BTreeMap<String, String> = the_plan
-                .pushes
-                .iter()
-                .map(|x| (x.name.clone(), x.new.clone()))
-                .collect();
-            let deletions: BTreeSet<String> =
-                the_plan.deletions.iter().map(|d| d.name.clone()).collect();
-            listing::apply(&mut remote, &updates, &deletions, &results, all_ok);
+            listing::apply(&mut remote, &the_plan, &results, all_ok);
             remote
         });
         break (report, remote_said, known);
