@@ -32,6 +32,14 @@ pub fn backoff(n: u32, initial: Duration, cap: Duration) -> Duration {
     Duration::from_millis(capped / 2 + jitter_ms(capped / 2 + 1))
 }
 
+/// A mirror's `max_attempts`, `backoff_initial` and `backoff_max`; the defaults for a mirror
+/// no longer in the config.
+fn retry_policy(m: Option<&Effective>) -> (u32, Duration, Duration) {
+    m.map_or((8, Duration::from_secs(2), Duration::from_secs(300)), |m| {
+        (m.max_attempts, m.backoff_initial, m.backoff_max)
+    })
+}
+
 /// Remembers the LFS objects a sync found missing upstream and when the flusher looks for them
 /// again: on the mirror's retry backoff (`backoff_initial` doubling up to `backoff_max`), at
 /// most `max_attempts` times in a row. A sync that finds a new missing object starts the count
@@ -54,9 +62,7 @@ fn lfs_schedule_recheck(
     }
     st.lfs_missing_objects = missing.to_vec();
     st.lfs_rechecks = st.lfs_rechecks.saturating_add(1);
-    let (max, init, cap) = m.map_or((8, Duration::from_secs(2), Duration::from_secs(300)), |m| {
-        (m.max_attempts, m.backoff_initial, m.backoff_max)
-    });
+    let (max, init, cap) = retry_policy(m);
     st.lfs_recheck_at = (st.lfs_rechecks < max)
         .then(|| now + backoff(st.lfs_rechecks, init, cap).as_millis() as u64);
 }
@@ -660,11 +666,9 @@ impl Flusher {
         }
         if m.is_some_and(|m| m.lfs.mode == crate::config::LfsMode::Off) {
             // Nothing is looked for any more; what was missing is not listed either.
-            st.lfs_missing_objects.clear();
+            lfs_schedule_recheck(&mut st, &[], m, now);
             st.lfs_missing.clear();
             st.lfs_missing_count = 0;
-            st.lfs_rechecks = 0;
-            st.lfs_recheck_at = None;
         }
         // A sync that ran to the end (even with refused or divergent refs) has done what retrying
         // could do; only one that could not run keeps its work pending for a retry.
@@ -700,10 +704,7 @@ impl Flusher {
                     warn!("sync {} finished with problems: {e}", done.name);
                 } else {
                     st.consecutive_failures += 1;
-                    let (max, init, cap) = m
-                        .map_or((8, Duration::from_secs(2), Duration::from_secs(300)), |m| {
-                            (m.max_attempts, m.backoff_initial, m.backoff_max)
-                        });
+                    let (max, init, cap) = retry_policy(m);
                     if st.consecutive_failures >= max {
                         st.gave_up_at_seq = Some(done.seq);
                         st.next_retry_at = None;
