@@ -166,48 +166,74 @@ fn status_root_lists_every_repository_unhealthy_first() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs --root DIR"));
 }
 
-/// A real `prometheus-node-exporter` serving only the textfile collector on a free loopback
-/// port; killed (its whole process group) on drop.
-struct NodeExporter {
+/// A server process listening on a free loopback port, in its own process group, killed (the
+/// whole group) on drop.
+struct Listener {
     child: Child,
     port: u16,
 }
 
-impl NodeExporter {
-    fn start(textfile_dir: &Path, log: &Path) -> NodeExporter {
+impl Listener {
+    /// Runs `command(port)` (stdin null; its output wherever the command sends it) on a free
+    /// port until it listens there; another port when it was taken meanwhile or the server died.
+    /// `what` and the text of `err_log` name it when it never starts.
+    fn start(what: &str, err_log: &Path, command: impl Fn(u16) -> Command) -> Listener {
         for _ in 0..5 {
             let port = free_port();
-            let child = Command::new(find_program("prometheus-node-exporter").unwrap())
-                .arg("--collector.disable-defaults")
+            let child = command(port)
+                .stdin(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .unwrap_or_else(|e| panic!("start {what}: {e}"));
+            let mut l = Listener { child, port };
+            if wait_until(Duration::from_secs(60), || {
+                port_open(port) || !matches!(l.child.try_wait(), Ok(None))
+            }) && matches!(l.child.try_wait(), Ok(None))
+            {
+                return l;
+            }
+            drop(l);
+        }
+        panic!(
+            "{what} did not start: {}",
+            std::fs::read_to_string(err_log).unwrap_or_default()
+        );
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        unsafe_kill_group(self.child.id());
+        let _ = self.child.wait();
+    }
+}
+
+/// A real `prometheus-node-exporter` serving only the textfile collector on a free loopback
+/// port.
+struct NodeExporter {
+    server: Listener,
+}
+
+impl NodeExporter {
+    fn start(textfile_dir: &Path, log: &Path) -> NodeExporter {
+        let server = Listener::start("prometheus-node-exporter", log, |port| {
+            let mut c = Command::new(find_program("prometheus-node-exporter").unwrap());
+            c.arg("--collector.disable-defaults")
                 .arg("--collector.textfile")
                 .arg(format!(
                     "--collector.textfile.directory={}",
                     textfile_dir.display()
                 ))
                 .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(std::fs::File::create(log).unwrap())
-                .process_group(0)
-                .spawn()
-                .expect("start prometheus-node-exporter");
-            let mut ne = NodeExporter { child, port };
-            if wait_until(Duration::from_secs(60), || {
-                port_open(port) || !matches!(ne.child.try_wait(), Ok(None))
-            }) && matches!(ne.child.try_wait(), Ok(None))
-            {
-                return ne;
-            }
-            drop(ne); // port taken meanwhile, or it died: try another port
-        }
-        panic!(
-            "prometheus-node-exporter did not start: {}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
+                .stderr(std::fs::File::create(log).unwrap());
+            c
+        });
+        NodeExporter { server }
     }
 
     fn scrape(&self) -> String {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.server.port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
             .unwrap();
@@ -218,13 +244,6 @@ impl NodeExporter {
 }
 
 use std::os::unix::process::CommandExt;
-
-impl Drop for NodeExporter {
-    fn drop(&mut self) {
-        unsafe_kill_group(self.child.id());
-        let _ = self.child.wait();
-    }
-}
 
 fn unsafe_kill_group(pid: u32) {
     let _ = Command::new("kill")
@@ -645,10 +664,9 @@ fn documented_alert_rules_pass_promtool() {
 }
 
 /// A real SMTP server (aiosmtpd, Debian's python3-aiosmtpd) on a free loopback port that
-/// delivers every message into a Maildir; killed (its whole process group) on drop.
+/// delivers every message into a Maildir.
 struct SmtpServer {
-    child: Child,
-    port: u16,
+    server: Listener,
     maildir: PathBuf,
 }
 
@@ -669,36 +687,21 @@ fn python_with_aiosmtpd() -> Option<PathBuf> {
 
 impl SmtpServer {
     fn start(python: &Path, maildir: &Path, log: &Path) -> SmtpServer {
-        for _ in 0..5 {
-            let port = free_port();
-            let child = Command::new(python)
-                .args(["-m", "aiosmtpd", "-n", "-l"])
+        let err_log = log.with_extension("err");
+        let server = Listener::start("aiosmtpd", &err_log, |port| {
+            let mut c = Command::new(python);
+            c.args(["-m", "aiosmtpd", "-n", "-l"])
                 .arg(format!("127.0.0.1:{port}"))
                 .args(["-c", "aiosmtpd.handlers.Mailbox"])
                 .arg(maildir)
-                .stdin(Stdio::null())
                 .stdout(std::fs::File::create(log).unwrap())
-                .stderr(std::fs::File::create(log.with_extension("err")).unwrap())
-                .process_group(0)
-                .spawn()
-                .expect("start aiosmtpd");
-            let mut s = SmtpServer {
-                child,
-                port,
-                maildir: maildir.to_path_buf(),
-            };
-            if wait_until(Duration::from_secs(60), || {
-                port_open(port) || !matches!(s.child.try_wait(), Ok(None))
-            }) && matches!(s.child.try_wait(), Ok(None))
-            {
-                return s;
-            }
-            drop(s);
+                .stderr(std::fs::File::create(&err_log).unwrap());
+            c
+        });
+        SmtpServer {
+            server,
+            maildir: maildir.to_path_buf(),
         }
-        panic!(
-            "aiosmtpd did not start: {}",
-            std::fs::read_to_string(log.with_extension("err")).unwrap_or_default()
-        );
     }
 
     /// The delivered messages, oldest first.
@@ -717,13 +720,6 @@ impl SmtpServer {
             .collect();
         m.sort();
         m.into_iter().map(|(_, t)| t).collect()
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        unsafe_kill_group(self.child.id());
-        let _ = self.child.wait();
     }
 }
 
@@ -769,7 +765,7 @@ fn notify_mail_example_from_the_docs_reaches_a_real_mailbox() {
         &format!(
             "{} --host=127.0.0.1 --port={} --auth=off --tls=off --from=git@localhost -t",
             msmtp.display(),
-            smtp.port
+            smtp.server.port
         ),
     );
     let script = env.path("pushmirror-mail");
