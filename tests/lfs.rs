@@ -71,26 +71,30 @@ struct Fixture {
 impl Fixture {
     fn new(lfs_password: Option<&str>, server_yaml: &str) -> Fixture {
         let f = Fixture::without_mirror(lfs_password, server_yaml);
-        let pwfile = f.env.path("mirror.password");
-        f.env.pm_ok(
-            &f.up,
-            &[
-                "add",
-                "lfs",
-                &f.server.https.url("dst.git"),
-                "--username",
-                "mirror",
-                "--password-file",
-                s(&pwfile),
-                "--ca-file",
-                s(&f.server.https.ca_file),
-                "--debounce",
-                "100ms",
-                "--timeout",
-                "20s",
-            ],
-        );
+        f.add_mirror(&["--debounce", "100ms"]);
         f
+    }
+
+    /// `add lfs <server's dst.git> --username mirror --password-file … --ca-file …
+    /// --timeout 20s EXTRA...`.
+    fn add_mirror(&self, extra: &[&str]) {
+        let pwfile = self.env.path("mirror.password");
+        let url = self.server.https.url("dst.git");
+        let mut args = vec![
+            "add",
+            "lfs",
+            &url,
+            "--username",
+            "mirror",
+            "--password-file",
+            s(&pwfile),
+            "--ca-file",
+            s(&self.server.https.ca_file),
+            "--timeout",
+            "20s",
+        ];
+        args.extend_from_slice(extra);
+        self.env.pm_ok(&self.up, &args);
     }
 
     fn without_mirror(lfs_password: Option<&str>, server_yaml: &str) -> Fixture {
@@ -689,23 +693,7 @@ fn a_corrupt_store_object_is_never_uploaded_as_its_oid() {
     rotten[150_000] ^= 0xff;
     fs::write(&stored, &rotten).unwrap();
 
-    let pwfile = f.env.path("mirror.password");
-    f.env.pm_ok(
-        &f.up,
-        &[
-            "add",
-            "lfs",
-            &f.server.https.url("dst.git"),
-            "--username",
-            "mirror",
-            "--password-file",
-            s(&pwfile),
-            "--ca-file",
-            s(&f.server.https.ca_file),
-            "--timeout",
-            "20s",
-        ],
-    );
+    f.add_mirror(&[]);
     f.env.pm(&f.up, &["sync", "lfs", "--wait"]);
     let m = f.wait_finished();
     assert_eq!(m["lfs_missing_count"], 1, "{m:#}\n{}", f.env.log(&f.up));
@@ -999,25 +987,7 @@ fn http_hrefs_for_an_https_mirror_are_refused() {
         return;
     }
     let f = Fixture::without_mirror_proto(None, FAST_RETRIES, "http");
-    let pwfile = f.env.path("mirror.password");
-    f.env.pm_ok(
-        &f.up,
-        &[
-            "add",
-            "lfs",
-            &f.server.https.url("dst.git"),
-            "--username",
-            "mirror",
-            "--password-file",
-            s(&pwfile),
-            "--ca-file",
-            s(&f.server.https.ca_file),
-            "--debounce",
-            "100ms",
-            "--timeout",
-            "20s",
-        ],
-    );
+    f.add_mirror(&["--debounce", "100ms"]);
     f.commit("one", &[("a.bin", content(95, 10_000))]);
     f.env.push(&f.wc, &["main"]);
     let ok = wait_until(DEADLINE, || {
