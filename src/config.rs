@@ -11,7 +11,12 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 mod auth;
+mod edit;
+mod lfs;
+mod notify;
 pub use auth::Auth;
+pub use lfs::check_lfs_url;
+pub use notify::NotifyConfig;
 
 pub const SERVER_CONFIG: &str = "/etc/git-pushmirror/config.yaml";
 
@@ -302,7 +307,7 @@ impl MirrorConfig {
             return Err(format!("mirror `{}`: lfs_store is empty", self.name));
         }
         if let Some(u) = &self.lfs_url {
-            crate::mirror::lfs::check_lfs_url(&self.url, u)
+            check_lfs_url(&self.url, u)
                 .map_err(|e| format!("mirror `{}`: lfs_url {e}", self.name))?;
         }
         Ok(())
@@ -384,7 +389,7 @@ pub struct RepoConfig {
     pub mirrors: Vec<MirrorConfig>,
     /// Overrides the server file's `notify` for this repository (an empty command turns it off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notify: Option<crate::ops::notify::NotifyConfig>,
+    pub notify: Option<NotifyConfig>,
 }
 
 fn is_default_defaults(d: &Defaults) -> bool {
@@ -420,7 +425,7 @@ pub struct ServerConfig {
     pub rules: Vec<Rule>,
     /// A command run when a mirror changes state (see `ops::notify`).
     #[serde(default)]
-    pub notify: Option<crate::ops::notify::NotifyConfig>,
+    pub notify: Option<NotifyConfig>,
 }
 
 impl ServerConfig {
@@ -619,7 +624,7 @@ impl RepoConfig {
             Ok(format!("{header}{text}"))
         };
         // The admin's comments, key order and blank lines survive: only what changed is
-        // edited (see config_edit.rs), and the result must mean exactly `self` to the strict
+        // edited (see config/edit.rs), and the result must mean exactly `self` to the strict
         // loader before it replaces the file.
         let text = match std::fs::read_to_string(path) {
             Ok(old_text) if !old_text.trim().is_empty() => {
@@ -650,7 +655,7 @@ impl RepoConfig {
     /// `old_text` edited to mean `self`, checked by the strict loader.
     fn edit_in_place(&self, old_text: &str, path: &Path) -> Result<String, String> {
         let old: RepoConfig = parse_yaml(old_text, path).map_err(|e| e.to_string())?;
-        let text = crate::config_edit::edit_text(old_text, &old, self)?;
+        let text = edit::edit_text(old_text, &old, self)?;
         let back: RepoConfig = parse_yaml(&text, path).map_err(|e| e.to_string())?;
         back.check()?;
         if back != *self {
@@ -693,7 +698,7 @@ pub struct Loaded {
     pub server_path: PathBuf,
     pub mirrors: Vec<Effective>,
     /// The repository's `notify`, else the server file's.
-    pub notify: Option<crate::ops::notify::NotifyConfig>,
+    pub notify: Option<NotifyConfig>,
 }
 
 pub fn load(paths: &crate::paths::RepoPaths) -> Result<Loaded, ConfigError> {

@@ -6,7 +6,6 @@
 
 mod cli;
 mod config;
-mod config_edit;
 mod floor;
 mod flusher;
 mod health;

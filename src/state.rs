@@ -108,6 +108,21 @@ pub fn path(state_dir: &Path, mirror: &str) -> PathBuf {
     state_dir.join(format!("{mirror}.json"))
 }
 
+/// Where the flusher keeps its record of what the mirror held after the last sync
+/// (`mirror::listing` reads and writes it; the state owns the name so that `remove` takes it
+/// along without reaching up into `mirror/`).
+pub fn listing_path(state_dir: &Path, mirror: &str) -> PathBuf {
+    state_dir.join(format!("{mirror}.listing"))
+}
+
+/// Forgets the record of the mirror's refs (a missing file is fine; a symlinked `state/` is
+/// left alone).
+pub fn remove_listing(state_dir: &Path, mirror: &str) {
+    if crate::paths::refuse_symlink(state_dir).is_ok() {
+        let _ = std::fs::remove_file(listing_path(state_dir, mirror));
+    }
+}
+
 /// A missing file is a mirror that never synced.
 pub fn load(state_dir: &Path, mirror: &str) -> Result<MirrorState, StateError> {
     let p = path(state_dir, mirror);
@@ -169,7 +184,7 @@ pub fn remove(state_dir: &Path, mirror: &str) -> Result<(), StateError> {
     };
     crate::paths::refuse_symlink(state_dir).map_err(io)?;
     // The guess of the mirror's refs goes with it (a re-added mirror lists first).
-    crate::mirror::listing::remove(state_dir, mirror);
+    remove_listing(state_dir, mirror);
     match std::fs::remove_file(&p) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),
         _ => Ok(()),

@@ -379,6 +379,20 @@ fn has_control(bytes: &[u8]) -> bool {
 
 const MASK: &str = "*****";
 
+/// An href for messages: no userinfo, no query (presigned URLs carry tokens there).
+pub fn show_href(href: &str) -> String {
+    match url::Url::parse(href) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            u.to_string()
+        }
+        Err(_) => "<unparsable URL>".to_string(),
+    }
+}
+
 /// For display everywhere: userinfo replaced, e.g. "https://user:tok@host/a.git" ->
 /// "https://*****:*****@host/a.git", "https://tok@host/x" -> "https://*****@host/x"; URLs
 /// without userinfo unchanged; scp-like "git@host:x" unchanged (user is not secret there);

@@ -16,7 +16,7 @@ use super::plan::Plan;
 const HEADER: &str = "# git-pushmirror listing v1 ";
 
 pub fn path(state_dir: &Path, mirror: &str) -> PathBuf {
-    state_dir.join(format!("{mirror}.listing"))
+    crate::state::listing_path(state_dir, mirror)
 }
 
 /// The mirror's refs as the last sync left them, if they were recorded for this `url` (the
@@ -93,9 +93,7 @@ pub fn save(
 
 /// Forgets the guess (a missing file is fine).
 pub fn remove(state_dir: &Path, mirror: &str) {
-    if crate::paths::refuse_symlink(state_dir).is_ok() {
-        let _ = std::fs::remove_file(path(state_dir, mirror));
-    }
+    crate::state::remove_listing(state_dir, mirror)
 }
 
 /// `remote` with what a push did applied: every ref it updated (`updates`: name → new id) or

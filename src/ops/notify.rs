@@ -19,25 +19,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::config::Dur;
 use crate::paths::RepoPaths;
 use crate::state::MirrorState;
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// `notify:` in the server file or a repository's config.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NotifyConfig {
-    /// A shell command (`/bin/sh -c`); empty turns notifications off (a repository can so opt
-    /// out of the server's command).
-    pub command: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<Dur>,
-}
 
 /// The events between two states of a mirror, most important first.
 pub fn events(before: &MirrorState, after: &MirrorState) -> Vec<&'static str> {

@@ -61,19 +61,7 @@ pub struct Client {
     pub endpoint: Endpoint,
 }
 
-/// An href for messages: no userinfo, no query (presigned URLs carry tokens there).
-pub fn show(href: &str) -> String {
-    match url::Url::parse(href) {
-        Ok(mut u) => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.set_query(None);
-            u.set_fragment(None);
-            u.to_string()
-        }
-        Err(_) => "<unparsable URL>".to_string(),
-    }
-}
+pub use crate::url::show_href as show;
 
 fn tls_config(
     ca_file: Option<&std::path::Path>,

@@ -120,45 +120,7 @@ pub struct Job<'a> {
     pub lfs_url: Option<&'a str>,
 }
 
-/// Checks a mirror's `lfs_url` against its `url`: an http(s) URL without credentials, query or
-/// fragment (the mirror's auth is what is sent), https unless the mirror itself is http://, and
-/// only for an HTTP(S) mirror (an SSH mirror's endpoint comes from git-lfs-authenticate).
-pub fn check_lfs_url(mirror_url: &str, lfs_url: &str) -> Result<(), String> {
-    let mirror_http = mirror_url.starts_with("http://");
-    if !mirror_http && !mirror_url.starts_with("https://") {
-        return Err(
-            "is for http(s) mirrors only (an SSH mirror's LFS endpoint comes from git-lfs-authenticate; a local mirror gets the objects in its own lfs/objects)"
-                .into(),
-        );
-    }
-    let u = url::Url::parse(lfs_url).map_err(|e| {
-        let before_query = lfs_url.split(['?', '#']).next().unwrap_or("");
-        format!("`{}` is not a URL: {e}", crate::url::mask(before_query))
-    })?;
-    // Shown without userinfo, query or fragment (where tokens go).
-    let shown = client::show(lfs_url);
-    if !u.username().is_empty() || u.password().is_some() {
-        return Err(format!(
-            "`{}` has credentials in it: the mirror's own auth is sent there (auth.username, auth.password_file)",
-            shown
-        ));
-    }
-    if u.query().is_some() || u.fragment().is_some() {
-        return Err(format!(
-            "`{}` has a query or fragment: give the endpoint itself (like git's lfs.url, e.g. https://lfs.example.com/org/repo.git/info/lfs)",
-            shown
-        ));
-    }
-    match u.scheme() {
-        "https" => Ok(()),
-        "http" if mirror_http => Ok(()),
-        "http" => Err(format!(
-            "`{}` is http:// for an https:// mirror: the objects would go in clear; use https://",
-            shown
-        )),
-        other => Err(format!("`{}`: scheme {other} is not http(s)", shown)),
-    }
-}
+pub use crate::config::check_lfs_url;
 
 /// Whether an href the LFS server gave (the endpoint of git-lfs-authenticate, an upload or
 /// verify action) may be followed for a mirror reached over `scheme`: an http:// one would send
@@ -771,29 +733,6 @@ mod tests {
         // Not a URL at all, or another scheme: refused for an https mirror too.
         assert!(check_href("gh", Scheme::Https, false, "x", "ftp://h/x").is_err());
         assert!(check_href("gh", Scheme::Https, false, "x", "/relative").is_err());
-    }
-
-    #[test]
-    fn lfs_url_must_be_a_plain_https_endpoint_of_an_http_mirror() {
-        let m = "https://git.example.com/a.git";
-        assert!(check_lfs_url(m, "https://lfs.example.com/a.git/info/lfs").is_ok());
-        assert!(check_lfs_url("http://git.example.com/a.git", "http://lfs.example.com/x").is_ok());
-        for (mirror, bad, says) in [
-            (m, "http://lfs.example.com/x", "in clear"),
-            (m, "https://u:s3cret@lfs.example.com/x", "credentials"),
-            (m, "https://lfs.example.com/x?token=s3cret", "query"),
-            (m, "ftp://lfs.example.com/x", "scheme"),
-            (m, "lfs.example.com/x", "not a URL"),
-            (
-                "ssh://git@h/a.git",
-                "https://lfs.example.com/x",
-                "git-lfs-authenticate",
-            ),
-            ("/srv/a.git", "https://lfs.example.com/x", "local"),
-        ] {
-            let e = check_lfs_url(mirror, bad).unwrap_err();
-            assert!(e.contains(says) && !e.contains("s3cret"), "{bad}: {e}");
-        }
     }
 
     #[test]

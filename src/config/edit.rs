@@ -18,7 +18,7 @@
 
 use serde_yaml::{Mapping, Value};
 
-use crate::config::{MirrorConfig, RepoConfig};
+use super::{MirrorConfig, RepoConfig};
 
 /// One replacement of original lines `start..end` by `lines`; `seq` orders edits at the same
 /// position (the one made first ends up first).
