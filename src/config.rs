@@ -238,8 +238,11 @@ impl MirrorConfig {
     /// Checks what serde cannot: names usable as file names, the URL policy, patterns, prefixes.
     pub fn validate(&self) -> Result<(), String> {
         validate_name(&self.name)?;
-        crate::url::validate(&self.url, self.allow_insecure_http)
+        let scheme = crate::url::validate(&self.url, self.allow_insecure_http)
             .map_err(|e| format!("mirror `{}`: url: {e}", self.name))?;
+        if let Some(why) = password_auth_refused(&self.auth, scheme) {
+            return Err(format!("mirror `{}`: {why}", self.name));
+        }
         // A user name alone in the URL that is auth's own user is redundant but harmless
         // (`https://deploy@host/...`, as GitLab shows it); a password there, or another user,
         // would be silently ignored in favour of the auth section.
@@ -312,6 +315,46 @@ impl MirrorConfig {
         }
         Ok(())
     }
+}
+
+/// Why `auth` cannot be used with a mirror reached by `scheme`, if it cannot: a password is
+/// asked for by git over http(s) only. A local, `ssh://` or `git://` mirror never asks, so the
+/// password would only travel in the environment of its git children (and of a local mirror's
+/// hooks).
+pub fn password_auth_refused(auth: &Auth, scheme: crate::url::Scheme) -> Option<String> {
+    use crate::url::Scheme;
+    let what = match scheme {
+        _ if !matches!(auth, Auth::Password { .. }) => return None,
+        Scheme::Https | Scheme::Http => return None,
+        Scheme::Local => "a local mirror",
+        Scheme::Ssh => "an ssh mirror",
+        Scheme::Git => "a git:// mirror",
+    };
+    Some(format!(
+        "auth.method password is for https:// (and http://) mirrors only; {what} never asks for a password, which would only reach its git children's environment; use auth.method ssh_key for ssh, or remove the auth section (auth=)"
+    ))
+}
+
+/// Every `password_env` variable named in `rules` and `mirrors`: none of them may reach a
+/// process we start (a local mirror's hooks, ssh, a notify command), not even the owning
+/// mirror's git, whose askpass gets the password on its own.
+pub fn password_env_names<'a>(
+    rules: impl IntoIterator<Item = &'a MirrorConfig>,
+    mirrors: impl IntoIterator<Item = &'a MirrorConfig>,
+) -> Vec<String> {
+    let mut names: BTreeSet<String> = BTreeSet::new();
+    for m in rules.into_iter().chain(mirrors) {
+        if let Auth::Password {
+            password_env: Some(var),
+            ..
+        } = &m.auth
+        {
+            if !var.is_empty() {
+                names.insert(var.clone());
+            }
+        }
+    }
+    names.into_iter().collect()
 }
 
 /// Mirror names become file names under `pushmirror/state/`, so they are kept plain.
@@ -435,6 +478,11 @@ impl ServerConfig {
             .filter(|p| !p.is_empty())
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(SERVER_CONFIG));
+        ServerConfig::load_from(path)
+    }
+
+    /// `load` of the file at `path`.
+    fn load_from(path: PathBuf) -> Result<(ServerConfig, PathBuf), ConfigError> {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -701,6 +749,14 @@ pub struct Loaded {
     pub notify: Option<NotifyConfig>,
 }
 
+impl Loaded {
+    /// Every `password_env` variable the server file's rules (all of them, not only this
+    /// repository's) and this repository's mirrors name; see [`password_env_names`].
+    pub fn password_env_names(&self) -> Vec<String> {
+        password_env_names(&self.server.rules, self.mirrors.iter().map(|e| &e.mirror))
+    }
+}
+
 pub fn load(paths: &crate::paths::RepoPaths) -> Result<Loaded, ConfigError> {
     let (server, server_path) = ServerConfig::load()?;
     load_with(server, server_path, paths)
@@ -861,6 +917,105 @@ mod tests {
             "mirrors:\n  - name: a\n    url: https://host/x.git\n    auth:\n      method: password\n      username: u\n      password_env: P\n",
         )
         .unwrap();
+    }
+
+    #[test]
+    fn password_auth_is_for_http_mirrors_only() {
+        use crate::url::Scheme;
+        let password = Auth::Password {
+            username: "u".into(),
+            password: None,
+            password_file: None,
+            password_env: Some("P".into()),
+        };
+        let key = Auth::SshKey {
+            key_file: "/k".into(),
+            known_hosts: None,
+            host_key: None,
+        };
+        for (auth, scheme, refused) in [
+            (&password, Scheme::Https, false),
+            (&password, Scheme::Http, false),
+            (&password, Scheme::Local, true),
+            (&password, Scheme::Ssh, true),
+            (&password, Scheme::Git, true),
+            (&Auth::None, Scheme::Local, false),
+            (&key, Scheme::Ssh, false),
+            (&key, Scheme::Local, false),
+        ] {
+            let why = password_auth_refused(auth, scheme);
+            assert_eq!(why.is_some(), refused, "{auth:?} {scheme:?}: {why:?}");
+            if let Some(why) = why {
+                assert!(why.contains("https://") && !why.contains('\n'), "{why}");
+            }
+        }
+        // At load, with the file, line and key named; for every non-HTTP form of URL.
+        for url in [
+            "/tmp/m.git",
+            "file:///tmp/m.git",
+            "ssh://git@host/x.git",
+            "git@host:x.git",
+            "git://host/x.git",
+        ] {
+            let e = load_text(&format!(
+                "mirrors:\n  - name: local\n    url: {url}\n    auth:\n      method: password\n      username: u\n      password_env: P\n"
+            ))
+            .unwrap_err();
+            assert!(
+                e.contains("config.yaml")
+                    && e.contains("line 2")
+                    && e.contains("`local`")
+                    && e.contains("auth.method password"),
+                "{url}: {e}"
+            );
+        }
+        // A server rule is refused the same way when the server file loads.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("server.yaml");
+        std::fs::write(
+            &p,
+            "rules:\n  - name: r\n    url: git@host:${name}.git\n    auth:\n      method: password\n      username: u\n      password_file: /pw\n",
+        )
+        .unwrap();
+        let e = ServerConfig::load_from(p).unwrap_err().to_string();
+        assert!(
+            e.contains("server.yaml") && e.contains("`r`") && e.contains("auth.method password"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn password_env_names_are_every_mirrors_and_rules() {
+        let with_env = |name: &str, var: &str| {
+            let mut m = MirrorConfig::new(name, "https://h/x.git");
+            m.auth = Auth::Password {
+                username: "u".into(),
+                password: None,
+                password_file: None,
+                password_env: Some(var.into()),
+            };
+            m
+        };
+        let mut by_file = MirrorConfig::new("f", "https://h/y.git");
+        by_file.auth = Auth::Password {
+            username: "u".into(),
+            password: None,
+            password_file: Some("/pw".into()),
+            password_env: None,
+        };
+        let rules = [with_env("r", "RULE_TOKEN"), with_env("r2", "SHARED")];
+        let mirrors = [
+            with_env("a", "A_TOKEN"),
+            with_env("b", "SHARED"),
+            with_env("empty", ""),
+            by_file,
+            MirrorConfig::new("plain", "/tmp/m.git"),
+        ];
+        assert_eq!(
+            password_env_names(&rules, &mirrors),
+            ["A_TOKEN", "RULE_TOKEN", "SHARED"]
+        );
+        assert!(password_env_names(&[], &[]).is_empty());
     }
 
     #[test]

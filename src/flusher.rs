@@ -513,6 +513,7 @@ impl Flusher {
         let exe = self.exe.clone();
         let runtime = crate::paths::runtime_dir(cfg.server.runtime_dir.as_deref());
         let limit = cfg.server.concurrency();
+        let password_env_names = cfg.password_env_names();
         info!(
             "sync {}: {} pending update(s), up to seq {}",
             m.mirror.name, p.count, p.max_seq
@@ -525,6 +526,7 @@ impl Flusher {
                         runtime_dir: &runtime,
                         exe: &exe,
                         lfs_recheck: &lfs_recheck,
+                        password_env_names: &password_env_names,
                     };
                     mirror::sync(&ctx, &m, &p.deleted)
                 }

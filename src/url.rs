@@ -67,7 +67,7 @@ pub enum UrlError {
     MissingSlashes { scheme: String },
     #[error("mirror URL refused: a '?' or '#' before the '@' makes its host ambiguous (git takes the host before it, other readers the one after the '@'); in a user name or password write them as %3F and %23")]
     AmbiguousAuthority,
-    #[error("mirror URL refused: scp-like URLs cannot carry a password (git would take the user name for the host and show the password as the path); use ssh://user@host/path with an ssh key")]
+    #[error("mirror URL refused: scp-like URLs cannot carry a password (git would take the user name for the host and show the password as the path, or hand it to ssh on its command line); use ssh://user@host/path with an ssh key")]
     ScpPassword,
 }
 
@@ -123,7 +123,7 @@ pub fn validate(url: &str, allow_insecure_http: bool) -> Result<Scheme, UrlError
             Err(_) => Err(why_unparsable(kind, url)),
         };
     }
-    if scp_password_at(url).is_some() {
+    if scp_password_at(url).is_some() || scp_bracket_password_at(url).is_some() {
         return Err(UrlError::ScpPassword);
     }
     match parsed {
@@ -337,6 +337,22 @@ fn scp_password_at(url: &str) -> Option<usize> {
         .map(|at| colon + 1 + at)
 }
 
+/// For git's bracketed scp-like form typed with a password, `[user:password@host:port]:path`
+/// (git strips the brackets and hands `user:password@host:port` to ssh as its host argument,
+/// so the password would be on ssh's command line and in ours): the index of the last '@'
+/// inside the brackets, which ends the password. None when the brackets hold no `user:`
+/// before an '@' (`[git@host:22]:x.git`, `[host:22]:x.git`).
+fn scp_bracket_password_at(url: &str) -> Option<usize> {
+    if split_scheme(url).is_some() {
+        return None;
+    }
+    let head = &url[..scp_colon(url).unwrap_or(url.len())];
+    let inner = head.strip_prefix('[')?;
+    let inner = inner.strip_suffix(']').unwrap_or(inner);
+    let at = inner.rfind('@')?;
+    inner[..at].contains(':').then_some(1 + at)
+}
+
 /// git's `is_urlschemechar`.
 fn is_scheme_char(first: bool, c: char) -> bool {
     c.is_ascii_alphabetic() || (!first && (c.is_ascii_digit() || matches!(c, '+' | '-' | '.')))
@@ -401,6 +417,10 @@ pub fn mask(url: &str) -> String {
     // `user:password@host:path` (refused by `validate`, but a file may be edited by hand).
     if let Some(at) = scp_password_at(url) {
         return format!("{MASK}:{MASK}{}", &url[at..]);
+    }
+    // `[user:password@host:port]:path`, the same in git's bracketed form.
+    if let Some(at) = scp_bracket_password_at(url) {
+        return format!("[{MASK}:{MASK}{}", &url[at..]);
     }
     // Only '/' and blanks end the authority here: a raw '#', '?' or quote in a password is
     // invalid but happens, and stopping early there would print the rest of the password.
@@ -832,6 +852,52 @@ mod tests {
         ] {
             assert_eq!(mask(url), url);
             assert_ne!(validate(url, false), Err(UrlError::ScpPassword), "{url}");
+        }
+    }
+
+    #[test]
+    fn bracketed_scp_like_urls_with_a_password_are_refused_and_masked() {
+        for (url, shown) in [
+            (
+                "[user:hunter2@host:22]:repo.git",
+                "[*****:*****@host:22]:repo.git",
+            ),
+            (
+                "[user:hunter2@host]:org/x.git",
+                "[*****:*****@host]:org/x.git",
+            ),
+            ("[user:p@ss:hunter2@host:22]:x", "[*****:*****@host:22]:x"),
+            (
+                "[user:hunter2@[::1]:22]:x.git",
+                "[*****:*****@[::1]:22]:x.git",
+            ),
+            (
+                "[git:hunter2@127.0.0.1:2222]:/srv/x",
+                "[*****:*****@127.0.0.1:2222]:/srv/x",
+            ),
+            // Unclosed or without a path: still never shown.
+            ("[user:hunter2@host:22", "[*****:*****@host:22"),
+        ] {
+            let err = refused(url);
+            assert!(
+                matches!(err, UrlError::ScpPassword | UrlError::UnclosedBracket),
+                "{url}: {err}"
+            );
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+            assert_eq!(mask(url), shown, "{url}");
+        }
+        assert_eq!(
+            refused("[user:hunter2@host:22]:repo.git"),
+            UrlError::ScpPassword
+        );
+        // Without a password the bracketed forms are ordinary ssh.
+        for url in [
+            "[git@host:22]:x.git",
+            "[host:22]:x.git",
+            "[git@[::1]:22]:x.git",
+        ] {
+            assert_eq!(ok(url), Scheme::Ssh, "{url}");
+            assert_eq!(mask(url), url);
         }
     }
 

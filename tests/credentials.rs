@@ -37,9 +37,11 @@ fn last_error(m: &serde_json::Value) -> String {
 // A real HTTP CONNECT proxy on 127.0.0.1 that logs every request head
 // ---------------------------------------------------------------------------
 
-/// A forward proxy for `https` (CONNECT only) on 127.0.0.1. It logs each request line and its
+/// A forward proxy on 127.0.0.1. For `https` (CONNECT) it logs each request line and its
 /// `Proxy-Authorization` header as sent (so a test can look for a password, base64 or not),
 /// answers 407 without that header, and otherwise tunnels to the requested 127.0.0.1 port.
+/// A plain `http://127.0.0.1:<port>/...` request is relayed to that port as it is, and all
+/// the client sends on that connection is logged: what a proxy reads of an `http://` mirror.
 struct ConnectProxy {
     port: u16,
     log: Arc<Mutex<Vec<String>>>,
@@ -61,7 +63,7 @@ impl ConnectProxy {
                     Ok((conn, _)) => {
                         let log = log2.clone();
                         std::thread::spawn(move || {
-                            let _ = Self::serve(conn, &log);
+                            let _ = Self::serve(conn, log);
                         });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
@@ -76,7 +78,7 @@ impl ConnectProxy {
         }
     }
 
-    fn serve(conn: TcpStream, log: &Mutex<Vec<String>>) -> std::io::Result<()> {
+    fn serve(conn: TcpStream, log: Arc<Mutex<Vec<String>>>) -> std::io::Result<()> {
         conn.set_nonblocking(false)?;
         let mut client = conn.try_clone()?;
         let mut reader = BufReader::new(conn);
@@ -105,6 +107,45 @@ impl ConnectProxy {
                 auth.clone()
                     .unwrap_or_else(|| "no Proxy-Authorization".into())
             ));
+            // A plain `http://` request (absolute form): no tunnel, the proxy reads it and
+            // relays it, as any forward proxy does. Everything the client sends on this
+            // connection from here on is logged as the proxy sees it.
+            let plain = request
+                .split_whitespace()
+                .nth(1)
+                .and_then(|u| u.strip_prefix("http://"))
+                .and_then(|r| r.split('/').next())
+                .filter(|t| t.starts_with("127.0.0.1:"))
+                .map(str::to_string);
+            if let Some(target) = plain {
+                let upstream = TcpStream::connect(&target)?;
+                let raw = format!("{}\r\n\r\n", head.join("\r\n"));
+                let mut up_w = upstream.try_clone()?;
+                up_w.write_all(raw.as_bytes())?;
+                up_w.write_all(reader.buffer())?;
+                log.lock()
+                    .unwrap()
+                    .push(format!("{raw}{}", String::from_utf8_lossy(reader.buffer())));
+                let mut client_r = reader.into_inner();
+                let log = log.clone();
+                let there = std::thread::spawn(move || {
+                    let mut buf = [0u8; 8192];
+                    while let Ok(n) = client_r.read(&mut buf) {
+                        if n == 0 || up_w.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        log.lock()
+                            .unwrap()
+                            .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                    }
+                    let _ = up_w.shutdown(Shutdown::Write);
+                });
+                let mut up_r = upstream;
+                let _ = std::io::copy(&mut up_r, &mut client);
+                let _ = client.shutdown(Shutdown::Write);
+                let _ = there.join();
+                return Ok(());
+            }
             let target = request
                 .strip_prefix("CONNECT ")
                 .and_then(|r| r.split_whitespace().next())
@@ -946,4 +987,305 @@ fn a_query_mark_before_the_userinfo_at_is_refused_as_ambiguous() {
         &up,
         &["set", "g", "url=https://good.example%3F@evil.test/x.git"],
     );
+}
+
+// ---------------------------------------------------------------------------
+// Issue 20: a secret goes to its own mirror's origin and nowhere else
+// ---------------------------------------------------------------------------
+
+/// The flusher inherits the environment of whoever pushed, `password_env` tokens included.
+/// None of the configured ones (this repository's mirrors, every server rule) reaches a git
+/// child: not the hooks of a local mirror, and not even the owning mirror's git, whose askpass
+/// gets the password another way. The owning mirror still authenticates with it, and a
+/// variable the configuration does not name is left alone.
+#[test]
+fn password_env_tokens_reach_no_git_child_and_no_local_mirrors_hooks() {
+    if no_https() {
+        return;
+    }
+    const SECRET: &str = "Https-Mirror-Token-31";
+    const RULE_SECRET: &str = "Rule-Token-Of-Another-Repo-47";
+    let env = Env::new();
+    env.write_server_config(&format!(
+        "{FAST_RETRIES}rules:\n  - name: elsewhere\n    url: https://127.0.0.1:1/${{name}}.git\n    repos: [no-such-repo]\n    auth:\n      method: password\n      username: bot\n      password_env: PM_RULE_TOKEN\n"
+    ));
+    let up = upstream_with_commit(&env);
+    let (dst, https) = https_target(&env, "srv", "mirror", SECRET);
+    env.pm_ok(
+        &up,
+        &[
+            "add",
+            "h",
+            &https.url("dst.git"),
+            "--username",
+            "mirror",
+            "--password-env",
+            "PM_HTTPS_TOKEN",
+            "--ca-file",
+            s(&https.ca_file),
+            "--timeout",
+            "30s",
+            "--disabled",
+        ],
+    );
+    // A local mirror whose repository records the environment its hooks get.
+    let local = env.bare("local.git", &[]);
+    let recorded = env.path("hook.env");
+    write_exec(
+        &local.join("hooks/post-receive"),
+        &format!("#!/bin/sh\nenv > '{}'\n", recorded.display()),
+    );
+    env.pm_ok(&up, &["add", "l", s(&local), "--disabled"]);
+    let vars = [
+        ("PM_HTTPS_TOKEN", SECRET),
+        ("PM_RULE_TOKEN", RULE_SECRET),
+        ("PM_UNRELATED", "still-here"),
+    ];
+    for args in [&["enable", "h"][..], &["enable", "l"], &["sync", "--wait"]] {
+        let out = pm_with(&env, &up, args, &vars);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+    }
+    env.wait_mirrored(&up, &dst);
+    env.wait_mirrored(&up, &local);
+    assert!(env.wait_flushers_gone());
+    let hook_env = fs::read_to_string(&recorded).expect("the local mirror's hook ran");
+    assert!(
+        hook_env.contains("PM_UNRELATED=still-here"),
+        "the hook did not record the flusher's environment:\n{hook_env}"
+    );
+    for leaked in [
+        "PM_HTTPS_TOKEN",
+        "PM_RULE_TOKEN",
+        SECRET,
+        RULE_SECRET,
+        "GIT_PUSHMIRROR_PASSWORD",
+    ] {
+        assert!(
+            !hook_env.contains(leaked),
+            "{leaked} reached the local mirror's hook:\n{hook_env}"
+        );
+    }
+    // The HTTPS mirror authenticated with its token (the harness's probe is "mirror" on GET
+    // /git/; a sync's requests name dst.git).
+    assert!(
+        https
+            .access_log()
+            .lines()
+            .any(|l| l.contains(" - mirror [") && l.contains("dst.git")),
+        "{}",
+        https.access_log()
+    );
+}
+
+/// `auth.method: password` on a mirror git never asks a password of (local, ssh://, scp-like,
+/// git://) is refused by `add`, `set` and the loader (repository file and server rule), in one
+/// line naming what to change; before, the password then sat in the environment of a local
+/// mirror's hooks.
+#[test]
+fn password_auth_is_refused_for_mirrors_that_never_ask_for_a_password() {
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    let local = env.bare("local.git", &[]);
+    let config = up.join("pushmirror/config.yaml");
+    for url in [
+        s(&local),
+        "file:///srv/m.git",
+        "ssh://git@127.0.0.1:22/m.git",
+        "git@127.0.0.1:m.git",
+        "git://127.0.0.1/m.git",
+    ] {
+        let out = env.pm(
+            &up,
+            &[
+                "add",
+                "p",
+                url,
+                "--username",
+                "u",
+                "--password-env",
+                "PM_TOKEN",
+                "--disabled",
+            ],
+        );
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{url}: {said}");
+        assert!(
+            said.contains("auth.method password") && said.contains("https://"),
+            "{url}: {said}"
+        );
+        assert_eq!(said.trim().lines().count(), 1, "{said}");
+        assert!(!config.exists(), "{url}: a refused add wrote the config");
+    }
+
+    env.pm_ok(&up, &["add", "l", s(&local), "--disabled"]);
+    let before = fs::read(&config).unwrap();
+    let out = env.pm(
+        &up,
+        &[
+            "set",
+            "l",
+            "auth.method=password",
+            "auth.username=u",
+            "auth.password_env=PM_TOKEN",
+        ],
+    );
+    let said = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("auth.method password"), "{said}");
+    assert_eq!(fs::read(&config).unwrap(), before);
+
+    // Written by hand: the pusher, `status` and `list` are told, naming file and line.
+    let edited = format!(
+        "{}  auth:\n    method: password\n    username: u\n    password_env: PM_TOKEN\n",
+        String::from_utf8(before.clone()).unwrap()
+    );
+    fs::write(&config, edited).unwrap();
+    let wc = env.clone(&up, "wc");
+    env.commit(&wc, "one");
+    let pushed = text(&env.push(&wc, &["main"]));
+    assert!(pushed.contains("auth.method password"), "{pushed}");
+    for args in [&["status"][..], &["list"]] {
+        let said = text(&env.pm(&up, args));
+        assert!(
+            said.contains("config.yaml") && said.contains("auth.method password"),
+            "{args:?}: {said}"
+        );
+    }
+    assert!(env.wait_flushers_gone());
+    fs::write(&config, &before).unwrap();
+
+    // A server rule: the server file is refused when it loads.
+    env.write_server_config(
+        "rules:\n  - name: r\n    url: /srv/mirrors/${name}.git\n    auth:\n      method: password\n      username: u\n      password_file: /etc/pw\n",
+    );
+    let said = text(&env.pm(&up, &["status"]));
+    assert!(
+        said.contains("server.yaml")
+            && said.contains("`r`")
+            && said.contains("auth.method password"),
+        "{said}"
+    );
+}
+
+/// An `http://` mirror (allow_insecure_http) behind git's `http.proxy` is no tunnel: the
+/// proxy reads every request, Basic auth included. Such a sync is refused before anything is
+/// sent, saying why and how to exempt the mirror; exempted, it goes straight to the mirror.
+#[test]
+fn an_http_mirror_behind_a_proxy_never_sends_its_password() {
+    if no_https() {
+        return;
+    }
+    const SECRET: &str = "Cleartext-Mirror-Secret-9";
+    let env = Env::new();
+    env.write_server_config(FAST_RETRIES);
+    let up = upstream_with_commit(&env);
+    // The suite's nginx, also listening on a plain-http port.
+    let http_port = free_port();
+    let dst = env.bare("srv/dst.git", &[]);
+    let server = HttpsServer::start_with(
+        &env.path("srv"),
+        "mirror",
+        SECRET,
+        &format!("listen 127.0.0.1:{http_port};"),
+    );
+    let url = format!("http://127.0.0.1:{http_port}/git/dst.git");
+    let proxy = ConnectProxy::start();
+    env.git(
+        &up,
+        &[
+            "config",
+            "http.proxy",
+            &format!("http://127.0.0.1:{}", proxy.port),
+        ],
+    );
+    add_password_mirror(
+        &env,
+        &up,
+        "m",
+        &url,
+        "mirror",
+        SECRET,
+        &server.ca_file,
+        &["--allow-insecure-http"],
+    );
+    // Whichever way the sync ends, the proxy must not have read the password.
+    wait_mirror(&env, &up, "m", "a finished or abandoned sync", |m| {
+        m["update_status"] == "finished" || m["gave_up"] == true
+    });
+    assert!(env.wait_flushers_gone());
+    assert_secret_not_in("the proxy", &proxy.log(), "mirror", SECRET);
+    let err = last_error(&env.mirror_status(&up, "m"));
+    assert!(
+        err.contains("clear text") && err.contains(&format!("127.0.0.1:{}", proxy.port)),
+        "{err}"
+    );
+    assert_secret_not_in("the error", &err, "mirror", SECRET);
+    assert_secret_not_in("the log", &env.log(&up), "mirror", SECRET);
+    assert!(env.heads_and_tags(&dst).is_empty());
+
+    // Exempted from the proxy as the message says, the mirror is reached directly.
+    env.git(&up, &["config", &format!("http.{url}.proxy"), ""]);
+    let out = env.pm(&up, &["sync", "m", "--wait"]);
+    assert!(out.status.success(), "sync without proxy: {}", text(&out));
+    env.wait_mirrored(&up, &dst);
+    assert!(env.wait_flushers_gone());
+    assert_secret_not_in("the proxy", &proxy.log(), "mirror", SECRET);
+}
+
+/// git's bracketed scp-like form `[user:password@host:port]:path` hands
+/// `user:password@host:port` to ssh on its command line. `add`, `set` and the loader refuse it
+/// like the other forms, and nothing shows the password.
+#[test]
+fn bracketed_scp_like_passwords_are_refused_and_never_shown() {
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    let secret = "brack3tSecretQ";
+    let url = format!("[deploy:{secret}@127.0.0.1:2222]:x.git");
+    let config = up.join("pushmirror/config.yaml");
+    let out = env.pm(&up, &["add", "b", &url, "--disabled"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("scp-like") && !said.contains(secret),
+        "{said}"
+    );
+    assert_eq!(said.trim().lines().count(), 1, "{said}");
+    assert!(!config.exists());
+
+    env.pm_ok(
+        &up,
+        &["add", "b", "[git@127.0.0.1:2222]:x.git", "--disabled"],
+    );
+    let before = fs::read(&config).unwrap();
+    let out = env.pm(&up, &["set", "b", &format!("url={url}")]);
+    let said = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("scp-like") && !said.contains(secret),
+        "{said}"
+    );
+    assert_eq!(fs::read(&config).unwrap(), before);
+
+    // Edited by hand: every command refuses the file, and nothing shows the password.
+    let edited = String::from_utf8(before)
+        .unwrap()
+        .replace("[git@127.0.0.1:2222]:x.git", &url);
+    assert!(edited.contains(&url), "{edited}");
+    fs::write(&config, edited).unwrap();
+    let wc = env.clone(&up, "wc");
+    env.commit(&wc, "one");
+    let pushed = text(&env.push(&wc, &["main"]));
+    assert!(!pushed.contains(secret), "{pushed}");
+    for args in [
+        &["status"][..],
+        &["list"],
+        &["status", "--json"],
+        &["show", "b"],
+    ] {
+        let said = text(&env.pm(&up, args));
+        assert!(said.contains("scp-like"), "{args:?}: {said}");
+        assert!(!said.contains(secret), "{args:?}: {said}");
+    }
+    assert!(env.wait_flushers_gone());
+    assert!(!env.log(&up).contains(secret));
 }

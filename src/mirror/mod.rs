@@ -88,6 +88,10 @@ pub struct SyncContext<'a> {
     /// LFS objects an earlier sync found missing upstream: looked for again (and sent if they
     /// have arrived) even when no commit is pushed.
     pub lfs_recheck: &'a [lfs::scan::Pointer],
+    /// Every `password_env` variable the configuration names (`Loaded::password_env_names`):
+    /// removed from every child of the sync, the owning mirror's included (its askpass gets
+    /// the password through `GIT_PUSHMIRROR_PASSWORD`).
+    pub password_env_names: &'a [String],
 }
 
 /// Runs one full sync. `deleted_upstream` lists refs whose latest pending spool record is a
@@ -172,6 +176,9 @@ fn run_sync(
     // Checked again here, not only at `add`: the file may have been edited by hand.
     let scheme = url::validate(&cfg.url, cfg.allow_insecure_http)
         .map_err(|e| format!("url {}: {e}", url::mask(&cfg.url)))?;
+    if let Some(why) = crate::config::password_auth_refused(&cfg.auth, scheme) {
+        return Err(format!("url {}: {why}", url::mask(&cfg.url)));
+    }
     let (bare_url, url_user, url_pass) = url::split_credentials(&cfg.url);
     if let Some(p) = &url_pass {
         secrets.push(p.clone());
@@ -198,7 +205,8 @@ fn run_sync(
     .map_err(|e| format!("auth: {e}"))?;
     secrets.extend(prepared.secrets.iter().cloned());
     let _cleanup = TempFiles(prepared.temp_files.clone());
-    let (mut set, remove) = auth::base_env(cfg.allow_insecure_http, timeout.as_secs().max(1));
+    let (mut set, mut remove) = auth::base_env(cfg.allow_insecure_http, timeout.as_secs().max(1));
+    remove.extend(ctx.password_env_names.iter().cloned());
     set.extend(prepared.env.iter().cloned());
     // A relative ca_file is relative to the config file's directory, like the auth files (not
     // to wherever the flusher happens to run).
@@ -215,7 +223,14 @@ fn run_sync(
     if matches!(scheme, url::Scheme::Https | url::Scheme::Http) {
         // The askpass answers only prompts for this URL's scheme, host and port.
         set.push(("GIT_PUSHMIRROR_URL".into(), bare_url.clone()));
-        let proxy = proxy_for(ctx.git_dir, &bare_url, timeout)?;
+        let proxy = proxy_for(ctx, &bare_url, timeout)?;
+        let has_password = matches!(auth_cfg, crate::config::Auth::Password { .. });
+        if let Some(why) = cleartext_proxy_refused(scheme, &proxy, has_password) {
+            return Err(format!(
+                "url {masked_url}: {why}",
+                masked_url = url::mask(&cfg.url)
+            ));
+        }
         lfs_proxy = proxy.clone();
         if let (_, _, Some(p)) = url::split_credentials(&proxy) {
             secrets.push(p);
@@ -672,16 +687,21 @@ fn run_sync(
 /// whatever the process that pushed carried; `base_env` removes them). The answer is passed to
 /// every git child of the sync, so the push (run in a shadow repository that does not read
 /// the upstream's config) goes the same way as the listing.
-fn proxy_for(git_dir: &Path, url: &str, timeout: std::time::Duration) -> Result<String, String> {
+fn proxy_for(
+    ctx: &SyncContext<'_>,
+    url: &str,
+    timeout: std::time::Duration,
+) -> Result<String, String> {
     let args = [
         "config".to_string(),
         "--get-urlmatch".to_string(),
         "http.proxy".to_string(),
         url.to_string(),
     ];
-    let (set, remove) = auth::base_env(false, timeout.as_secs().max(1));
+    let (set, mut remove) = auth::base_env(false, timeout.as_secs().max(1));
+    remove.extend(ctx.password_env_names.iter().cloned());
     let env = git::ChildEnv { set, remove };
-    match git::run(git_dir, &args, &env, timeout, "config") {
+    match git::run(ctx.git_dir, &args, &env, timeout, "config") {
         Ok(out) if out.status_ok => Ok(out.stdout.trim_end_matches('\n').to_string()),
         // Exit 1 without a word: no proxy is configured.
         Ok(out) if out.stderr.trim().is_empty() => Ok(String::new()),
@@ -691,6 +711,20 @@ fn proxy_for(git_dir: &Path, url: &str, timeout: std::time::Duration) -> Result<
         )),
         Err(e) => Err(format!("reading http.proxy for the mirror: {e}")),
     }
+}
+
+/// Why a sync must not go through `proxy` (git's `http.proxy` for the mirror, "" for none):
+/// through a proxy an `http://` URL is no tunnel, the proxy reads every request, so the
+/// mirror's password (Basic auth is the password itself, base64) would be handed to it in
+/// clear text. An `https://` mirror goes through a CONNECT tunnel that the proxy cannot read.
+fn cleartext_proxy_refused(scheme: url::Scheme, proxy: &str, has_password: bool) -> Option<String> {
+    if scheme != url::Scheme::Http || proxy.is_empty() || !has_password {
+        return None;
+    }
+    Some(format!(
+        "refused to send the mirror's password to an http:// URL through the proxy {} (http.proxy): the proxy would read it in clear text; use https://, or exempt the mirror from the proxy with `git config http.<mirror url>.proxy \"\"`",
+        url::mask(proxy)
+    ))
 }
 
 /// Removes the temporary known_hosts files of a pinned host key when the sync ends, however it ends.
@@ -725,5 +759,29 @@ mod tests {
             ]
         );
         assert!(remote_messages("error: failed to push\n").is_empty());
+    }
+
+    #[test]
+    fn no_password_goes_to_a_proxy_in_clear_text() {
+        use crate::url::Scheme;
+        let proxy = "http://proxyuser:pr0xy@proxy.example:3128";
+        for (scheme, proxy, password, refused) in [
+            (Scheme::Http, proxy, true, true),
+            (Scheme::Http, "https://proxy.example", true, true),
+            (Scheme::Http, "", true, false),
+            (Scheme::Http, proxy, false, false),
+            (Scheme::Https, proxy, true, false),
+            (Scheme::Ssh, proxy, true, false),
+        ] {
+            let why = cleartext_proxy_refused(scheme, proxy, password);
+            assert_eq!(why.is_some(), refused, "{scheme:?} {proxy} {password}");
+            if let Some(why) = why {
+                assert!(!why.contains("pr0xy") && !why.contains('\n'), "{why}");
+                assert!(
+                    why.contains("proxy.example") && why.contains("https://"),
+                    "{why}"
+                );
+            }
+        }
     }
 }
