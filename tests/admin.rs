@@ -231,6 +231,8 @@ fn mirror_commands_happy_paths_and_error_paths() {
         &[
             "set",
             "one",
+            // Password auth is for http(s) mirrors only.
+            "url=https://127.0.0.1:1/one.git",
             "auth.method=password",
             "auth.username=bot",
             "auth.password_env=PM_TOKEN",
@@ -245,6 +247,7 @@ fn mirror_commands_happy_paths_and_error_paths() {
         &[
             "set",
             "one",
+            &format!("url={}", m1.display()),
             "auth=",
             "only_protected_branches=false",
             "protected=",
@@ -1375,8 +1378,11 @@ fn root_is_refused_on_a_repository_another_user_owns() {
 fn set_with_an_incomplete_auth_names_the_missing_key() {
     let env = Env::new();
     let up = env.upstream("up.git");
-    let target = env.bare("target.git", &[]);
-    env.pm_ok(&up, &["add", "m", target.to_str().unwrap(), "--disabled"]);
+    // An https:// URL: password auth is refused for a local mirror.
+    env.pm_ok(
+        &up,
+        &["add", "m", "https://127.0.0.1:1/target.git", "--disabled"],
+    );
     let config = up.join("pushmirror/config.yaml");
     let before = std::fs::read(&config).unwrap();
     let key = env.path("key");
