@@ -224,17 +224,14 @@ fn run_sync(
         // The askpass answers only prompts for this URL's scheme, host and port.
         set.push(("GIT_PUSHMIRROR_URL".into(), bare_url.clone()));
         let proxy = proxy_for(ctx, &bare_url, timeout)?;
-        let has_password = matches!(auth_cfg, crate::config::Auth::Password { .. });
-        if let Some(why) = cleartext_proxy_refused(scheme, &proxy, has_password) {
-            return Err(format!(
-                "url {masked_url}: {why}",
-                masked_url = url::mask(&cfg.url)
-            ));
-        }
-        lfs_proxy = proxy.clone();
         if let (_, _, Some(p)) = url::split_credentials(&proxy) {
             secrets.push(p);
         }
+        let has_password = matches!(auth_cfg, crate::config::Auth::Password { .. });
+        if let Some(why) = cleartext_proxy_refused(scheme, &proxy, has_password) {
+            return Err(format!("url {}: {why}", url::mask(&cfg.url)));
+        }
+        lfs_proxy = proxy.clone();
         auth::add_git_config(&mut set, "http.proxy", &proxy);
         auth::add_git_config(&mut set, &format!("http.{bare_url}.proxy"), &proxy);
     }
