@@ -897,6 +897,16 @@ fn status_reports_repositories_whose_path_is_not_utf8() {
         one["repository"].as_str().unwrap().contains("\\x"),
         "{one:#}"
     );
+    let shown = env.pm(&bad, &["show", "m", "--json"]);
+    assert!(shown.status.success(), "{}", text(&shown));
+    let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert!(
+        shown["effective"]["source"]
+            .as_str()
+            .unwrap()
+            .ends_with("pushmirror/config.yaml"),
+        "{shown:#}"
+    );
 }
 
 #[test]
