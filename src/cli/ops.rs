@@ -60,14 +60,14 @@ pub(super) fn status_root(
         mirrors_total += mirrors.len();
         unhealthy_total += bad + path_error.is_some() as usize;
         let mut doc = json!({
-                "repository": repository,
-                "silent_mode": f.server.silent,
-                "hook_installed": repo.hook.as_ref().map(|h| h.is_ok()),
-                "hook_problem": repo.hook.as_ref().and_then(|h| h.clone().err()),
-                "flusher_running": repo.flusher_running,
-                "spool_damaged_records": repo.contents.damage.len(),
-                "spool_error": repo.spool_error,
-                "mirrors": mirrors.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+            "repository": repository,
+            "silent_mode": f.server.silent,
+            "hook_installed": repo.hook.as_ref().map(|h| h.is_ok()),
+            "hook_problem": repo.hook.as_ref().and_then(|h| h.clone().err()),
+            "flusher_running": repo.flusher_running,
+            "spool_damaged_records": repo.contents.damage.len(),
+            "spool_error": repo.spool_error,
+            "mirrors": mirrors.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
         });
         if let Some(e) = &path_error {
             doc["error"] = json!(e);
