@@ -483,12 +483,8 @@ impl ServerConfig {
 
     /// `load` of the file at `path`.
     fn load_from(path: PathBuf) -> Result<(ServerConfig, PathBuf), ConfigError> {
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok((ServerConfig::default(), path))
-            }
-            Err(source) => return Err(ConfigError::Io { path, source }),
+        let Some(text) = read_text(&path)? else {
+            return Ok((ServerConfig::default(), path));
         };
         let cfg: ServerConfig = parse_yaml(&text, &path)?;
         let mut names = BTreeSet::new();
@@ -521,6 +517,45 @@ impl ServerConfig {
                 .unwrap_or(2)
         })
     }
+}
+
+/// The largest config file read (the server file or a repository's): a real one is a few KiB,
+/// even with hundreds of mirrors or rules. Anything bigger is refused before it is read, as
+/// every `status`, `metrics` and `sweep` would otherwise hold it whole in memory (and parse it).
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// A config file's text, None when it does not exist; one over `MAX_CONFIG_BYTES` is an error
+/// naming the file and the limit (at most the limit and one byte are read).
+fn read_text(path: &Path) -> Result<Option<String>, ConfigError> {
+    use std::io::Read;
+    let io = |source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(invalid(
+            path,
+            format!(
+                "the file is larger than {} KiB, the most a config file may be; refused (a mirroring config is a few KiB: is this the right file?)",
+                MAX_CONFIG_BYTES >> 10
+            ),
+        ));
+    }
+    String::from_utf8(bytes).map(Some).map_err(|_| {
+        io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        ))
+    })
 }
 
 fn parse_yaml<T: serde::de::DeserializeOwned + Default>(
@@ -615,15 +650,8 @@ fn line_of(text: &str, needle: &str) -> String {
 impl RepoConfig {
     /// Reads and validates `path`; a missing file is an empty configuration.
     pub fn load(path: &Path) -> Result<RepoConfig, ConfigError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RepoConfig::default()),
-            Err(source) => {
-                return Err(ConfigError::Io {
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
+        let Some(text) = read_text(path)? else {
+            return Ok(RepoConfig::default());
         };
         let cfg: RepoConfig = parse_yaml(&text, path)?;
         cfg.check().map_err(|m| {

@@ -265,7 +265,7 @@ pub fn run(git_dir: &Path) -> i32 {
     let out = post_receive(git_dir, &mut stdin.lock());
     let mut err = io::stderr().lock();
     for w in &out.warnings {
-        let _ = writeln!(err, "git-pushmirror: {w}");
+        let _ = writeln!(err, "git-pushmirror: {}", crate::text::one_line(w));
     }
     0
 }

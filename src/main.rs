@@ -20,6 +20,7 @@ mod repo;
 mod slots;
 mod spool;
 mod state;
+mod text;
 mod time;
 mod update;
 mod url;
@@ -55,7 +56,7 @@ fn main() {
             }
             Err(why) => {
                 if !why.is_empty() {
-                    eprintln!("{why}");
+                    eprintln!("{}", text::one_line(&why));
                 }
                 std::process::exit(1)
             }

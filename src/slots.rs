@@ -19,6 +19,12 @@ impl Drop for Slot {
 
 /// Blocks until one of `limit` slots is free.
 pub fn acquire(runtime_dir: &Path, limit: usize) -> std::io::Result<Slot> {
+    acquire_kind(runtime_dir, "slot", limit)
+}
+
+/// Blocks until one of `limit` slots of `kind` is free (`{kind}-{n}.lock`: the pushes use
+/// `slot`, the notify commands `notify`, each kind bounded on its own).
+pub fn acquire_kind(runtime_dir: &Path, kind: &str, limit: usize) -> std::io::Result<Slot> {
     crate::paths::ensure_runtime_dir(runtime_dir)?;
     let limit = limit.max(1);
     let start = (std::process::id() as usize) % limit;
@@ -27,7 +33,7 @@ pub fn acquire(runtime_dir: &Path, limit: usize) -> std::io::Result<Slot> {
         for i in 0..limit {
             let n = (start + i) % limit;
             let file =
-                crate::paths::open_private(&runtime_dir.join(format!("slot-{n}.lock")), false)?;
+                crate::paths::open_private(&runtime_dir.join(format!("{kind}-{n}.lock")), false)?;
             if file.try_lock_exclusive().is_ok() {
                 return Ok(Slot { file });
             }

@@ -1502,3 +1502,75 @@ fn sweep_as_root_skips_a_repository_another_user_owns() {
     assert_eq!(env.heads_and_tags(&mirrors[1]), env.heads_and_tags(&mine));
     assert!(env.wait_flushers_gone());
 }
+
+#[test]
+fn oversized_config_files_are_refused_with_one_line() {
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    let mirror = env.bare("m.git", &[]);
+    env.pm_ok(&up, &["add", "m", mirror.to_str().unwrap(), "--disabled"]);
+    let cfg = up.join("pushmirror/config.yaml");
+    let valid = std::fs::read_to_string(&cfg).unwrap();
+    // Valid YAML (comments) just over the limit: only its size is wrong.
+    let padding =
+        "# padding padding padding padding padding padding padding padding\n".repeat(17_000);
+    std::fs::write(&cfg, format!("{valid}{padding}")).unwrap();
+    let o = env.pm(&up, &["status"]);
+    assert_fails(&o, 1, &[cfg.to_str().unwrap(), "larger than 1024 KiB"]);
+    std::fs::write(&cfg, &valid).unwrap();
+    env.pm_ok(&up, &["status"]);
+
+    // The server file too, for every command that reads it.
+    std::fs::write(&env.server_config, &padding).unwrap();
+    let o = env.pm(&up, &["status"]);
+    assert_fails(
+        &o,
+        1,
+        &[env.server_config.to_str().unwrap(), "larger than 1024 KiB"],
+    );
+    let root = env.path("");
+    for args in [
+        vec!["status", "--root", root.to_str().unwrap()],
+        vec!["metrics", "--root", root.to_str().unwrap()],
+        vec!["sweep", "--root", root.to_str().unwrap()],
+    ] {
+        let o = env.cmd(bin()).args(&args).output().unwrap();
+        assert_fails(
+            &o,
+            1,
+            &[env.server_config.to_str().unwrap(), "larger than 1024 KiB"],
+        );
+    }
+}
+
+#[test]
+fn errors_with_newlines_from_names_stay_one_line() {
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    let o = env.pm(&up, &["add", "evil\nname", "/tmp/x.git"]);
+    assert_fails(&o, 2, &["evil\\nname"]);
+
+    // A hand-written config naming a mirror with a line break: every message about it, from
+    // the CLI and from the hook (`remote:` lines of the pusher), is one line.
+    std::fs::create_dir_all(up.join("pushmirror")).unwrap();
+    std::fs::write(
+        up.join("pushmirror/config.yaml"),
+        "mirrors:\n- name: \"evil\\nline\\r\\u001b[31m\"\n  url: /tmp/x.git\n",
+    )
+    .unwrap();
+    let o = env.pm(&up, &["status"]);
+    assert_fails(&o, 1, &["evil\\nline\\r\\x1b[31m"]);
+    let wc = env.clone(&up, "wc");
+    env.commit(&wc, "one");
+    let o = env.push(&wc, &["main"]);
+    let err = stderr(&o);
+    let ours: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("evil") || l.contains("line"))
+        .collect();
+    assert_eq!(ours.len(), 1, "{err}");
+    assert!(
+        ours[0].starts_with("remote: git-pushmirror: ") && ours[0].contains("evil\\nline\\r\\x1b"),
+        "{err}"
+    );
+}

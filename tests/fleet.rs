@@ -817,3 +817,301 @@ fn notify_mail_example_from_the_docs_reaches_a_real_mailbox() {
         assert!(!m.contains("mirror-user"), "user name in a mail: {m}");
     }
 }
+
+/// Two repositories whose names are not UTF-8 (`\xff.git`, `\xfe.git`: both `\u{FFFD}.git`
+/// under a lossy conversion) and `ok.git`, each with a mirror that synced. Returns the root.
+fn non_utf8_fleet(env: &Env) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    let root = env.path("srv");
+    std::fs::create_dir_all(&root).unwrap();
+    let mut repos = vec![root.join("ok.git")];
+    for b in [b"\xff.git", b"\xfe.git"] {
+        repos.push(root.join(std::ffi::OsStr::from_bytes(b)));
+    }
+    for (i, repo) in repos.iter().enumerate() {
+        let o = env
+            .cmd("git")
+            .args(["init", "-q", "--bare", "-b", "main"])
+            .arg(repo)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        env.pm_ok(repo, &["install"]);
+        let mirror = env.bare(&format!("mirrors/{i}.git"), &[]);
+        env.pm_ok(repo, &["add", "m", mirror.to_str().unwrap()]);
+    }
+    let settled = wait_until(Duration::from_secs(60), || {
+        repos
+            .iter()
+            .all(|r| env.mirror_status(r, "m")["update_status"] == "finished")
+    });
+    assert!(settled, "first syncs never finished");
+    assert!(env.wait_flushers_gone());
+    root
+}
+
+#[test]
+fn status_reports_repositories_whose_path_is_not_utf8() {
+    let env = Env::new();
+    let root = non_utf8_fleet(&env);
+    let out = pm_root(
+        &env,
+        &["status", "--root", root.to_str().unwrap(), "--json"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["repositories_scanned"], 3, "{doc:#}");
+    let repos = doc["repositories"].as_array().unwrap();
+    assert_eq!(repos.len(), 3, "{doc:#}");
+    let root_s = root.to_str().unwrap();
+    // Unhealthy (their path is an error) first, in path order; each one named apart.
+    for (r, name) in repos.iter().zip(["\\xfe.git", "\\xff.git", "ok.git"]) {
+        assert_eq!(r["repository"], format!("{root_s}/{name}"), "{doc:#}");
+        assert_eq!(r["mirrors"][0]["name"], "m");
+        assert_eq!(r["mirrors"][0]["update_status"], "finished");
+    }
+    for r in &repos[..2] {
+        let e = r["error"].as_str().unwrap();
+        assert!(e.contains("not UTF-8") && e.contains("\\x"), "{e}");
+    }
+    assert!(repos[2].get("error").is_none(), "{doc:#}");
+    assert_eq!(doc["unhealthy"], 2);
+
+    let out = pm_root(&env, &["status", "--root", root_s]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = stdout(&out);
+    assert!(
+        t.contains(&format!("repository: {root_s}/\\xff.git\nERROR: ")),
+        "{t}"
+    );
+    // The status of the repository itself too.
+    let bad = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_str().is_none())
+        .unwrap();
+    let one = env.pm(&bad, &["status", "--json"]);
+    assert!(one.status.success(), "{}", text(&one));
+    let one: Value = serde_json::from_slice(&one.stdout).unwrap();
+    assert!(
+        one["repository"].as_str().unwrap().contains("\\x"),
+        "{one:#}"
+    );
+    let shown = env.pm(&bad, &["show", "m", "--json"]);
+    assert!(shown.status.success(), "{}", text(&shown));
+    let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert!(
+        shown["effective"]["source"]
+            .as_str()
+            .unwrap()
+            .ends_with("pushmirror/config.yaml"),
+        "{shown:#}"
+    );
+}
+
+#[test]
+fn metrics_label_each_non_utf8_repository_apart() {
+    let env = Env::new();
+    let root = non_utf8_fleet(&env);
+    let textdir = env.path("textfile");
+    std::fs::create_dir_all(&textdir).unwrap();
+    let prom = textdir.join("git-pushmirror.prom");
+    let out = pm_root(
+        &env,
+        &[
+            "metrics",
+            "--root",
+            root.to_str().unwrap(),
+            "--output",
+            prom.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let body = std::fs::read_to_string(&prom).unwrap();
+    let series: std::collections::BTreeSet<&str> = body
+        .lines()
+        .filter(|l| l.starts_with("git_pushmirror_mirror_enabled{"))
+        .collect();
+    assert_eq!(
+        series.into_iter().collect::<Vec<_>>(),
+        [
+            r#"git_pushmirror_mirror_enabled{repository="\\xfe.git",mirror="m"} 1"#,
+            r#"git_pushmirror_mirror_enabled{repository="\\xff.git",mirror="m"} 1"#,
+            r#"git_pushmirror_mirror_enabled{repository="ok.git",mirror="m"} 1"#,
+        ],
+        "{body}"
+    );
+    if !have_all(&["promtool", "prometheus-node-exporter"]) {
+        eprintln!("SKIPPED (node_exporter part): promtool / prometheus-node-exporter missing");
+        return;
+    }
+    let check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&prom).unwrap())
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "promtool: {}", text(&check));
+    let ne = NodeExporter::start(&textdir, &env.path("node-exporter.log"));
+    let body = ne.scrape();
+    assert!(body.contains("node_textfile_scrape_error 0"), "{body}");
+    for repo in ["\\\\xfe.git", "\\\\xff.git", "ok.git"] {
+        let want = format!(r#"git_pushmirror_mirror_enabled{{mirror="m",repository="{repo}"}} 1"#);
+        assert!(
+            body.contains(&want),
+            "missing `{want}` in the scrape:\n{body}"
+        );
+    }
+}
+
+/// Runs git-pushmirror with `args` as a user who cannot read a mode-000 directory: the test
+/// user itself, or `nobody` (with the tree handed to it) when the test runs as root, whom no
+/// permission stops.
+fn pm_unprivileged(env: &Env, args: &[&str]) -> std::process::Output {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return pm_root(env, args);
+    }
+    env.cmd("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(bin())
+        .args(args)
+        .output()
+        .expect("run setpriv")
+}
+
+#[test]
+fn an_unreadable_directory_under_the_root_is_reported_and_exits_1() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let root = env.path("srv");
+    std::fs::create_dir_all(root.join("locked")).unwrap();
+    for r in ["srv/ok.git", "srv/locked/hidden.git"] {
+        env.bare(r, &[]);
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        // `nobody` walks the tree: it must reach the root, and own what it may read.
+        chown_r("65534:65534", &root);
+        std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let locked = root.join("locked");
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let r = root.to_str().unwrap();
+    let json = pm_unprivileged(&env, &["status", "--root", r, "--json"]);
+    let plain = pm_unprivileged(&env, &["status", "--root", r]);
+    let metrics = pm_unprivileged(&env, &["metrics", "--root", r]);
+    let sweep = pm_unprivileged(&env, &["sweep", "--root", r]);
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let named = |s: &str| s.contains(locked.to_str().unwrap()) && s.contains("ermission denied");
+    assert_eq!(json.status.code(), Some(1), "{}", text(&json));
+    let doc: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(doc["repositories_scanned"], 1, "{doc:#}");
+    let unreadable = doc["unreadable_directories"].as_array().unwrap();
+    assert_eq!(unreadable.len(), 1, "{doc:#}");
+    assert!(named(unreadable[0].as_str().unwrap()), "{doc:#}");
+
+    assert_eq!(plain.status.code(), Some(1), "{}", text(&plain));
+    assert!(named(&stdout(&plain)), "{}", text(&plain));
+
+    assert_eq!(metrics.status.code(), Some(1), "{}", text(&metrics));
+    assert!(named(&stderr(&metrics)), "{}", text(&metrics));
+    assert!(
+        stdout(&metrics).contains("\ngit_pushmirror_unreadable_directories 1\n"),
+        "{}",
+        text(&metrics)
+    );
+
+    assert_eq!(sweep.status.code(), Some(1), "{}", text(&sweep));
+    assert!(named(&stderr(&sweep)), "{}", text(&sweep));
+}
+
+#[test]
+fn notify_commands_are_bounded_server_wide() {
+    let env = Env::new();
+    let dir = env.path("notified");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Each command counts the commands running with it (its own included) while it runs.
+    let script = env.path("count-notify.sh");
+    write_exec(
+        &script,
+        &format!(
+            "#!/bin/sh\nd='{}'\ncat >/dev/null\ntouch \"$d/run.$$\"\nls \"$d\" | grep -c '^run\\.' >> \"$d/counts\"\nsleep 1\nrm \"$d/run.$$\"\necho done >> \"$d/finished\"\n",
+            dir.display()
+        ),
+    );
+    env.write_server_config(&format!(
+        "concurrency: 2\ndefaults:\n  max_attempts: 1\nnotify:\n  command: {}\n",
+        script.display()
+    ));
+    // Six repositories whose mirror fails at once: six notifications.
+    let missing = env.path("missing.git");
+    for i in 0..6 {
+        let up = env.upstream(&format!("up{i}.git"));
+        env.pm_ok(&up, &["add", "m", missing.to_str().unwrap()]);
+    }
+    let finished = || {
+        std::fs::read_to_string(dir.join("finished"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(90), || finished() >= 6),
+        "{} of 6 notifications ran",
+        finished()
+    );
+    assert!(env.wait_flushers_gone());
+    let counts: Vec<u32> = std::fs::read_to_string(dir.join("counts"))
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert_eq!(counts.len(), 6, "{counts:?}");
+    assert!(
+        counts.iter().all(|n| *n <= 2),
+        "more notify commands ran at once than `concurrency: 2`: {counts:?}"
+    );
+}
+
+#[test]
+fn notify_events_of_one_mirror_arrive_in_order() {
+    let env = Env::new();
+    let order = env.path("order");
+    // `failed` takes its time; the `gave_up` that follows it must still come second.
+    let script = env.path("slow-failed.sh");
+    write_exec(
+        &script,
+        &format!(
+            "#!/bin/sh\ndoc=$(cat)\ncase \"$doc\" in *'\"event\": \"failed\"'*) sleep 2;; esac\nprintf '%s\\n' \"$doc\" | grep '\"event\"' | tr -d ' ,' >> '{}'\n",
+            order.display()
+        ),
+    );
+    env.write_server_config(&format!(
+        "defaults:\n  max_attempts: 2\n  backoff_initial: 100ms\n  backoff_max: 200ms\nnotify:\n  command: {}\n",
+        script.display()
+    ));
+    let up = env.upstream("up.git");
+    let missing = env.path("missing.git");
+    env.pm_ok(&up, &["add", "m", missing.to_str().unwrap()]);
+    let events = || {
+        std::fs::read_to_string(&order)
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || events().len() >= 2),
+        "{:?}\n{}",
+        events(),
+        env.log(&up)
+    );
+    assert!(env.wait_flushers_gone());
+    assert_eq!(
+        events(),
+        ["\"event\":\"failed\"", "\"event\":\"gave_up\""],
+        "{}",
+        env.log(&up)
+    );
+}

@@ -708,7 +708,7 @@ pub(super) fn show(paths: &RepoPaths, name: &str, json_out: bool) -> Result<i32,
     }
     v["effective"] = json!({
         "debounce": Dur(e.debounce).to_string(), "max_delay": Dur(e.max_delay).to_string(),
-        "timeout": Dur(e.timeout).to_string(), "source": e.source,
+        "timeout": Dur(e.timeout).to_string(), "source": crate::text::path_text(&e.source),
     });
     if json_out {
         return print_json(&v);

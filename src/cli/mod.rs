@@ -65,7 +65,8 @@ pub fn main() -> i32 {
     match run(cli) {
         Ok(code) => code,
         Err(Fail(code, msg)) => {
-            eprintln!("git-pushmirror: {msg}");
+            // Every error leaves here as one line, whatever a name, URL or file put in it.
+            eprintln!("git-pushmirror: {}", crate::text::one_line(&msg));
             code
         }
     }

@@ -24,14 +24,19 @@ pub(super) fn status_root(
     let mut docs: Vec<(bool, String)> = Vec::new();
     let (mut mirrors_total, mut unhealthy_total) = (0usize, 0usize);
     f.each(|repo| {
+        // A path that is not UTF-8 is shown escaped (JSON holds only UTF-8), and reported: no
+        // server rule can name it (`${name}`), so it is an error entry of its own.
+        let repository = crate::text::path_text(&repo.paths.git_dir);
+        let path_error = crate::text::not_utf8(&repo.paths.git_dir)
+            .map(|m| format!("{m}; server rules cannot reach it (rename it)"));
         let loaded = match &repo.loaded {
             Ok(l) => l,
             Err(e) => {
                 unhealthy_total += 1;
+                let e = path_error.map_or(e.clone(), |p| format!("{p}; {e}"));
                 docs.push((
                     true,
-                    json!({"repository": repo.paths.git_dir, "error": e, "mirrors": []})
-                        .to_string(),
+                    json!({"repository": repository, "error": e, "mirrors": []}).to_string(),
                 ));
                 return;
             }
@@ -43,41 +48,46 @@ pub(super) fn status_root(
             .map(|e| {
                 let (mut v, bad) = mirror_status(&repo.paths, e, &repo.contents, now);
                 v["from_rule"] = json!(from_rule(loaded, e));
-                v["repository"] = json!(repo.paths.git_dir);
+                v["repository"] = json!(repository);
                 (bad, v)
             })
             .collect();
-        if mirrors.is_empty() {
+        if mirrors.is_empty() && (path_error.is_none() || f.server.rules.is_empty()) {
             return;
         }
         mirrors.sort_by_key(|(bad, _)| !bad);
         let bad = mirrors.iter().filter(|(b, _)| *b).count();
         mirrors_total += mirrors.len();
-        unhealthy_total += bad;
+        unhealthy_total += bad + path_error.is_some() as usize;
+        let mut doc = json!({
+            "repository": repository,
+            "silent_mode": f.server.silent,
+            "hook_installed": repo.hook.as_ref().map(|h| h.is_ok()),
+            "hook_problem": repo.hook.as_ref().and_then(|h| h.clone().err()),
+            "flusher_running": repo.flusher_running,
+            "spool_damaged_records": repo.contents.damage.len(),
+            "spool_error": repo.spool_error,
+            "mirrors": mirrors.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+        });
+        if let Some(e) = &path_error {
+            doc["error"] = json!(e);
+        }
         docs.push((
-            bad > 0 || repo.spool_error.is_some(),
-            json!({
-                "repository": repo.paths.git_dir,
-                "silent_mode": f.server.silent,
-                "hook_installed": repo.hook.as_ref().map(|h| h.is_ok()),
-                "hook_problem": repo.hook.as_ref().and_then(|h| h.clone().err()),
-                "flusher_running": repo.flusher_running,
-                "spool_damaged_records": repo.contents.damage.len(),
-                "spool_error": repo.spool_error,
-                "mirrors": mirrors.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
-            })
-            .to_string(),
+            bad > 0 || repo.spool_error.is_some() || path_error.is_some(),
+            doc.to_string(),
         ));
     });
     // Stable: within each group, the scan's path order.
     docs.sort_by_key(|(bad, _)| !bad);
     let head = json!({
-        "root": f.root,
+        "root": crate::text::path_text(&f.root),
         "silent_mode": f.server.silent,
         "repositories_scanned": f.dirs.len(),
         "mirrors": mirrors_total,
         "unhealthy": unhealthy_total,
+        "unreadable_directories": f.unreadable,
     });
+    let unreadable = !f.unreadable.is_empty();
     drop(f);
     let docs = docs.into_iter().map(|(_, d)| d);
     if json_out {
@@ -85,7 +95,11 @@ pub(super) fn status_root(
     } else {
         print_root(&head, docs);
     }
-    Ok(if unhealthy_total > 0 { 1 } else { 0 })
+    Ok(if unhealthy_total > 0 || unreadable {
+        1
+    } else {
+        0
+    })
 }
 
 /// The document `{head..., "repositories": [docs...]}`, pretty-printed as `print_json` would,
@@ -148,12 +162,20 @@ fn print_root(head: &Value, docs: impl Iterator<Item = String>) {
     if head["silent_mode"] == json!(true) {
         println!("SILENT MODE: no mirror is contacted; updates accumulate in the spool");
     }
+    for e in head["unreadable_directories"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        println!("ERROR: {}", e.as_str().unwrap_or("-"));
+    }
     for d in docs {
         let Ok(mut r) = serde_json::from_str::<Value>(&d) else {
             continue;
         };
         println!();
-        if let Some(e) = r["error"].as_str() {
+        // A repository whose configuration could not be read has only its error.
+        if let (Some(e), None) = (r["error"].as_str(), r.get("flusher_running")) {
             println!("repository: {}", r["repository"].as_str().unwrap_or("-"));
             println!("ERROR: {e}");
             continue;
@@ -175,6 +197,11 @@ pub(super) fn metrics(root: Option<&Path>, output: Option<&Path>) -> Result<i32,
         !mirror_status(&repo.paths, e, &repo.contents, now).1
     };
     let text = prom::render(&f, now, &healthy);
+    // The exposition is still written (it counts them in git_pushmirror_unreadable_directories);
+    // each one is named here and the exit status is 1.
+    for e in &f.unreadable {
+        eprintln!("git-pushmirror: {}", crate::text::one_line(e));
+    }
     match output {
         None => {
             let mut out = std::io::stdout().lock();
@@ -186,5 +213,5 @@ pub(super) fn metrics(root: Option<&Path>, output: Option<&Path>) -> Result<i32,
                 .map_err(|e| Fail(1, format!("--output {}: {e}", path.display())))?;
         }
     }
-    Ok(0)
+    Ok(if f.unreadable.is_empty() { 0 } else { 1 })
 }

@@ -98,7 +98,7 @@ pub(super) fn status(paths: &RepoPaths, name: Option<&str>, json_out: bool) -> R
     unhealthy |= spool_lost.is_some();
     let head = crate::health::dangling_head(&paths.git_dir);
     let doc = json!({
-        "repository": paths.git_dir,
+        "repository": crate::text::path_text(&paths.git_dir),
         "silent_mode": loaded.server.silent,
         "hook_installed": hook.is_ok(),
         "hook_problem": hook.err(),
@@ -125,6 +125,9 @@ pub(super) fn print_status(doc: &Value) {
         other => other.to_string(),
     };
     println!("repository: {}", s(&doc["repository"]));
+    if let Some(problem) = doc["error"].as_str() {
+        println!("ERROR: {problem}");
+    }
     if doc["silent_mode"] == json!(true) {
         println!("SILENT MODE: no mirror is contacted; updates accumulate in the spool");
     }

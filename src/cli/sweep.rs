@@ -118,12 +118,14 @@ pub(super) fn sweep(root: Option<&Path>) -> Result<i32, Fail> {
         );
         return Ok(0);
     }
-    let mut repos = Vec::new();
-    crate::ops::fleet::find_repos(&root, 0, &mut repos);
+    let (repos, unreadable) = crate::ops::fleet::find_all(&root);
     let exe = std::env::current_exe()?;
     let mut running = Children::default();
     let mut started = 0usize;
-    let mut errors = 0usize;
+    let mut errors = unreadable.len();
+    for e in &unreadable {
+        eprintln!("git-pushmirror: {}; not swept", crate::text::one_line(e));
+    }
     for git_dir in repos {
         let paths = RepoPaths::new(&git_dir);
         let work = config::load(&paths)
@@ -132,7 +134,11 @@ pub(super) fn sweep(root: Option<&Path>) -> Result<i32, Fail> {
         let work = match work {
             Ok(w) => w,
             Err(Fail(_, e)) => {
-                eprintln!("git-pushmirror: {}: {e}; skipped", git_dir.display());
+                eprintln!(
+                    "git-pushmirror: {}: {}; skipped",
+                    crate::text::path_text(&git_dir),
+                    crate::text::one_line(&e)
+                );
                 errors += 1;
                 continue;
             }
@@ -144,7 +150,7 @@ pub(super) fn sweep(root: Option<&Path>) -> Result<i32, Fail> {
         // owner's next push could not spool: such a repository is named and skipped, as
         // `add` and the other writing commands refuse it.
         if let Err(Fail(_, e)) = refuse_root_on_anothers_repo(&git_dir, "sweep") {
-            eprintln!("git-pushmirror: {e}; skipped");
+            eprintln!("git-pushmirror: {}; skipped", crate::text::one_line(&e));
             errors += 1;
             continue;
         }

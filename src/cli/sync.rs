@@ -62,7 +62,7 @@ pub(super) fn sync(paths: &RepoPaths, name: Option<&str>, wait: bool) -> Result<
                         eprintln!(
                             "git-pushmirror: {}: failed: {}",
                             e.mirror.name,
-                            st.last_error.unwrap_or_default()
+                            crate::text::one_line(&st.last_error.unwrap_or_default())
                         );
                     }
                     _ => println!("{}: synced", e.mirror.name),

@@ -30,6 +30,9 @@ pub struct Fleet {
     pub server: ServerConfig,
     server_path: PathBuf,
     pub dirs: Vec<PathBuf>,
+    /// Directories under the root that could not be read (one line each): the repositories in
+    /// them are missing from the scan.
+    pub unreadable: Vec<String>,
     holders: std::collections::HashSet<u64>,
     /// The scanning user's global or system git config sets `core.hooksPath`.
     global_hooks_path: bool,
@@ -56,13 +59,13 @@ pub fn resolve_root(
 
 /// Finds every repository under `root` (see `find_repos`) and which flushers run.
 pub fn scan(root: &Path, server: ServerConfig, server_path: PathBuf) -> Fleet {
-    let mut dirs = Vec::new();
-    find_repos(root, 0, &mut dirs);
+    let (dirs, unreadable) = find_all(root);
     Fleet {
         root: root.to_path_buf(),
         server,
         server_path,
         dirs,
+        unreadable,
         holders: flock_holders(),
         global_hooks_path: global_hooks_path(),
     }
@@ -116,14 +119,13 @@ impl Fleet {
         }
     }
 
-    /// The repository's path relative to the root (`.git` kept), as `sweep` and rule
-    /// `${name}` see it.
+    /// The repository's path relative to the root (`.git` kept), as the metrics label it: bytes
+    /// that are not printable UTF-8 as `\xNN` and a backslash doubled, so that two
+    /// repositories never share a label (a lossy conversion makes every invalid byte `\u{FFFD}`).
     pub fn relative(&self, git_dir: &Path) -> String {
-        git_dir
-            .strip_prefix(&self.root)
-            .unwrap_or(git_dir)
-            .display()
-            .to_string()
+        use std::os::unix::ffi::OsStrExt;
+        let rel = git_dir.strip_prefix(&self.root).unwrap_or(git_dir);
+        crate::text::escape_bytes(rel.as_os_str().as_bytes())
     }
 }
 
@@ -207,9 +209,17 @@ pub fn flusher_running(paths: &RepoPaths, holders: &std::collections::HashSet<u6
     std::fs::symlink_metadata(paths.flusher_lock()).is_ok_and(|m| holders.contains(&m.ino()))
 }
 
-/// Every repository under `dir` (not descending into one, nor following symlinks, at most 8
-/// levels deep), sorted by path.
-pub fn find_repos(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+/// Every repository under `root` (not descending into one, nor following symlinks, at most 8
+/// levels deep), sorted by path, and the directories that could not be read (one line each,
+/// naming the directory and why): the repositories in those are not in the list, and every
+/// caller reports them and exits 1 rather than show a fleet with holes in it.
+pub fn find_all(root: &Path) -> (Vec<PathBuf>, Vec<String>) {
+    let (mut dirs, mut unreadable) = (Vec::new(), Vec::new());
+    walk(root, 0, &mut dirs, &mut unreadable);
+    (dirs, unreadable)
+}
+
+fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>, unreadable: &mut Vec<String>) {
     if depth > 8 {
         return;
     }
@@ -217,16 +227,29 @@ pub fn find_repos(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
         out.push(dir.to_path_buf());
         return;
     }
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
+    let cannot = |e: std::io::Error| {
+        format!(
+            "{}: cannot read the directory ({e}): repositories in it are missing",
+            crate::text::path_text(dir)
+        )
     };
-    let mut entries: Vec<PathBuf> = rd
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| e.path())
-        .collect();
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) => {
+            unreadable.push(cannot(e));
+            return;
+        }
+    };
+    let mut entries = Vec::new();
+    for e in rd {
+        match e.and_then(|e| Ok((e.file_type()?, e.path()))) {
+            Ok((t, path)) if t.is_dir() => entries.push(path),
+            Ok(_) => {}
+            Err(e) => unreadable.push(cannot(e)),
+        }
+    }
     entries.sort();
     for e in entries {
-        find_repos(&e, depth + 1, out);
+        walk(&e, depth + 1, out, unreadable);
     }
 }

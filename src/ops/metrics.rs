@@ -123,6 +123,12 @@ pub fn render(
         .into_iter(),
     );
     family(
+        "git_pushmirror_unreadable_directories",
+        "gauge",
+        "Directories under the root that could not be read: the repositories in them are missing from every other metric.",
+        &mut std::iter::once(one(fleet.unreadable.len() as f64)),
+    );
+    family(
         "git_pushmirror_repository_hook_installed",
         "gauge",
         "Per repository with a mirror: 1 when its post-receive hook is ours and runnable, 0 when pushes are not seen (absent when a core.hooksPath makes it unknown here).",

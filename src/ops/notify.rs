@@ -10,9 +10,16 @@
 //! syncs go on meanwhile; it is bounded by `timeout` (default 30s: SIGTERM to the group, then
 //! SIGKILL 2 s later). Its outcome is logged; a failed notification is not retried (the next
 //! state change sends a new one).
+//!
+//! At most `concurrency` (the server file's, default the number of CPUs) notify commands run at
+//! once on the server, each holding a `notify-N.lock` slot in the runtime directory (the push
+//! slots' mechanism, slots of their own): 40 repositories failing together queue instead of
+//! forking 40 commands. One mirror's notifications run one after the other, in the order of
+//! its state changes (`failed` is delivered before the `gave_up` that follows it).
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
@@ -54,7 +61,9 @@ fn new_divergent<'a>(before: &MirrorState, after: &'a MirrorState) -> Vec<&'a St
         .collect()
 }
 
-static RUNNING: Mutex<Vec<JoinHandle<()>>> = Mutex::new(Vec::new());
+/// The latest notification of each mirror (repository, name): the next one of the same mirror
+/// waits for it, so they run in order; `wait_all` joins them (each joined its predecessor).
+static LATEST: Mutex<BTreeMap<(PathBuf, String), JoinHandle<()>>> = Mutex::new(BTreeMap::new());
 
 /// Called by the flusher after it saved a mirror's new state: runs the `notify` command when
 /// the state changed in a way worth telling (see `events`). Returns at once.
@@ -77,24 +86,35 @@ pub fn transition(paths: &RepoPaths, mirror: &str, before: &MirrorState, after: 
     let doc = document(paths, mirror, url, &evs, before, after);
     let git_dir = paths.git_dir.clone();
     let name = mirror.to_string();
+    let runtime = crate::paths::runtime_dir(loaded.server.runtime_dir.as_deref());
+    let limit = loaded.server.concurrency();
+    let mut latest = LATEST.lock().unwrap_or_else(|e| e.into_inner());
+    latest.retain(|_, h| !h.is_finished());
+    let key = (git_dir.clone(), name.clone());
+    let before_this = latest.remove(&key);
     let handle = std::thread::spawn(move || {
-        let timeout = cfg.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0);
+        if let Some(h) = before_this {
+            let _ = h.join();
+        }
         let what = format!("notify {name} ({})", evs.join(", "));
+        // A runtime directory we cannot use must not cost the notification: it runs unbounded.
+        let _slot = crate::slots::acquire_kind(&runtime, "notify", limit)
+            .map_err(|e| warn!("{what}: no notify slot ({e}); run without one"))
+            .ok();
+        let timeout = cfg.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0);
         match run(&cfg.command, &doc, &git_dir, timeout) {
             Ok(ms) => info!("{what}: done in {ms} ms"),
             Err(e) => warn!("{what}: {e} (not retried)"),
         }
     });
-    let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
-    running.retain(|h| !h.is_finished());
-    running.push(handle);
+    latest.insert(key, handle);
 }
 
 /// Waits for the notifications still running (each is bounded by its timeout): the flusher
 /// calls this before it exits.
 pub fn wait_all() {
-    let handles: Vec<_> = std::mem::take(&mut *RUNNING.lock().unwrap_or_else(|e| e.into_inner()));
-    for h in handles {
+    let handles = std::mem::take(&mut *LATEST.lock().unwrap_or_else(|e| e.into_inner()));
+    for h in handles.into_values() {
         let _ = h.join();
     }
 }
@@ -114,7 +134,7 @@ pub fn document(
         "events": evs,
         "time": crate::time::rfc3339(crate::time::now_ms()),
         "host": hostname(),
-        "repository": paths.git_dir,
+        "repository": crate::text::path_text(&paths.git_dir),
         "mirror": mirror,
         "url": masked_url,
         "update_status": after.update_status.as_str(),
