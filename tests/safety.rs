@@ -93,10 +93,10 @@ fn restore_state_in_place(env: &Env, up: &Path, wc: &Path, round: &str) -> u64 {
 /// A state file overwritten in place (restored with `cp`) leaves `cursor-floor` stale but
 /// trusted: every push and `sync` was numbered below the cursor and thrown away, the flusher
 /// logged "spool ends below a mirror's cursor" and exited, `sync --wait` restarted flushers
-/// until its deadline. The flusher and `sync`, which read the state files, must number above
-/// the real cursor and sync in full.
+/// until its deadline, `sweep` saw nothing pending. The flusher and `sync`, which read the
+/// state files, must number above the real cursor and sync in full.
 #[test]
-fn stale_cursor_floor_after_a_state_file_restored_in_place_recovers_on_push_and_on_sync() {
+fn stale_cursor_floor_after_a_state_file_restored_in_place_recovers_on_push_sync_and_sweep() {
     let env = Env::new();
     env.write_server_config(FAST);
     let (up, mirror, wc) = synced_pair(&env, env.bare("mirror.git", &[]));
@@ -127,6 +127,19 @@ fn stale_cursor_floor_after_a_state_file_restored_in_place_recovers_on_push_and_
     let st = env.status_json(&up);
     assert!(st["spool_lost"].is_null(), "{st}");
     assert_eq!(env.mirror_status(&up, "m")["pending_updates"], 0);
+
+    // `sweep`: nothing looks pending (every record is below the cursor), yet it must flush.
+    let restored = restore_state_in_place(&env, &up, &wc, "sweep");
+    let out = env
+        .cmd(bin())
+        .args(["sweep", "--root", s(&env.path(""))])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    env.wait_mirrored(&up, &mirror);
+    assert!(env.wait_flushers_gone());
+    assert!(cursor_of(&up) > restored, "{}", env.log(&up));
+    assert!(env.status_json(&up)["spool_lost"].is_null());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -34,6 +34,13 @@ pub(super) fn sweep_work(
     } else {
         Default::default()
     };
+    // The spool ends below a cursor (lost, cut back, or numbered from a stale `cursor-floor`):
+    // nothing looks pending, but the flusher repairs the numbering and syncs every mirror in
+    // full.
+    if crate::health::spool_lost(paths, &contents).is_some() {
+        w.why.push("spool lost");
+        w.pending = true;
+    }
     for e in enabled {
         let name = &e.mirror.name;
         let st = state::load(&paths.state_dir(), name)?;
