@@ -252,3 +252,66 @@ fn a_sha256_upstream_pushing_to_a_sha1_mirror_names_the_hash_algorithm() {
     assert_eq!(failed.len(), 4, "{log}");
     assert!(failed.iter().all(|l| l.contains("hash algorithm")), "{log}");
 }
+
+/// The pids of the `git push` processes (not receive-pack) whose arguments name `target`.
+fn git_push_pids(target: &Path) -> Vec<u32> {
+    let needle = target.to_string_lossy().into_owned();
+    let mut out = Vec::new();
+    for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmd
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args
+            .first()
+            .is_some_and(|a| a == "git" || a.ends_with("/git"))
+            && args.iter().any(|a| a == "push")
+            && args.iter().any(|a| a.contains(&needle))
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// A `git push` killed from outside (the OOM killer, an operator) said nothing but progress:
+/// `last_error` was "Delta compression using up to 2 threads". It must say it was killed.
+#[test]
+fn a_push_killed_from_outside_is_reported_as_killed_not_by_its_progress() {
+    let env = Env::new();
+    env.write_server_config(
+        "defaults:\n  debounce: 100ms\n  backoff_initial: 100ms\n  max_attempts: 1\n  timeout: 120s\n",
+    );
+    let (up, mirror, wc) = synced_pair(&env, env.bare("mirror.git", &[]));
+    // The mirror holds the push open in its pre-receive hook until the push is killed.
+    write_exec(&mirror.join("hooks/pre-receive"), "#!/bin/sh\nsleep 60\n");
+    fs::write(wc.join("data"), random_bytes(200_000, 7)).unwrap();
+    env.git(&wc, &["add", "data"]);
+    env.commit(&wc, "with a pack to send");
+    env.push(&wc, &["main"]);
+    let mut pids = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            pids = git_push_pids(&mirror);
+            !pids.is_empty()
+        }),
+        "no git push ever ran\n{}",
+        env.log(&up)
+    );
+    for pid in pids {
+        unsafe_kill(pid);
+    }
+    let m = wait_gave_up(&env, &up, "m");
+    let e = m["last_error"].as_str().unwrap_or_default();
+    assert!(
+        e.ends_with("killed by signal 9 (SIGKILL)"),
+        "{m:#}\n{}",
+        env.log(&up)
+    );
+}
