@@ -392,7 +392,10 @@ mod tests {
         assert!(last_line(&refused).starts_with(crate::mirror::auth::ASKPASS_REFUSED));
     }
 
-    /// Real git 2.47 stderr, as `run` keeps it (meter updates dropped by `read_stderr`).
+    /// git 2.47's stderr as `run` keeps it (meter updates dropped by `read_stderr`): captured
+    /// on this machine for the hash algorithm, the killed push, the hook's refusal, the
+    /// unreachable https and ssh mirrors and the missing repository; the HTTP 413, hosting
+    /// service and git daemon samples have the shape git gives them.
     #[test]
     fn the_most_telling_line_is_kept_never_a_consequence_or_progress() {
         let advice = "fatal: Could not read from remote repository.\n\n\
