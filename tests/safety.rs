@@ -210,6 +210,9 @@ fn failures_kept_in_memory_on_a_full_disk_are_saved_once_space_is_back() {
     assert_eq!(m["healthy"], false, "{m:#}");
     assert!(env.log(&up).contains("is saved"), "{}", env.log(&up));
     assert!(env.wait_flushers_gone(), "{}", env.log(&up));
+    // While it waited for space it tried nothing more: max_attempts syncs, no retry storm.
+    let log = env.log(&up);
+    assert_eq!(log.matches("sync m failed").count(), 3, "{log}");
     // And `sync` mirrors it.
     env.pm_ok(&up, &["sync", "--wait"]);
     env.wait_mirrored(&up, &mirror);
