@@ -16,6 +16,12 @@
 //! granularity: a rename in the same clock tick as the one recorded could otherwise leave the
 //! ctime unchanged. Written in place, without fsync: a torn or lost write is caught by the CRC
 //! or by the stamp, and costs one slow read.
+//!
+//! What the stamp cannot see is a state file written in place rather than renamed (restored
+//! with `cp` over the old one): the cache then says less than the real highest cursor, and
+//! new records would be numbered at or below it. Whoever reads the state files themselves and
+//! finds the spool ending below a cursor (the flusher at every pass, `sync`) numbers above
+//! the real cursor with `Spool::append_above`, which drops the stale cache (`forget`).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -159,6 +165,13 @@ pub fn max_cursor(dir: &Path) -> u64 {
         let _ = write(&path, floor, &stamp);
     }
     floor
+}
+
+/// Drops the cache (best effort): someone who read the state files found a cursor above it,
+/// so it no longer stands for them (a state file overwritten in place keeps the stamp). The
+/// next `max_cursor` reads the state files and caches the answer again.
+pub fn forget(dir: &Path) {
+    let _ = fs::remove_file(dir.join(FILE));
 }
 
 #[cfg(test)]

@@ -246,6 +246,8 @@ pub fn run(git_dir: &Path, once: bool) -> i32 {
         spool_len: 0,
         reported_state_errors: BTreeSet::new(),
         unsaved: HashMap::new(),
+        unsaved_retry_at: 0,
+        unsaved_tries: 0,
     }
     .main_loop();
     crate::ops::notify::wait_all();
@@ -263,6 +265,10 @@ fn peak_rss_kib() -> i64 {
     }
     ru.ru_maxrss
 }
+
+/// How soon a flusher tries again to write the states it could not save, and how long it
+/// waits between tries at most.
+const UNSAVED_RETRY: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
 
 struct Flusher {
     paths: RepoPaths,
@@ -283,8 +289,13 @@ struct Flusher {
     reported_state_errors: BTreeSet<String>,
     /// States that could not be written (a full or read-only disk): kept here so the backoff,
     /// the attempt count and the cursor still hold for this flusher's life, instead of every
-    /// pass finding the old state on disk and retrying at once.
+    /// pass finding the old state on disk and retrying at once. Written once writes work
+    /// again (`retry_unsaved`); until then the flusher does not exit, or what its failures
+    /// were would be lost and the mirror would show the last state that could be saved.
     unsaved: HashMap<String, MirrorState>,
+    /// When to try writing the unsaved states again, and how many tries have failed.
+    unsaved_retry_at: u64,
+    unsaved_tries: u32,
 }
 
 /// Removes the temporary files a flusher killed mid-write left (`.spool.tmp.<pid>`,
@@ -349,6 +360,7 @@ impl Flusher {
                     continue;
                 }
             };
+            self.retry_unsaved(&cfg);
             let mut contents = match spool.read(&lock) {
                 Ok(c) => c,
                 Err(e) => {
@@ -371,7 +383,10 @@ impl Flusher {
                 // The spool was lost or cut back under the cursors (a push would have fixed the
                 // numbering itself; `sync`, `sweep` or a restart may come first). What the lost
                 // records said is unknown: every mirror gets a full sync, never silence.
-                match spool.append_checked(&lock, &[], &[], now_ms()) {
+                // Numbered above `top` as read here, not only above `cursor-floor`: a state
+                // file restored in place leaves that cache stale, and every record the hook
+                // numbers from it below the cursor (see floor.rs).
+                match spool.append_above(&lock, &[], &[], now_ms(), top) {
                     Ok(a) => {
                         let r = a.rewind.map_or_else(
                             || format!("the spool ends below a mirror's cursor ({top})"),
@@ -475,6 +490,16 @@ impl Flusher {
                 self.save(name, &st);
             }
             drop(lock);
+            if !actionable && self.in_flight.is_empty() && !self.once && !self.unsaved.is_empty() {
+                // Nothing to do but keep what could not be written: wait for writes to work
+                // again (a push coming in meanwhile wakes us as usual).
+                let wait = self
+                    .unsaved_retry_at
+                    .saturating_sub(now_ms())
+                    .clamp(5, 30_000);
+                self.collect(&rx, Duration::from_millis(wait), Some(&cfg));
+                continue;
+            }
             if !actionable && self.in_flight.is_empty() {
                 match self.try_exit(&spool, &cfg) {
                     Some(code) => return code,
@@ -738,10 +763,42 @@ impl Flusher {
             }
             Err(e) => {
                 if !self.unsaved.contains_key(name) {
-                    error!("{e}; the state is kept in memory while this flusher runs");
+                    error!("{e}; the state is kept in memory, and saved once writes work again");
+                }
+                if self.unsaved.is_empty() {
+                    self.unsaved_tries = 0;
+                    self.unsaved_retry_at = now_ms() + UNSAVED_RETRY.0.as_millis() as u64;
                 }
                 self.unsaved.insert(name.to_string(), st.clone());
             }
+        }
+    }
+
+    /// Writes the states kept in memory since a write error, when their retry is due (the
+    /// first after `UNSAVED_RETRY.0`, doubling up to `UNSAVED_RETRY.1`: a full disk is not
+    /// hammered). Called under the spool lock with the config just read: the state of a
+    /// mirror removed meanwhile is dropped, not written back.
+    fn retry_unsaved(&mut self, cfg: &Loaded) {
+        if self.unsaved.is_empty() || now_ms() < self.unsaved_retry_at {
+            return;
+        }
+        self.unsaved
+            .retain(|name, _| cfg.mirrors.iter().any(|m| m.mirror.name == *name));
+        let names: Vec<String> = self.unsaved.keys().cloned().collect();
+        for name in names {
+            let Some(st) = self.unsaved.get(&name) else {
+                continue;
+            };
+            if state::save(&self.paths.state_dir(), &name, st).is_err() {
+                break;
+            }
+            info!("{name}: the state kept in memory since a write error is saved");
+            self.unsaved.remove(&name);
+        }
+        if !self.unsaved.is_empty() {
+            self.unsaved_tries = self.unsaved_tries.saturating_add(1);
+            let d = backoff(self.unsaved_tries, UNSAVED_RETRY.0, UNSAVED_RETRY.1);
+            self.unsaved_retry_at = now_ms() + d.as_millis() as u64;
         }
     }
 

@@ -33,7 +33,7 @@ pub fn write_error(dir: &Path) -> Option<String> {
     );
     disk.then(|| {
         format!(
-            "cannot write in {}: {e}; mirror state cannot be saved (flushers keep it in memory and give up after max_attempts)",
+            "cannot write in {}: {e}; mirror state cannot be saved (a flusher keeps it in memory, gives up after max_attempts, and saves it once writes work again)",
             dir.display()
         )
     })

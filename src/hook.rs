@@ -165,13 +165,16 @@ fn spool_and_wake(
     } else {
         Vec::new()
     };
-    append_and_wake(paths, mode, updates, &forces)
+    append_and_wake(paths, mode, updates, &forces, 0)
 }
 
 /// For the CLI: force records for the named mirrors (`*` for all), and a flusher to act on them.
+/// Off the push's hot path, so numbered above the cursors as the state files hold them, not
+/// only as `cursor-floor` remembers them (see `Spool::append_above`).
 pub fn spool_and_wake_forced(paths: &RepoPaths, mirrors: &[String]) -> Result<(), String> {
     let mode = crate::paths::shared_dir_mode(&paths.git_dir);
-    append_and_wake(paths, mode, &[], mirrors).map(|_| ())
+    let known = crate::state::max_cursor(&paths.state_dir());
+    append_and_wake(paths, mode, &[], mirrors, known).map(|_| ())
 }
 
 fn append_and_wake(
@@ -179,6 +182,7 @@ fn append_and_wake(
     mode: u32,
     updates: &[RefUpdate],
     forces: &[String],
+    known: u64,
 ) -> Result<Vec<String>, String> {
     paths
         .ensure_mode(mode)
@@ -186,7 +190,7 @@ fn append_and_wake(
     let spool = Spool::new(&paths.dir);
     let lock = spool.lock().map_err(|e| e.to_string())?;
     let appended = spool
-        .append_checked(&lock, updates, forces, crate::time::now_ms())
+        .append_above(&lock, updates, forces, crate::time::now_ms(), known)
         .map_err(|e| e.to_string())?;
     let damage = appended.damage;
     let mut warns = Vec::new();

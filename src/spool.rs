@@ -277,16 +277,35 @@ impl Spool {
     /// mirror gets a full sync.
     pub fn append_checked(
         &self,
+        lock: &SpoolLock,
+        updates: &[RefUpdate],
+        forces: &[String],
+        now_ms: u64,
+    ) -> Result<Appended, SpoolError> {
+        self.append_above(lock, updates, forces, now_ms, 0)
+    }
+
+    /// `append_checked`, numbering above `known` as well: the highest cursor the caller read
+    /// from the state files themselves (the flusher, `sync`). The `cursor-floor` cache cannot
+    /// see a state file overwritten in place (restored with `cp`): when it says less than
+    /// `known` it is stale, and is dropped so that the next push reads the state files again.
+    pub fn append_above(
+        &self,
         _lock: &SpoolLock,
         updates: &[RefUpdate],
         forces: &[String],
         now_ms: u64,
+        known: u64,
     ) -> Result<Appended, SpoolError> {
         let path = self.path();
         let mut file = crate::paths::open_private(&path, true).map_err(io_err(&path))?;
         let (tail_seq, damage, needs_newline) = tail_state(&mut file).map_err(io_err(&path))?;
         // The highest cursor, from `cursor-floor` when it is valid (see floor.rs).
-        let floor = crate::floor::max_cursor(&self.dir);
+        let cached = crate::floor::max_cursor(&self.dir);
+        if cached < known {
+            crate::floor::forget(&self.dir);
+        }
+        let floor = cached.max(known);
         let rewind = (tail_seq < floor).then_some(Rewind {
             spool_last: tail_seq,
             cursor: floor,
@@ -574,6 +593,38 @@ mod tests {
         let a = s.append_checked(&l, &[], &["m".into()], 10).unwrap();
         assert_eq!(a.rewind, None);
         assert_eq!(s.read(&l).unwrap().last_seq(), 8);
+    }
+
+    #[test]
+    fn numbering_resumes_above_a_known_cursor_the_floor_cache_missed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Spool::new(dir.path());
+        let l = s.lock().unwrap();
+        s.append(&l, &[upd("refs/heads/a", '1')], &[], 1).unwrap();
+        // A cache that the state files no longer agree with (one written in place since).
+        std::fs::write(dir.path().join(crate::floor::FILE), b"stale\n").unwrap();
+        let a = s.append_above(&l, &[], &["m".into()], 2, 9).unwrap();
+        assert_eq!(
+            a.rewind,
+            Some(Rewind {
+                spool_last: 1,
+                cursor: 9
+            })
+        );
+        assert!(!dir.path().join(crate::floor::FILE).exists(), "cache kept");
+        let c = s.read(&l).unwrap();
+        let tail: Vec<(u64, &Kind)> = c.records[1..].iter().map(|r| (r.seq, &r.kind)).collect();
+        assert_eq!(
+            tail,
+            vec![
+                (10, &Kind::Force { mirror: "m".into() }),
+                (11, &Kind::Force { mirror: "*".into() })
+            ]
+        );
+        // Above it already: a plain append.
+        let a = s.append_above(&l, &[], &["m".into()], 3, 9).unwrap();
+        assert_eq!(a.rewind, None);
+        assert_eq!(s.read(&l).unwrap().last_seq(), 12);
     }
 
     #[test]

@@ -34,9 +34,11 @@ pub(super) fn sweep_work(
     } else {
         Default::default()
     };
+    let mut top_cursor = 0;
     for e in enabled {
         let name = &e.mirror.name;
         let st = state::load(&paths.state_dir(), name)?;
+        top_cursor = top_cursor.max(st.cursor);
         let pending = crate::flusher::pending_for(&contents, name, st.cursor);
         // A sync that ran to the end with divergent or refused refs is `failed` without pending
         // work: retrying cannot help, so it is left alone.
@@ -87,6 +89,13 @@ pub(super) fn sweep_work(
             }
         }
         w.pending |= pending;
+    }
+    // The spool ends below a cursor (lost, cut back, or numbered from a stale `cursor-floor`):
+    // nothing looks pending, but the flusher repairs the numbering and syncs every mirror in
+    // full.
+    if contents.last_seq() < top_cursor {
+        w.why.push("spool lost");
+        w.pending = true;
     }
     w.why.sort_unstable();
     w.why.dedup();

@@ -97,12 +97,32 @@ pub fn run(
         libc::kill(-pid, libc::SIGKILL);
     }
     let stdout = String::from_utf8_lossy(&out_t.join().unwrap_or_default()).into_owned();
-    let stderr = String::from_utf8_lossy(&err_t.join().unwrap_or_default()).into_owned();
+    let mut stderr = String::from_utf8_lossy(&err_t.join().unwrap_or_default()).into_owned();
+    if let Some(sig) = std::os::unix::process::ExitStatusExt::signal(&status) {
+        // Killed from outside (the OOM killer, an operator): git's last words are progress,
+        // which says nothing of it.
+        stderr.push_str(&format!("\n{}\n", killed_by(sig)));
+    }
     Ok(Output {
         status_ok: status.success(),
         stdout,
         stderr,
     })
+}
+
+/// The line a git killed by signal `sig` gets in its stderr.
+fn killed_by(sig: i32) -> String {
+    let name = match sig {
+        libc::SIGHUP => " (SIGHUP)",
+        libc::SIGINT => " (SIGINT)",
+        libc::SIGABRT => " (SIGABRT)",
+        libc::SIGKILL => " (SIGKILL)",
+        libc::SIGSEGV => " (SIGSEGV)",
+        libc::SIGPIPE => " (SIGPIPE)",
+        libc::SIGTERM => " (SIGTERM)",
+        _ => "",
+    };
+    format!("killed by signal {sig}{name}")
 }
 
 /// How long a git run past its timeout gets between SIGTERM and SIGKILL: enough for git (and a
@@ -147,23 +167,26 @@ pub fn wait_deadline(
     (status, timed_out)
 }
 
-/// The last meaningful stderr line, which is where git says what went wrong. When the
+/// The most telling stderr line, which is where git says what went wrong.
+///
+/// Not simply the last line: git often ends with a consequence that hides the cause. When the
 /// transport (ssh) failed, git ends with the same advice whatever the cause ("fatal: Could not
 /// read from remote repository." / "Please make sure you have the correct access rights" /
-/// "and the repository exists."); the cause is the line before it, e.g. "Host key
-/// verification failed." or "user@host: Permission denied (publickey).", so the advice is
-/// skipped when anything else was said (and only its `fatal:` line is kept otherwise).
+/// "and the repository exists."); the cause is the line before it, e.g. "Host key verification
+/// failed." or "user@host: Permission denied (publickey).". A mirror that breaks off ends with
+/// "fatal: the remote end hung up unexpectedly" after (or, the two processes' lines
+/// interleaving, before) the reason, e.g. "fatal: the receiving end does not support this
+/// repository's hash algorithm". So: consequences like those (`CONSEQUENCES`) and progress
+/// lines ("Delta compression using up to 2 threads", meters) are never picked while anything
+/// else was said; of the rest, the last `fatal:`/`error:` line (the mirror's own `remote:
+/// error:` included) wins, else the last line. A consequence is kept only when it is all
+/// there is (its `fatal:` line first).
 pub fn last_line(stderr: &str) -> String {
-    const BOILERPLATE: [&str; 3] = [
-        "fatal: Could not read from remote repository.",
-        "Please make sure you have the correct access rights",
-        "and the repository exists.",
-    ];
     let meaningful = || {
         stderr
             .lines()
             .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with("hint:") && !super::progress::is_meter(l))
+            .filter(|l| !l.is_empty() && !l.starts_with("hint:") && !is_progress(l))
     };
     // Our askpass refusing a prompt that was not for the mirror says more than git's
     // "could not read Username ...: terminal prompts disabled" after it.
@@ -180,12 +203,46 @@ pub fn last_line(stderr: &str) -> String {
     }) {
         return format!("{unknown} Host key verification failed.");
     }
-    meaningful()
-        .rfind(|l| !BOILERPLATE.contains(l))
+    let causes = || meaningful().filter(|l| !is_consequence(l));
+    causes()
+        .rfind(|l| is_error(l))
+        .or_else(|| causes().next_back())
         .or_else(|| meaningful().find(|l| l.starts_with("fatal:")))
         .or_else(|| meaningful().next_back())
         .unwrap_or("(no message)")
         .to_string()
+}
+
+/// Lines git prints because something else went wrong, which say nothing of what.
+const CONSEQUENCES: [&str; 7] = [
+    "fatal: Could not read from remote repository.",
+    "Please make sure you have the correct access rights",
+    "and the repository exists.",
+    "fatal: the remote end hung up unexpectedly",
+    "send-pack: unexpected disconnect while reading sideband packet",
+    "error: failed to push some refs to ",
+    "Everything up-to-date",
+];
+
+fn is_consequence(line: &str) -> bool {
+    CONSEQUENCES
+        .iter()
+        .any(|c| line == *c || (c.ends_with(' ') && line.starts_with(c)))
+}
+
+/// A line in which git, or the mirror (`remote: error: ...`), reports an error.
+fn is_error(line: &str) -> bool {
+    let l = line.strip_prefix("remote:").map_or(line, str::trim_start);
+    ["fatal:", "error:", "ERROR:", "FATAL:"]
+        .iter()
+        .any(|p| l.starts_with(p))
+}
+
+/// Progress that git prints on the way (a meter's final line, "Delta compression using up to
+/// N threads"): never what went wrong, even when it is the last thing a killed push said.
+fn is_progress(line: &str) -> bool {
+    let l = line.strip_prefix("remote:").map_or(line, str::trim_start);
+    super::progress::is_meter(l) || l.starts_with("Delta compression using up to ")
 }
 
 /// ssh's answer to a host presenting another key than the pinned one: "Host key verification
@@ -333,6 +390,82 @@ mod tests {
             crate::mirror::auth::ASKPASS_REFUSED
         );
         assert!(last_line(&refused).starts_with(crate::mirror::auth::ASKPASS_REFUSED));
+    }
+
+    /// git 2.47's stderr as `run` keeps it (meter updates dropped by `read_stderr`): captured
+    /// on this machine for the hash algorithm, the killed push, the hook's refusal, the
+    /// unreachable https and ssh mirrors and the missing repository; the HTTP 413, hosting
+    /// service and git daemon samples have the shape git gives them.
+    #[test]
+    fn the_most_telling_line_is_kept_never_a_consequence_or_progress() {
+        let advice = "fatal: Could not read from remote repository.\n\n\
+                      Please make sure you have the correct access rights\n\
+                      and the repository exists.\n";
+        let hash = "fatal: the receiving end does not support this repository's hash algorithm";
+        let hung_up = "fatal: the remote end hung up unexpectedly";
+        // A sha256 upstream pushing to a sha1 mirror: the two processes' lines come in either
+        // order.
+        assert_eq!(last_line(&format!("{hash}\n{hung_up}\n")), hash);
+        assert_eq!(last_line(&format!("{hung_up}\n{hash}\n")), hash);
+        // A push killed from outside: its last words are progress; `run` adds the signal.
+        let raw = b"Enumerating objects: 5, done.\nCounting objects:  20% (1/5)\rCounting objects: 100% (5/5), done.\n\
+                    Delta compression using up to 2 threads\nCompressing objects:  20% (1/5)\rCompressing objects:  60% (3/5)\r";
+        let kept =
+            String::from_utf8(super::super::progress::read_stderr(&raw[..], 1 << 20)).unwrap();
+        assert_eq!(last_line(&kept), "(no message)", "{kept:?}");
+        assert_eq!(
+            last_line(&format!("{kept}\n{}\n", killed_by(libc::SIGKILL))),
+            "killed by signal 9 (SIGKILL)"
+        );
+        let remote_progress = "remote: Resolving deltas: 100% (2/2), done.\n";
+        assert_eq!(
+            last_line(&format!("{remote_progress}{hung_up}\n")),
+            hung_up,
+            "a consequence is kept when it is all there is"
+        );
+        for (stderr, want) in [
+            // The mirror's pre-receive hook said why, then git's summary.
+            (
+                "remote: policy: pushes are frozen        \nerror: failed to push some refs to '../hooked.git'\n",
+                "remote: policy: pushes are frozen",
+            ),
+            (
+                "remote: error: GH006: Protected branch update failed for refs/heads/main.\n\
+                 remote: See https://example.com/protected\n\
+                 error: failed to push some refs to 'https://h/x.git'\n",
+                "remote: error: GH006: Protected branch update failed for refs/heads/main.",
+            ),
+            (
+                "error: RPC failed; HTTP 413 curl 22 The requested URL returned error: 413\n\
+                 send-pack: unexpected disconnect while reading sideband packet\n\
+                 Writing objects: 100% (3/3), 2.00 MiB | 9.00 MiB/s, done.\n\
+                 Total 3 (delta 0), reused 0 (delta 0), pack-reused 0 (from 0)\n\
+                 fatal: the remote end hung up unexpectedly\nEverything up-to-date\n",
+                "error: RPC failed; HTTP 413 curl 22 The requested URL returned error: 413",
+            ),
+            (
+                "fatal: unable to access 'https://127.0.0.1:1/x.git/': Failed to connect to 127.0.0.1 port 1 after 0 ms: Couldn't connect to server\n",
+                "fatal: unable to access 'https://127.0.0.1:1/x.git/': Failed to connect to 127.0.0.1 port 1 after 0 ms: Couldn't connect to server",
+            ),
+            (
+                "fatal: remote error: access denied or repository not exported: /x.git\n",
+                "fatal: remote error: access denied or repository not exported: /x.git",
+            ),
+        ] {
+            assert_eq!(last_line(stderr), want, "{stderr:?}");
+        }
+        assert_eq!(
+            last_line(&format!(
+                "ssh: connect to host 127.0.0.1 port 1: Connection refused\r\n{advice}"
+            )),
+            "ssh: connect to host 127.0.0.1 port 1: Connection refused"
+        );
+        assert_eq!(
+            last_line(&format!(
+                "fatal: '/tmp/s/nonexist.git' does not appear to be a git repository\n{advice}"
+            )),
+            "fatal: '/tmp/s/nonexist.git' does not appear to be a git repository"
+        );
     }
 
     #[test]
