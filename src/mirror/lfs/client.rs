@@ -286,8 +286,15 @@ fn transport_failure(t: ureq::Transport) -> Described {
         s.push_str(m);
     }
     if let Some(src) = std::error::Error::source(&t) {
+        // A socket timeout shows as EAGAIN (a write) or a timed-out read.
+        let stalled = src.downcast_ref::<std::io::Error>().is_some_and(|e| {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            )
+        });
         let src = src.to_string();
-        if src.contains("timed out") || src.contains("WouldBlock") {
+        if stalled || src.contains("timed out") || src.contains("WouldBlock") {
             s.push_str(": no data moved within the activity timeout");
         } else {
             s.push_str(": ");
