@@ -162,6 +162,10 @@ pub struct MirrorConfig {
     /// mirrors only); `${name}` works in a server rule. See docs/lfs.md.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lfs_url: Option<String>,
+    /// Send the mirror's credentials to an `lfs_url` on another scheme, host or port than the
+    /// mirror's URL (off: they stay pinned to the URL's origin). See docs/security.md.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lfs_auth: bool,
 }
 
 /// Whether a mirror gets the upstream's Git LFS objects.
@@ -232,6 +236,7 @@ impl MirrorConfig {
             lfs_store: None,
             lfs_layout: None,
             lfs_url: None,
+            lfs_auth: false,
         }
     }
 
@@ -309,6 +314,11 @@ impl MirrorConfig {
         if let Some(u) = &self.lfs_url {
             check_lfs_url(&self.url, u)
                 .map_err(|e| format!("mirror `{}`: lfs_url {e}", self.name))?;
+        } else if self.lfs_auth {
+            return Err(format!(
+                "mirror `{}`: lfs_auth is for an lfs_url on another host; set lfs_url too, or remove lfs_auth",
+                self.name
+            ));
         }
         Ok(())
     }

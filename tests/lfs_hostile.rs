@@ -445,4 +445,19 @@ fn an_lfs_url_on_another_origin_gets_no_credentials() {
         !seen.is_empty() && seen.iter().all(|s| !s.authorization),
         "{seen:?}"
     );
+    // The admin's explicit opt-in sends them there.
+    f.env.pm_ok(&f.up, &["set", "lfs", "lfs_auth=true"]);
+    let shown: serde_json::Value =
+        serde_json::from_str(&f.env.pm_ok(&f.up, &["show", "lfs", "--json"])).unwrap();
+    assert_eq!(shown["lfs_auth"], true, "{shown:#}");
+    f.sync();
+    let seen = f.lfs.seen();
+    assert!(seen.last().is_some_and(|s| s.authorization), "{seen:?}");
+    // Without an lfs_url it means nothing: refused with one line.
+    let out = f.env.pm(&f.up, &["set", "lfs", "lfs_url="]);
+    assert!(
+        !out.status.success() && text(&out).contains("lfs_auth"),
+        "{}",
+        text(&out)
+    );
 }

@@ -585,6 +585,7 @@ fn run_sync(
                 env: &env,
                 allow_insecure_http: cfg.allow_insecure_http,
                 lfs_url: cfg.lfs_url.as_deref(),
+                lfs_auth: cfg.lfs_auth,
             };
             let tips: Vec<String> = the_plan.pushes.iter().map(|p| p.new.clone()).collect();
             let have: Vec<String> = remote.values().cloned().collect();

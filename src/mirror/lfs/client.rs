@@ -712,7 +712,7 @@ impl Client {
                 && !self.endpoint.pinned.as_ref().is_some_and(|p| p.same(&href));
             let hint = match d.code {
                 Some(401) | Some(403) if not_sent => {
-                    " (the mirror's credentials are not sent to this endpoint: it is not on the mirror's own scheme, host and port; see lfs_url in docs/lfs.md)"
+                    " (the mirror's credentials are not sent to this endpoint: it is not on the mirror's own scheme, host and port; set lfs_auth: true on the mirror to send them there)"
                 }
                 Some(401) | Some(403) => {
                     " (the mirror's credentials were refused for LFS: check its password/token and that it may write LFS objects)"

@@ -118,6 +118,8 @@ pub struct Job<'a> {
     pub allow_insecure_http: bool,
     /// The mirror's `lfs_url`: its LFS endpoint when that is not `<url>/info/lfs`.
     pub lfs_url: Option<&'a str>,
+    /// The mirror's `lfs_auth`: its credentials go to `lfs_url`'s origin too.
+    pub lfs_auth: bool,
 }
 
 pub use crate::config::check_lfs_url;
@@ -295,9 +297,15 @@ fn endpoint(job: &Job<'_>) -> Result<client::Endpoint, String> {
                 )
             });
             // The mirror's credentials stay pinned to the origin of its URL: an lfs_url on the
-            // same scheme, host and port gets them, one elsewhere does not (docs/security.md).
+            // same scheme, host and port gets them, one elsewhere only with lfs_auth
+            // (docs/security.md).
+            let pinned_to = if job.lfs_auth && job.lfs_url.is_some() {
+                href.as_str()
+            } else {
+                job.url
+            };
             Ok(client::Endpoint {
-                pinned: client::origin_of(job.url),
+                pinned: client::origin_of(pinned_to),
                 href,
                 headers: Vec::new(),
                 authorization: basic,
