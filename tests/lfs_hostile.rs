@@ -146,7 +146,8 @@ type Port = Arc<Mutex<u16>>;
 
 /// Item 1: a verify the server never answers, on a connection that already carried the batch
 /// or the upload (ureq 2 had cleared its socket timeouts when it pooled it), is cut by the
-/// mirror's timeout; the sync fails before any ref is pushed.
+/// mirror's timeout; the sync fails before any ref is pushed. So is one whose answer trickles
+/// in a byte at a time (a batch or verify must end within the timeout).
 #[test]
 fn a_verify_never_answered_on_a_reused_connection_is_cut_by_the_timeout() {
     if no_servers() {
@@ -154,8 +155,12 @@ fn a_verify_never_answered_on_a_reused_connection_is_cut_by_the_timeout() {
     }
     let port: Port = Arc::default();
     let p = port.clone();
+    let trickle: Arc<Mutex<bool>> = Arc::default();
+    let t = trickle.clone();
     let f = Setup::new(1000, "3s", &[], move |h, body| {
         match (h.method.as_str(), body) {
+            ("POST", Some(_)) if h.path == "/verify" && *t.lock().unwrap() => Reply::Trickle,
+            ("POST", None) if *t.lock().unwrap() => Reply::ReadBody,
             ("POST", None) | ("PUT", None) if !h.path.starts_with("/verify") => Reply::ReadBody,
             ("POST", Some(b)) => {
                 let port = *p.lock().unwrap();
@@ -183,6 +188,12 @@ fn a_verify_never_answered_on_a_reused_connection_is_cut_by_the_timeout() {
     assert!(
         verify.nth_on_connection > 0,
         "the verify should have reused a kept-alive connection: {seen:?}"
+    );
+    *trickle.lock().unwrap() = true;
+    let e = f.sync_fails();
+    assert!(
+        e.contains("did not verify") && e.contains("did not end within the timeout"),
+        "{e}"
     );
 }
 

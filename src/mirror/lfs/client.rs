@@ -85,6 +85,9 @@ pub struct Client {
     /// connection per request, so ureq's timeouts are set on its socket.
     fresh: ureq::Agent,
     pub endpoint: Endpoint,
+    /// The mirror's `timeout`: the activity timeout of every request, and the whole-request
+    /// bound of the small ones (batch, verify), so a server that trickles cannot hold them.
+    timeout: Duration,
 }
 
 /// rustls for ureq, with the activity timeout armed on the socket before every read and write:
@@ -102,10 +105,18 @@ struct TimedStream {
 }
 
 impl TimedStream {
+    /// Sets the activity timeout on the socket where it has none (ureq cleared it) or a longer
+    /// one; a shorter one is what is left of a whole-request deadline (`Request::timeout`), and
+    /// stays.
     fn arm(&self) -> std::io::Result<()> {
         if let Some(s) = self.tls.get_ref().socket() {
-            s.set_read_timeout(Some(self.timeout))?;
-            s.set_write_timeout(Some(self.timeout))?;
+            let keep = |t: Option<Duration>| t.is_some_and(|t| t <= self.timeout);
+            if !keep(s.read_timeout()?) {
+                s.set_read_timeout(Some(self.timeout))?;
+            }
+            if !keep(s.write_timeout()?) {
+                s.set_write_timeout(Some(self.timeout))?;
+            }
         }
         Ok(())
     }
@@ -295,7 +306,9 @@ fn transport_failure(t: ureq::Transport) -> Described {
         });
         let src = src.to_string();
         if stalled || src.contains("timed out") || src.contains("WouldBlock") {
-            s.push_str(": no data moved within the activity timeout");
+            s.push_str(
+                ": timed out (no data moved within the activity timeout, or no whole answer within the timeout)",
+            );
         } else {
             s.push_str(": ");
             s.push_str(&src);
@@ -305,6 +318,36 @@ fn transport_failure(t: ureq::Transport) -> Described {
         code: None,
         msg: crate::url::escape_control(&s.split_whitespace().collect::<Vec<_>>().join(" ")),
         retry_after: None,
+    }
+}
+
+/// Reads the body of a 2xx answer to its end (at most 1 MiB), within `timeout` from now: an
+/// answer that never finishes (a server trickling a byte at a time) fails the request instead of
+/// holding it. A connection whose answer was read whole can be used again.
+fn drain(resp: ureq::Response, timeout: Duration) -> Result<(), String> {
+    let start = Instant::now();
+    let mut body = resp.into_reader().take(1 << 20);
+    let mut buf = [0u8; 8192];
+    loop {
+        match body.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(_) if start.elapsed() <= timeout => {}
+            Ok(_) => return Err("its answer did not end within the timeout".into()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err("its answer did not end within the timeout".into())
+            }
+            Err(e) => {
+                return Err(format!(
+                    "its answer broke off: {}",
+                    crate::url::escape_control(&e.to_string())
+                ))
+            }
+        }
     }
 }
 
@@ -663,6 +706,7 @@ impl Client {
             agent: agent.build(),
             fresh: fresh.build(),
             endpoint,
+            timeout: activity_timeout,
         })
     }
 
@@ -705,6 +749,7 @@ impl Client {
         headers.push(("Content-Type".into(), LFS_JSON.into()));
         let resp = answered(
             self.request("POST", &href, &headers)
+                .timeout(self.timeout)
                 .send_string(&body.to_string()),
         )
         .map_err(|d| {
@@ -806,34 +851,37 @@ impl Client {
                 path.display()
             )));
         }
-        answered(result).map_err(|d| {
+        let failed = |msg: String, retry_after| {
             UploadError::Failed(Failure {
                 msg: format!(
-                    "lfs: upload of {oid} ({size} bytes) to {} failed: {}",
+                    "lfs: upload of {oid} ({size} bytes) to {} failed: {msg}",
                     show(&upload.href),
-                    d.msg
                 ),
-                retry_after: d.retry_after,
+                retry_after,
             })
-        })?;
+        };
+        let resp = answered(result).map_err(|d| failed(d.msg, d.retry_after))?;
+        drain(resp, self.timeout).map_err(|e| failed(e, None))?;
         if let Some(v) = verify {
             let mut headers = v.headers.clone();
             headers.push(("Accept".into(), LFS_JSON.into()));
             headers.push(("Content-Type".into(), LFS_JSON.into()));
-            answered(
-                self.request("POST", &v.href, &headers)
-                    .send_string(&json!({"oid": oid, "size": size}).to_string()),
-            )
-            .map_err(|d| {
+            let failed = |msg: String, retry_after| {
                 UploadError::Failed(Failure {
                     msg: format!(
-                        "lfs: the mirror did not verify {oid} ({size} bytes) at {}: {}",
+                        "lfs: the mirror did not verify {oid} ({size} bytes) at {}: {msg}",
                         show(&v.href),
-                        d.msg
                     ),
-                    retry_after: d.retry_after,
+                    retry_after,
                 })
-            })?;
+            };
+            let resp = answered(
+                self.request("POST", &v.href, &headers)
+                    .timeout(self.timeout)
+                    .send_string(&json!({"oid": oid, "size": size}).to_string()),
+            )
+            .map_err(|d| failed(d.msg, d.retry_after))?;
+            drain(resp, self.timeout).map_err(|e| failed(e, None))?;
         }
         Ok(())
     }

@@ -39,6 +39,9 @@ pub enum Reply {
     Stall,
     /// Never answer, and never read the body.
     StallUnread,
+    /// After reading the body: a 200 head announcing 1000 bytes of body, then one byte every
+    /// 300 ms (a server that keeps the connection busy without ever finishing).
+    Trickle,
 }
 
 /// One request the server saw.
@@ -203,7 +206,7 @@ fn serve(
             authorization: head.header("authorization").is_some(),
         });
         let mut reply = handler(&head, None);
-        if matches!(reply, Reply::ReadBody | Reply::Stall) {
+        if matches!(reply, Reply::ReadBody | Reply::Stall | Reply::Trickle) {
             let len: usize = head
                 .header("content-length")
                 .and_then(|v| v.parse().ok())
@@ -232,6 +235,23 @@ fn serve(
                 if w.write_all(&out).and_then(|_| w.flush()).is_err() {
                     return;
                 }
+            }
+            Reply::Trickle => {
+                let w = io.get_mut();
+                let head = "HTTP/1.1 200 Hostile\r\nContent-Length: 1000\r\nContent-Type: application/vnd.git-lfs+json\r\n\r\n";
+                if w.write_all(head.as_bytes())
+                    .and_then(|_| w.flush())
+                    .is_err()
+                {
+                    return;
+                }
+                while !stop.load(Ordering::Relaxed) {
+                    if w.write_all(b" ").and_then(|_| w.flush()).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+                return;
             }
             Reply::ReadBody | Reply::Stall | Reply::StallUnread => {
                 stall();
