@@ -162,8 +162,9 @@ pub struct MirrorConfig {
     /// mirrors only); `${name}` works in a server rule. See docs/lfs.md.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lfs_url: Option<String>,
-    /// Send the mirror's credentials to an `lfs_url` on another scheme, host or port than the
-    /// mirror's URL (off: they stay pinned to the URL's origin). See docs/security.md.
+    /// Pin the mirror's LFS credentials to the origin of its `lfs_url` instead of its URL's, so
+    /// an `lfs_url` on another scheme, host or port gets them (off: it gets none). See
+    /// docs/security.md.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub lfs_auth: bool,
 }

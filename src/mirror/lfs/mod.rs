@@ -118,7 +118,8 @@ pub struct Job<'a> {
     pub allow_insecure_http: bool,
     /// The mirror's `lfs_url`: its LFS endpoint when that is not `<url>/info/lfs`.
     pub lfs_url: Option<&'a str>,
-    /// The mirror's `lfs_auth`: its credentials go to `lfs_url`'s origin too.
+    /// The mirror's `lfs_auth`: its credentials are pinned to `lfs_url`'s origin instead of
+    /// the URL's.
     pub lfs_auth: bool,
 }
 
