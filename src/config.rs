@@ -162,6 +162,11 @@ pub struct MirrorConfig {
     /// mirrors only); `${name}` works in a server rule. See docs/lfs.md.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lfs_url: Option<String>,
+    /// Pin the mirror's LFS credentials to the origin of its `lfs_url` instead of its URL's, so
+    /// an `lfs_url` on another scheme, host or port gets them (off: it gets none). See
+    /// docs/security.md.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lfs_auth: bool,
 }
 
 /// Whether a mirror gets the upstream's Git LFS objects.
@@ -232,6 +237,7 @@ impl MirrorConfig {
             lfs_store: None,
             lfs_layout: None,
             lfs_url: None,
+            lfs_auth: false,
         }
     }
 
@@ -312,6 +318,11 @@ impl MirrorConfig {
         if let Some(u) = &self.lfs_url {
             check_lfs_url(&self.url, u)
                 .map_err(|e| format!("mirror `{}`: lfs_url {e}", self.name))?;
+        } else if self.lfs_auth {
+            return Err(format!(
+                "mirror `{}`: lfs_auth is for an lfs_url on another host; set lfs_url too, or remove lfs_auth",
+                self.name
+            ));
         }
         Ok(())
     }

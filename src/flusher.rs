@@ -32,6 +32,19 @@ pub fn backoff(n: u32, initial: Duration, cap: Duration) -> Duration {
     Duration::from_millis(capped / 2 + jitter_ms(capped / 2 + 1))
 }
 
+/// The wait before retrying a failed sync: what the server asked for (`Retry-After`, bounded
+/// by the mirror's `max_delay` and at least 1 s), otherwise the usual `backoff`.
+pub fn retry_delay(
+    retry_after: Option<Duration>,
+    max_delay: Option<Duration>,
+    backoff: Duration,
+) -> Duration {
+    match (retry_after, max_delay) {
+        (Some(asked), Some(max)) => asked.max(Duration::from_secs(1)).min(max),
+        _ => backoff,
+    }
+}
+
 /// A mirror's `max_attempts`, `backoff_initial` and `backoff_max`; the defaults for a mirror
 /// no longer in the config.
 fn retry_policy(m: Option<&Effective>) -> (u32, Duration, Duration) {
@@ -740,7 +753,11 @@ impl Flusher {
                             done.name, st.consecutive_failures
                         );
                     } else {
-                        let d = backoff(st.consecutive_failures, init, cap);
+                        let d = retry_delay(
+                            r.retry_after,
+                            m.map(|m| m.max_delay),
+                            backoff(st.consecutive_failures, init, cap),
+                        );
                         st.next_retry_at = Some(now + d.as_millis() as u64);
                         warn!(
                             "sync {} failed (attempt {}), retry in {}: {e}",
@@ -989,6 +1006,18 @@ mod tests {
         lfs_schedule_recheck(&mut st, &[], None, 1_000);
         assert_eq!(st.lfs_missing_objects, Vec::new());
         assert_eq!((st.lfs_rechecks, st.lfs_recheck_at), (0, None));
+    }
+
+    #[test]
+    fn retry_after_replaces_the_backoff_within_max_delay() {
+        let s = Duration::from_secs;
+        let max = Some(s(60));
+        assert_eq!(retry_delay(Some(s(30)), max, s(2)), s(30));
+        assert_eq!(retry_delay(Some(s(3600)), max, s(2)), s(60));
+        assert_eq!(retry_delay(Some(s(0)), max, s(2)), s(1));
+        assert_eq!(retry_delay(None, max, s(2)), s(2));
+        // A mirror no longer configured: the usual backoff.
+        assert_eq!(retry_delay(Some(s(30)), None, s(2)), s(2));
     }
 
     #[test]

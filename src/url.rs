@@ -409,6 +409,24 @@ pub fn show_href(href: &str) -> String {
     }
 }
 
+/// Text from a server (a response body, an error message, a git-lfs-authenticate line) made
+/// safe for a message, the log and a terminal: every control character (ESC, BEL, CR, LF, C1
+/// controls) is written as a visible escape, `\x1b` or `\u{9b}`, so it cannot move the cursor,
+/// recolour a terminal or forge a log line.
+pub fn escape_control(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if !c.is_control() {
+            out.push(c);
+        } else if (c as u32) < 0x80 {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        }
+    }
+    out
+}
+
 /// For display everywhere: userinfo replaced, e.g. "https://user:tok@host/a.git" ->
 /// "https://*****:*****@host/a.git", "https://tok@host/x" -> "https://*****@host/x"; URLs
 /// without userinfo unchanged; scp-like "git@host:x" unchanged (user is not secret there);

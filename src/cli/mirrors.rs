@@ -661,6 +661,7 @@ pub(super) fn mirror_json(m: &MirrorConfig) -> Value {
         "lfs_store": m.lfs_store,
         "lfs_layout": m.lfs_layout,
         "lfs_url": m.lfs_url.as_deref().map(url::mask),
+        "lfs_auth": m.lfs_auth,
     })
 }
 

@@ -2,7 +2,7 @@
 //! `mirror::lfs` runs it again before it sends anything).
 
 /// Checks a mirror's `lfs_url` against its `url`: an http(s) URL without credentials, query or
-/// fragment (the mirror's auth is what is sent), https unless the mirror itself is http://, and
+/// fragment (the mirror's own auth is what is sent, on the URL's origin or with `lfs_auth`), https unless the mirror itself is http://, and
 /// only for an HTTP(S) mirror (an SSH mirror's endpoint comes from git-lfs-authenticate).
 pub fn check_lfs_url(mirror_url: &str, lfs_url: &str) -> Result<(), String> {
     let mirror_http = mirror_url.starts_with("http://");
@@ -20,7 +20,7 @@ pub fn check_lfs_url(mirror_url: &str, lfs_url: &str) -> Result<(), String> {
     let shown = crate::url::show_href(lfs_url);
     if !u.username().is_empty() || u.password().is_some() {
         return Err(format!(
-            "`{}` has credentials in it: the mirror's own auth is sent there (auth.username, auth.password_file)",
+            "`{}` has credentials in it: the mirror's own auth is sent there (auth.username, auth.password_file; to another host only with lfs_auth: true)",
             shown
         ));
     }

@@ -36,6 +36,9 @@ pub struct SyncReport {
     pub lfs: lfs::Outcome,
     /// Bytes of the packs the sync's pushes sent (as `git push --progress` reports them).
     pub pack_bytes: u64,
+    /// How long a server that failed the sync asked us to wait (`Retry-After` of an LFS 429 or
+    /// 503): the flusher's next attempt waits that long instead of its backoff.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 /// Wall time per phase of a sync, summed over its attempts and push batches.
@@ -104,7 +107,15 @@ pub fn sync(
     let mut secrets: Vec<String> = Vec::new();
     // Packs sent count even when a later step fails the sync.
     let mut pack_bytes = 0u64;
-    let mut report = match run_sync(ctx, m, deleted_upstream, &mut secrets, &mut pack_bytes) {
+    let mut retry_after = None;
+    let mut report = match run_sync(
+        ctx,
+        m,
+        deleted_upstream,
+        &mut secrets,
+        &mut pack_bytes,
+        &mut retry_after,
+    ) {
         Ok(r) => r,
         Err(msg) => {
             // A sync that broke off leaves the record as it was: what it may have changed on
@@ -114,6 +125,7 @@ pub fn sync(
             let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
             SyncReport {
                 error: Some(one_line(&url::scrub(&msg, &refs))),
+                retry_after,
                 ..SyncReport::default()
             }
         }
@@ -156,8 +168,11 @@ fn remote_messages(stderr: &str) -> Vec<String> {
     out
 }
 
+/// One line for `last_error`, the log and notify: whitespace runs become one space, and any
+/// other control character (ESC, BEL from a server's text) is shown escaped, never sent to a
+/// terminal.
 fn one_line(s: &str) -> String {
-    let s: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let s = url::escape_control(&s.split_whitespace().collect::<Vec<_>>().join(" "));
     if s.chars().count() > 500 {
         s.chars().take(500).collect::<String>() + "…"
     } else {
@@ -171,6 +186,7 @@ fn run_sync(
     deleted_upstream: &BTreeSet<String>,
     secrets: &mut Vec<String>,
     pack_bytes: &mut u64,
+    retry_after: &mut Option<std::time::Duration>,
 ) -> Result<SyncReport, String> {
     let cfg = &m.mirror;
     // Checked again here, not only at `add`: the file may have been edited by hand.
@@ -581,10 +597,14 @@ fn run_sync(
                 env: &env,
                 allow_insecure_http: cfg.allow_insecure_http,
                 lfs_url: cfg.lfs_url.as_deref(),
+                lfs_auth: cfg.lfs_auth,
             };
             let tips: Vec<String> = the_plan.pushes.iter().map(|p| p.new.clone()).collect();
             let have: Vec<String> = remote.values().cloned().collect();
-            let o = lfs::send(&job, &tips, &have, ctx.lfs_recheck)?;
+            let o = lfs::send(&job, &tips, &have, ctx.lfs_recheck).map_err(|f| {
+                *retry_after = f.retry_after;
+                f.msg
+            })?;
             lfs_ran = true;
             lfs_outcome.objects += o.objects;
             lfs_outcome.bytes += o.bytes;

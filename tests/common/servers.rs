@@ -1220,6 +1220,8 @@ fn ensure_privsep_dir() {
     }
 }
 
+#[path = "servers/hostile_lfs.rs"]
+pub mod hostile_lfs;
 /// A Git LFS server (giftless) behind HttpsServer's TLS and basic auth.
 #[path = "servers/lfs.rs"]
 pub mod lfs;

@@ -1,7 +1,11 @@
 //! The LFS batch API client (https://github.com/git-lfs/git-lfs/blob/main/docs/api/batch.md),
 //! in-process with ureq + rustls: no child process, so no secret in argv, and the binary stays
 //! static. Objects are streamed from disk; every socket read and write has the activity timeout,
-//! so a stalled transfer is cut while a slow but moving one of any size goes through.
+//! so a stalled transfer is cut while a slow but moving one of any size goes through. That holds
+//! on a kept-alive connection too: ureq 2 clears a socket's timeouts when it puts the connection
+//! back in its pool, so HTTPS connections go through our own TLS stream ([`TimedTls`]), which
+//! arms both timeouts before every read and write, and plain-HTTP requests get a fresh
+//! connection each (ureq sets the timeouts on a new socket).
 
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +29,24 @@ pub struct Endpoint {
     /// the server's action brings no Authorization of its own.
     pub authorization: Option<String>,
     pub pinned: Option<Origin>,
+}
+
+/// A failed LFS step: one line for the sync's error, and how long the server asked us to wait
+/// before trying again (`Retry-After` on a 429 or 503), which the flusher takes instead of its
+/// backoff.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub msg: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl From<String> for Failure {
+    fn from(msg: String) -> Failure {
+        Failure {
+            msg,
+            retry_after: None,
+        }
+    }
 }
 
 /// The host pinning shared with git's askpass (mirror/origin.rs): scheme, host and port.
@@ -57,8 +79,117 @@ pub enum Need {
 }
 
 pub struct Client {
+    /// HTTPS, kept-alive connections through [`TimedTls`].
     agent: ureq::Agent,
+    /// Plain HTTP (and HTTPS when no CA bundle could be loaded for [`TimedTls`]): a fresh
+    /// connection per request, so ureq's timeouts are set on its socket.
+    fresh: ureq::Agent,
     pub endpoint: Endpoint,
+    /// The mirror's `timeout`: the activity timeout of every request, and the whole-request
+    /// bound of the small ones (batch, verify), so a server that trickles cannot hold them.
+    timeout: Duration,
+}
+
+/// rustls for ureq, with the activity timeout armed on the socket before every read and write:
+/// ureq clears a pooled socket's timeouts (and does not set them again when it reuses it), so
+/// without this a request on a kept-alive connection that the server never answers would wait
+/// for ever.
+struct TimedTls {
+    config: Arc<rustls::ClientConfig>,
+    timeout: Duration,
+}
+
+struct TimedStream {
+    tls: rustls::StreamOwned<rustls::ClientConnection, Box<dyn ureq::ReadWrite>>,
+    timeout: Duration,
+}
+
+impl TimedStream {
+    /// Sets the activity timeout on the socket where it has none (ureq cleared it) or a longer
+    /// one; a shorter one is what is left of a whole-request deadline (`Request::timeout`), and
+    /// stays.
+    fn arm(&self) -> std::io::Result<()> {
+        if let Some(s) = self.tls.get_ref().socket() {
+            let keep = |t: Option<Duration>| t.is_some_and(|t| t <= self.timeout);
+            if !keep(s.read_timeout()?) {
+                s.set_read_timeout(Some(self.timeout))?;
+            }
+            if !keep(s.write_timeout()?) {
+                s.set_write_timeout(Some(self.timeout))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for TimedStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TimedStream")
+    }
+}
+
+impl Read for TimedStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.arm()?;
+        match self.tls.read(buf) {
+            // A peer's close_notify is the end of the stream (as ureq's own rustls stream).
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ConnectionAborted
+                    && e.to_string().contains("CloseNotify") =>
+            {
+                Ok(0)
+            }
+            r => r,
+        }
+    }
+}
+
+impl std::io::Write for TimedStream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.arm()?;
+        self.tls.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.arm()?;
+        self.tls.flush()
+    }
+}
+
+impl ureq::ReadWrite for TimedStream {
+    fn socket(&self) -> Option<&std::net::TcpStream> {
+        self.tls.get_ref().socket()
+    }
+}
+
+impl ureq::TlsConnector for TimedTls {
+    fn connect(
+        &self,
+        dns_name: &str,
+        mut io: Box<dyn ureq::ReadWrite>,
+    ) -> Result<Box<dyn ureq::ReadWrite>, ureq::Error> {
+        let io_error =
+            |e: String| ureq::Error::from(std::io::Error::new(std::io::ErrorKind::InvalidInput, e));
+        // rustls takes an IPv6 address without its brackets.
+        let name = dns_name
+            .strip_prefix('[')
+            .and_then(|n| n.strip_suffix(']'))
+            .unwrap_or(dns_name);
+        let sni = rustls_pki_types::ServerName::try_from(name)
+            .map_err(|e| io_error(format!("TLS server name: {e}")))?
+            .to_owned();
+        let mut conn = rustls::ClientConnection::new(self.config.clone(), sni)
+            .map_err(|e| io_error(format!("TLS: {e}")))?;
+        if let Some(s) = io.socket() {
+            s.set_read_timeout(Some(self.timeout))?;
+            s.set_write_timeout(Some(self.timeout))?;
+        }
+        conn.complete_io(&mut io)?;
+        Ok(Box::new(TimedStream {
+            tls: rustls::StreamOwned::new(conn, io),
+            timeout: self.timeout,
+        }))
+    }
 }
 
 pub use crate::url::show_href as show;
@@ -107,59 +238,207 @@ fn tls_config(
     Ok(Some(Arc::new(cfg)))
 }
 
-/// One line for a failed request: never the URL's query or userinfo, never a header.
-fn describe(e: ureq::Error) -> (Option<u16>, String) {
-    match e {
-        ureq::Error::Status(code, resp) => {
-            let body = resp.into_string().unwrap_or_default();
-            (Some(code), format!("HTTP {code}{}", server_message(&body)))
+/// A request that did not get a 2xx answer.
+struct Described {
+    code: Option<u16>,
+    /// One line: never the URL's query or userinfo, never a header value, no control character.
+    msg: String,
+    /// `Retry-After` of a 429 or 503, if the server gave one we can read.
+    retry_after: Option<Duration>,
+}
+
+/// The answer to a request when it is a 2xx; anything else (an error status, a redirect, which
+/// is never followed, a transport failure) is described. A 3xx counts as a failure: an upload
+/// or verify answered with a redirect has not stored the object.
+fn answered(result: Result<ureq::Response, ureq::Error>) -> Result<ureq::Response, Described> {
+    match result {
+        Ok(resp) if (200..300).contains(&resp.status()) => Ok(resp),
+        Ok(resp) => Err(status_failure(resp.status(), resp)),
+        Err(ureq::Error::Status(code, resp)) => Err(status_failure(code, resp)),
+        Err(ureq::Error::Transport(t)) => Err(transport_failure(t)),
+    }
+}
+
+fn status_failure(code: u16, resp: ureq::Response) -> Described {
+    let retry_after = match code {
+        429 | 503 => resp
+            .header("Retry-After")
+            .and_then(|v| parse_retry_after(v, crate::time::now_ms())),
+        _ => None,
+    };
+    let body = resp.into_string().unwrap_or_default();
+    let what = if (300..400).contains(&code) {
+        " (a redirect, not followed)"
+    } else {
+        ""
+    };
+    Described {
+        code: Some(code),
+        msg: format!(
+            "HTTP {code}{what}{}{}",
+            server_message(&body),
+            retry_after.map_or(String::new(), |d| format!(
+                " (asked to retry after {})",
+                crate::time::human(d.as_millis() as u64)
+            ))
+        ),
+        retry_after,
+    }
+}
+
+fn transport_failure(t: ureq::Transport) -> Described {
+    let mut s = t.kind().to_string();
+    // ureq's message for a header it could not parse or send quotes the whole header line (an
+    // Authorization value with it): never shown.
+    if t.kind() == ureq::ErrorKind::BadHeader {
+        s.push_str(": a header that is not valid HTTP (not shown)");
+    } else if let Some(m) = t.message() {
+        s.push_str(": ");
+        s.push_str(m);
+    }
+    if let Some(src) = std::error::Error::source(&t) {
+        // A socket timeout shows as EAGAIN (a write) or a timed-out read.
+        let stalled = src.downcast_ref::<std::io::Error>().is_some_and(|e| {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            )
+        });
+        let src = src.to_string();
+        if stalled || src.contains("timed out") || src.contains("WouldBlock") {
+            s.push_str(
+                ": timed out (no data moved within the activity timeout, or no whole answer within the timeout)",
+            );
+        } else {
+            s.push_str(": ");
+            s.push_str(&src);
         }
-        ureq::Error::Transport(t) => {
-            let mut s = t.kind().to_string();
-            if let Some(m) = t.message() {
-                s.push_str(": ");
-                s.push_str(m);
+    }
+    Described {
+        code: None,
+        msg: crate::url::escape_control(&s.split_whitespace().collect::<Vec<_>>().join(" ")),
+        retry_after: None,
+    }
+}
+
+/// Reads the body of a 2xx answer to its end (at most 1 MiB), within `timeout` from now: an
+/// answer that never finishes (a server trickling a byte at a time) fails the request instead of
+/// holding it. A connection whose answer was read whole can be used again.
+fn drain(resp: ureq::Response, timeout: Duration) -> Result<(), String> {
+    let start = Instant::now();
+    let mut body = resp.into_reader().take(1 << 20);
+    let mut buf = [0u8; 8192];
+    loop {
+        match body.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(_) if start.elapsed() <= timeout => {}
+            Ok(_) => return Err("its answer did not end within the timeout".into()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err("its answer did not end within the timeout".into())
             }
-            if let Some(src) = std::error::Error::source(&t) {
-                let src = src.to_string();
-                if src.contains("timed out") || src.contains("WouldBlock") {
-                    s.push_str(": no data moved within the activity timeout");
-                } else {
-                    s.push_str(": ");
-                    s.push_str(&src);
-                }
+            Err(e) => {
+                return Err(format!(
+                    "its answer broke off: {}",
+                    crate::url::escape_control(&e.to_string())
+                ))
             }
-            (None, s)
         }
     }
 }
 
-/// `: <message>` from an LFS error body (`{"message": ...}`), or the start of a plain one.
+/// `Retry-After` (RFC 9110): delay-seconds, or an HTTP-date (`Sun, 06 Nov 1994 08:49:37 GMT`)
+/// taken relative to `now_ms`. None for anything else.
+pub fn parse_retry_after(v: &str, now_ms: u64) -> Option<Duration> {
+    let v = v.trim();
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(Duration::from_secs(v.parse::<u64>().unwrap_or(u64::MAX)));
+    }
+    // IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT".
+    let p: Vec<&str> = v.split_whitespace().collect();
+    let [_, day, mon, year, time, "GMT"] = p.as_slice() else {
+        return None;
+    };
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let mon = MONTHS.iter().position(|m| m == mon)? + 1;
+    if day.len() != 2 || year.len() != 4 || time.len() != 8 {
+        return None;
+    }
+    let at = parse_rfc3339_ms(&format!("{year}-{mon:02}-{day}T{time}Z"))?;
+    Some(Duration::from_millis(at.saturating_sub(now_ms)))
+}
+
+/// `: <message>` from an LFS error body (`{"message": ...}`), or the start of a plain one; one
+/// line, control characters escaped.
 fn server_message(body: &str) -> String {
     let msg = serde_json::from_str::<Value>(body)
         .ok()
         .and_then(|v| v["message"].as_str().map(str::to_string))
         .unwrap_or_else(|| body.chars().take(200).collect());
     let msg = msg.split_whitespace().collect::<Vec<_>>().join(" ");
+    let msg: String = msg.chars().take(200).collect();
     if msg.is_empty() {
         String::new()
     } else {
-        format!(" (server said: {msg})")
+        format!(" (server said: {})", crate::url::escape_control(&msg))
     }
 }
 
-fn header_list(v: &Value) -> Vec<(String, String)> {
-    v.as_object()
-        .map(|o| {
-            o.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                .collect()
-        })
-        .unwrap_or_default()
+/// The headers of an action: an object of strings that are valid HTTP (a token name, a value
+/// without control characters but tab). Err says what is wrong without the value.
+fn header_list(v: &Value) -> Result<Vec<(String, String)>, String> {
+    let o = match v {
+        Value::Null => return Ok(Vec::new()),
+        Value::Object(o) => o,
+        _ => return Err("its header is not an object".into()),
+    };
+    let token = |k: &str| {
+        !k.is_empty()
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    let mut out = Vec::new();
+    for (k, v) in o {
+        let name = if token(k) {
+            k.clone()
+        } else {
+            "a header name".to_string()
+        };
+        let v = v
+            .as_str()
+            .ok_or_else(|| format!("its header {name} is not a string"))?;
+        if !token(k) || v.chars().any(|c| c.is_control() && c != '\t') {
+            return Err(format!(
+                "its header {name} is not valid HTTP (its value is not shown)"
+            ));
+        }
+        out.push((k.clone(), v.to_string()));
+    }
+    Ok(out)
 }
 
-fn action(v: &Value, now: Instant) -> Option<Action> {
-    let href = v["href"].as_str()?.to_string();
+/// An action of a batch answer: None when there is none (null or absent), Err when there is
+/// one we cannot follow (an href that is not a string, headers that are not valid HTTP): such
+/// an object is never taken as "the server has it".
+fn action(v: &Value, now: Instant) -> Result<Option<Action>, String> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    if !v.is_object() {
+        return Err("it is not an object".into());
+    }
+    let href = v["href"]
+        .as_str()
+        .filter(|h| !h.is_empty())
+        .ok_or("its href is not a URL string")?
+        .to_string();
+    let headers = header_list(&v["header"])?;
     let in_secs = v["expires_in"]
         .as_i64()
         .filter(|s| *s > 0)
@@ -171,14 +450,14 @@ fn action(v: &Value, now: Instant) -> Option<Action> {
             let left = ms.saturating_sub(crate::time::now_ms());
             now + Duration::from_millis(left)
         });
-    Some(Action {
+    Ok(Some(Action {
         href,
-        headers: header_list(&v["header"]),
+        headers,
         expires: match (in_secs, at) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         },
-    })
+    }))
 }
 
 /// Milliseconds since the epoch of `2026-11-30T22:30:00Z` / `...00.123+01:00`.
@@ -230,7 +509,11 @@ fn parse_batch(
         .map_err(|e| format!("answered a batch request with something that is not JSON: {e}"))?;
     if let Some(t) = v["transfer"].as_str() {
         if t != "basic" {
-            return Err(format!("chose transfer '{t}'; only 'basic' is supported"));
+            let t: String = t.chars().take(40).collect();
+            return Err(format!(
+                "chose transfer '{}'; only 'basic' is supported",
+                crate::url::escape_control(&t)
+            ));
         }
     }
     let mut out = Vec::new();
@@ -242,17 +525,28 @@ fn parse_batch(
             continue;
         }
         let need = if !o["error"].is_null() {
-            Need::Refused(format!(
+            let msg = o["error"]["message"].as_str().unwrap_or("");
+            let msg: String = msg.split_whitespace().collect::<Vec<_>>().join(" ");
+            Need::Refused(crate::url::escape_control(&format!(
                 "{} {}",
-                o["error"]["code"],
-                o["error"]["message"].as_str().unwrap_or("")
-            ))
+                o["error"]["code"].as_i64().unwrap_or(0),
+                msg.chars().take(200).collect::<String>()
+            )))
         } else {
-            match action(&o["actions"]["upload"], now) {
+            let malformed = |what: &str, why: String| {
+                format!("gave a malformed {what} action for {oid} ({size} bytes): {why}")
+            };
+            let actions = &o["actions"];
+            if !actions.is_null() && !actions.is_object() {
+                return Err(format!(
+                    "gave malformed actions for {oid} ({size} bytes): not an object"
+                ));
+            }
+            match action(&actions["upload"], now).map_err(|e| malformed("upload", e))? {
                 None => Need::Nothing,
                 Some(upload) => Need::Upload {
                     upload,
-                    verify: action(&o["actions"]["verify"], now),
+                    verify: action(&actions["verify"], now).map_err(|e| malformed("verify", e))?,
                 },
             }
         };
@@ -352,7 +646,13 @@ impl<R: Read> Read for HashCheck<R> {
 /// not sent whole; waiting does not fix it).
 pub enum UploadError {
     Corrupt(String),
-    Failed(String),
+    Failed(Failure),
+}
+
+impl From<String> for UploadError {
+    fn from(msg: String) -> UploadError {
+        UploadError::Failed(msg.into())
+    }
 }
 
 impl Client {
@@ -362,36 +662,62 @@ impl Client {
         proxy: &str,
         activity_timeout: Duration,
     ) -> Result<Client, String> {
-        let mut b = ureq::AgentBuilder::new()
-            .timeout_connect(activity_timeout)
-            .timeout_read(activity_timeout)
-            .timeout_write(activity_timeout)
-            // A redirect could carry our credentials elsewhere; the mirror URL must be the
-            // final one.
-            .redirects(0)
-            .user_agent(concat!("git-pushmirror/", env!("CARGO_PKG_VERSION")));
-        if !proxy.is_empty() {
-            let p = ureq::Proxy::new(proxy).map_err(|_| {
+        let proxy = if proxy.is_empty() {
+            None
+        } else {
+            Some(ureq::Proxy::new(proxy).map_err(|_| {
                 format!(
                     "lfs: cannot use the proxy {} (http.proxy) for LFS requests",
                     crate::url::mask(proxy)
                 )
-            })?;
-            b = b.proxy(p);
-        }
-        if let Some(tls) = tls_config(ca_file)? {
-            b = b.tls_config(tls);
-        }
+            })?)
+        };
+        let builder = || {
+            let b = ureq::AgentBuilder::new()
+                .timeout_connect(activity_timeout)
+                .timeout_read(activity_timeout)
+                .timeout_write(activity_timeout)
+                // A redirect could carry our credentials elsewhere; the mirror URL must be the
+                // final one.
+                .redirects(0)
+                .user_agent(concat!("git-pushmirror/", env!("CARGO_PKG_VERSION")));
+            match &proxy {
+                Some(p) => b.proxy(p.clone()),
+                None => b,
+            }
+        };
+        let fresh = || {
+            builder()
+                .max_idle_connections(0)
+                .max_idle_connections_per_host(0)
+        };
+        let (agent, fresh) = match tls_config(ca_file)? {
+            Some(tls) => (
+                builder().tls_connector(Arc::new(TimedTls {
+                    config: tls.clone(),
+                    timeout: activity_timeout,
+                })),
+                fresh().tls_config(tls),
+            ),
+            // ureq's built-in roots: no connection is kept for reuse.
+            None => (fresh(), fresh()),
+        };
         Ok(Client {
-            agent: b.build(),
+            agent: agent.build(),
+            fresh: fresh.build(),
             endpoint,
+            timeout: activity_timeout,
         })
     }
 
     /// The request with `headers`; our Basic credentials are added only when none of the headers
     /// authorizes and the URL is on the mirror's own scheme/host/port.
     fn request(&self, method: &str, href: &str, headers: &[(String, String)]) -> ureq::Request {
-        let mut req = self.agent.request(method, href);
+        let https = href
+            .get(..8)
+            .is_some_and(|p| p.eq_ignore_ascii_case("https://"));
+        let agent = if https { &self.agent } else { &self.fresh };
+        let mut req = agent.request(method, href);
         let mut authorized = false;
         for (k, v) in headers {
             authorized |= k.eq_ignore_ascii_case("authorization");
@@ -410,7 +736,7 @@ impl Client {
     }
 
     /// One batch request (`upload`, `basic` transfer) for up to BATCH_MAX objects.
-    pub fn batch(&self, objects: &[(String, u64)]) -> Result<Vec<(String, u64, Need)>, String> {
+    pub fn batch(&self, objects: &[(String, u64)]) -> Result<Vec<(String, u64, Need)>, Failure> {
         let href = format!("{}/objects/batch", self.endpoint.href.trim_end_matches('/'));
         let body = json!({
             "operation": "upload",
@@ -421,26 +747,39 @@ impl Client {
         let mut headers = self.endpoint.headers.clone();
         headers.push(("Accept".into(), LFS_JSON.into()));
         headers.push(("Content-Type".into(), LFS_JSON.into()));
-        let resp = self
-            .request("POST", &href, &headers)
-            .send_string(&body.to_string())
-            .map_err(|e| {
-                let (code, msg) = describe(e);
-                let hint = match code {
-                    Some(401) | Some(403) => {
-                        " (the mirror's credentials were refused for LFS: check its password/token and that it may write LFS objects)"
-                    }
-                    Some(404) => " (no LFS API there: is LFS enabled on the mirror?)",
-                    Some(300..=399) => " (a redirect: give the final URL as the mirror's url)",
-                    _ => "",
-                };
-                format!("lfs: batch request to {}: {msg}{hint}", show(&href))
-            })?;
+        let resp = answered(
+            self.request("POST", &href, &headers)
+                .timeout(self.timeout)
+                .send_string(&body.to_string()),
+        )
+        .map_err(|d| {
+            let not_sent = self.endpoint.authorization.is_some()
+                && !self.endpoint.pinned.as_ref().is_some_and(|p| p.same(&href));
+            let hint = match d.code {
+                Some(401) | Some(403) if not_sent => {
+                    " (the mirror's credentials are not sent to this endpoint: it is not on the mirror's own scheme, host and port; set lfs_auth: true on the mirror to send them there)"
+                }
+                Some(401) | Some(403) => {
+                    " (the mirror's credentials were refused for LFS: check its password/token and that it may write LFS objects)"
+                }
+                Some(404) => " (no LFS API there: is LFS enabled on the mirror?)",
+                Some(300..=399) => " (give the final URL as the mirror's url or lfs_url)",
+                _ => "",
+            };
+            Failure {
+                msg: format!("lfs: batch request to {}: {}{hint}", show(&href), d.msg),
+                retry_after: d.retry_after,
+            }
+        })?;
         let now = Instant::now();
-        let text = resp
-            .into_string()
-            .map_err(|e| format!("lfs: batch response from {}: {e}", show(&href)))?;
-        parse_batch(&text, objects, now).map_err(|e| format!("lfs: {} {e}", show(&href)))
+        let text = resp.into_string().map_err(|e| {
+            format!(
+                "lfs: batch response from {}: {}",
+                show(&href),
+                crate::url::escape_control(&e.to_string())
+            )
+        })?;
+        Ok(parse_batch(&text, objects, now).map_err(|e| format!("lfs: {} {e}", show(&href)))?)
     }
 
     /// PUTs the file at `path` (of `size` bytes), then asks the server to verify it when it gave
@@ -455,7 +794,7 @@ impl Client {
         sent: &Arc<AtomicU64>,
     ) -> Result<(), UploadError> {
         let file = std::fs::File::open(path).map_err(|e| {
-            UploadError::Failed(format!(
+            UploadError::from(format!(
                 "lfs: reading object {oid} at {}: {e}",
                 path.display()
             ))
@@ -478,14 +817,14 @@ impl Client {
             )));
         }
         whole.map_err(|e| {
-            UploadError::Failed(format!(
+            UploadError::from(format!(
                 "lfs: reading object {oid} at {}: {e}",
                 path.display()
             ))
         })?;
         let mut file = file;
         std::io::Seek::rewind(&mut file).map_err(|e| {
-            UploadError::Failed(format!(
+            UploadError::from(format!(
                 "lfs: reading object {oid} at {}: {e}",
                 path.display()
             ))
@@ -512,26 +851,37 @@ impl Client {
                 path.display()
             )));
         }
-        result.map_err(|e| {
-            UploadError::Failed(format!(
-                "lfs: upload of {oid} ({size} bytes) to {} failed: {}",
-                show(&upload.href),
-                describe(e).1
-            ))
-        })?;
+        let failed = |msg: String, retry_after| {
+            UploadError::Failed(Failure {
+                msg: format!(
+                    "lfs: upload of {oid} ({size} bytes) to {} failed: {msg}",
+                    show(&upload.href),
+                ),
+                retry_after,
+            })
+        };
+        let resp = answered(result).map_err(|d| failed(d.msg, d.retry_after))?;
+        drain(resp, self.timeout).map_err(|e| failed(e, None))?;
         if let Some(v) = verify {
             let mut headers = v.headers.clone();
             headers.push(("Accept".into(), LFS_JSON.into()));
             headers.push(("Content-Type".into(), LFS_JSON.into()));
-            self.request("POST", &v.href, &headers)
-                .send_string(&json!({"oid": oid, "size": size}).to_string())
-                .map_err(|e| {
-                    UploadError::Failed(format!(
-                        "lfs: the mirror did not verify {oid} ({size} bytes) at {}: {}",
+            let failed = |msg: String, retry_after| {
+                UploadError::Failed(Failure {
+                    msg: format!(
+                        "lfs: the mirror did not verify {oid} ({size} bytes) at {}: {msg}",
                         show(&v.href),
-                        describe(e).1
-                    ))
-                })?;
+                    ),
+                    retry_after,
+                })
+            };
+            let resp = answered(
+                self.request("POST", &v.href, &headers)
+                    .timeout(self.timeout)
+                    .send_string(&json!({"oid": oid, "size": size}).to_string()),
+            )
+            .map_err(|d| failed(d.msg, d.retry_after))?;
+            drain(resp, self.timeout).map_err(|e| failed(e, None))?;
         }
         Ok(())
     }
@@ -581,6 +931,101 @@ mod tests {
         let has = format!(r#"{{"objects":[{{"oid":"{oid}","size":12}}]}}"#);
         let got = parse_batch(&has, &asked, Instant::now()).unwrap();
         assert!(matches!(got[0].2, Need::Nothing));
+    }
+
+    #[test]
+    fn a_malformed_action_fails_the_batch_naming_the_object() {
+        let oid = "4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393";
+        let asked = vec![(oid.to_string(), 12)];
+        let with = |actions: &str| {
+            format!(r#"{{"objects":[{{"oid":"{oid}","size":12,"actions":{actions}}}]}}"#)
+        };
+        for (actions, says) in [
+            (r#"{"upload":{"href":5}}"#, "upload"),
+            (r#"{"upload":{"href":["https://h/x"]}}"#, "upload"),
+            (r#"{"upload":{"href":""}}"#, "upload"),
+            (r#"{"upload":"https://h/x"}"#, "upload"),
+            (
+                r#"{"upload":{"href":"https://h/x"},"verify":{"href":null,"x":1}}"#,
+                "verify",
+            ),
+            (
+                r#"{"upload":{"href":"https://h/x","header":{"Authorization":"Bearer s3cr3t\r\nX-Evil: 1"}}}"#,
+                "Authorization",
+            ),
+            (
+                r#"{"upload":{"href":"https://h/x","header":{"Bad Name":"s3cr3t"}}}"#,
+                "header",
+            ),
+            (
+                r#"{"upload":{"href":"https://h/x","header":{"A":7}}}"#,
+                "header",
+            ),
+            ("[1]", "actions"),
+        ] {
+            let e = parse_batch(&with(actions), &asked, Instant::now()).unwrap_err();
+            assert!(
+                e.contains(oid) && e.contains(says) && !e.contains("s3cr3t") && !e.contains('\n'),
+                "{actions}: {e}"
+            );
+        }
+        // No upload action (absent or null), or only a download one: the server has it.
+        for actions in [
+            "{}",
+            r#"{"upload":null}"#,
+            r#"{"download":{"href":"https://h/x"}}"#,
+        ] {
+            let got = parse_batch(&with(actions), &asked, Instant::now()).unwrap();
+            assert!(matches!(got[0].2, Need::Nothing), "{actions}");
+        }
+    }
+
+    #[test]
+    fn server_text_is_one_line_without_control_characters() {
+        let m = server_message(r#"{"message":"bad\u001b[2J\u0007\r\nthing"}"#);
+        assert_eq!(m, " (server said: bad\\x1b[2J\\x07 thing)");
+        let oid = "4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393";
+        let text = format!(
+            r#"{{"objects":[{{"oid":"{oid}","size":1,"error":{{"code":422,"message":"no\u001b]0;pwned\u0007"}}}}]}}"#
+        );
+        let got = parse_batch(&text, &[(oid.to_string(), 1)], Instant::now()).unwrap();
+        let Need::Refused(why) = &got[0].2 else {
+            panic!("{:?}", got[0].2)
+        };
+        assert!(!why.chars().any(char::is_control), "{why}");
+        assert_eq!(why, "422 no\\x1b]0;pwned\\x07");
+        assert_eq!(crate::url::escape_control("a\u{9b}b"), "a\\u{9b}b");
+        let e = parse_batch(r#"{"transfer":"x\u001b"}"#, &[], Instant::now()).unwrap_err();
+        assert!(!e.chars().any(char::is_control), "{e}");
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_an_http_date() {
+        let now = parse_rfc3339_ms("2026-12-04T16:00:00Z").unwrap();
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Fri, 04 Dec 2026 16:00:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        // A date in the past: at once (the flusher's floor applies).
+        assert_eq!(
+            parse_retry_after("Fri, 04 Dec 2026 15:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        for bad in [
+            "",
+            "-5",
+            "1.5",
+            "soon",
+            "Fri, 04 Foo 2026 16:00:30 GMT",
+            "Fri, 4 Dec 2026 16:00:30 GMT",
+        ] {
+            assert_eq!(parse_retry_after(bad, now), None, "{bad}");
+        }
     }
 
     #[test]

@@ -118,9 +118,13 @@ pub struct Job<'a> {
     pub allow_insecure_http: bool,
     /// The mirror's `lfs_url`: its LFS endpoint when that is not `<url>/info/lfs`.
     pub lfs_url: Option<&'a str>,
+    /// The mirror's `lfs_auth`: its credentials are pinned to `lfs_url`'s origin instead of
+    /// the URL's.
+    pub lfs_auth: bool,
 }
 
 pub use crate::config::check_lfs_url;
+pub use client::Failure;
 
 /// Whether an href the LFS server gave (the endpoint of git-lfs-authenticate, an upload or
 /// verify action) may be followed for a mirror reached over `scheme`: an http:// one would send
@@ -177,7 +181,7 @@ pub fn send(
     tips: &[String],
     have: &[String],
     recheck: &[scan::Pointer],
-) -> Result<Outcome, String> {
+) -> Result<Outcome, Failure> {
     let start = Instant::now();
     let mut pointers = scan::pointers(job.git_dir, tips, have).map_err(|e| format!("lfs: {e}"))?;
     if !recheck.is_empty() {
@@ -198,10 +202,10 @@ pub fn send(
         Scheme::Local => copy_local(job, &pointers, &local, &mut out)?,
         Scheme::Git => {
             if job.settings.mode == LfsMode::On {
-                return Err(format!(
+                return Err(Failure::from(format!(
                     "lfs: on, but git:// has no LFS API to send {} object(s) to; use an https:// or ssh:// mirror URL, or set lfs: off",
                     pointers.len()
-                ));
+                )));
             }
             warn!(
                 "sync {}: {} LFS object(s) not sent: git:// has no LFS API",
@@ -279,7 +283,6 @@ fn endpoint(job: &Job<'_>) -> Result<client::Endpoint, String> {
         Scheme::Ssh => ssh_authenticate(job),
         _ => {
             let base = job.url.trim_end_matches('/');
-            // The mirror's credentials go to its lfs_url's origin: the admin named it.
             let href = if let Some(u) = job.lfs_url {
                 check_lfs_url(job.url, u).map_err(|e| format!("lfs: lfs_url {e}"))?;
                 u.trim_end_matches('/').to_string()
@@ -294,8 +297,16 @@ fn endpoint(job: &Job<'_>) -> Result<client::Endpoint, String> {
                     base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
                 )
             });
+            // The mirror's credentials stay pinned to the origin of its URL: an lfs_url on the
+            // same scheme, host and port gets them, one elsewhere only with lfs_auth
+            // (docs/security.md).
+            let pinned_to = if job.lfs_auth && job.lfs_url.is_some() {
+                href.as_str()
+            } else {
+                job.url
+            };
             Ok(client::Endpoint {
-                pinned: client::origin_of(&href),
+                pinned: client::origin_of(pinned_to),
                 href,
                 headers: Vec::new(),
                 authorization: basic,
@@ -373,7 +384,8 @@ fn ssh_authenticate(job: &Job<'_>) -> Result<client::Endpoint, String> {
             .unwrap_or("")
             .trim();
         return Err(format!(
-            "lfs: git-lfs-authenticate on {masked} failed: {last}"
+            "lfs: git-lfs-authenticate on {masked} failed: {}",
+            crate::url::escape_control(last)
         ));
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)
@@ -546,7 +558,7 @@ fn upload_all(
     pointers: &[scan::Pointer],
     local: &dyn Fn(&scan::Pointer) -> Result<Option<PathBuf>, String>,
     out: &mut Outcome,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     // Ask about every object, even those we lack: the mirror may have them already.
     let mut tasks = Vec::new();
     for chunk in pointers.chunks(client::BATCH_MAX) {
@@ -565,9 +577,9 @@ fn upload_all(
                 // missing instead of failing (and so blocking the refs) forever.
                 client::Need::Refused(_) if have.is_none() => note_missing(out, &oid, size),
                 client::Need::Refused(why) => {
-                    return Err(format!(
+                    return Err(Failure::from(format!(
                         "lfs: the mirror refused {oid} ({size} bytes): {why}"
-                    ))
+                    )))
                 }
                 client::Need::Upload { upload, verify } => {
                     check_actions(job, &upload, verify.as_ref())?;
@@ -594,7 +606,7 @@ fn upload_all(
     let sent = Arc::new(AtomicU64::new(0));
     let done = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
-    let first_error: Mutex<Option<String>> = Mutex::new(None);
+    let first_error: Mutex<Option<Failure>> = Mutex::new(None);
     let corrupt: Mutex<Vec<(String, u64, String)>> = Mutex::new(Vec::new());
     let workers = job.settings.concurrency.min(total_objects).max(1);
     std::thread::scope(|s| {
@@ -620,10 +632,10 @@ fn upload_all(
                                 t.verify = verify;
                             }
                             Some((_, _, client::Need::Refused(why))) => {
-                                return Err(format!(
+                                return Err(Failure::from(format!(
                                     "lfs: the mirror refused {} ({} bytes): {why}",
                                     t.oid, t.size
-                                ))
+                                )))
                             }
                             _ => return Ok(()),
                         }
@@ -638,7 +650,7 @@ fn upload_all(
                                     t.size,
                                     why,
                                 ));
-                                String::new()
+                                Failure::from(String::new())
                             }
                         })
                 })();
@@ -647,7 +659,7 @@ fn upload_all(
                         done.fetch_add(1, Ordering::Relaxed);
                     }
                     // A corrupt object was set aside; the others go on.
-                    Err(e) if e.is_empty() => {
+                    Err(e) if e.msg.is_empty() => {
                         done.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(e) => {
