@@ -8,7 +8,8 @@
 //! `BENCH_ONLY=lfs` runs only the Git LFS rows, `BENCH_ONLY=throttle` only those of issue 12,
 //! `BENCH_ONLY=hotpath` the hook and push → SSH mirror rows (`BENCH_BASELINE_BIN` adds a
 //! baseline binary's rows in the same run; see `push_latency/hotpath.rs`), `BENCH_ONLY=many_refs`
-//! only the 10,000-ref rows.
+//! only the 10,000-ref rows, `BENCH_ONLY=ssh` only push → idle SSH mirror (warm and cold
+//! connection, next to a local mirror).
 //!
 //! This file holds the run sizes and the order of the table; the harness (the binary, the temp
 //! world, timing, statistics, the table) is in `push_latency/harness.rs`, and each group of rows
@@ -105,6 +106,14 @@ fn main() {
     // BENCH_ONLY=hotpath: the hook rows and push → idle SSH mirror (see hotpath.rs).
     if std::env::var("BENCH_ONLY").as_deref() == Ok("hotpath") {
         hotpath::only(&b, ssh.as_ref(), pushes, &mut table);
+        drop(b);
+        drop(ssh);
+        table.print();
+        return;
+    }
+    // BENCH_ONLY=ssh: push → idle SSH mirror, warm and cold, next to a local mirror.
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("ssh") {
+        mirror::push_to_ssh_mirror(&b, ssh.as_ref(), &mut table);
         drop(b);
         drop(ssh);
         table.print();
