@@ -694,6 +694,9 @@ pub struct Effective {
     /// The file the mirror came from (auth checks the mode of the file holding an inline secret).
     pub source: PathBuf,
     pub debounce: Duration,
+    /// No `debounce` is configured (mirror, repository or server): the built-in interval is
+    /// adaptive (see `flusher::interval_end`); a configured one is a strict minimum interval.
+    pub debounce_adaptive: bool,
     pub max_delay: Duration,
     pub timeout: Duration,
     /// How long an SSH connection master waits for the next sync (zero: one per sync).
@@ -761,6 +764,7 @@ pub fn load_with(
                     .debounce
                     .or(d.debounce)
                     .map_or(Duration::from_secs(1), |x| x.0),
+                debounce_adaptive: m.debounce.or(d.debounce).is_none(),
                 max_delay: m.max_delay.map_or(max_delay_default, |x| x.0),
                 timeout: m
                     .timeout

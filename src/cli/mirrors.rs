@@ -731,7 +731,8 @@ pub(super) fn show(paths: &RepoPaths, name: &str, json_out: bool) -> Result<i32,
         a.extend(b);
     }
     v["effective"] = json!({
-        "debounce": Dur(e.debounce).to_string(), "max_delay": Dur(e.max_delay).to_string(),
+        "debounce": Dur(e.debounce).to_string(), "debounce_adaptive": e.debounce_adaptive,
+        "max_delay": Dur(e.max_delay).to_string(),
         "timeout": Dur(e.timeout).to_string(), "ssh_persist": Dur(e.ssh_persist).to_string(),
         "source": e.source,
     });
