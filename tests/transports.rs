@@ -385,6 +385,31 @@ fn ssh_with_known_hosts_and_with_pinned_host_key() {
     assert_ne!(kh_socket, pin_socket, "two mirrors share a master");
     assert!(mux_alive(&kh_socket) && mux_alive(&pin_socket));
 
+    // A master killed without its cleanup (its socket left behind) is replaced by the next
+    // sync: ssh finds the socket stale and becomes the master itself.
+    for pid in mux_pids_of(&pin_socket) {
+        unsafe_kill(pid);
+    }
+    assert!(wait_until(Duration::from_secs(30), || !mux_alive(
+        &pin_socket
+    )));
+    assert!(pin_socket.exists(), "the killed master's socket is gone");
+    let before = ssh.logins();
+    env.commit(&wc, "after a killed master");
+    env.push(&wc, &["main"]);
+    env.wait_mirrored(&up, &kh_dst);
+    env.wait_mirrored(&up, &pin_dst);
+    wait_finished(&env, &up, "known-hosts");
+    wait_finished(&env, &up, "pinned");
+    assert!(env.wait_flushers_gone(), "flusher did not exit when idle");
+    assert_eq!(
+        ssh.logins() - before,
+        1,
+        "one new login (the killed master's mirror) expected:\n{}",
+        ssh.log()
+    );
+    assert!(mux_alive(&pin_socket) && mux_alive(&kh_socket));
+
     // `set url=` closes the mirror's master (socket and process gone), not the other's.
     let moved_dst = env.bare("srv/moved.git", &[]);
     env.pm_ok(
@@ -505,6 +530,21 @@ fn mux_processes(text: &str) -> Vec<String> {
 
 fn mux_alive(socket: &Path) -> bool {
     !mux_processes(&socket.to_string_lossy()).is_empty()
+}
+
+/// The process ids of the `ssh: <socket> [mux]` master on `socket`.
+fn mux_pids_of(socket: &Path) -> Vec<u32> {
+    let needle = socket.to_string_lossy().into_owned();
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let pid = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let c = String::from_utf8_lossy(&fs::read(e.path().join("cmdline")).ok()?)
+                .replace('\0', " ");
+            (c.contains(&needle) && c.contains("[mux]")).then_some(pid)
+        })
+        .collect()
 }
 
 #[test]
