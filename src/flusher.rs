@@ -550,6 +550,12 @@ impl Flusher {
         tx: mpsc::Sender<Done>,
         lfs_recheck: Vec<state::LfsObject>,
     ) {
+        let mut m = m;
+        if self.once {
+            // One attempt per mirror (`sweep`): no SSH connection kept for a next sync that is
+            // not coming (a sweep over many repositories would leave one per mirror).
+            m.ssh_persist = Duration::ZERO;
+        }
         let git_dir = self.paths.git_dir.clone();
         let exe = self.exe.clone();
         let runtime = crate::paths::runtime_dir(cfg.server.runtime_dir.as_deref());

@@ -28,6 +28,11 @@ use sha2::{Digest, Sha256};
 /// flusher killed mid-sync).
 const PERSIST_SECS: u64 = 30;
 
+/// Lasting masters one server keeps at most (a `sweep` over many repositories would otherwise
+/// leave one idle SSH connection per mirror for `ssh_persist`); beyond, a sync's master serves
+/// that sync only.
+const MAX_LASTING: usize = 32;
+
 /// A unix socket path is at most 107 bytes; ssh binds `<path>.<16 random chars>` first.
 const MAX_SOCKET_PATH: usize = 107 - 17;
 
@@ -69,17 +74,21 @@ impl Mux {
     ) -> Option<Mux> {
         let has_password = env.iter().any(|(k, _)| k == "GIT_PUSHMIRROR_PASSWORD");
         let cmd = env.iter_mut().find(|(k, _)| k == "GIT_SSH_COMMAND")?;
-        let lasting = !persist.is_zero() && !has_password;
-        let name = if lasting {
+        let lasting_name = (!persist.is_zero() && !has_password).then(|| {
             format!(
                 "mux-{}-{}",
                 owner_tag(id.git_dir, id.mirror),
                 connection_tag(id, &cmd.1)
             )
-        } else {
+        });
+        // A new lasting master only while the server keeps fewer than MAX_LASTING.
+        let lasting_name = lasting_name
+            .filter(|n| is_socket(&runtime_dir.join(n)) || room_for_one_more(runtime_dir));
+        let lasting = lasting_name.is_some();
+        let name = lasting_name.unwrap_or_else(|| {
             let n = NEXT.fetch_add(1, Ordering::Relaxed);
             format!("ssh-{}-{n}", std::process::id())
-        };
+        });
         let socket = runtime_dir.join(name);
         let text = socket.to_str()?;
         let unsafe_char = |c: char| c.is_whitespace() || c.is_control() || "'\"\\%$~".contains(c);
@@ -161,6 +170,37 @@ fn exit_master(socket: &Path) {
         });
     }
     let _ = std::fs::remove_file(socket);
+}
+
+/// Whether the runtime dir holds fewer than MAX_LASTING lasting masters; the sockets of masters
+/// that are gone (killed: nobody answers) are removed on the way.
+fn room_for_one_more(runtime_dir: &Path) -> bool {
+    let sockets = || -> Vec<PathBuf> {
+        std::fs::read_dir(runtime_dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with("mux-"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let all = sockets();
+    if all.len() < MAX_LASTING {
+        return true;
+    }
+    let mut live = 0;
+    for s in all {
+        if std::os::unix::net::UnixStream::connect(&s).is_ok() {
+            live += 1;
+        } else {
+            let _ = std::fs::remove_file(&s);
+        }
+    }
+    live < MAX_LASTING
 }
 
 fn is_socket(path: &Path) -> bool {
@@ -395,6 +435,30 @@ mod tests {
         // Another mirror or repository: another owner.
         assert_ne!(owner_tag(dir, "m"), owner_tag(dir, "n"));
         assert_ne!(owner_tag(dir, "m"), owner_tag(&dir.join("x"), "m"));
+    }
+
+    #[test]
+    fn a_server_keeps_a_bounded_number_of_lasting_masters() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let auth = Auth::None;
+        let persist = Duration::from_secs(60);
+        // MAX_LASTING live masters (sockets something listens on): no room for another.
+        let live: Vec<_> = (0..MAX_LASTING)
+            .map(|n| {
+                std::os::unix::net::UnixListener::bind(dir.join(format!("mux-x-{n}"))).unwrap()
+            })
+            .collect();
+        let mut env = ssh_env("ssh");
+        let m = Mux::share(dir, &mut env, persist, &id(dir, &auth, "ssh://h/r", &[])).unwrap();
+        assert!(!m.lasting, "{}", env[0].1);
+        drop(m);
+        // Masters that are gone leave room (and their sockets are removed).
+        drop(live);
+        let mut env = ssh_env("ssh");
+        let m = Mux::share(dir, &mut env, persist, &id(dir, &auth, "ssh://h/r", &[])).unwrap();
+        assert!(m.lasting);
+        assert!(!dir.join("mux-x-0").exists());
     }
 
     #[test]
