@@ -8,7 +8,8 @@
 //! `BENCH_ONLY=lfs` runs only the Git LFS rows, `BENCH_ONLY=throttle` only those of issue 12,
 //! `BENCH_ONLY=hotpath` the hook and push → SSH mirror rows (`BENCH_BASELINE_BIN` adds a
 //! baseline binary's rows in the same run; see `push_latency/hotpath.rs`), `BENCH_ONLY=many_refs`
-//! only the 10,000-ref rows.
+//! only the 10,000-ref rows, `BENCH_ONLY=ssh` only push → idle SSH mirror (warm and cold
+//! connection, next to a local mirror), `BENCH_ONLY=spacing` only pushes 0.3 s and 0.7 s apart.
 //!
 //! This file holds the run sizes and the order of the table; the harness (the binary, the temp
 //! world, timing, statistics, the table) is in `push_latency/harness.rs`, and each group of rows
@@ -54,6 +55,9 @@ mod mirror;
 mod noop;
 #[path = "push_latency/throttle.rs"]
 mod throttle;
+// Issue 23: pushes 0.3 s and 0.7 s apart, adaptive against a strict interval.
+#[path = "push_latency/spacing.rs"]
+mod spacing;
 
 const HOOK_RUNS: usize = 500;
 const COLD_HOOK_RUNS: usize = 50;
@@ -110,6 +114,21 @@ fn main() {
         table.print();
         return;
     }
+    // BENCH_ONLY=ssh: push → idle SSH mirror, warm and cold, next to a local mirror.
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("ssh") {
+        mirror::push_to_ssh_mirror(&b, ssh.as_ref(), &mut table);
+        drop(b);
+        drop(ssh);
+        table.print();
+        return;
+    }
+    // BENCH_ONLY=spacing: pushes 0.3 s and 0.7 s apart (adaptive and strict interval).
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("spacing") {
+        spacing::spacing(&b, &mut table);
+        drop(b);
+        table.print();
+        return;
+    }
     // BENCH_ONLY=lfs runs only the Git LFS rows.
     if std::env::var("BENCH_ONLY").as_deref() == Ok("lfs") {
         lfs::rows(&b, &mut table);
@@ -129,6 +148,7 @@ fn main() {
     mirror::push_to_mirror(&b, &mut table);
     mirror::push_to_ssh_mirror(&b, ssh.as_ref(), &mut table);
     coalescing::coalescing(&b, &mut table);
+    spacing::spacing(&b, &mut table);
     noop::noop_sync(&b, ssh.as_ref(), &mut table);
     many_refs::many_refs_sync(&b, &mut table);
     footprint::binary_and_startup(&b, &mut table);

@@ -137,6 +137,10 @@ pub struct MirrorConfig {
     pub max_delay: Option<Dur>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Dur>,
+    /// How long an SSH connection master outlives a sync for the next one (default 60s; 0: one
+    /// connection per sync). See docs/security.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_persist: Option<Dur>,
     /// Extra ref prefixes to mirror besides branches and tags, e.g. `refs/notes/`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refs: Vec<String>,
@@ -229,6 +233,7 @@ impl MirrorConfig {
             debounce: None,
             max_delay: None,
             timeout: None,
+            ssh_persist: None,
             refs: Vec::new(),
             allow_insecure_http: false,
             ca_file: None,
@@ -398,6 +403,8 @@ pub struct Defaults {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Dur>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_persist: Option<Dur>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff_initial: Option<Dur>,
@@ -422,6 +429,7 @@ impl Defaults {
             max_delay: over.max_delay.or(self.max_delay),
             max_delay_protected: over.max_delay_protected.or(self.max_delay_protected),
             timeout: over.timeout.or(self.timeout),
+            ssh_persist: over.ssh_persist.or(self.ssh_persist),
             max_attempts: over.max_attempts.or(self.max_attempts),
             backoff_initial: over.backoff_initial.or(self.backoff_initial),
             backoff_max: over.backoff_max.or(self.backoff_max),
@@ -762,6 +770,9 @@ fn first_quoted(msg: &str) -> Option<&str> {
     Some(&msg[start..start + len])
 }
 
+/// How long an SSH connection master outlives a sync by default.
+pub const DEFAULT_SSH_PERSIST: Duration = Duration::from_secs(60);
+
 /// A mirror with every setting resolved: mirror, then repository defaults, then server defaults,
 /// then built-ins.
 #[derive(Debug, Clone)]
@@ -770,8 +781,13 @@ pub struct Effective {
     /// The file the mirror came from (auth checks the mode of the file holding an inline secret).
     pub source: PathBuf,
     pub debounce: Duration,
+    /// No `debounce` is configured (mirror, repository or server): the built-in interval is
+    /// adaptive (see `flusher::interval_end`); a configured one is a strict minimum interval.
+    pub debounce_adaptive: bool,
     pub max_delay: Duration,
     pub timeout: Duration,
+    /// How long an SSH connection master waits for the next sync (zero: one per sync).
+    pub ssh_persist: Duration,
     pub max_attempts: u32,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
@@ -843,11 +859,16 @@ pub fn load_with(
                     .debounce
                     .or(d.debounce)
                     .map_or(Duration::from_secs(1), |x| x.0),
+                debounce_adaptive: m.debounce.or(d.debounce).is_none(),
                 max_delay: m.max_delay.map_or(max_delay_default, |x| x.0),
                 timeout: m
                     .timeout
                     .or(d.timeout)
                     .map_or(Duration::from_secs(120), |x| x.0),
+                ssh_persist: m
+                    .ssh_persist
+                    .or(d.ssh_persist)
+                    .map_or(DEFAULT_SSH_PERSIST, |x| x.0),
                 max_attempts: d.max_attempts.unwrap_or(8).max(1),
                 backoff_initial: d.backoff_initial.map_or(Duration::from_secs(2), |x| x.0),
                 backoff_max: d.backoff_max.map_or(Duration::from_secs(300), |x| x.0),

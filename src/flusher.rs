@@ -144,20 +144,49 @@ pub fn pending_for(contents: &Contents, mirror: &str, cursor: u64) -> Option<Pen
 }
 
 /// When a mirror with `pending` should sync: a leading-edge throttle. An idle mirror (no sync
-/// started within `debounce`, the minimum interval between two syncs) syncs at once; updates
-/// that arrive during a sync or within the interval after one started wait for the interval to
-/// end and then go out together in one follow-up sync. Never later than `max_delay` after the
-/// first pending update; at once when forced. A retry waits for its backoff unless forced.
+/// started within `debounce`, the interval between two syncs) syncs at once; updates that
+/// arrive during a sync or within the interval after one started wait for the interval to end
+/// (see `interval_end`: it may end early) and then go out together in one follow-up sync. Never
+/// later than `max_delay` after the first pending update; at once when forced. A retry waits
+/// for its backoff unless forced.
 pub fn due_at(p: &Pending, m: &Effective, st: &MirrorState) -> u64 {
     let due = if p.force {
         0
     } else {
-        let window_end = st
-            .last_update_started_at
-            .map_or(0, |s| s.saturating_add(m.debounce.as_millis() as u64));
+        let window_end = interval_end(st, m.debounce.as_millis() as u64, m.debounce_adaptive);
         window_end.min(p.first_ms.saturating_add(m.max_delay.as_millis() as u64))
     };
     retry_due_at(p, st).map_or(due, |r| due.max(r))
+}
+
+/// When the interval after a mirror's last sync ends. A configured `debounce` is a strict
+/// minimum interval between two sync starts. The built-in one (1 s) is adaptive: once the last
+/// sync has finished and as long again has passed (a local mirror's 40 ms sync allows the next
+/// 40 ms after it ended), the next may start before the interval is over, as far as a budget
+/// allows that keeps the coalescing bound (a generic cell rate algorithm, one sync per interval
+/// with a burst of one more): over any span T, at most 2 + T / interval syncs start, however
+/// the pushes come. So a push that follows a short sync goes at once, while a storm still
+/// costs about one sync per interval.
+pub fn interval_end(st: &MirrorState, interval_ms: u64, adaptive: bool) -> u64 {
+    let Some(started) = st.last_update_started_at else {
+        return 0;
+    };
+    let fixed = started.saturating_add(interval_ms);
+    let early = match st.last_update_at {
+        // The last sync has finished (a running one has started after the last end).
+        Some(end) if adaptive && end >= started => end.saturating_add(end - started),
+        _ => return fixed,
+    };
+    let budget = st
+        .throttle_budget_at
+        .map_or(0, |b| b.saturating_sub(interval_ms));
+    fixed.min(early.max(budget))
+}
+
+/// Spends the throttle's budget on a sync starting at `now` (see `interval_end`).
+pub fn spend_budget(st: &mut MirrorState, interval_ms: u64, now: u64) {
+    let from = st.throttle_budget_at.unwrap_or(0).max(now);
+    st.throttle_budget_at = Some(from.saturating_add(interval_ms));
 }
 
 /// When a failed mirror's backoff ends, if it is waiting for one (a fresh force request skips
@@ -485,6 +514,18 @@ impl Flusher {
                     }
                     continue;
                 }
+                let interval = m.debounce.as_millis() as u64;
+                if let Some(last) = st.last_update_started_at.filter(|_| !p.force) {
+                    let end = last.saturating_add(interval);
+                    if now < end && interval_end(&st, interval, m.debounce_adaptive) < end {
+                        info!(
+                            "sync {name}: early, {} ms after the last sync started (it took {} ms)",
+                            now.saturating_sub(last),
+                            st.last_update_at.unwrap_or(last).saturating_sub(last)
+                        );
+                    }
+                }
+                spend_budget(&mut st, interval, now);
                 st.update_status = UpdateStatus::Started;
                 st.last_update_started_at = Some(now);
                 self.in_flight.insert(name.clone(), p.max_seq);
@@ -547,6 +588,12 @@ impl Flusher {
         tx: mpsc::Sender<Done>,
         lfs_recheck: Vec<state::LfsObject>,
     ) {
+        let mut m = m;
+        if self.once {
+            // One attempt per mirror (`sweep`): no SSH connection kept for a next sync that is
+            // not coming (a sweep over many repositories would leave one per mirror).
+            m.ssh_persist = Duration::ZERO;
+        }
         let git_dir = self.paths.git_dir.clone();
         let exe = self.exe.clone();
         let runtime = crate::paths::runtime_dir(cfg.server.runtime_dir.as_deref());
@@ -1018,6 +1065,106 @@ mod tests {
         assert_eq!(retry_delay(None, max, s(2)), s(2));
         // A mirror no longer configured: the usual backoff.
         assert_eq!(retry_delay(Some(s(30)), None, s(2)), s(2));
+    }
+
+    #[test]
+    fn the_interval_ends_early_only_after_a_short_finished_sync_within_the_budget() {
+        let st = |started: Option<u64>, end: Option<u64>, budget: Option<u64>| MirrorState {
+            last_update_started_at: started,
+            last_update_at: end,
+            throttle_budget_at: budget,
+            ..MirrorState::default()
+        };
+        for (state, adaptive, want) in [
+            // Never synced: at once.
+            (st(None, None, None), true, 0),
+            (st(None, None, None), false, 0),
+            // A configured debounce is strict: from the start of the last sync.
+            (st(Some(10_000), Some(10_040), None), false, 11_000),
+            // Adaptive: a 40 ms sync allows the next 40 ms after its end...
+            (st(Some(10_000), Some(10_040), Some(11_000)), true, 10_080),
+            // ... but not while one runs (it started after the last end)...
+            (st(Some(10_000), Some(9_000), Some(11_000)), true, 11_000),
+            // ... nor beyond the budget (two syncs already in this interval)...
+            (st(Some(10_000), Some(10_040), Some(11_600)), true, 10_600),
+            // ... and never later than the fixed interval (a 700 ms sync).
+            (st(Some(10_000), Some(10_700), Some(11_000)), true, 11_000),
+            // No budget recorded yet (an older state file): the early end alone.
+            (st(Some(10_000), Some(10_040), None), true, 10_080),
+        ] {
+            assert_eq!(interval_end(&state, 1000, adaptive), want, "{state:?}");
+        }
+        let mut s = MirrorState::default();
+        spend_budget(&mut s, 1000, 5_000);
+        assert_eq!(s.throttle_budget_at, Some(6_000));
+        spend_budget(&mut s, 1000, 5_100);
+        assert_eq!(s.throttle_budget_at, Some(7_000));
+        spend_budget(&mut s, 1000, 9_000);
+        assert_eq!(s.throttle_budget_at, Some(10_000));
+    }
+
+    /// The flusher's throttle, simulated in 1 ms steps: pushes every `gap` ms (`n` of them),
+    /// syncs taking `took` ms. Returns the sync count and each push's lag until a sync that
+    /// carries it starts.
+    fn simulate(adaptive: bool, gap: u64, n: u64, took: u64) -> (u64, Vec<u64>) {
+        let interval = 1000;
+        let mut st = MirrorState::default();
+        let (mut pending, mut running_until, mut syncs) = (Vec::new(), None, 0);
+        let mut lags = Vec::new();
+        for now in 0..(gap * n + 10_000) {
+            if now % gap == 0 && now / gap < n {
+                pending.push(now);
+            }
+            if running_until == Some(now) {
+                st.last_update_at = Some(now);
+                running_until = None;
+            }
+            if running_until.is_none() && !pending.is_empty() {
+                let max_delay_end = pending[0] + 300_000;
+                if now >= interval_end(&st, interval, adaptive).min(max_delay_end) {
+                    spend_budget(&mut st, interval, now);
+                    st.last_update_started_at = Some(now);
+                    running_until = Some(now + took);
+                    syncs += 1;
+                    lags.extend(pending.drain(..).map(|t| now - t));
+                }
+            }
+        }
+        (syncs, lags)
+    }
+
+    #[test]
+    fn the_adaptive_interval_keeps_the_coalescing_bound_and_shortens_the_lag() {
+        let median = |mut v: Vec<u64>| {
+            v.sort();
+            v[v.len() / 2]
+        };
+        for took in [40, 400, 1500] {
+            for gap in [30, 300, 700, 1200] {
+                for n in [2, 5, 100] {
+                    let (fixed, fixed_lags) = simulate(false, gap, n, took);
+                    let (adaptive, lags) = simulate(true, gap, n, took);
+                    // Over the burst's span T: at most 2 + ⌈T / interval⌉ syncs, the bound the
+                    // benchmark holds the fixed interval to as well.
+                    let span = gap * (n - 1);
+                    let bound = 2 + span.div_ceil(1000);
+                    assert!(
+                        adaptive <= bound,
+                        "{adaptive} > {bound}: {gap} ms x {n}, {took} ms"
+                    );
+                    assert!(fixed <= bound);
+                    assert!(
+                        median(lags.clone()) <= median(fixed_lags.clone()),
+                        "{gap} ms x {n}, {took} ms: {lags:?} vs {fixed_lags:?}"
+                    );
+                }
+            }
+        }
+        // Pushes 0.7 s apart after 40 ms syncs: a few go at once instead of waiting.
+        let (_, lags) = simulate(true, 700, 5, 40);
+        let (_, fixed_lags) = simulate(false, 700, 5, 40);
+        assert_eq!(lags, [0, 0, 0, 0, 200]);
+        assert_eq!(fixed_lags, [0, 300, 600, 900, 200]);
     }
 
     #[test]

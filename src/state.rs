@@ -80,6 +80,11 @@ pub struct MirrorState {
     pub lfs_rechecks: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lfs_recheck_at: Option<u64>,
+    /// The adaptive throttle's budget (see `flusher::interval_end`): every sync start moves it
+    /// one interval past the later of itself and that start; a sync may start early only from
+    /// one interval before it on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throttle_budget_at: Option<u64>,
 }
 
 /// An LFS object by its pointer: sha256 oid (64 lowercase hex) and size.

@@ -1241,6 +1241,7 @@ fn json_documents_have_the_documented_fields() {
         "debounce",
         "max_delay",
         "timeout",
+        "ssh_persist",
         "refs",
         "allow_insecure_http",
         "ca_file",
@@ -1253,7 +1254,7 @@ fn json_documents_have_the_documented_fields() {
     for f in mirror_fields {
         assert!(show.get(f).is_some(), "show lacks {f}");
     }
-    for f in ["debounce", "max_delay", "timeout", "source"] {
+    for f in ["debounce", "max_delay", "timeout", "ssh_persist", "source"] {
         assert!(
             show["effective"].get(f).is_some(),
             "show.effective lacks {f}"

@@ -97,6 +97,70 @@ fn an_idle_mirror_syncs_at_once_and_a_burst_waits_coalesced_for_the_interval() {
     assert!(env.wait_flushers_gone());
 }
 
+/// Issue 23: with the built-in interval (no `debounce` configured), a push that lands right
+/// after a short sync goes at once instead of waiting for the rest of the interval: the flusher
+/// logs such a start as `early`. Pushes one after the other, each waiting for its sync, until
+/// one lands within the interval after the last sync started (on a loaded machine a push can
+/// take longer than the interval; that one proves nothing and the next one tries again).
+#[test]
+fn a_push_right_after_a_short_sync_goes_at_once_with_the_default_interval() {
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    let mirror = env.bare("mirror.git", &[]);
+    configure(&up, &mirror, "");
+    let wc = env.clone(&up, "wc");
+    let mut early = false;
+    for i in 0..10 {
+        let c = env.commit(&wc, &format!("c{i}"));
+        env.push(&wc, &["main"]);
+        assert!(
+            wait_until(LONG, || head(&env, &mirror).as_deref() == Some(c.as_str())),
+            "push {i} never reached the mirror\nlog:\n{}",
+            env.log(&up)
+        );
+        if env.log(&up).contains("sync m: early, ") {
+            early = true;
+            break;
+        }
+    }
+    assert!(
+        early,
+        "no push went out before the interval ended\nlog:\n{}",
+        env.log(&up)
+    );
+    assert!(env.wait_flushers_gone());
+}
+
+/// The adaptive interval keeps the coalescing bound: back-to-back pushes over a span of T cost
+/// at most 2 + ⌈T / 1 s⌉ syncs (the first, one more early, one per interval), and the mirror
+/// ends with the last push.
+#[test]
+fn a_burst_with_the_default_interval_stays_within_the_coalescing_bound() {
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    let mirror = env.bare("mirror.git", &[]);
+    configure(&up, &mirror, "");
+    let wc = env.clone(&up, "wc");
+    let commits: Vec<String> = (0..30).map(|i| env.commit(&wc, &format!("b{i}"))).collect();
+    let t0 = Instant::now();
+    for c in &commits {
+        env.push(&wc, &[&format!("{c}:refs/heads/main")]);
+    }
+    let span = t0.elapsed();
+    let last = commits.last().unwrap();
+    assert!(wait_until(LONG, || head(&env, &mirror).as_deref()
+        == Some(last.as_str())));
+    assert!(env.wait_flushers_gone());
+    let syncs = env.mirror_status(&up, "m")["syncs"].as_u64().unwrap();
+    let bound = 2 + span.as_millis().div_ceil(1000) as u64;
+    assert!(
+        syncs <= bound,
+        "{syncs} syncs for {} pushes over {span:?} (bound {bound})\nlog:\n{}",
+        commits.len(),
+        env.log(&up)
+    );
+}
+
 /// Spec §4.3: `max_delay` stays an upper bound. With an hour-long interval and a one-second
 /// max_delay, a branch pushed again and again still reaches the mirror while the pushes go on,
 /// in far fewer syncs than pushes.

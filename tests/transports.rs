@@ -362,19 +362,104 @@ fn ssh_with_known_hosts_and_with_pinned_host_key() {
         .collect();
     assert!(left.is_empty(), "temporary known_hosts left: {left:?}");
 
-    // One SSH connection per sync: ls-remote and push share it (ControlMaster), and the master
-    // is gone with the sync (no socket, no `ssh: ... [mux]` process left behind).
+    // The syncs above left a connection master per mirror (`ssh_persist`, 60s by default):
+    // a burst of pushes, each its own sync, pays no new SSH handshake.
+    let before = ssh.logins();
+    for n in 0..3 {
+        env.commit(&wc, &format!("burst {n}"));
+        env.push(&wc, &["main"]);
+        env.wait_mirrored(&up, &kh_dst);
+        env.wait_mirrored(&up, &pin_dst);
+        wait_finished(&env, &up, "known-hosts");
+        wait_finished(&env, &up, "pinned");
+    }
+    assert!(env.wait_flushers_gone(), "flusher did not exit when idle");
+    assert_eq!(
+        ssh.logins() - before,
+        0,
+        "SSH logins for a burst of syncs over warm masters:\n{}",
+        ssh.log()
+    );
+    let kh_socket = the_one(mux_sockets(&env, &up, "known-hosts"));
+    let pin_socket = the_one(mux_sockets(&env, &up, "pinned"));
+    assert_ne!(kh_socket, pin_socket, "two mirrors share a master");
+    assert!(mux_alive(&kh_socket) && mux_alive(&pin_socket));
+
+    // A master killed without its cleanup (its socket left behind) is replaced by the next
+    // sync: ssh finds the socket stale and becomes the master itself.
+    for pid in mux_pids_of(&pin_socket) {
+        unsafe_kill(pid);
+    }
+    assert!(wait_until(Duration::from_secs(30), || !mux_alive(
+        &pin_socket
+    )));
+    assert!(pin_socket.exists(), "the killed master's socket is gone");
+    let before = ssh.logins();
+    env.commit(&wc, "after a killed master");
+    env.push(&wc, &["main"]);
+    env.wait_mirrored(&up, &kh_dst);
+    env.wait_mirrored(&up, &pin_dst);
+    wait_finished(&env, &up, "known-hosts");
+    wait_finished(&env, &up, "pinned");
+    assert!(env.wait_flushers_gone(), "flusher did not exit when idle");
+    assert_eq!(
+        ssh.logins() - before,
+        1,
+        "one new login (the killed master's mirror) expected:\n{}",
+        ssh.log()
+    );
+    assert!(mux_alive(&pin_socket) && mux_alive(&kh_socket));
+
+    // `set url=` closes the mirror's master (socket and process gone), not the other's.
+    let moved_dst = env.bare("srv/moved.git", &[]);
+    env.pm_ok(
+        &up,
+        &[
+            "set",
+            "known-hosts",
+            &format!("url={}", ssh.url("moved.git")),
+        ],
+    );
+    assert!(!kh_socket.exists(), "set url= left the socket");
+    assert!(wait_until(Duration::from_secs(30), || !mux_alive(
+        &kh_socket
+    )));
+    assert!(pin_socket.exists() && mux_alive(&pin_socket));
+    env.wait_mirrored(&up, &moved_dst);
+    wait_finished(&env, &up, "known-hosts");
+    // `remove` closes it too.
+    env.pm_ok(&up, &["remove", "pinned"]);
+    assert!(!pin_socket.exists(), "remove left the socket");
+    assert!(wait_until(Duration::from_secs(30), || !mux_alive(
+        &pin_socket
+    )));
+
+    // `ssh_persist: 0`: one SSH connection per sync, ls-remote and push sharing it, and the
+    // master is gone with the sync (no socket, no `ssh: ... [mux]` process left behind). The
+    // URL changes back with it, which closes the master of the syncs to moved.git.
+    let moved_socket = the_one(mux_sockets(&env, &up, "known-hosts"));
+    env.pm_ok(
+        &up,
+        &[
+            "set",
+            "known-hosts",
+            &format!("url={}", ssh.url("kh.git")),
+            "ssh_persist=0",
+        ],
+    );
+    assert!(!moved_socket.exists(), "set url= left the socket");
+    env.wait_mirrored(&up, &kh_dst);
+    wait_finished(&env, &up, "known-hosts");
+    assert!(env.wait_flushers_gone(), "flusher did not exit when idle");
     let before = ssh.logins();
     env.commit(&wc, "two");
     env.push(&wc, &["main"]);
     env.wait_mirrored(&up, &kh_dst);
-    env.wait_mirrored(&up, &pin_dst);
     assert!(env.wait_flushers_gone(), "flusher did not exit when idle");
-    let syncs = 2; // one per mirror: the push came as one update, well within the debounce
     assert_eq!(
         ssh.logins() - before,
-        syncs,
-        "SSH logins for {syncs} syncs (ls-remote + push each):\n{}",
+        1,
+        "SSH logins for one sync (ls-remote + push) without ssh_persist:\n{}",
         ssh.log()
     );
     let sockets: Vec<_> = fs::read_dir(&env.runtime)
@@ -382,21 +467,84 @@ fn ssh_with_known_hosts_and_with_pinned_host_key() {
             rd.flatten()
                 .map(|e| e.path())
                 .filter(|p| {
-                    p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with("ssh-"))
+                    p.file_name().is_some_and(|n| {
+                        let n = n.to_string_lossy();
+                        n.starts_with("ssh-") || n.starts_with("mux-")
+                    })
                 })
                 .collect()
         })
         .unwrap_or_default();
     assert!(sockets.is_empty(), "SSH control sockets left: {sockets:?}");
     let runtime = env.runtime.to_string_lossy().into_owned();
-    let masters: Vec<String> = std::fs::read_dir("/proc")
+    assert!(
+        wait_until(Duration::from_secs(30), || mux_processes(&runtime)
+            .is_empty()),
+        "SSH masters left running: {:?}",
+        mux_processes(&runtime)
+    );
+}
+
+/// The sockets of the lasting SSH connection masters of mirror `name` of repository `repo`:
+/// `mux-<owner>-<connection>` in the runtime dir, `owner` being the first 12 hex digits of
+/// SHA-256(canonical repository path, NUL, mirror name) (see src/mirror/mux.rs).
+fn mux_sockets(env: &Env, repo: &Path, name: &str) -> Vec<PathBuf> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(
+        fs::canonicalize(repo)
+            .unwrap()
+            .as_os_str()
+            .as_encoded_bytes(),
+    );
+    h.update(b"\0");
+    h.update(name.as_bytes());
+    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let prefix = format!("mux-{}-", &hex[..12]);
+    let Ok(rd) = fs::read_dir(&env.runtime) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+        })
+        .collect()
+}
+
+fn the_one(mut sockets: Vec<PathBuf>) -> PathBuf {
+    assert_eq!(sockets.len(), 1, "one master socket expected: {sockets:?}");
+    sockets.remove(0)
+}
+
+/// Command lines of running `ssh: <socket> [mux]` masters that mention `text`.
+fn mux_processes(text: &str) -> Vec<String> {
+    fs::read_dir("/proc")
         .unwrap()
-        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .filter_map(|e| fs::read(e.ok()?.path().join("cmdline")).ok())
         .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains(&runtime) && c.contains("[mux]"))
-        .collect();
-    assert!(masters.is_empty(), "SSH masters left running: {masters:?}");
+        .filter(|c| c.contains(text) && c.contains("[mux]"))
+        .collect()
+}
+
+fn mux_alive(socket: &Path) -> bool {
+    !mux_processes(&socket.to_string_lossy()).is_empty()
+}
+
+/// The process ids of the `ssh: <socket> [mux]` master on `socket`.
+fn mux_pids_of(socket: &Path) -> Vec<u32> {
+    let needle = socket.to_string_lossy().into_owned();
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let pid = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let c = String::from_utf8_lossy(&fs::read(e.path().join("cmdline")).ok()?)
+                .replace('\0', " ");
+            (c.contains(&needle) && c.contains("[mux]")).then_some(pid)
+        })
+        .collect()
 }
 
 #[test]

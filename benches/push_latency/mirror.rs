@@ -21,9 +21,17 @@ pub(crate) fn arrival(b: &Bench, mirror: &Path, want: &str, since: Instant) -> O
 }
 
 /// Row group 2b: the same with an SSH mirror on loopback, where a sync's `ls-remote` and `push`
-/// share one SSH connection; next to it, what one `git ls-remote` (one connection) costs here.
+/// share one SSH connection, which (`ssh_persist`, default 60 s) outlives the sync for the next
+/// ones. In one loop, sample after sample: a local mirror (the reference), the SSH mirror with
+/// default settings (its connection master warm from the sample before), the SSH mirror with
+/// `ssh_persist: 0` (a new connection per sync, as before `ssh_persist`), and one `git ls-remote`
+/// over a new connection.
 pub(crate) fn push_to_ssh_mirror(b: &Bench, ssh: Result<&SshServer, &String>, table: &mut Table) {
-    const LABEL: &str = "push → idle SSH mirror on loopback has the commit (default settings)";
+    const LABEL: &str = "push → idle SSH mirror on loopback has the commit (default settings: \
+                         connection kept, ssh_persist 60s)";
+    const COLD: &str =
+        "push → idle SSH mirror on loopback has the commit, ssh_persist: 0 (new connection per sync)";
+    const LOCAL: &str = "push → idle local mirror has the commit (same loop as the SSH rows)";
     let ssh = match ssh {
         Ok(s) => s,
         Err(why) => {
@@ -31,61 +39,111 @@ pub(crate) fn push_to_ssh_mirror(b: &Bench, ssh: Result<&SshServer, &String>, ta
             return;
         }
     };
-    eprintln!("bench: push-to-SSH-mirror latency, {P2M_SSH_RUNS} pushes");
-    let up = b.upstream("p2m-ssh.git");
+    eprintln!("bench: push-to-SSH-mirror latency, {P2M_SSH_RUNS} pushes each to local, warm SSH, cold SSH");
     let target = b.ssh_target(ssh, "p2m-ssh-mirror.git");
-    b.add_mirror(&up, "m", &target, &[]);
-    let wc = b.worktree("wc-p2m-ssh");
-    b.git(&wc, &["remote", "add", "origin", path_str(&up)]);
-    b.commit(&wc, 0);
-    b.git(&wc, &["push", "-q", "origin", "main"]);
-    b.wait_flushers(Duration::from_secs(60));
-    let (mut lat, mut ls, mut missed) = (Vec::new(), Vec::new(), 0);
-    for i in 0..P2M_SSH_RUNS {
-        b.wait_flushers(Duration::from_secs(30));
-        std::thread::sleep(IDLE_GAP);
-        ls.push(timed(&mut b.git_to(&up, &["ls-remote"], &target)));
-        let want = b.commit(&wc, i + 1);
+    let cold_target = b.ssh_target(ssh, "p2m-ssh-cold-mirror.git");
+    let local_target = b.local_target("p2m-ssh-local-mirror.git");
+    let setups = [
+        ("p2m-ssh", &target, None),
+        ("p2m-ssh-cold", &cold_target, Some("ssh_persist=0")),
+        ("p2m-ssh-local", &local_target, None),
+    ];
+    let mut repos = Vec::new();
+    for (name, t, set) in setups {
+        let up = b.upstream(&format!("{name}.git"));
+        b.add_mirror(&up, "m", t, &[]);
+        if let Some(kv) = set {
+            b.pm_ok(&up, &["set", "m", kv]);
+        }
+        let wc = b.worktree(&format!("wc-{name}"));
+        b.git(&wc, &["remote", "add", "origin", path_str(&up)]);
+        b.commit(&wc, 0);
         b.git(&wc, &["push", "-q", "origin", "main"]);
-        let pushed = Instant::now();
-        match arrival(b, &target.dir, &want, pushed) {
-            Some(d) => lat.push(d),
-            None => missed += 1,
+        repos.push((up, wc, t.dir.clone()));
+    }
+    b.wait_flushers(Duration::from_secs(60));
+    let mut lat = [Vec::new(), Vec::new(), Vec::new()];
+    let (mut ls, mut missed, mut session) = (Vec::new(), [0; 3], Vec::new());
+    for i in 0..P2M_SSH_RUNS {
+        for (k, (_, wc, mirror)) in repos.iter().enumerate() {
+            b.wait_flushers(Duration::from_secs(30));
+            std::thread::sleep(IDLE_GAP);
+            if k == 0 {
+                ls.push(timed(&mut b.git_to(&repos[0].0, &["ls-remote"], &target)));
+            }
+            let want = b.commit(wc, i + 1);
+            b.git(wc, &["push", "-q", "origin", "main"]);
+            let pushed = Instant::now();
+            match arrival(b, mirror, &want, pushed) {
+                Some(d) => lat[k].push(d),
+                None => missed[k] += 1,
+            }
+            if k == 0 {
+                if let Some(d) = bare_session(b, ssh) {
+                    session.push(d);
+                }
+            }
         }
     }
     b.wait_flushers(Duration::from_secs(60));
     let ls = Stats::of(ls);
-    if lat.is_empty() {
-        table.row(
-            LABEL,
-            0,
-            "never".into(),
-            "never".into(),
-            "no push reached the mirror".into(),
-        );
+    let session = (!session.is_empty()).then(|| Stats::of(session));
+    let never = |k: usize| {
+        if missed[k] > 0 {
+            format!("; {} pushes NEVER reached the mirror", missed[k])
+        } else {
+            String::new()
+        }
+    };
+    let [warm, cold, local] = lat.map(|l| (!l.is_empty()).then(|| Stats::of(l)));
+    let Some(local) = local else {
+        table.row(LOCAL, 0, "never".into(), "never".into(), never(2));
         return;
-    }
-    let s = Stats::of(lat);
+    };
     table.stats(
-        LABEL,
-        &s,
-        format!(
-            "one SSH connection for listing and push; one `git ls-remote` over SSH here: {} / \
-             {}; target median ≤ that + 100 ms: {}{}",
-            ms(ls.median),
-            ms(ls.p99),
-            if s.median <= ls.median + 100.0 {
-                "met"
-            } else {
-                "MISSED"
-            },
-            if missed > 0 {
-                format!("; {missed} pushes NEVER reached the mirror")
-            } else {
-                String::new()
-            }
-        ),
+        LOCAL,
+        &local,
+        format!("the reference for the SSH rows{}", never(2)),
     );
+    match warm {
+        Some(s) => {
+            let ratio = s.median / local.median;
+            table.stats(
+                LABEL,
+                &s,
+                format!(
+                    "no handshake: the connection master of the sample before; {ratio:.2}× the \
+                     local mirror in the same loop, goal ≤ 2×: {}; one `git ls-remote` over a new \
+                     SSH connection here: {} / {}{}{}",
+                    if ratio <= 2.0 { "met" } else { "MISSED" },
+                    ms(ls.median),
+                    ms(ls.p99),
+                    session.as_ref().map_or(String::new(), |x| format!(
+                        "; a bare SSH session on that master (`ssh host true`, the remote \
+                         login shell included) here: {} / {}, so the sync beyond one session \
+                         {:.2}× the local mirror",
+                        ms(x.median),
+                        ms(x.p99),
+                        (s.median - x.median).max(0.0) / local.median
+                    )),
+                    never(0)
+                ),
+            )
+        }
+        None => table.row(LABEL, 0, "never".into(), "never".into(), never(0)),
+    }
+    match cold {
+        Some(s) => table.stats(
+            COLD,
+            &s,
+            format!(
+                "one SSH handshake per sync; {:.2}× the local mirror{}",
+                s.median / local.median,
+                never(1)
+            ),
+        ),
+        None => table.row(COLD, 0, "never".into(), "never".into(), never(1)),
+    }
 }
 
 /// Row group 2: default settings, one local mirror: from `git push` returning to the mirror's
@@ -181,4 +239,30 @@ pub(crate) fn push_to_mirror(b: &Bench, table: &mut Table) {
             }
         ),
     );
+}
+
+/// One bare session (`ssh host true`) on the lasting connection master the SSH mirror's syncs
+/// left in the runtime dir: what any session costs on that server (sshd starts the user's login
+/// shell for it), the floor under a sync over a warm connection.
+fn bare_session(b: &Bench, ssh: &SshServer) -> Option<Duration> {
+    let socket = std::fs::read_dir(&b.runtime)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("mux-"))
+        })?;
+    let mut c = b.cmd("ssh");
+    c.args(["-F", "/dev/null", "-o", "BatchMode=yes", "-o"])
+        .arg(format!("ControlPath={}", socket.display()))
+        .args(["-p", &ssh.port.to_string()])
+        .arg(format!("{}@127.0.0.1", ssh.user))
+        .arg("true")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let t = Instant::now();
+    // Without a live master ssh would try a connection of its own (and fail: no key here).
+    let ok = c.status().is_ok_and(|s| s.success());
+    ok.then(|| t.elapsed())
 }

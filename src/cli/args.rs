@@ -39,7 +39,7 @@ Examples:
 
 pub(super) const SET_HELP: &str =
     "Keys: url, enabled, only_protected_branches, protected (comma-separated \
-patterns), branch_regex (RE2 regex on branch names, e.g. '^(main|release/.*)$'), keep_divergent_refs, debounce, max_delay, timeout (durations: 500ms, 1s, 5m, 1h), \
+patterns), branch_regex (RE2 regex on branch names, e.g. '^(main|release/.*)$'), keep_divergent_refs, debounce, max_delay, timeout, ssh_persist (durations: 500ms, 1s, 5m, 1h; ssh_persist=0 closes the SSH connection after each sync), \
 refs (comma-separated prefixes, e.g. refs/notes/), allow_insecure_http, ca_file, \
 auth.method (none|password|ssh_key), auth.username, auth.password_file, auth.password_env, \
 auth.key_file, auth.known_hosts, auth.host_key, lfs (off|on|auto), lfs_store (a directory), \

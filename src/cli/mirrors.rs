@@ -71,8 +71,13 @@ pub(super) fn edit(
         cfg.mirrors.push(m);
         copied = true;
     }
+    let before = cfg.find(name).cloned();
     f(&mut cfg)?;
     cfg.save(&paths.config())?;
+    drop(_lock);
+    if closes_connections(before.as_ref(), cfg.find(name)) {
+        close_connections(paths, &loaded, name);
+    }
     if copied {
         eprintln!(
             "git-pushmirror: note: mirror `{name}` came from a server rule in {}; {} now holds this repository's own copy (`git-pushmirror remove {name}` follows the rule again)",
@@ -81,6 +86,24 @@ pub(super) fn edit(
         );
     }
     Ok(())
+}
+
+/// Whether an edit of a mirror ends its lasting SSH connections (see mirror/mux.rs): it is
+/// gone or disabled, or pushes elsewhere or otherwise (URL, key, host key). A connection made
+/// with an old key or host key would not be reused anyway (the master is found by them), but
+/// it would live on until `ssh_persist` ran out.
+fn closes_connections(before: Option<&MirrorConfig>, after: Option<&MirrorConfig>) -> bool {
+    match (before, after) {
+        (Some(b), Some(a)) => !a.enabled || !crate::flusher::same_target(b, a),
+        (None, _) => false,
+        (Some(_), None) => true,
+    }
+}
+
+/// Tells the lasting SSH connection masters of mirror `name` to exit.
+pub(super) fn close_connections(paths: &RepoPaths, loaded: &config::Loaded, name: &str) {
+    let runtime = crate::paths::runtime_dir(loaded.server.runtime_dir.as_deref());
+    crate::mirror::mux::close_mirror(&runtime, &paths.git_dir, name);
 }
 
 /// Removes a repository's mirror and its state. A server rule's mirror cannot be removed from
@@ -654,6 +677,7 @@ pub(super) fn mirror_json(m: &MirrorConfig) -> Value {
         "debounce": m.debounce.map(|d| d.to_string()),
         "max_delay": m.max_delay.map(|d| d.to_string()),
         "timeout": m.timeout.map(|d| d.to_string()),
+        "ssh_persist": m.ssh_persist.map(|d| d.to_string()),
         "refs": m.refs,
         "allow_insecure_http": m.allow_insecure_http,
         "ca_file": m.ca_file,
@@ -708,8 +732,10 @@ pub(super) fn show(paths: &RepoPaths, name: &str, json_out: bool) -> Result<i32,
         a.extend(b);
     }
     v["effective"] = json!({
-        "debounce": Dur(e.debounce).to_string(), "max_delay": Dur(e.max_delay).to_string(),
-        "timeout": Dur(e.timeout).to_string(), "source": crate::text::path_text(&e.source),
+        "debounce": Dur(e.debounce).to_string(), "debounce_adaptive": e.debounce_adaptive,
+        "max_delay": Dur(e.max_delay).to_string(),
+        "timeout": Dur(e.timeout).to_string(), "ssh_persist": Dur(e.ssh_persist).to_string(),
+        "source": crate::text::path_text(&e.source),
     });
     if json_out {
         return print_json(&v);
@@ -727,4 +753,40 @@ pub(super) fn show(paths: &RepoPaths, name: &str, json_out: bool) -> Result<i32,
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edits_that_end_a_mirrors_ssh_connections() {
+        let m = MirrorConfig::new("m", "ssh://git@host/app.git");
+        let with = |f: &dyn Fn(&mut MirrorConfig)| {
+            let mut x = m.clone();
+            f(&mut x);
+            x
+        };
+        let moved = with(&|x| x.url = "ssh://git@other/app.git".into());
+        let keyed = with(&|x| {
+            x.auth = Auth::SshKey {
+                key_file: "k".into(),
+                known_hosts: None,
+                host_key: Some("ssh-ed25519 AAAA".into()),
+            }
+        });
+        let disabled = with(&|x| x.enabled = false);
+        let slower = with(&|x| x.debounce = Some(Dur::parse("5s").unwrap()));
+        for (before, after, closes) in [
+            (Some(&m), None, true),            // removed
+            (Some(&m), Some(&moved), true),    // set url=
+            (Some(&m), Some(&keyed), true),    // key or host key
+            (Some(&m), Some(&disabled), true), // disable
+            (Some(&m), Some(&slower), false),  // timing only: an in-flight sync keeps it
+            (Some(&m), Some(&m), false),
+            (None, Some(&m), false), // added
+        ] {
+            assert_eq!(closes_connections(before, after), closes, "{after:?}");
+        }
+    }
 }

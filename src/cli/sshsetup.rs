@@ -201,6 +201,8 @@ pub(super) fn keygen(paths: Option<&RepoPaths>, name: &str, rule: bool) -> Resul
         }
         Ok(())
     })?;
+    // The key file was replaced in place: a connection made with the old key goes.
+    close_connections(paths, &loaded, name);
     eprintln!(
         "generated a new ed25519 key pair for mirror {name} ({})",
         paths.dir.join(key_rel(name)).display()

@@ -251,9 +251,20 @@ fn run_sync(
         auth::add_git_config(&mut set, "http.proxy", &proxy);
         auth::add_git_config(&mut set, &format!("http.{bare_url}.proxy"), &proxy);
     }
-    // ls-remote and push share one SSH connection (see mux.rs); dropped last, after both.
-    let _mux = match scheme {
-        url::Scheme::Ssh => mux::Mux::share(ctx.runtime_dir, &mut set),
+    // ls-remote and push share one SSH connection, kept for the next syncs for `ssh_persist`
+    // (see mux.rs); dropped last, after both.
+    let mux = match scheme {
+        url::Scheme::Ssh => {
+            let id = mux::Identity {
+                git_dir: ctx.git_dir,
+                mirror: &cfg.name,
+                url: &bare_url,
+                auth: &auth_cfg,
+                config_file: &m.source,
+                temp_files: &prepared.temp_files,
+            };
+            mux::Mux::share(ctx.runtime_dir, &mut set, m.ssh_persist, &id)
+        }
         _ => None,
     };
     let env = git::ChildEnv { set, remove };
@@ -694,6 +705,10 @@ fn run_sync(
     if !problems.is_empty() {
         let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
         report.error = Some(one_line(&url::scrub(&problems.join("; "), &refs)));
+    }
+    // The mirror answered every push: its connection is good for the next sync.
+    if let Some(mux) = &mux {
+        mux.keep();
     }
     Ok(report)
 }

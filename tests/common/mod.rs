@@ -281,6 +281,11 @@ impl Drop for Env {
         for pid in flusher_pids(self.dir.path()) {
             unsafe_kill(pid);
         }
+        // SSH connection masters kept for later syncs (`ssh_persist`) end after idling; the
+        // test's are ended now (their sockets are in the runtime dir: `ssh: <socket> [mux]`).
+        for pid in mux_pids(&self.runtime) {
+            unsafe_kill(pid);
+        }
     }
 }
 
@@ -322,6 +327,22 @@ pub fn flusher_pids(under: &Path) -> Vec<u32> {
         }
     }
     out
+}
+
+/// SSH connection masters whose socket is under `runtime` (`ssh: <socket> [mux]`).
+pub fn mux_pids(runtime: &Path) -> Vec<u32> {
+    let needle = runtime.to_string_lossy().into_owned();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd);
+            (cmd.contains(&needle) && cmd.contains("[mux]")).then_some(pid)
+        })
+        .collect()
 }
 
 pub fn unsafe_kill(pid: u32) {
