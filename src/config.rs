@@ -11,10 +11,12 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 mod auth;
+mod batch;
 mod edit;
 mod lfs;
 mod notify;
 pub use auth::Auth;
+pub use batch::{Bytes, RefCount};
 pub use lfs::check_lfs_url;
 pub use notify::NotifyConfig;
 
@@ -162,6 +164,14 @@ pub struct MirrorConfig {
     /// mirrors only); `${name}` works in a server rule. See docs/lfs.md.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lfs_url: Option<String>,
+    /// At most this many ref updates (creations, updates and deletions) per `git push`: for
+    /// hosts whose push policy refuses more (see docs/administration.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_batch_refs: Option<RefCount>,
+    /// Packs of at most about this size per `git push`: a first push of a big history goes in
+    /// several steps (for hosts that refuse bigger pushes, e.g. GitHub's 2 GiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_batch_bytes: Option<Bytes>,
 }
 
 /// Whether a mirror gets the upstream's Git LFS objects.
@@ -232,6 +242,8 @@ impl MirrorConfig {
             lfs_store: None,
             lfs_layout: None,
             lfs_url: None,
+            push_batch_refs: None,
+            push_batch_bytes: None,
         }
     }
 
