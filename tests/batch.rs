@@ -201,4 +201,76 @@ fn first_sync_of_a_big_history_goes_in_packs_under_push_batch_bytes() {
     );
     // Every object arrived: the mirror's history is whole.
     env.git(&batched, &["fsck", "--connectivity-only"]);
+
+    // A commit bigger than the host's limit cannot be split: the host refuses that ref, the
+    // sync fails saying so, and the refs pushed before it count.
+    let main = env.git(&up, &["rev-parse", "main"]);
+    let data = random_bytes(600 << 10, 4242);
+    let mut s = format!(
+        "commit refs/heads/huge\ncommitter T <t@e> 1800000000 +0000\ndata 2\nh\nfrom {main}\n\
+         M 100644 inline huge.bin\ndata {}\n",
+        data.len()
+    )
+    .into_bytes();
+    s.extend_from_slice(&data);
+    s.extend_from_slice(b"\n");
+    let mut c = env.cmd("git");
+    c.arg("-C").arg(&up).args(["fast-import", "--quiet"]);
+    assert!(output_with_stdin(c, &s).status.success());
+    env.git(&up, &["update-ref", "refs/heads/b05", &main]);
+    let out = env.pm(&up, &["sync", "batched", "--wait"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let st = env.mirror_status(&up, "batched");
+    let err = st["last_error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("refs/heads/huge") && err.contains("bytes per push"),
+        "{st:#}"
+    );
+    assert_eq!(st["refs_pushed_last"], 1, "{st:#}");
+    assert_eq!(env.git(&batched, &["rev-parse", "b05"]), main);
+    assert!(env
+        .git_out(&batched, &["rev-parse", "--verify", "-q", "huge"])
+        .stdout
+        .is_empty());
+}
+
+#[test]
+fn a_push_that_breaks_off_after_others_fails_the_sync_and_counts_only_what_arrived() {
+    let env = Env::new();
+    env.write_server_config("defaults:\n  max_attempts: 1\n");
+    let up = env.upstream("up.git");
+    // About 750 KiB on main, pushed in steps of at most 200 KiB, then 4 branches.
+    history(&env, &up, 48, 16 << 10, 4);
+    let m = env.bare("m.git", &[]);
+    // The mirror's receive-pack dies during the second push (a host dropping the connection).
+    write_exec(
+        &m.join("hooks/pre-receive"),
+        "#!/bin/sh\ncat >/dev/null\nn=$(cat count 2>/dev/null || echo 0); n=$((n+1)); echo $n > count\n\
+         if [ $n -eq 2 ] && [ ! -e let-through ]; then kill -9 $PPID; fi\n",
+    );
+    std::fs::create_dir_all(up.join("pushmirror")).unwrap();
+    std::fs::write(
+        up.join("pushmirror/config.yaml"),
+        format!(
+            "mirrors:\n  - name: m\n    url: {}\n    debounce: 100ms\n    push_batch_bytes: 200KiB\n",
+            m.display()
+        ),
+    )
+    .unwrap();
+    let out = env.pm(&up, &["sync", "m", "--wait"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let st = env.mirror_status(&up, "m");
+    let err = st["last_error"].as_str().unwrap_or_default();
+    // Main got its first step only: it has not arrived, and is not counted as pushed.
+    assert!(err.contains("refs/heads/main: not pushed"), "{st:#}");
+    assert_eq!(st["refs_pushed_last"], 0, "{st:#}");
+    let on_mirror = env.git(&m, &["rev-parse", "main"]);
+    assert_ne!(on_mirror, env.git(&up, &["rev-parse", "main"]));
+    env.git(&up, &["merge-base", "--is-ancestor", &on_mirror, "main"]);
+
+    // The host is back: the next sync carries on from there and the mirror ends equal.
+    std::fs::write(m.join("let-through"), "").unwrap();
+    env.pm_ok(&up, &["sync", "m", "--wait"]);
+    env.wait_mirrored(&up, &m);
+    env.git(&m, &["fsck", "--connectivity-only"]);
 }

@@ -341,7 +341,10 @@ fn run_sync(
         let mut ran = 0usize;
         let mut failed: BTreeSet<String> = BTreeSet::new();
         let parts: Vec<std::borrow::Cow<plan::Plan>> = match cfg.push_batch_bytes {
-            Some(max) if !the_plan.pushes.is_empty() => {
+            Some(max)
+                if !the_plan.pushes.is_empty()
+                    && packsize::store_bytes(ctx.git_dir).is_none_or(|all| all > max.0) =>
+            {
                 let t = std::time::Instant::now();
                 let haves: Vec<String> = mirror_has.values().cloned().collect();
                 let sizes = packsize::RevList {
@@ -358,6 +361,10 @@ fn run_sync(
             }
             _ => vec![std::borrow::Cow::Borrowed(the_plan)],
         };
+        // What each ref was last sent as, when a ref may go in steps: a ref whose last step
+        // that went through is not its value in the plan (a later push failed) has not arrived.
+        let stepped = parts.len() > 1;
+        let mut last_sent: BTreeMap<String, String> = BTreeMap::new();
         'parts: for part in parts {
             let part = if failed.is_empty() {
                 part
@@ -463,6 +470,9 @@ fn run_sync(
                     return Err(e);
                 }
                 ran += 1;
+                if stepped {
+                    last_sent.extend(batch.updates.iter().cloned());
+                }
                 all_ok &= out.status_ok;
                 failed.extend(got.iter().filter(|(_, r)| !r.ok()).map(|(n, _)| n.clone()));
                 if got.values().any(|r| !r.ok()) {
@@ -473,6 +483,12 @@ fn run_sync(
                     }
                 }
                 results.extend(got);
+            }
+        }
+        for p in &the_plan.pushes {
+            let short = last_sent.get(&p.name).is_some_and(|v| *v != p.new);
+            if short && results.get(&p.name).is_some_and(|r| r.ok()) {
+                results.remove(&p.name);
             }
         }
         remote_said.truncate(5);

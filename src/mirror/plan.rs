@@ -177,8 +177,8 @@ impl Plan {
     /// push does not send again); `sizes` estimates packs and walks history.
     ///
     /// A plan whose whole pack fits is returned as it is (one estimate: the usual incremental
-    /// sync pays only that). Otherwise pushes are taken in plan order, as many together (up to
-    /// `max_refs`) as fit; a branch too big alone is pushed in steps up its first-parent
+    /// sync pays only that). Otherwise pushes are taken in plan order: the next `max_refs`
+    /// together when they fit (one estimate), else one by one, as many together as fit; a branch too big alone is pushed in steps up its first-parent
     /// history: the newest commit whose pack fits, and again from there, each step leased on the
     /// previous one, then its own value. A leading default branch (a mirror with no branch yet)
     /// goes alone, its first step first, so that it is still the first branch the mirror gets.
@@ -211,8 +211,23 @@ impl Plan {
                 });
             }
         };
-        for (i, p) in self.pushes.iter().enumerate() {
+        let mut i = 0;
+        while i < self.pushes.len() {
+            let p = &self.pushes[i];
             let leading = self.default_first && i == 0;
+            i += 1;
+            // A whole part at once when it fits: one estimate for up to `max_refs` refs.
+            let end = (i - 1).saturating_add(max_refs).min(self.pushes.len());
+            if !leading && cur.is_empty() && end - (i - 1) > 1 {
+                let group = &self.pushes[i - 1..end];
+                let tips: Vec<&str> = group.iter().map(|g| g.new.as_str()).collect();
+                if size(&tips, &haves)? <= max_pack {
+                    cur.extend(group.iter().cloned());
+                    close(&mut out, &mut cur, &mut haves);
+                    i = end;
+                    continue;
+                }
+            }
             // Whether `p` alone fits, when already known.
             let mut fits_alone = None;
             if !leading && cur.len() < max_refs {
@@ -1941,6 +1956,45 @@ mod tests {
                 .map(|p| (p.name.as_str(), p.new.as_str()))
                 .collect();
             assert_eq!(last, want, "{}", case.what);
+        }
+
+        // Estimates: one for a plan that fits; one per part of `max_refs` refs that fit together.
+        struct Counting<'a>(&'a History, std::cell::Cell<usize>);
+        impl PackSizes for Counting<'_> {
+            fn size(&self, tips: &[&str], haves: &[&str]) -> Result<u64, String> {
+                self.1.set(self.1.get() + 1);
+                self.0.size(tips, haves)
+            }
+            fn first_parents(&self, tip: &str, haves: &[&str]) -> Result<Vec<String>, String> {
+                self.0.first_parents(tip, haves)
+            }
+        }
+        let mut h = History::new();
+        h.line("m", None, 10, 100);
+        let branches: Vec<RefPush> = (0..40)
+            .map(|i| {
+                h.add(&format!("b{i}"), &["m10"], 10);
+                push(&format!("refs/heads/b{i:02}"), &format!("b{i}"), None)
+            })
+            .collect();
+        let plan = plan_of(branches, false);
+        let haves = vec!["m10".to_string()];
+        for (max_pack, max_refs, parts, estimates) in [
+            (1000, 5, 1, 1),
+            (60, 5, 8, 9),
+            // No ref limit: the whole rest does not fit, so refs go one by one (about one
+            // estimate per ref).
+            (60, usize::MAX, 7, 48),
+        ] {
+            let counting = Counting(&h, std::cell::Cell::new(0));
+            let got = plan
+                .split_by_size(max_pack, max_refs, &counting, &haves)
+                .unwrap();
+            assert_eq!(
+                (got.len(), counting.1.get()),
+                (parts, estimates),
+                "{max_pack} {max_refs}"
+            );
         }
     }
 }
