@@ -323,6 +323,9 @@ fn run_sync(
     );
     // Set when git ran a push and refused it as a whole (no per-ref result).
     let refused_outright = std::cell::Cell::new(false);
+    // Set when a push broke off (no per-ref result) after earlier pushes of the same plan went
+    // through: what they did stands; the rest waits for a retry. Its error line.
+    let broke_off: std::cell::Cell<Option<String>> = std::cell::Cell::new(None);
     // The host's limit on ref updates per push (`push_batch_refs`).
     let max_refs = cfg.push_batch_refs.map_or(usize::MAX, |n| n.0);
     let mut push_plan = |the_plan: &plan::Plan,
@@ -439,7 +442,7 @@ fn run_sync(
                     // What earlier pushes of the sync did stands (and is reported); the rest
                     // is not pushed, and the sync fails saying why.
                     Err(e) if ran > 0 => {
-                        remote_said.insert(0, fail(e));
+                        broke_off.set(Some(fail(e)));
                         all_ok = false;
                         break 'parts;
                     }
@@ -462,7 +465,7 @@ fn run_sync(
                         stderr: out.stderr,
                     });
                     if ran > 0 {
-                        remote_said.insert(0, e);
+                        broke_off.set(Some(e));
                         all_ok = false;
                         break 'parts;
                     }
@@ -494,6 +497,7 @@ fn run_sync(
         remote_said.truncate(5);
         Ok((results, all_ok, remote_said, advertised.flatten()))
     };
+    let mut broke: Option<String>;
     let (mut report, remote_said, known) = loop {
         attempt += 1;
         // With a guess of the mirror's refs, its plan is pushed at once and the mirror's real
@@ -662,8 +666,10 @@ fn run_sync(
             .map(|p| (p.name.as_str(), false))
             .chain(the_plan.deletions.iter().map(|d| (d.name.as_str(), true)))
             .collect();
+        broke_off.set(None);
         let (results, all_ok, remote_said, _) = push_plan(&the_plan, &remote, pack_bytes, false)?;
         timings.push += t.elapsed();
+        broke = broke_off.take();
         for (name, is_delete) in &wanted {
             match results.get(*name) {
                 Some(r) if r.up_to_date() => {}
@@ -679,6 +685,8 @@ fn run_sync(
                     report.rejected.push(format!("{name}: {}", r.summary))
                 }
                 None if all_ok => report.pushed += 1,
+                // Not refused: not sent; the sync fails for the retry to send it.
+                None if broke.is_some() => {}
                 None => report.rejected.push(format!("{name}: not pushed")),
             }
         }
@@ -686,7 +694,7 @@ fn run_sync(
             continue;
         }
         // The mirror as this sync leaves it: the next sync's guess, when nothing went wrong.
-        let known = (!stale && report.rejected.is_empty()).then(|| {
+        let known = (!stale && report.rejected.is_empty() && broke.is_none()).then(|| {
             listing::apply(&mut remote, &the_plan, &results, all_ok);
             remote
         });
@@ -730,6 +738,14 @@ fn run_sync(
             p.push_str(&format!(" (mirror said: {})", remote_said.join(" | ")));
         }
         problems.push(p);
+    }
+    if let Some(e) = &broke {
+        // No rejected ref: the flusher retries this sync (with backoff) as one that could not
+        // run, and what arrived before is counted.
+        problems.push(format!(
+            "a push broke off after {} ref(s) had arrived: {e}",
+            report.pushed + report.deleted
+        ));
     }
     if !report.divergent.is_empty() {
         problems.push(format!(
