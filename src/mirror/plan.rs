@@ -178,9 +178,10 @@ impl Plan {
     ///
     /// A plan whose whole pack fits is returned as it is (one estimate: the usual incremental
     /// sync pays only that). Otherwise pushes are taken in plan order: the next `max_refs`
-    /// together when they fit (one estimate), else one by one, as many together as fit; a branch too big alone is pushed in steps up its first-parent
-    /// history: the newest commit whose pack fits, and again from there, each step leased on the
-    /// previous one, then its own value. A leading default branch (a mirror with no branch yet)
+    /// together when they fit (one estimate), else one by one, as many together as fit. A
+    /// branch too big alone is pushed in steps up its first-parent history: the newest commit
+    /// whose pack fits, and again from there, each step leased on the previous one, then its
+    /// own value. A leading default branch (a mirror with no branch yet)
     /// goes alone, its first step first, so that it is still the first branch the mirror gets.
     /// What cannot be split (one commit, a tag) is pushed as it is: the host may refuse it, and
     /// the sync reports what it said. Deletions send no objects; they go with the last part.
@@ -211,20 +212,21 @@ impl Plan {
                 });
             }
         };
-        let mut i = 0;
-        while i < self.pushes.len() {
-            let p = &self.pushes[i];
-            let leading = self.default_first && i == 0;
-            i += 1;
+        let mut next = 0;
+        while next < self.pushes.len() {
+            let at = next;
+            next += 1;
+            let p = &self.pushes[at];
+            let leading = self.default_first && at == 0;
             // A whole part at once when it fits: one estimate for up to `max_refs` refs.
-            let end = (i - 1).saturating_add(max_refs).min(self.pushes.len());
-            if !leading && cur.is_empty() && end - (i - 1) > 1 {
-                let group = &self.pushes[i - 1..end];
+            let end = at.saturating_add(max_refs).min(self.pushes.len());
+            if !leading && cur.is_empty() && end - at > 1 {
+                let group = &self.pushes[at..end];
                 let tips: Vec<&str> = group.iter().map(|g| g.new.as_str()).collect();
                 if size(&tips, &haves)? <= max_pack {
                     cur.extend(group.iter().cloned());
                     close(&mut out, &mut cur, &mut haves);
-                    i = end;
+                    next = end;
                     continue;
                 }
             }
