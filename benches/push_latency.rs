@@ -9,7 +9,8 @@
 //! `BENCH_ONLY=hotpath` the hook and push → SSH mirror rows (`BENCH_BASELINE_BIN` adds a
 //! baseline binary's rows in the same run; see `push_latency/hotpath.rs`), `BENCH_ONLY=many_refs`
 //! only the 10,000-ref rows, `BENCH_ONLY=ssh` only push → idle SSH mirror (warm and cold
-//! connection, next to a local mirror), `BENCH_ONLY=spacing` only pushes 0.3 s and 0.7 s apart.
+//! connection, next to a local mirror), `BENCH_ONLY=spacing` only pushes 0.3 s and 0.7 s apart,
+//! `BENCH_ONLY=batch` only the push_batch_bytes / push_batch_refs rows.
 //!
 //! This file holds the run sizes and the order of the table; the harness (the binary, the temp
 //! world, timing, statistics, the table) is in `push_latency/harness.rs`, and each group of rows
@@ -33,6 +34,8 @@ mod harness;
 use harness::*;
 
 // One module per group of rows; `main` calls them in the order of the table.
+#[path = "push_latency/batch.rs"]
+mod batch;
 #[path = "push_latency/coalescing.rs"]
 mod coalescing;
 // Server-wide `status --root` and `metrics` over large fleets.
@@ -143,6 +146,13 @@ fn main() {
         table.print();
         return;
     }
+    // BENCH_ONLY=batch runs only the push_batch_bytes / push_batch_refs rows.
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("batch") {
+        batch::rows(&b, &mut table);
+        drop(b);
+        table.print();
+        return;
+    }
     hook::push_latency(&b, ssh.as_ref(), pushes, &mut table);
     hook::hook_alone(&b, &mut table);
     mirror::push_to_mirror(&b, &mut table);
@@ -151,6 +161,7 @@ fn main() {
     spacing::spacing(&b, &mut table);
     noop::noop_sync(&b, ssh.as_ref(), &mut table);
     many_refs::many_refs_sync(&b, &mut table);
+    batch::rows(&b, &mut table);
     footprint::binary_and_startup(&b, &mut table);
     footprint::flusher_memory(&b, &mut table);
     fleet::fleet(&b, &mut table);

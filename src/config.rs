@@ -11,10 +11,12 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 mod auth;
+mod batch;
 mod edit;
 mod lfs;
 mod notify;
 pub use auth::Auth;
+pub use batch::{Bytes, RefCount};
 pub use lfs::check_lfs_url;
 pub use notify::NotifyConfig;
 
@@ -171,6 +173,14 @@ pub struct MirrorConfig {
     /// docs/security.md.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub lfs_auth: bool,
+    /// At most this many ref updates (creations, updates and deletions) per `git push`: for
+    /// hosts whose push policy refuses more (see docs/administration.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_batch_refs: Option<RefCount>,
+    /// Packs of at most about this size per `git push`: a first push of a big history goes in
+    /// several steps (for hosts that refuse bigger pushes, e.g. GitHub's 2 GiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_batch_bytes: Option<Bytes>,
 }
 
 /// Whether a mirror gets the upstream's Git LFS objects.
@@ -243,6 +253,8 @@ impl MirrorConfig {
             lfs_layout: None,
             lfs_url: None,
             lfs_auth: false,
+            push_batch_refs: None,
+            push_batch_bytes: None,
         }
     }
 

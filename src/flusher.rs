@@ -104,6 +104,8 @@ pub struct Pending {
     pub max_seq: u64,
     /// Refs whose newest pending record is a deletion.
     pub deleted: BTreeSet<String>,
+    /// When the oldest pending ref update (not a sync request) was spooled.
+    pub first_update_ms: Option<u64>,
 }
 
 pub fn pending_for(contents: &Contents, mirror: &str, cursor: u64) -> Option<Pending> {
@@ -127,6 +129,8 @@ pub fn pending_for(contents: &Contents, mirror: &str, cursor: u64) -> Option<Pen
                 p.force_ms = p.force_ms.max(r.last_ms);
             }
             Kind::Update { new, refname, .. } => {
+                p.first_update_ms =
+                    Some(p.first_update_ms.map_or(r.first_ms, |t| t.min(r.first_ms)));
                 let e = latest.entry(refname).or_insert((0, false));
                 if r.seq >= e.0 {
                     *e = (r.seq, crate::update::is_null(new));
@@ -210,6 +214,8 @@ struct Done {
     mirror: crate::config::MirrorConfig,
     seq: u64,
     started: u64,
+    /// When the oldest ref update the sync carries was spooled (for the delay histogram).
+    first_update_ms: Option<u64>,
     report: mirror::SyncReport,
 }
 
@@ -625,6 +631,7 @@ impl Flusher {
                 mirror: m.mirror.clone(),
                 seq: p.max_seq,
                 started: now,
+                first_update_ms: p.first_update_ms,
                 report,
             });
         });
@@ -768,6 +775,12 @@ impl Flusher {
         if ran {
             st.cursor = st.cursor.max(done.seq);
             st.kept_by_dangling_head = r.kept_by_dangling_head.clone();
+        }
+        st.sync_duration
+            .observe(&state::SYNC_BOUNDS_MS, now.saturating_sub(done.started));
+        if let (None, Some(t)) = (&r.error, done.first_update_ms) {
+            st.replication_delay
+                .observe(&state::DELAY_BOUNDS_MS, now.saturating_sub(t));
         }
         match &r.error {
             None => {

@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod histogram;
+pub use histogram::{Histogram, DELAY_BOUNDS_MS, SYNC_BOUNDS_MS};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UpdateStatus {
@@ -85,6 +88,13 @@ pub struct MirrorState {
     /// one interval before it on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub throttle_budget_at: Option<u64>,
+    /// Push→mirror delay: per sync that brought spooled updates to the mirror, how long the
+    /// oldest of them had waited since it was spooled (buckets `DELAY_BOUNDS_MS`).
+    #[serde(skip_serializing_if = "Histogram::is_empty")]
+    pub replication_delay: Histogram,
+    /// How long syncs took, from start to end, whatever their outcome (`SYNC_BOUNDS_MS`).
+    #[serde(skip_serializing_if = "Histogram::is_empty")]
+    pub sync_duration: Histogram,
 }
 
 /// An LFS object by its pointer: sha256 oid (64 lowercase hex) and size.

@@ -259,8 +259,14 @@ fn metrics_pass_promtool_and_node_exporter_serves_them() {
     }
     let env = Env::new();
     let root = small_fleet(&env);
-    // A mirror whose URL carries a user name: it must not reach any label.
     let a = root.join("a.git");
+    // One push mirrored: one push→mirror delay observed (the first sync carried no update).
+    let wc = env.clone(&a, "wc");
+    env.commit(&wc, "one");
+    env.push(&wc, &["main"]);
+    wait_finished(&env, &a, "backup");
+    assert!(env.wait_flushers_gone());
+    // A mirror whose URL carries a user name: it must not reach any label.
     env.pm_ok(
         &a,
         &[
@@ -329,16 +335,39 @@ fn metrics_pass_promtool_and_node_exporter_serves_them() {
         r#"git_pushmirror_mirror_enabled{mirror="hub",repository="a.git"} 0"#,
         r#"git_pushmirror_mirror_gave_up{mirror="gone",repository="b/c.git"} 1"#,
         r#"git_pushmirror_mirror_update_status{mirror="gone",repository="b/c.git",status="failed"} 1"#,
-        r#"git_pushmirror_mirror_syncs_total{mirror="backup",repository="a.git"} 1"#,
+        r#"git_pushmirror_mirror_syncs_total{mirror="backup",repository="a.git"} 2"#,
         r#"git_pushmirror_repository_hook_installed{repository="b/c.git"} 1"#,
         "# TYPE git_pushmirror_mirror_syncs_total counter",
         "git_pushmirror_mirror_last_success_timestamp_seconds{mirror=\"backup\"",
+        "# TYPE git_pushmirror_mirror_replication_delay_seconds histogram",
+        "# TYPE git_pushmirror_mirror_sync_duration_seconds histogram",
+        r#"git_pushmirror_mirror_replication_delay_seconds_count{mirror="backup",repository="a.git"} 1"#,
+        r#"git_pushmirror_mirror_replication_delay_seconds_bucket{mirror="backup",repository="a.git",le="+Inf"} 1"#,
+        r#"git_pushmirror_mirror_replication_delay_seconds_bucket{mirror="backup",repository="a.git",le="86400"} 1"#,
+        // Both syncs of the good mirror and the failed one of the other are timed.
+        r#"git_pushmirror_mirror_sync_duration_seconds_count{mirror="backup",repository="a.git"} 2"#,
+        r#"git_pushmirror_mirror_sync_duration_seconds_count{mirror="gone",repository="b/c.git"} 1"#,
+        r#"git_pushmirror_mirror_sync_duration_seconds_bucket{mirror="gone",repository="b/c.git",le="+Inf"} 1"#,
     ] {
         assert!(
             body.contains(want),
             "missing `{want}` in the scrape:\n{body}"
         );
     }
+    // No delay for a mirror that never got its updates, nor for one that never synced.
+    assert!(!body.contains(r#"replication_delay_seconds_count{mirror="gone""#));
+    assert!(!body.contains(r#"sync_duration_seconds_count{mirror="hub""#));
+    // The delay fell in one bucket, and every bucket from there on counts it.
+    let buckets: Vec<u64> = body
+        .lines()
+        .filter(|l| {
+            l.starts_with("git_pushmirror_mirror_replication_delay_seconds_bucket{")
+                && l.contains(r#"mirror="backup""#)
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(buckets.len(), 11, "{body}");
+    assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
     assert!(!body.contains("deploy-user"));
 
     // A second write replaces the file in place of the first; node_exporter sees the change.
@@ -660,7 +689,45 @@ fn documented_alert_rules_pass_promtool() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("2 rules found"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 rules found"));
+
+    // The delay alert fires for a mirror whose pushes arrive 5 to 15 minutes late, and not for
+    // one they reach within a second (`promtool test rules`, one sync a minute for 2 hours).
+    let bucket = |mirror: &str, le: &str, series: &str| {
+        format!(
+            "      - series: 'git_pushmirror_mirror_replication_delay_seconds_bucket{{repository=\"a.git\",mirror=\"{mirror}\",le=\"{le}\"}}'\n        values: '{series}'\n"
+        )
+    };
+    let mut series = String::new();
+    for (le, slow, fast) in [
+        ("1", "0+0x120", "0+1x120"),
+        ("300", "0+0x120", "0+1x120"),
+        ("900", "0+1x120", "0+1x120"),
+        ("+Inf", "0+1x120", "0+1x120"),
+    ] {
+        series.push_str(&bucket("slow", le, slow));
+        series.push_str(&bucket("fast", le, fast));
+    }
+    let test = env.path("rules_test.yml");
+    std::fs::write(
+        &test,
+        format!(
+            "rule_files: [{}]\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n{series}    alert_rule_test:\n      - eval_time: 2h\n        alertname: PushMirrorSlow\n        exp_alerts:\n          - exp_labels: {{ severity: warning, repository: a.git, mirror: slow }}\n            exp_annotations:\n              summary: \"git-pushmirror: pushes to a.git reach slow late (p95 14m 29s)\"\n",
+            file.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new("promtool")
+        .args(["test", "rules"])
+        .arg(&test)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A real SMTP server (aiosmtpd, Debian's python3-aiosmtpd) on a free loopback port that

@@ -70,6 +70,25 @@ pub fn fleet(b: &Bench, table: &mut Table) {
                 ),
             );
         }
+        // The size of the textfile node_exporter serves (every mirror with both histograms).
+        if let Ok(out) = b
+            .cmd(&b.bin)
+            .args(["metrics", "--root"])
+            .arg(&root)
+            .output()
+        {
+            let lines = out.stdout.iter().filter(|c| **c == b'\n').count();
+            table.row(
+                &format!("`metrics` output, {n} repositories (with latency histograms)"),
+                1,
+                format!("{:.1} MiB", out.stdout.len() as f64 / (1 << 20) as f64),
+                "—".into(),
+                format!(
+                    "{lines} lines, {:.0} bytes per mirror",
+                    out.stdout.len() as f64 / n as f64
+                ),
+            );
+        }
         let _ = std::fs::remove_dir_all(&root);
     }
 }
@@ -138,7 +157,9 @@ fn write_fleet(root: &Path, n: usize, bin: &Path) -> std::io::Result<()> {
             format!(
                 r#"{{"cursor": 4, "update_status": "finished", "last_update_started_at": {t0},
                 "last_update_at": {t1}, "last_successful_update_at": {t1},
-                "syncs": 40, "pushes": 30, "refs_pushed_last": 1, "refs_pushed_total": 55}}"#,
+                "syncs": 40, "pushes": 30, "refs_pushed_last": 1, "refs_pushed_total": 55,
+                "replication_delay": {{"counts": [20, 8, 5, 3, 2, 1, 1, 0, 0, 0, 0], "sum_ms": 96000}},
+                "sync_duration": {{"counts": [25, 8, 4, 2, 1, 0, 0, 0, 0, 0], "sum_ms": 21000}}}}"#,
                 t0 = now - 60_000,
                 t1 = now - 59_500
             )

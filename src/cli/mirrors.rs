@@ -686,6 +686,8 @@ pub(super) fn mirror_json(m: &MirrorConfig) -> Value {
         "lfs_layout": m.lfs_layout,
         "lfs_url": m.lfs_url.as_deref().map(url::mask),
         "lfs_auth": m.lfs_auth,
+        "push_batch_refs": m.push_batch_refs.map(|n| n.0),
+        "push_batch_bytes": m.push_batch_bytes.map(|b| b.0),
     })
 }
 

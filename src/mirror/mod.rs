@@ -6,6 +6,7 @@ pub mod lfs;
 pub mod listing;
 pub mod mux;
 pub mod origin;
+pub mod packsize;
 pub mod plan;
 pub mod progress;
 pub mod source;
@@ -361,15 +362,61 @@ fn run_sync(
     );
     // Set when git ran a push and refused it as a whole (no per-ref result).
     let refused_outright = std::cell::Cell::new(false);
-    let mut push_plan =
-        |the_plan: &plan::Plan, pack_bytes: &mut u64, trace: bool| -> Result<Pushed, String> {
-            let mut advertised = None;
-            let mut results = BTreeMap::new();
-            let mut all_ok = true;
-            // What the mirror's hooks said (`remote:` lines): the porcelain summary of a refused
-            // ref is only "[remote rejected] (hook declined)"; the reason is here.
-            let mut remote_said: Vec<String> = Vec::new();
-            for batch in the_plan.push_batches(PUSH_ARGS_MAX) {
+    // Set when a push broke off (no per-ref result) after earlier pushes of the same plan went
+    // through: what they did stands; the rest waits for a retry. Its error line.
+    let broke_off: std::cell::Cell<Option<String>> = std::cell::Cell::new(None);
+    // The host's limit on ref updates per push (`push_batch_refs`).
+    let max_refs = cfg.push_batch_refs.map_or(usize::MAX, |n| n.0);
+    let mut push_plan = |the_plan: &plan::Plan,
+                         mirror_has: &BTreeMap<String, String>,
+                         pack_bytes: &mut u64,
+                         trace: bool|
+     -> Result<Pushed, String> {
+        let mut advertised = None;
+        let mut results = BTreeMap::new();
+        let mut all_ok = true;
+        // What the mirror's hooks said (`remote:` lines): the porcelain summary of a refused
+        // ref is only "[remote rejected] (hook declined)"; the reason is here.
+        let mut remote_said: Vec<String> = Vec::new();
+        // Pushes that ran; and refs a push failed to update, whose later steps (each leased
+        // on the one before, see `Plan::split_by_size`) are not sent.
+        let mut ran = 0usize;
+        let mut failed: BTreeSet<String> = BTreeSet::new();
+        let parts: Vec<std::borrow::Cow<plan::Plan>> = match cfg.push_batch_bytes {
+            Some(max)
+                if !the_plan.pushes.is_empty()
+                    && packsize::store_bytes(ctx.git_dir).is_none_or(|all| all > max.0) =>
+            {
+                let t = std::time::Instant::now();
+                let haves: Vec<String> = mirror_has.values().cloned().collect();
+                let sizes = packsize::RevList {
+                    git_dir: ctx.git_dir,
+                };
+                let parts = the_plan.split_by_size(max.0, max_refs, &sizes, &haves)?;
+                log::debug!(
+                    "sync {}: {} part(s) of at most {max} planned in {} ms",
+                    cfg.name,
+                    parts.len(),
+                    t.elapsed().as_millis()
+                );
+                parts.into_iter().map(std::borrow::Cow::Owned).collect()
+            }
+            _ => vec![std::borrow::Cow::Borrowed(the_plan)],
+        };
+        // What each ref was last sent as, when a ref may go in steps: a ref whose last step
+        // that went through is not its value in the plan (a later push failed) has not arrived.
+        let stepped = parts.len() > 1;
+        let mut last_sent: BTreeMap<String, String> = BTreeMap::new();
+        'parts: for part in parts {
+            let part = if failed.is_empty() {
+                part
+            } else {
+                let mut p = part.into_owned();
+                p.pushes.retain(|x| !failed.contains(&x.name));
+                p.deletions.retain(|x| !failed.contains(&x.name));
+                std::borrow::Cow::Owned(p)
+            };
+            for batch in part.push_batches(PUSH_ARGS_MAX, max_refs) {
                 let source = match &source {
                     Some(s) => s,
                     None => source.insert(
@@ -428,8 +475,18 @@ fn run_sync(
                         out
                     }
                     None => git::run(source.dir(), &args, &push_env, timeout, "push"),
-                }
-                .map_err(&fail)?;
+                };
+                let out = match out {
+                    Ok(out) => out,
+                    // What earlier pushes of the sync did stands (and is reported); the rest
+                    // is not pushed, and the sync fails saying why.
+                    Err(e) if ran > 0 => {
+                        broke_off.set(Some(fail(e)));
+                        all_ok = false;
+                        break 'parts;
+                    }
+                    Err(e) => return Err(fail(e)),
+                };
                 let got = git::parse_porcelain(&out.stdout);
                 // Summed over batches and attempts: a pack an attempt that is retried sent was sent.
                 // Only a push the mirror answered ref by ref (updated or refused by its hooks)
@@ -442,13 +499,24 @@ fn run_sync(
                     *pack_bytes += progress::pack_bytes(&out.stderr);
                 }
                 if got.is_empty() && !out.status_ok {
-                    refused_outright.set(true);
-                    return Err(fail(git::GitError::Failed {
+                    let e = fail(git::GitError::Failed {
                         what: "push",
                         stderr: out.stderr,
-                    }));
+                    });
+                    if ran > 0 {
+                        broke_off.set(Some(e));
+                        all_ok = false;
+                        break 'parts;
+                    }
+                    refused_outright.set(true);
+                    return Err(e);
+                }
+                ran += 1;
+                if stepped {
+                    last_sent.extend(batch.updates.iter().cloned());
                 }
                 all_ok &= out.status_ok;
+                failed.extend(got.iter().filter(|(_, r)| !r.ok()).map(|(n, _)| n.clone()));
                 if got.values().any(|r| !r.ok()) {
                     for m in remote_messages(&out.stderr) {
                         if remote_said.len() < 5 && !remote_said.contains(&m) {
@@ -458,8 +526,17 @@ fn run_sync(
                 }
                 results.extend(got);
             }
-            Ok((results, all_ok, remote_said, advertised.flatten()))
-        };
+        }
+        for p in &the_plan.pushes {
+            let short = last_sent.get(&p.name).is_some_and(|v| *v != p.new);
+            if short && results.get(&p.name).is_some_and(|r| r.ok()) {
+                results.remove(&p.name);
+            }
+        }
+        remote_said.truncate(5);
+        Ok((results, all_ok, remote_said, advertised.flatten()))
+    };
+    let mut broke: Option<String>;
     let (mut report, remote_said, known) = loop {
         attempt += 1;
         // With a guess of the mirror's refs, its plan is pushed at once and the mirror's real
@@ -493,11 +570,11 @@ fn run_sync(
                     deleted_upstream,
                     options: &options,
                 };
-                plan::plan(&input, &upstream)
+                (plan::plan(&input, &upstream), guessed)
             });
             timings.plan += t.elapsed();
             match p {
-                Some(p) if !p.is_empty() => {
+                Some((p, guessed)) if !p.is_empty() => {
                     let t = std::time::Instant::now();
                     // A push from the record that fails outright (not ref by ref) may be the
                     // record's fault: the next sync lists the mirror first.
@@ -505,8 +582,8 @@ fn run_sync(
                     // prepare it) says nothing about the record, and deleting the record would
                     // free space and hide a full disk from `status`.
                     refused_outright.set(false);
-                    let (results, all_ok, _, advertised) = push_plan(&p, pack_bytes, true)
-                        .inspect_err(|_| {
+                    let (results, all_ok, _, advertised) =
+                        push_plan(&p, &guessed, pack_bytes, true).inspect_err(|_| {
                             if refused_outright.get() {
                                 listing::remove(&state_dir, &cfg.name)
                             }
@@ -632,8 +709,10 @@ fn run_sync(
             .map(|p| (p.name.as_str(), false))
             .chain(the_plan.deletions.iter().map(|d| (d.name.as_str(), true)))
             .collect();
-        let (results, all_ok, remote_said, _) = push_plan(&the_plan, pack_bytes, false)?;
+        broke_off.set(None);
+        let (results, all_ok, remote_said, _) = push_plan(&the_plan, &remote, pack_bytes, false)?;
         timings.push += t.elapsed();
+        broke = broke_off.take();
         for (name, is_delete) in &wanted {
             match results.get(*name) {
                 Some(r) if r.up_to_date() => {}
@@ -649,6 +728,8 @@ fn run_sync(
                     report.rejected.push(format!("{name}: {}", r.summary))
                 }
                 None if all_ok => report.pushed += 1,
+                // Not refused: not sent; the sync fails for the retry to send it.
+                None if broke.is_some() => {}
                 None => report.rejected.push(format!("{name}: not pushed")),
             }
         }
@@ -656,7 +737,7 @@ fn run_sync(
             continue;
         }
         // The mirror as this sync leaves it: the next sync's guess, when nothing went wrong.
-        let known = (!stale && report.rejected.is_empty()).then(|| {
+        let known = (!stale && report.rejected.is_empty() && broke.is_none()).then(|| {
             listing::apply(&mut remote, &the_plan, &results, all_ok);
             remote
         });
@@ -690,11 +771,24 @@ fn run_sync(
     report.lfs = lfs_outcome;
     let mut problems = Vec::new();
     if !report.rejected.is_empty() {
-        let mut p = format!("mirror rejected {}", report.rejected.join(", "));
+        // The first few by name, so that what the mirror said still fits in the line.
+        let shown = report.rejected.len().min(5);
+        let mut p = format!("mirror rejected {}", report.rejected[..shown].join(", "));
+        if shown < report.rejected.len() {
+            p.push_str(&format!(" and {} more", report.rejected.len() - shown));
+        }
         if !remote_said.is_empty() {
             p.push_str(&format!(" (mirror said: {})", remote_said.join(" | ")));
         }
         problems.push(p);
+    }
+    if let Some(e) = &broke {
+        // No rejected ref: the flusher retries this sync (with backoff) as one that could not
+        // run, and what arrived before is counted.
+        problems.push(format!(
+            "a push broke off after {} ref(s) had arrived: {e}",
+            report.pushed + report.deleted
+        ));
     }
     if !report.divergent.is_empty() {
         problems.push(format!(

@@ -121,7 +121,8 @@ impl Plan {
     /// The `git push` runs that carry out the plan, in order. A batch's leases and deletions go
     /// on the command line, so a batch holds at most `max_bytes` of them (the kernel limits a
     /// command line; a sync that moves or deletes tens of thousands of refs would not fit in
-    /// one). Pushes come first, in plan order, then deletions. When the plan leads with the
+    /// one), and at most `max_refs` ref updates of any kind (`push_batch_refs`: hosts refuse
+    /// pushes that update more). Pushes come first, in plan order, then deletions. When the plan leads with the
     /// default branch (the mirror has no branch yet), that branch goes alone in the first batch,
     /// so that it reaches the mirror before any other.
     ///
@@ -130,14 +131,17 @@ impl Plan {
     /// plan saw, so work pushed to the mirror meanwhile is never overwritten or deleted. Nothing is
     /// pushed with `+`, which would override the lease. A creation needs no lease: unforced, it
     /// can only fast-forward a ref that appeared meanwhile, which loses nothing.
-    pub fn push_batches(&self, max_bytes: usize) -> Vec<PushBatch> {
+    pub fn push_batches(&self, max_bytes: usize, max_refs: usize) -> Vec<PushBatch> {
         let lease = |name: &str, old: &str| format!("--force-with-lease={name}:{old}");
         let mut batches: Vec<PushBatch> = Vec::new();
         let mut used = 0usize;
         // The batch for an item costing `cost` bytes of arguments (each argument also costs its
         // NUL and a pointer in argv): the current one, or a new one if that is full or `fresh`.
         let mut slot = |batches: &mut Vec<PushBatch>, cost: usize, fresh: bool| {
-            if fresh || batches.is_empty() || used + cost > max_bytes {
+            let full = batches.last().is_none_or(|b| {
+                used + cost > max_bytes || b.updates.len() + b.deletions.len() >= max_refs
+            });
+            if fresh || full {
                 batches.push(PushBatch::default());
                 used = 0;
             }
@@ -164,6 +168,145 @@ impl Plan {
         }
         batches
     }
+}
+
+impl Plan {
+    /// The plan as a sequence of plans whose packs each stay within about `max_pack` bytes
+    /// (`push_batch_bytes`), to be pushed in order, each then split by `push_batches`; the
+    /// mirror ends as the whole plan would leave it. `haves` are the mirror's values (what a
+    /// push does not send again); `sizes` estimates packs and walks history.
+    ///
+    /// A plan whose whole pack fits is returned as it is (one estimate: the usual incremental
+    /// sync pays only that). Otherwise pushes are taken in plan order: the next `max_refs`
+    /// together when they fit (one estimate), else one by one, as many together as fit. A
+    /// branch too big alone is pushed in steps up its first-parent history: the newest commit
+    /// whose pack fits, and again from there, each step leased on the previous one, then its
+    /// own value. A leading default branch (a mirror with no branch yet)
+    /// goes alone, its first step first, so that it is still the first branch the mirror gets.
+    /// What cannot be split (one commit, a tag) is pushed as it is: the host may refuse it, and
+    /// the sync reports what it said. Deletions send no objects; they go with the last part.
+    pub fn split_by_size(
+        &self,
+        max_pack: u64,
+        max_refs: usize,
+        sizes: &dyn PackSizes,
+        haves: &[String],
+    ) -> Result<Vec<Plan>, String> {
+        let mut haves: Vec<String> = haves.to_vec();
+        let size = |tips: &[&str], haves: &[String]| -> Result<u64, String> {
+            let haves: Vec<&str> = haves.iter().map(String::as_str).collect();
+            sizes.size(tips, &haves)
+        };
+        let all: Vec<&str> = self.pushes.iter().map(|p| p.new.as_str()).collect();
+        if all.is_empty() || size(&all, &haves)? <= max_pack {
+            return Ok(vec![self.clone()]);
+        }
+        let mut out: Vec<Plan> = Vec::new();
+        let mut cur: Vec<RefPush> = Vec::new();
+        let close = |out: &mut Vec<Plan>, cur: &mut Vec<RefPush>, haves: &mut Vec<String>| {
+            if !cur.is_empty() {
+                haves.extend(cur.iter().map(|p| p.new.clone()));
+                out.push(Plan {
+                    pushes: std::mem::take(cur),
+                    ..Plan::default()
+                });
+            }
+        };
+        let mut next = 0;
+        while next < self.pushes.len() {
+            let at = next;
+            next += 1;
+            let p = &self.pushes[at];
+            let leading = self.default_first && at == 0;
+            // A whole part at once when it fits: one estimate for up to `max_refs` refs.
+            let end = at.saturating_add(max_refs).min(self.pushes.len());
+            if !leading && cur.is_empty() && end - at > 1 {
+                let group = &self.pushes[at..end];
+                let tips: Vec<&str> = group.iter().map(|g| g.new.as_str()).collect();
+                if size(&tips, &haves)? <= max_pack {
+                    cur.extend(group.iter().cloned());
+                    close(&mut out, &mut cur, &mut haves);
+                    next = end;
+                    continue;
+                }
+            }
+            // Whether `p` alone fits, when already known.
+            let mut fits_alone = None;
+            if !leading && cur.len() < max_refs {
+                let mut tips: Vec<&str> = cur.iter().map(|c| c.new.as_str()).collect();
+                tips.push(&p.new);
+                if size(&tips, &haves)? <= max_pack {
+                    cur.push(p.clone());
+                    continue;
+                }
+                if cur.is_empty() {
+                    fits_alone = Some(false);
+                }
+            }
+            close(&mut out, &mut cur, &mut haves);
+            let mut p = p.clone();
+            let fits = match fits_alone {
+                Some(f) => f,
+                None => size(&[&p.new], &haves)? <= max_pack,
+            };
+            if !fits && p.name.starts_with(HEADS) {
+                let mut chain = sizes.first_parents(&p.new, &{
+                    haves.iter().map(String::as_str).collect::<Vec<_>>()
+                })?;
+                if chain.last() == Some(&p.new) {
+                    chain.pop();
+                }
+                while !chain.is_empty() {
+                    // The newest commit of the chain whose pack fits (sizes grow along it), or
+                    // the oldest when none does.
+                    let (mut lo, mut hi) = (0usize, chain.len());
+                    while hi - lo > 1 {
+                        let mid = lo + (hi - lo) / 2;
+                        if size(&[&chain[mid]], &haves)? <= max_pack {
+                            lo = mid;
+                        } else {
+                            hi = mid;
+                        }
+                    }
+                    let step = chain[lo].clone();
+                    chain.drain(..=lo);
+                    out.push(Plan {
+                        pushes: vec![RefPush {
+                            name: p.name.clone(),
+                            new: step.clone(),
+                            old: p.old.replace(step.clone()),
+                        }],
+                        ..Plan::default()
+                    });
+                    haves.push(step);
+                    if size(&[&p.new], &haves)? <= max_pack {
+                        break;
+                    }
+                }
+            }
+            cur.push(p);
+            if leading {
+                close(&mut out, &mut cur, &mut haves);
+            }
+        }
+        close(&mut out, &mut cur, &mut haves);
+        if let Some(first) = out.first_mut() {
+            first.default_first = self.default_first;
+        }
+        if let Some(last) = out.last_mut() {
+            last.deletions = self.deletions.clone();
+        }
+        Ok(out)
+    }
+}
+
+/// What `Plan::split_by_size` asks of the upstream repository.
+pub trait PackSizes {
+    /// About the bytes a pack of the objects reachable from `tips` but not from `haves` takes
+    /// (ids unknown upstream in `haves` are ignored).
+    fn size(&self, tips: &[&str], haves: &[&str]) -> Result<u64, String>;
+    /// The commits on `tip`'s first-parent line that `haves` do not reach, oldest first.
+    fn first_parents(&self, tip: &str, haves: &[&str]) -> Result<Vec<String>, String>;
 }
 
 /// One `git push` of a plan: see `Plan::push_batches`.
@@ -1316,12 +1459,15 @@ mod tests {
             updates: vec![update(MAIN, "a3"), update(V1, "a1")],
             deletions: vec![TOPIC.into()],
         };
-        assert_eq!(plan.push_batches(usize::MAX), std::slice::from_ref(&whole));
+        assert_eq!(
+            plan.push_batches(usize::MAX, usize::MAX),
+            std::slice::from_ref(&whole)
+        );
         assert!(!plan.is_empty());
         // A budget too small for two leases: one batch per lease, order kept, every lease with
         // its ref; an item larger than the budget still goes (alone). Creations cost no argument.
         assert_eq!(
-            plan.push_batches(40),
+            plan.push_batches(40, usize::MAX),
             [
                 PushBatch {
                     updates: vec![update(MAIN, "a3")],
@@ -1345,7 +1491,7 @@ mod tests {
             ..plan.clone()
         };
         assert_eq!(
-            leading.push_batches(usize::MAX),
+            leading.push_batches(usize::MAX, usize::MAX),
             [
                 PushBatch {
                     updates: vec![update(MAIN, "a3")],
@@ -1369,7 +1515,7 @@ mod tests {
                 .collect(),
             ..Plan::default()
         };
-        let batches = many(true).push_batches(256 << 10);
+        let batches = many(true).push_batches(256 << 10, usize::MAX);
         assert!(batches.len() > 1, "{}", batches.len());
         for b in &batches {
             assert!(b.leases.iter().map(|a| a.len() + 9).sum::<usize>() <= 256 << 10);
@@ -1382,7 +1528,7 @@ mod tests {
             .collect();
         assert_eq!(names.len(), 10_000);
         assert!(names.windows(2).all(|w| w[0] < w[1]));
-        assert_eq!(many(false).push_batches(256 << 10).len(), 1);
+        assert_eq!(many(false).push_batches(256 << 10, usize::MAX).len(), 1);
 
         let only_deletion = Plan {
             pushes: Vec::new(),
@@ -1390,7 +1536,7 @@ mod tests {
         };
         assert!(!only_deletion.is_empty());
         assert_eq!(
-            only_deletion.push_batches(usize::MAX),
+            only_deletion.push_batches(usize::MAX, usize::MAX),
             [PushBatch {
                 leases: vec![lease(TOPIC, "a2")],
                 deletions: vec![TOPIC.into()],
@@ -1404,7 +1550,9 @@ mod tests {
             ..plan
         };
         assert!(nothing_to_send.is_empty());
-        assert!(nothing_to_send.push_batches(usize::MAX).is_empty());
+        assert!(nothing_to_send
+            .push_batches(usize::MAX, usize::MAX)
+            .is_empty());
         assert!(Plan::default().is_empty());
     }
 
@@ -1484,5 +1632,371 @@ mod tests {
         // Linear time: a pattern that backtracking engines take exponential time on.
         let r = BranchRegex::new("^(a+)+$").unwrap();
         assert!(!r.is_match(&format!("{}b", "a".repeat(10_000))));
+    }
+
+    #[test]
+    fn push_batches_by_ref_count() {
+        let push = |name: &str, leased: bool| RefPush {
+            name: name.into(),
+            new: format!("n-{name}"),
+            old: leased.then(|| format!("o-{name}")),
+        };
+        let plan = Plan {
+            pushes: [MAIN, "refs/heads/a", "refs/heads/b", "refs/heads/c", V1]
+                .iter()
+                .enumerate()
+                .map(|(i, n)| push(n, i % 2 == 1))
+                .collect(),
+            deletions: ["refs/heads/x", "refs/heads/y"]
+                .iter()
+                .map(|n| RefDelete {
+                    name: n.to_string(),
+                    old: format!("o-{n}"),
+                })
+                .collect(),
+            default_first: true,
+            ..Plan::default()
+        };
+        // (max refs, refs per batch): the leading default branch alone, then full batches, the
+        // deletions filling the last one and counting like updates.
+        for (max, sizes) in [
+            (1, vec![1, 1, 1, 1, 1, 1, 1]),
+            (2, vec![1, 2, 2, 2]),
+            (3, vec![1, 3, 3]),
+            (5, vec![1, 5, 1]),
+            (6, vec![1, 6]),
+            (usize::MAX, vec![1, 6]),
+        ] {
+            let batches = plan.push_batches(usize::MAX, max);
+            let got: Vec<usize> = batches
+                .iter()
+                .map(|b| b.updates.len() + b.deletions.len())
+                .collect();
+            assert_eq!(got, sizes, "max {max}");
+            // Nothing lost, nothing repeated, order kept, every lease with its ref.
+            let names: Vec<&str> = batches
+                .iter()
+                .flat_map(|b| {
+                    b.updates
+                        .iter()
+                        .map(|u| u.0.as_str())
+                        .chain(b.deletions.iter().map(String::as_str))
+                })
+                .collect();
+            let want: Vec<&str> = plan
+                .pushes
+                .iter()
+                .map(|p| p.name.as_str())
+                .chain(plan.deletions.iter().map(|d| d.name.as_str()))
+                .collect();
+            assert_eq!(names, want, "max {max}");
+            for b in &batches {
+                let leased = b
+                    .updates
+                    .iter()
+                    .filter(|u| plan.pushes.iter().any(|p| p.name == u.0 && p.old.is_some()))
+                    .count();
+                assert_eq!(b.leases.len(), leased + b.deletions.len(), "max {max}");
+            }
+        }
+        // Both limits at once: the tighter one wins per batch.
+        let batches = plan.push_batches(60, 3);
+        assert!(batches
+            .iter()
+            .all(|b| b.updates.len() + b.deletions.len() <= 3));
+        assert!(batches.iter().all(
+            |b| b.leases.iter().map(|l| l.len() + 9).sum::<usize>() <= 60 || b.leases.len() == 1
+        ));
+    }
+
+    /// A history for `split_by_size`: commits with their parents (first parent first) and the
+    /// bytes of the objects each adds.
+    struct History(BTreeMap<String, (Vec<String>, u64)>);
+
+    impl History {
+        fn new() -> History {
+            History(BTreeMap::new())
+        }
+        fn add(&mut self, id: &str, parents: &[&str], bytes: u64) {
+            let parents = parents.iter().map(|p| p.to_string()).collect();
+            self.0.insert(id.into(), (parents, bytes));
+        }
+        /// A line of `n` commits `<prefix>1..<prefix>n` of `bytes` each on top of `base`.
+        fn line(&mut self, prefix: &str, base: Option<&str>, n: usize, bytes: u64) {
+            for i in 1..=n {
+                let parent = if i == 1 {
+                    base.map(str::to_string)
+                } else {
+                    Some(format!("{prefix}{}", i - 1))
+                };
+                let parents: Vec<&str> = parent.iter().map(String::as_str).collect();
+                self.add(&format!("{prefix}{i}"), &parents, bytes);
+            }
+        }
+        fn reach(&self, tips: &[&str]) -> BTreeSet<String> {
+            let mut seen = BTreeSet::new();
+            let mut todo: Vec<String> = tips.iter().map(|t| t.to_string()).collect();
+            while let Some(c) = todo.pop() {
+                if let Some((parents, _)) = self.0.get(&c) {
+                    if seen.insert(c) {
+                        todo.extend(parents.iter().cloned());
+                    }
+                }
+            }
+            seen
+        }
+    }
+
+    impl PackSizes for History {
+        fn size(&self, tips: &[&str], haves: &[&str]) -> Result<u64, String> {
+            let have = self.reach(haves);
+            Ok(self
+                .reach(tips)
+                .difference(&have)
+                .map(|c| self.0[c].1)
+                .sum())
+        }
+        fn first_parents(&self, tip: &str, haves: &[&str]) -> Result<Vec<String>, String> {
+            let have = self.reach(haves);
+            let mut chain = Vec::new();
+            let mut at = Some(tip.to_string());
+            while let Some(c) = at.filter(|c| self.0.contains_key(c) && !have.contains(c)) {
+                at = self.0[&c].0.first().cloned();
+                chain.push(c);
+            }
+            chain.reverse();
+            Ok(chain)
+        }
+    }
+
+    #[test]
+    fn split_by_size() {
+        // main: m1..m10 of 100 bytes; a, b, c: one 50-byte commit each on m10; t: a tag (10
+        // bytes) on m5; side: an orphan line s1..s4 of 100 bytes; big: one 500-byte commit on m10.
+        let mut h = History::new();
+        h.line("m", None, 10, 100);
+        for b in ["a", "b", "c"] {
+            h.add(b, &["m10"], 50);
+        }
+        h.add("t", &["m5"], 10);
+        h.line("s", None, 4, 100);
+        h.add("big", &["m10"], 500);
+        let push = |name: &str, new: &str, old: Option<&str>| RefPush {
+            name: name.into(),
+            new: new.into(),
+            old: old.map(str::to_string),
+        };
+        let plan_of = |pushes: Vec<RefPush>, default_first: bool| Plan {
+            pushes,
+            default_first,
+            ..Plan::default()
+        };
+        let gone = RefDelete {
+            name: "refs/heads/gone".into(),
+            old: "m3".into(),
+        };
+        let (a, b, c) = ("refs/heads/a", "refs/heads/b", "refs/heads/c");
+        let (side, big, t) = ("refs/heads/side", "refs/heads/big", "refs/tags/t");
+        let first_sync = Plan {
+            deletions: vec![gone.clone()],
+            ..plan_of(
+                vec![
+                    push(MAIN, "m10", None),
+                    push(a, "a", None),
+                    push(b, "b", None),
+                    push(c, "c", None),
+                    push(t, "t", None),
+                ],
+                true,
+            )
+        };
+        struct Case<'a> {
+            what: &'a str,
+            plan: Plan,
+            haves: Vec<&'a str>,
+            max_pack: u64,
+            max_refs: usize,
+            want: Vec<Plan>,
+        }
+        let cases = vec![
+            Case {
+                what: "everything fits: the plan as it is",
+                plan: first_sync.clone(),
+                haves: vec![],
+                max_pack: 1500,
+                max_refs: usize::MAX,
+                want: vec![first_sync.clone()],
+            },
+            Case {
+                what: "empty mirror, main in steps of at most 350 bytes, then the rest together",
+                plan: first_sync.clone(),
+                haves: vec![],
+                max_pack: 350,
+                max_refs: usize::MAX,
+                want: vec![
+                    plan_of(vec![push(MAIN, "m3", None)], true),
+                    plan_of(vec![push(MAIN, "m6", Some("m3"))], false),
+                    plan_of(vec![push(MAIN, "m9", Some("m6"))], false),
+                    plan_of(vec![push(MAIN, "m10", Some("m9"))], false),
+                    Plan {
+                        deletions: vec![gone.clone()],
+                        ..plan_of(
+                            vec![
+                                push(a, "a", None),
+                                push(b, "b", None),
+                                push(c, "c", None),
+                                push(t, "t", None),
+                            ],
+                            false,
+                        )
+                    },
+                ],
+            },
+            Case {
+                what: "the same with at most 2 refs per part",
+                plan: first_sync.clone(),
+                haves: vec![],
+                max_pack: 350,
+                max_refs: 2,
+                want: vec![
+                    plan_of(vec![push(MAIN, "m3", None)], true),
+                    plan_of(vec![push(MAIN, "m6", Some("m3"))], false),
+                    plan_of(vec![push(MAIN, "m9", Some("m6"))], false),
+                    plan_of(vec![push(MAIN, "m10", Some("m9"))], false),
+                    plan_of(vec![push(a, "a", None), push(b, "b", None)], false),
+                    Plan {
+                        deletions: vec![gone.clone()],
+                        ..plan_of(vec![push(c, "c", None), push(t, "t", None)], false)
+                    },
+                ],
+            },
+            Case {
+                what: "the mirror has history up to m4: steps lease on its value and start there",
+                plan: plan_of(
+                    vec![push(MAIN, "m10", Some("m4")), push(a, "a", None)],
+                    false,
+                ),
+                haves: vec!["m4"],
+                max_pack: 250,
+                max_refs: usize::MAX,
+                want: vec![
+                    plan_of(vec![push(MAIN, "m6", Some("m4"))], false),
+                    plan_of(vec![push(MAIN, "m8", Some("m6"))], false),
+                    plan_of(
+                        vec![push(MAIN, "m10", Some("m8")), push(a, "a", None)],
+                        false,
+                    ),
+                ],
+            },
+            Case {
+                what: "refs that fit alone but not together go in several parts",
+                plan: plan_of(
+                    vec![
+                        push(a, "a", None),
+                        push(b, "b", None),
+                        push(c, "c", None),
+                        push(side, "s4", None),
+                    ],
+                    false,
+                ),
+                haves: vec!["m10"],
+                max_pack: 120,
+                max_refs: usize::MAX,
+                want: vec![
+                    plan_of(vec![push(a, "a", None), push(b, "b", None)], false),
+                    plan_of(vec![push(c, "c", None)], false),
+                    plan_of(vec![push(side, "s1", None)], false),
+                    plan_of(vec![push(side, "s2", Some("s1"))], false),
+                    plan_of(vec![push(side, "s3", Some("s2"))], false),
+                    plan_of(vec![push(side, "s4", Some("s3"))], false),
+                ],
+            },
+            Case {
+                what: "one commit too big goes as it is; a tag is never stepped",
+                plan: plan_of(
+                    vec![push(big, "big", Some("m10")), push(t, "t", None)],
+                    false,
+                ),
+                haves: vec!["m10"],
+                max_pack: 100,
+                max_refs: usize::MAX,
+                want: vec![
+                    plan_of(vec![push(big, "big", Some("m10"))], false),
+                    plan_of(vec![push(t, "t", None)], false),
+                ],
+            },
+        ];
+        for case in &cases {
+            let haves: Vec<String> = case.haves.iter().map(|h| h.to_string()).collect();
+            let got = case
+                .plan
+                .split_by_size(case.max_pack, case.max_refs, &h, &haves)
+                .unwrap();
+            assert_eq!(got, case.want, "{}", case.what);
+            // Every part fits when a split was possible, and the parts end where the plan does.
+            let mut have = haves.clone();
+            let mut last: BTreeMap<&str, &str> = BTreeMap::new();
+            for part in &got {
+                let tips: Vec<&str> = part.pushes.iter().map(|p| p.new.as_str()).collect();
+                let hv: Vec<&str> = have.iter().map(String::as_str).collect();
+                let bytes = h.size(&tips, &hv).unwrap();
+                assert!(
+                    bytes <= case.max_pack || tips.len() == 1,
+                    "{}: {bytes}",
+                    case.what
+                );
+                assert!(part.pushes.len() <= case.max_refs, "{}", case.what);
+                have.extend(tips.iter().map(|t| t.to_string()));
+                for p in &part.pushes {
+                    last.insert(&p.name, &p.new);
+                }
+            }
+            let want: BTreeMap<&str, &str> = case
+                .plan
+                .pushes
+                .iter()
+                .map(|p| (p.name.as_str(), p.new.as_str()))
+                .collect();
+            assert_eq!(last, want, "{}", case.what);
+        }
+
+        // Estimates: one for a plan that fits; one per part of `max_refs` refs that fit together.
+        struct Counting<'a>(&'a History, std::cell::Cell<usize>);
+        impl PackSizes for Counting<'_> {
+            fn size(&self, tips: &[&str], haves: &[&str]) -> Result<u64, String> {
+                self.1.set(self.1.get() + 1);
+                self.0.size(tips, haves)
+            }
+            fn first_parents(&self, tip: &str, haves: &[&str]) -> Result<Vec<String>, String> {
+                self.0.first_parents(tip, haves)
+            }
+        }
+        let mut h = History::new();
+        h.line("m", None, 10, 100);
+        let branches: Vec<RefPush> = (0..40)
+            .map(|i| {
+                h.add(&format!("b{i}"), &["m10"], 10);
+                push(&format!("refs/heads/b{i:02}"), &format!("b{i}"), None)
+            })
+            .collect();
+        let plan = plan_of(branches, false);
+        let haves = vec!["m10".to_string()];
+        for (max_pack, max_refs, parts, estimates) in [
+            (1000, 5, 1, 1),
+            (60, 5, 8, 9),
+            // No ref limit: the whole rest does not fit, so refs go one by one (about one
+            // estimate per ref).
+            (60, usize::MAX, 7, 48),
+        ] {
+            let counting = Counting(&h, std::cell::Cell::new(0));
+            let got = plan
+                .split_by_size(max_pack, max_refs, &counting, &haves)
+                .unwrap();
+            assert_eq!(
+                (got.len(), counting.1.get()),
+                (parts, estimates),
+                "{max_pack} {max_refs}"
+            );
+        }
     }
 }

@@ -266,6 +266,36 @@ pub fn render(
     for (name, kind, help, lines) in rows {
         family(name, kind, help, &mut lines.into_iter());
     }
+    // Histograms, only for mirrors with observations (a sync recorded since this version).
+    let histogram = |h: &dyn Fn(&MirrorState) -> &state::Histogram, bounds: &[u64]| {
+        let mut rows = Vec::new();
+        for s in &samples {
+            let h = h(&s.state);
+            let cumulative = h.cumulative(bounds);
+            if h.is_empty() || cumulative.is_empty() {
+                continue;
+            }
+            for (le, n) in cumulative {
+                let le = le.map_or_else(|| "+Inf".to_string(), &secs);
+                rows.push(format!("_bucket{{{},le=\"{le}\"}} {n}", s.labels));
+            }
+            rows.push(format!("_sum{{{}}} {}", s.labels, secs(h.sum_ms)));
+            rows.push(format!("_count{{{}}} {}", s.labels, h.count()));
+        }
+        rows
+    };
+    family(
+        "git_pushmirror_mirror_replication_delay_seconds",
+        "histogram",
+        "Push to mirror delay: per sync that brought spooled ref updates to the mirror, the time from the oldest of them being spooled to the sync confirming it.",
+        &mut histogram(&|s| &s.replication_delay, &state::DELAY_BOUNDS_MS).into_iter(),
+    );
+    family(
+        "git_pushmirror_mirror_sync_duration_seconds",
+        "histogram",
+        "How long the mirror's syncs took (start to end, waiting for a concurrency slot included), whatever their outcome.",
+        &mut histogram(&|s| &s.sync_duration, &state::SYNC_BOUNDS_MS).into_iter(),
+    );
     // Only the current status is a series (value 1): the four others as zeros would be a
     // quarter of the file at 10,000 mirrors for nothing PromQL needs.
     let mut status_rows = samples.iter().map(|s| {
