@@ -636,6 +636,10 @@ impl Flusher {
         st.refs_pushed_last = (r.pushed + r.deleted) as u64;
         st.refs_pushed_total += st.refs_pushed_last;
         st.bytes_pushed_last = r.pack_bytes;
+        if r.created.is_some() {
+            st.created = r.created.clone();
+            st.created_at = Some(now);
+        }
         st.bytes_pushed_total = st.bytes_pushed_total.saturating_add(r.pack_bytes);
         if r.error.as_deref().is_some_and(|e| e.starts_with("lfs:")) {
             st.lfs_last_error = r.error.clone();

@@ -1,6 +1,7 @@
 //! One sync of one mirror: list the mirror's refs, read upstream's, plan, push, report.
 
 pub mod auth;
+pub mod create;
 pub mod git;
 pub mod lfs;
 pub mod listing;
@@ -36,6 +37,8 @@ pub struct SyncReport {
     pub lfs: lfs::Outcome,
     /// Bytes of the packs the sync's pushes sent (as `git push --progress` reports them).
     pub pack_bytes: u64,
+    /// What `create_missing` did when the sync found the target missing.
+    pub created: Option<String>,
 }
 
 /// Wall time per phase of a sync, summed over its attempts and push batches.
@@ -421,6 +424,8 @@ fn run_sync(
             }
             Ok((results, all_ok, remote_said, advertised.flatten()))
         };
+    // Set when this sync created the target (at most once).
+    let mut created: Option<create::Created> = None;
     let (mut report, remote_said, known) = loop {
         attempt += 1;
         // With a guess of the mirror's refs, its plan is pushed at once and the mirror's real
@@ -515,13 +520,31 @@ fn run_sync(
                 let (ls, took) = listed.map_err(|_| "ls-remote: the thread running it panicked")?;
                 timings.list += took;
                 let ls = ls.map_err(&fail)?;
-                if !ls.status_ok {
+                if ls.status_ok {
+                    (git::parse_ls_remote(&ls.stdout), local)
+                } else if m.create_missing && created.is_none() && create::is_missing(&ls.stderr) {
+                    // Created once per sync; a creation that fails fails the sync.
+                    let c = create::create(&create::Target {
+                        scheme,
+                        url: &push_url,
+                        git_dir: ctx.git_dir,
+                        env: &env,
+                        timeout,
+                        default_branch: upstream.default_branch().as_deref(),
+                    })?;
+                    log::info!("sync {}: {}", cfg.name, c.describe());
+                    let by_first_push = matches!(c, create::Created::ByFirstPush(_));
+                    created = Some(c);
+                    if !by_first_push {
+                        continue;
+                    }
+                    (BTreeMap::new(), local)
+                } else {
                     return Err(fail(git::GitError::Failed {
                         what: "ls-remote",
                         stderr: ls.stderr,
                     }));
                 }
-                (git::parse_ls_remote(&ls.stdout), local)
             }
         };
         let t = std::time::Instant::now();
@@ -620,6 +643,7 @@ fn run_sync(
         break (report, remote_said, known);
     };
     drop(source);
+    report.created = created.map(|c| c.describe().to_string());
     report.pushed += guessed_pushed;
     report.deleted += guessed_deleted;
     // Kept only where a later sync may use it; a sync that went wrong forgets it, so the next

@@ -1,0 +1,146 @@
+//! Creating missing targets, naming them and leaving repositories out (spec §13, issue 21):
+//! real upstreams with the hook, real local and sshd targets.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::fixtures::*;
+use common::*;
+
+/// A hooked upstream (`extra`: `git init` options) with a clone whose first commit is pushed:
+/// (upstream, that commit).
+fn upstream_pushed(env: &Env, name: &str, extra: &[&str]) -> (PathBuf, String) {
+    let up = env.bare(name, extra);
+    env.pm_ok(&up, &["install"]);
+    let wc = env.clone(&up, &format!("{name}-wc"));
+    let head = env.commit(&wc, "one");
+    env.push(&wc, &["main"]);
+    (up, head)
+}
+
+#[test]
+fn missing_local_target_is_created_with_the_upstreams_object_format() {
+    let env = Env::new();
+    for (name, extra, format) in [
+        ("up.git", &[][..], "sha1"),
+        ("up256.git", &["--object-format=sha256"][..], "sha256"),
+    ] {
+        let dst = env.path(&format!("targets/deep/{name}"));
+        let up = env.bare(name, extra);
+        env.pm_ok(&up, &["install"]);
+        env.pm_ok(
+            &up,
+            &["add", "m", dst.to_str().unwrap(), "--debounce", "100ms"],
+        );
+        env.pm_ok(&up, &["set", "m", "create_missing=true"]);
+        let wc = env.clone(&up, &format!("{name}-wc"));
+        let head = env.commit(&wc, "one");
+        env.push(&wc, &["main"]);
+        let m = wait_finished(&env, &up, "m");
+        assert!(
+            m["created"]
+                .as_str()
+                .is_some_and(|c| c.contains("git init --bare") && c.contains(format)),
+            "{m:#}"
+        );
+        assert!(m["created_at"].is_string(), "{m:#}");
+        let created_at = m["created_at"].clone();
+        assert_eq!(env.git(&dst, &["rev-parse", "refs/heads/main"]), head);
+        assert_eq!(
+            env.git(&dst, &["rev-parse", "--show-object-format"]),
+            format
+        );
+        assert_eq!(env.git(&dst, &["symbolic-ref", "HEAD"]), "refs/heads/main");
+        let text = stdout(&env.pm(&up, &["status", "m"]));
+        assert!(text.contains("created:"), "{text}");
+        // The next sync creates nothing and says so.
+        env.commit(&wc, "two");
+        env.push(&wc, &["main"]);
+        let m = wait_mirror(&env, &up, "m", "the second commit mirrored", |m| {
+            m["update_status"] == "finished" && m["pending_updates"] == 0
+        });
+        assert_eq!(m["created_at"], created_at, "{m:#}");
+        assert_eq!(m["created_in_last_sync"], false, "{m:#}");
+        assert_eq!(env.log(&up).matches("git init --bare").count(), 1);
+    }
+}
+
+#[test]
+fn without_create_missing_a_missing_target_fails_and_nothing_is_created() {
+    let env = Env::new();
+    env.write_server_config("defaults:\n  max_attempts: 1\n");
+    let dst = env.path("targets/none.git");
+    let (up, _) = upstream_pushed(&env, "up.git", &[]);
+    env.pm_ok(
+        &up,
+        &["add", "m", dst.to_str().unwrap(), "--debounce", "100ms"],
+    );
+    let m = wait_gave_up(&env, &up, "m");
+    assert!(
+        m["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("does not appear to be a git repository")),
+        "{m:#}"
+    );
+    assert!(!dst.exists());
+}
+
+#[test]
+fn a_failed_creation_fails_the_sync_with_one_line_and_no_loop() {
+    let env = Env::new();
+    env.write_server_config("defaults:\n  max_attempts: 1\n  create_missing: true\n");
+    // A file where the target's parent directory would be: git init cannot make it.
+    std::fs::write(env.path("blocker"), "").unwrap();
+    let dst = env.path("blocker/x.git");
+    let (up, _) = upstream_pushed(&env, "up.git", &[]);
+    env.pm_ok(
+        &up,
+        &["add", "m", dst.to_str().unwrap(), "--debounce", "100ms"],
+    );
+    let m = wait_gave_up(&env, &up, "m");
+    let e = m["last_error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        e.starts_with("create_missing: git init --bare") && e.lines().count() == 1,
+        "{m:#}"
+    );
+    // One creation attempt per sync, and each failed sync counted: no loop.
+    let syncs = m["syncs"].as_u64().unwrap();
+    assert_eq!(m["consecutive_failures"].as_u64(), Some(syncs), "{m:#}");
+    assert_eq!(
+        env.log(&up).matches("create_missing: git init").count() as u64,
+        syncs
+    );
+}
+
+#[test]
+fn missing_ssh_target_is_created_over_the_mirrors_own_ssh_setup() {
+    if no_ssh() {
+        return;
+    }
+    let env = Env::new();
+    let srv = env.path("srv");
+    std::fs::create_dir_all(&srv).unwrap();
+    let ssh = common::servers::SshServer::start(&srv);
+    // A name a shell would split or expand, unless it is quoted.
+    let dst = srv.join("team/it's;$(x).git");
+    let (up, head) = upstream_pushed(&env, "up.git", &[]);
+    let url = ssh.url(dst.to_str().unwrap());
+    env.pm_ok(
+        &up,
+        &ssh_add_args("m", &url, &ssh.client_key, ["--host-key", &ssh.host_pubkey]),
+    );
+    env.pm_ok(&up, &["set", "m", "create_missing=true", "debounce=100ms"]);
+    env.pm_ok(&up, &["sync", "m"]);
+    let m = wait_mirror(&env, &up, "m", "created", |m| {
+        m["update_status"] == "finished" && m["created"].is_string()
+    });
+    assert!(
+        m["created"]
+            .as_str()
+            .is_some_and(|c| c.contains("over ssh")),
+        "{m:#}"
+    );
+    assert_eq!(env.git(&dst, &["rev-parse", "refs/heads/main"]), head);
+    assert!(!srv.join("x").exists() && !srv.join("team/it").exists());
+}
