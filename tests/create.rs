@@ -144,3 +144,101 @@ fn missing_ssh_target_is_created_over_the_mirrors_own_ssh_setup() {
     assert_eq!(env.git(&dst, &["rev-parse", "refs/heads/main"]), head);
     assert!(!srv.join("x").exists() && !srv.join("team/it").exists());
 }
+
+/// Runs `gitolite <args>` with `home` as the gitolite user's home.
+fn gitolite(env: &Env, home: &std::path::Path, args: &[&str]) {
+    let out = env
+        .cmd("gitolite")
+        .env("HOME", home)
+        .env("USER", common::servers::current_user())
+        .args(args)
+        .output()
+        .expect("run gitolite");
+    assert!(out.status.success(), "gitolite {args:?}: {}", text(&out));
+}
+
+/// A real Gitolite (Debian gitolite3) as the target, behind a real sshd, with a wild-repo rule
+/// the mirror's key may create under: Gitolite creates the wild repository at the sync's first
+/// access, and the sync says so. Where the key may not create, the failure says what to grant.
+#[test]
+fn gitolite_creates_a_wild_target_at_first_access_or_says_what_to_grant() {
+    if !common::servers::have_all(&["gitolite", "git"])
+        || !common::servers::have_all(common::servers::SshServer::REQUIRES)
+    {
+        eprintln!("SKIPPED: gitolite3 or openssh is not installed (tests/install-deps.sh)");
+        return;
+    }
+    let env = Env::new();
+    let home = env.path("gitolite-home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(env.path("unused-ssh-root")).unwrap();
+    let ssh = common::servers::SshServer::start(&env.path("unused-ssh-root"));
+    let admin_pub = env.path("admin.pub");
+    std::fs::copy(ssh.client_key.with_extension("pub"), &admin_pub).unwrap();
+    gitolite(&env, &home, &["setup", "-pk", admin_pub.to_str().unwrap()]);
+    let conf = home.join(".gitolite/conf/gitolite.conf");
+    let mut c = std::fs::read_to_string(&conf).unwrap();
+    c.push_str("\nrepo mirrors/..*\n    C       =   admin\n    RW+     =   CREATOR\n");
+    std::fs::write(&conf, c).unwrap();
+    gitolite(&env, &home, &["compile"]);
+    gitolite(&env, &home, &["trigger", "POST_COMPILE"]);
+    let keys = std::fs::read_to_string(home.join(".ssh/authorized_keys")).unwrap();
+    let line = keys
+        .lines()
+        .find(|l| l.contains("gitolite-shell admin"))
+        .unwrap_or_else(|| panic!("no gitolite key line in {keys}"));
+    let line = line.replacen(
+        "command=\"",
+        &format!(
+            "command=\"env HOME={} USER={} ",
+            home.display(),
+            common::servers::current_user()
+        ),
+        1,
+    );
+    let authorized_keys = ssh.client_key.parent().unwrap().join("authorized_keys");
+    std::fs::write(&authorized_keys, format!("{line}\n")).unwrap();
+
+    let (up, head) = upstream_pushed(&env, "up.git", &[]);
+    let url = format!("ssh://{}@127.0.0.1:{}/mirrors/app", ssh.user, ssh.port);
+    env.pm_ok(
+        &up,
+        &ssh_add_args("m", &url, &ssh.client_key, ["--host-key", &ssh.host_pubkey]),
+    );
+    env.pm_ok(&up, &["set", "m", "create_missing=true", "debounce=100ms"]);
+    env.pm_ok(&up, &["sync", "m"]);
+    let m = wait_mirror(&env, &up, "m", "created", |m| {
+        m["update_status"] == "finished" && m["created"].is_string()
+    });
+    assert!(
+        m["created"]
+            .as_str()
+            .is_some_and(|c| c.contains("Gitolite")),
+        "{m:#}\n{}",
+        env.log(&up)
+    );
+    let target = home.join("repositories/mirrors/app.git");
+    assert_eq!(env.git(&target, &["rev-parse", "refs/heads/main"]), head);
+
+    let url = format!("ssh://{}@127.0.0.1:{}/elsewhere/app", ssh.user, ssh.port);
+    env.write_server_config("defaults:\n  max_attempts: 1\n");
+    env.pm_ok(
+        &up,
+        &ssh_add_args(
+            "no-c",
+            &url,
+            &ssh.client_key,
+            ["--host-key", &ssh.host_pubkey],
+        ),
+    );
+    env.pm_ok(
+        &up,
+        &["set", "no-c", "create_missing=true", "debounce=100ms"],
+    );
+    env.pm_ok(&up, &["sync", "no-c"]);
+    wait_mirror(&env, &up, "no-c", "the Gitolite advice", |m| {
+        m["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Gitolite") && e.contains("C permission"))
+    });
+}

@@ -27,25 +27,27 @@ pub fn is_missing(stderr: &str) -> bool {
             || (l.contains("repository") && l.contains("does not exist"))
             // a git daemon that does not export a path: it says no more than this
             || l.contains("no such repository")
+            // Gitolite: missing, or not readable (create() tells which permission is lacking)
+            || l.contains("mis-spelled the reponame")
     })
 }
 
-/// What a creation did, for the log and `status`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Created {
-    /// The repository now exists, empty: the sync lists and pushes it as usual.
-    Initialized(String),
-    /// The host creates it on the first push (a Gitolite wild repository): the sync pushes to
-    /// it as to an empty mirror.
-    ByFirstPush(String),
+/// What the host said when a listing created the repository for us: Gitolite creates a wild
+/// repository at the first access of a user with the C permission, and tells so on stderr.
+pub fn created_by_host(stderr: &str) -> Option<String> {
+    stderr
+        .lines()
+        .any(|l| {
+            l.trim_start()
+                .starts_with("Initialized empty Git repository in ")
+        })
+        .then(|| "created by the host at the first access (a Gitolite wild repository)".into())
 }
 
-impl Created {
-    pub fn describe(&self) -> &str {
-        match self {
-            Created::Initialized(s) | Created::ByFirstPush(s) => s,
-        }
-    }
+/// Gitolite refuses a repository that does not exist, when the user may not create it, as it
+/// refuses one the user may not read: "DENIED by fallthru (or you mis-spelled the reponame)".
+fn gitolite_refused(stderr: &str) -> bool {
+    stderr.contains("DENIED") && stderr.contains("mis-spelled the reponame")
 }
 
 /// The target of one creation, with what the sync prepared for its git children.
@@ -62,13 +64,19 @@ pub struct Target<'a> {
     pub default_branch: Option<&'a str>,
 }
 
-/// Creates the missing repository of `t`.
-pub fn create(t: &Target<'_>) -> Result<Created, String> {
+/// Creates the missing repository of `t`, whose listing failed with `stderr`; returns what it
+/// did, in words for the log and `status`.
+pub fn create(t: &Target<'_>, stderr: &str) -> Result<String, String> {
+    if gitolite_refused(stderr) {
+        return Err(GITOLITE_NO_C.into());
+    }
     create_with_git(t)
 }
 
+const GITOLITE_NO_C: &str = "create_missing: the target is a Gitolite server, which creates a wild repository at the first access of a user with the C permission, and this key has none for that name: grant it in gitolite.conf (`C = USER` under a matching `repo` pattern), or create the repository there";
+
 /// Creates the missing repository of `t` (local path or SSH; HTTPS goes to forge.rs).
-fn create_with_git(t: &Target<'_>) -> Result<Created, String> {
+fn create_with_git(t: &Target<'_>) -> Result<String, String> {
     let format = match crate::update::object_format(t.git_dir) {
         crate::update::ObjectFormat::Sha1 => "sha1",
         crate::update::ObjectFormat::Sha256 => "sha256",
@@ -106,9 +114,7 @@ fn create_with_git(t: &Target<'_>) -> Result<Created, String> {
                     git::last_line(&out.stderr)
                 ));
             }
-            Ok(Created::Initialized(format!(
-                "created {path} with git init --bare ({format})"
-            )))
+            Ok(format!("created {path} with git init --bare ({format})"))
         }
         Scheme::Ssh => create_over_ssh(t, &init, format),
         _ => Err(format!(
@@ -187,7 +193,7 @@ fn is_plain_branch(b: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-' | b'/'))
 }
 
-fn create_over_ssh(t: &Target<'_>, init: &[String], format: &str) -> Result<Created, String> {
+fn create_over_ssh(t: &Target<'_>, init: &[String], format: &str) -> Result<String, String> {
     let target = ssh_target(t.url).map_err(|e| format!("create_missing: {e}"))?;
     let ssh = t
         .env
@@ -215,14 +221,13 @@ fn create_over_ssh(t: &Target<'_>, init: &[String], format: &str) -> Result<Crea
     args.push(remote);
     let out = run("sh", &args, t.env, t.timeout)
         .map_err(|e| format!("create_missing: ssh {}: {e}", target.destination))?;
-    let said = format!("{}\n{}", out.stdout, out.stderr);
-    if said.to_ascii_lowercase().contains("gitolite") {
-        // gitolite-shell runs git commands only; a wild repository is created by the first
-        // push of a user with the C permission.
-        return Ok(Created::ByFirstPush(format!(
-            "{} is a Gitolite server: the wild repository is created by the first push",
-            target.destination
-        )));
+    if format!("{}\n{}", out.stdout, out.stderr)
+        .to_ascii_lowercase()
+        .contains("gitolite")
+    {
+        // gitolite-shell runs no shell commands; it would have created a wild repository
+        // at the listing if this key could.
+        return Err(GITOLITE_NO_C.into());
     }
     if !out.status_ok {
         return Err(format!(
@@ -231,10 +236,10 @@ fn create_over_ssh(t: &Target<'_>, init: &[String], format: &str) -> Result<Crea
             git::last_line(&out.stderr)
         ));
     }
-    Ok(Created::Initialized(format!(
+    Ok(format!(
         "created with git init --bare over ssh to {} ({format})",
         target.destination
-    )))
+    ))
 }
 
 /// Runs `program args` with `env`, bounded by `timeout` (its process group killed then).
@@ -319,6 +324,8 @@ mod tests {
             format!("remote: \nremote: ERROR: The project you were looking for could not be found or you don't have permission to view it.\nremote: \n{advice}"),
             // Gitea / Forgejo over ssh
             format!("Gitea: The repository you are trying to reach either does not exist or you are not authorized to view it.\n{advice}"),
+            // Gitolite, for a name the key may not create
+            format!("FATAL: R any elsewhere/app admin DENIED by fallthru\n(or you mis-spelled the reponame)\n{advice}"),
         ];
         for m in &missing {
             assert!(is_missing(m), "{m}");

@@ -425,7 +425,7 @@ fn run_sync(
             Ok((results, all_ok, remote_said, advertised.flatten()))
         };
     // Set when this sync created the target (at most once).
-    let mut created: Option<create::Created> = None;
+    let mut created: Option<String> = None;
     let (mut report, remote_said, known) = loop {
         attempt += 1;
         // With a guess of the mirror's refs, its plan is pushed at once and the mirror's real
@@ -521,24 +521,28 @@ fn run_sync(
                 timings.list += took;
                 let ls = ls.map_err(&fail)?;
                 if ls.status_ok {
+                    // A host that creates what is first accessed (Gitolite's wild
+                    // repositories) did so for this listing.
+                    if let Some(c) = create::created_by_host(&ls.stderr) {
+                        log::info!("sync {}: {c}", cfg.name);
+                        created = Some(c);
+                    }
                     (git::parse_ls_remote(&ls.stdout), local)
                 } else if m.create_missing && created.is_none() && create::is_missing(&ls.stderr) {
                     // Created once per sync; a creation that fails fails the sync.
-                    let c = create::create(&create::Target {
+                    let head = upstream.default_branch();
+                    let target = create::Target {
                         scheme,
                         url: &push_url,
                         git_dir: ctx.git_dir,
                         env: &env,
                         timeout,
-                        default_branch: upstream.default_branch().as_deref(),
-                    })?;
-                    log::info!("sync {}: {}", cfg.name, c.describe());
-                    let by_first_push = matches!(c, create::Created::ByFirstPush(_));
+                        default_branch: head.as_deref(),
+                    };
+                    let c = create::create(&target, &ls.stderr)?;
+                    log::info!("sync {}: {c}", cfg.name);
                     created = Some(c);
-                    if !by_first_push {
-                        continue;
-                    }
-                    (BTreeMap::new(), local)
+                    continue;
                 } else {
                     return Err(fail(git::GitError::Failed {
                         what: "ls-remote",
@@ -643,7 +647,7 @@ fn run_sync(
         break (report, remote_said, known);
     };
     drop(source);
-    report.created = created.map(|c| c.describe().to_string());
+    report.created = created;
     report.pushed += guessed_pushed;
     report.deleted += guessed_deleted;
     // Kept only where a later sync may use it; a sync that went wrong forgets it, so the next
