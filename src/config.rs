@@ -1118,6 +1118,47 @@ mod tests {
     }
 
     #[test]
+    fn rules_name_targets_and_leave_repositories_out() {
+        for (style, want) in [
+            (NameStyle::Slash, "team/sub/app"),
+            (NameStyle::Dash, "team-sub-app"),
+            (NameStyle::Underscore, "team_sub_app"),
+            (NameStyle::Basename, "app"),
+        ] {
+            assert_eq!(style.apply("team/sub/app"), want);
+            assert_eq!(style.apply("app"), "app");
+        }
+        let mut r = MirrorConfig::new("gh", "https://example.com/acme/${name}.git");
+        r.lfs_store = Some("/srv/lfs/${name}".into());
+        r.name_style = Some(NameStyle::Dash);
+        r.repos = vec!["team/**".into(), "tools".into()];
+        r.exclude = vec!["team/private/*".into(), "*/attic".into()];
+        let m = r.for_repo("team/web/app").unwrap();
+        assert_eq!(m.url, "https://example.com/acme/team-web-app.git");
+        // The LFS store is on this server: the repository's own path.
+        assert_eq!(m.lfs_store.as_deref(), Some("/srv/lfs/team/web/app"));
+        assert!(r.for_repo("tools").is_some());
+        for out in ["team/private/x", "team/attic", "other"] {
+            assert!(r.for_repo(out).is_none(), "{out}");
+        }
+        r.repos.clear();
+        assert!(r.for_repo("other").is_some());
+        assert!(r.for_repo("team/attic").is_none());
+        // Repository files name their own URLs: the rule keys are refused there.
+        for key in ["exclude: [x]", "name_style: dash"] {
+            let e = load_text(&format!(
+                "mirrors:\n  - name: a\n    url: /tmp/x.git\n    {key}\n"
+            ))
+            .unwrap_err();
+            assert!(e.contains("server-wide rules only"), "{e}");
+        }
+        let e =
+            load_text("mirrors:\n  - name: a\n    url: /tmp/x.git\n    create_missing: maybe\n")
+                .unwrap_err();
+        assert!(e.contains("create_missing"), "{e}");
+    }
+
+    #[test]
     fn lfs_settings_resolve_mirror_then_repository_then_server() {
         let mut server = Defaults {
             lfs_store: Some("/srv/lfs/${name}".into()),

@@ -242,3 +242,31 @@ fn gitolite_creates_a_wild_target_at_first_access_or_says_what_to_grant() {
             .is_some_and(|e| e.contains("Gitolite") && e.contains("C permission"))
     });
 }
+
+/// A server rule reaches a whole server: `name_style: dash` flattens `${name}` for a target
+/// without nested names, `exclude` leaves repositories out, `create_missing` in `defaults:`
+/// creates each target at its first sync.
+#[test]
+fn a_rule_names_creates_and_excludes_targets() {
+    let env = Env::new();
+    env.write_server_config(&format!(
+        "root: {}\ndefaults:\n  debounce: 100ms\n  create_missing: true\nrules:\n  - name: flat\n    url: {}/${{name}}.git\n    name_style: dash\n    exclude: [\"*/attic\"]\n",
+        env.path("srv").display(),
+        env.path("targets").display()
+    ));
+    let (app, head) = upstream_pushed(&env, "srv/team/app.git", &[]);
+    let (attic, _) = upstream_pushed(&env, "srv/team/attic.git", &[]);
+    let m = wait_mirror(&env, &app, "flat", "created", |m| {
+        m["update_status"] == "finished" && m["created"].is_string()
+    });
+    assert_eq!(m["from_rule"], true, "{m:#}");
+    let dst = env.path("targets/team-app.git");
+    assert_eq!(env.git(&dst, &["rev-parse", "refs/heads/main"]), head);
+    assert!(!env.path("targets/team").exists());
+    let st = env.status_json(&attic);
+    assert!(
+        st.to_string().contains("\"mirrors\":[]"),
+        "an excluded repository has no mirror: {st:#}"
+    );
+    assert!(!env.path("targets/team-attic.git").exists());
+}
