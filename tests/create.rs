@@ -270,3 +270,156 @@ fn a_rule_names_creates_and_excludes_targets() {
     );
     assert!(!env.path("targets/team-attic.git").exists());
 }
+
+/// The stand-in forge (see tests/common/servers/forge.rs) with the test's upstream: the
+/// server, and the upstream with one commit pushed.
+fn forge_fixture(env: &Env) -> Option<(common::servers::forge::ForgeServer, PathBuf, String)> {
+    use common::servers::forge::ForgeServer;
+    if !common::servers::have_all(ForgeServer::REQUIRES) {
+        eprintln!("SKIPPED: nginx, fcgiwrap or python3 is not installed (tests/install-deps.sh)");
+        return None;
+    }
+    let srv = env.path("forge");
+    std::fs::create_dir_all(&srv).unwrap();
+    let forge = ForgeServer::start(&srv, "mirror", "tok-7f3a9c2e51");
+    let (up, head) = upstream_pushed(env, "up.git", &[]);
+    Some((forge, up, head))
+}
+
+/// `add` a password mirror (the forge token as password) of `owner/name` on the stand-in,
+/// with create_missing through `forge`'s API.
+fn add_forge_mirror(
+    env: &Env,
+    up: &std::path::Path,
+    f: &common::servers::forge::ForgeServer,
+    mirror: &str,
+    forge: &str,
+    owner: &str,
+    name: &str,
+) {
+    let url = f.https.url(&format!("{owner}/{name}.git"));
+    add_password_mirror(
+        env,
+        up,
+        mirror,
+        &url,
+        "mirror",
+        &f.token,
+        &f.https.ca_file,
+        &["--debounce", "100ms"],
+    );
+    let api = format!("forge_api={}", f.api(forge));
+    let owner = format!("create_owner={owner}");
+    let forge = format!("forge={forge}");
+    env.pm_ok(
+        up,
+        &["set", mirror, "create_missing=true", &forge, &api, &owner],
+    );
+}
+
+/// Each forge's documented endpoints create the missing target, with the mirror's own token in
+/// that forge's header, private by default, and the sync pushes into it.
+#[test]
+fn forges_create_missing_https_targets_with_the_mirrors_token() {
+    let env = Env::new();
+    let Some((f, up, head)) = forge_fixture(&env) else {
+        return;
+    };
+    for (forge, owner) in [("github", "acme"), ("gitlab", "grp/sub"), ("gitea", "org")] {
+        let name = format!("app-{forge}");
+        add_forge_mirror(&env, &up, &f, forge, forge, owner, &name);
+        env.pm_ok(&up, &["sync", forge]);
+        let m = wait_mirror(&env, &up, forge, "created", |m| {
+            m["update_status"] == "finished" && m["created"].is_string()
+        });
+        assert!(
+            m["created"]
+                .as_str()
+                .is_some_and(|c| c.contains(&format!("{owner}/{name} (private)"))),
+            "{m:#}"
+        );
+        let dst = env.path(&format!("forge/{owner}/{name}.git"));
+        assert_eq!(env.git(&dst, &["rev-parse", "refs/heads/main"]), head);
+    }
+    let reqs = f.requests();
+    let posts: Vec<_> = reqs.iter().filter(|r| r["method"] == "POST").collect();
+    assert_eq!(posts.len(), 3, "{reqs:#?}");
+    for r in &reqs {
+        let path = r["path"].as_str().unwrap();
+        let (header, want) = if path.starts_with("/api/v3/") {
+            ("authorization", format!("Bearer {}", f.token))
+        } else if path.starts_with("/api/v4/") {
+            ("private_token", f.token.clone())
+        } else {
+            ("authorization", format!("token {}", f.token))
+        };
+        assert_eq!(r[header], want.as_str(), "{r}");
+    }
+    assert_eq!(posts[0]["path"], "/api/v3/orgs/acme/repos");
+    assert_eq!(posts[0]["body"]["private"], true);
+    assert_eq!(posts[1]["path"], "/api/v4/projects");
+    assert_eq!(posts[1]["body"]["visibility"], "private");
+    assert_eq!(posts[1]["body"]["path"], "app-gitlab");
+    assert_eq!(posts[2]["path"], "/api/v1/orgs/org/repos");
+    // The token is in no status, log or config output.
+    let all = format!(
+        "{}{}{}",
+        env.status_json(&up),
+        env.log(&up),
+        stdout(&env.pm(&up, &["show", "github"]))
+    );
+    assert!(!all.contains(&f.token), "{all}");
+}
+
+/// A rate-limited creation (429, and GitHub's 403 with Retry-After) is waited out and retried;
+/// a token meant for the mirror's host is never sent to an API on another origin.
+#[test]
+fn forge_rate_limits_are_waited_out_and_the_token_stays_on_its_origin() {
+    let env = Env::new();
+    let Some((f, up, head)) = forge_fixture(&env) else {
+        return;
+    };
+    f.rate_limit(2);
+    add_forge_mirror(&env, &up, &f, "gh", "github", "mirror", "limited");
+    env.pm_ok(&up, &["sync", "gh"]);
+    wait_mirror(&env, &up, "gh", "created", |m| {
+        m["update_status"] == "finished" && m["created"].is_string()
+    });
+    let dst = env.path("forge/mirror/limited.git");
+    assert_eq!(env.git(&dst, &["rev-parse", "refs/heads/main"]), head);
+    let posts: Vec<_> = f
+        .requests()
+        .into_iter()
+        .filter(|r| r["method"] == "POST")
+        .collect();
+    // The token's own login: the user's endpoint, three times (two refused, one created).
+    assert_eq!(posts.len(), 3, "{posts:#?}");
+    assert!(posts.iter().all(|r| r["path"] == "/api/v3/user/repos"));
+
+    // Another origin (a listener that records whether anyone came) never gets the token.
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    other.set_nonblocking(true).unwrap();
+    let port = other.local_addr().unwrap().port();
+    env.write_server_config("defaults:\n  max_attempts: 1\n");
+    add_forge_mirror(&env, &up, &f, "elsewhere", "gitea", "org", "nope");
+    env.pm_ok(
+        &up,
+        &[
+            "set",
+            "elsewhere",
+            &format!("forge_api=https://127.0.0.1:{port}/api/v1"),
+        ],
+    );
+    env.pm_ok(&up, &["sync", "elsewhere"]);
+    let m = wait_mirror(&env, &up, "elsewhere", "refused", |m| {
+        m["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not on the mirror's own host"))
+    });
+    assert!(!m["last_error"].as_str().unwrap().contains(&f.token));
+    assert!(
+        other.accept().is_err(),
+        "something connected to the other origin"
+    );
+    assert!(!env.path("forge/org/nope.git").exists());
+}

@@ -62,6 +62,8 @@ pub struct Target<'a> {
     pub timeout: Duration,
     /// Upstream's default branch (`refs/heads/main`), the new repository's HEAD.
     pub default_branch: Option<&'a str>,
+    /// An HTTPS mirror's forge (`forge:`), which creates it through its API.
+    pub forge: Option<super::forge::ForgeTarget<'a>>,
 }
 
 /// Creates the missing repository of `t`, whose listing failed with `stderr`; returns what it
@@ -70,7 +72,10 @@ pub fn create(t: &Target<'_>, stderr: &str) -> Result<String, String> {
     if gitolite_refused(stderr) {
         return Err(GITOLITE_NO_C.into());
     }
-    create_with_git(t)
+    match (&t.forge, t.scheme) {
+        (Some(f), Scheme::Https | Scheme::Http) => super::forge::create(f),
+        _ => create_with_git(t),
+    }
 }
 
 const GITOLITE_NO_C: &str = "create_missing: the target is a Gitolite server, which creates a wild repository at the first access of a user with the C permission, and this key has none for that name: grant it in gitolite.conf (`C = USER` under a matching `repo` pattern), or create the repository there";

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod create;
+pub mod forge;
 pub mod git;
 pub mod lfs;
 pub mod listing;
@@ -538,6 +539,18 @@ fn run_sync(
                         env: &env,
                         timeout,
                         default_branch: head.as_deref(),
+                        forge: cfg.forge.map(|forge| forge::ForgeTarget {
+                            forge,
+                            url: &bare_url,
+                            forge_api: cfg.forge_api.as_deref(),
+                            owner: cfg.create_owner.as_deref(),
+                            visibility: cfg.create_visibility.unwrap_or_default(),
+                            token: lfs_credentials.as_ref().map(|(_, t)| t.as_str()),
+                            ca_file: ca_file.as_deref(),
+                            proxy: &lfs_proxy,
+                            timeout,
+                            runtime_dir: ctx.runtime_dir,
+                        }),
                     };
                     let c = create::create(&target, &ls.stderr)?;
                     log::info!("sync {}: {c}", cfg.name);

@@ -107,8 +107,38 @@ fn tls_config(
     Ok(Some(Arc::new(cfg)))
 }
 
+/// The HTTP agent of a sync's in-process requests (LFS, forge APIs): every socket operation
+/// bounded by `activity_timeout`, no redirect followed (it could carry our credentials
+/// elsewhere; the configured URL must be the final one), git's proxy for the mirror, and
+/// `ca_file` (else the system's CAs) as git trusts them.
+pub fn agent(
+    ca_file: Option<&std::path::Path>,
+    proxy: &str,
+    activity_timeout: Duration,
+) -> Result<ureq::Agent, String> {
+    let mut b = ureq::AgentBuilder::new()
+        .timeout_connect(activity_timeout)
+        .timeout_read(activity_timeout)
+        .timeout_write(activity_timeout)
+        .redirects(0)
+        .user_agent(concat!("git-pushmirror/", env!("CARGO_PKG_VERSION")));
+    if !proxy.is_empty() {
+        let p = ureq::Proxy::new(proxy).map_err(|_| {
+            format!(
+                "cannot use the proxy {} (http.proxy) for in-process requests",
+                crate::url::mask(proxy)
+            )
+        })?;
+        b = b.proxy(p);
+    }
+    if let Some(tls) = tls_config(ca_file)? {
+        b = b.tls_config(tls);
+    }
+    Ok(b.build())
+}
+
 /// One line for a failed request: never the URL's query or userinfo, never a header.
-fn describe(e: ureq::Error) -> (Option<u16>, String) {
+pub fn describe(e: ureq::Error) -> (Option<u16>, String) {
     match e {
         ureq::Error::Status(code, resp) => {
             let body = resp.into_string().unwrap_or_default();
@@ -362,28 +392,8 @@ impl Client {
         proxy: &str,
         activity_timeout: Duration,
     ) -> Result<Client, String> {
-        let mut b = ureq::AgentBuilder::new()
-            .timeout_connect(activity_timeout)
-            .timeout_read(activity_timeout)
-            .timeout_write(activity_timeout)
-            // A redirect could carry our credentials elsewhere; the mirror URL must be the
-            // final one.
-            .redirects(0)
-            .user_agent(concat!("git-pushmirror/", env!("CARGO_PKG_VERSION")));
-        if !proxy.is_empty() {
-            let p = ureq::Proxy::new(proxy).map_err(|_| {
-                format!(
-                    "lfs: cannot use the proxy {} (http.proxy) for LFS requests",
-                    crate::url::mask(proxy)
-                )
-            })?;
-            b = b.proxy(p);
-        }
-        if let Some(tls) = tls_config(ca_file)? {
-            b = b.tls_config(tls);
-        }
         Ok(Client {
-            agent: b.build(),
+            agent: agent(ca_file, proxy, activity_timeout).map_err(|e| format!("lfs: {e}"))?,
             endpoint,
         })
     }
