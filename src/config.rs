@@ -184,6 +184,10 @@ pub struct MirrorConfig {
     /// Server rules only: git wildcard patterns on `${name}` the rule does not mirror.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclude: Vec<String>,
+    /// Server rules only: `sweep` deletes a target this rule created (recorded under the
+    /// server's `state_dir`) once its repository is gone.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub propagate_deletion: bool,
 }
 
 /// A forge whose REST API creates repositories (Forgejo is `gitea`).
@@ -314,6 +318,7 @@ impl MirrorConfig {
             create_visibility: None,
             name_style: None,
             exclude: Vec::new(),
+            propagate_deletion: false,
         }
     }
 
@@ -564,6 +569,10 @@ pub struct ServerConfig {
     /// A command run when a mirror changes state (see `ops::notify`).
     #[serde(default)]
     pub notify: Option<NotifyConfig>,
+    /// A durable directory of the server's own (not inside any repository) where the targets
+    /// server rules created are recorded, for `propagate_deletion`.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -600,6 +609,25 @@ impl ServerConfig {
             sample
                 .validate()
                 .map_err(|m| invalid(&path, format!("{}{m}", line_of(&text, &r.name))))?;
+            if r.propagate_deletion {
+                let why = if r.create_missing.or(cfg.defaults.create_missing) != Some(true) {
+                    Some("it deletes only targets the rule created: it needs create_missing: true")
+                } else if cfg.state_dir.as_ref().is_none_or(|d| !d.is_absolute()) {
+                    Some("it needs `state_dir:` (an absolute directory of the server's own) where the targets the rule creates are recorded")
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    return Err(invalid(
+                        &path,
+                        format!(
+                            "{}rule `{}`: propagate_deletion: {why}",
+                            line_of(&text, &r.name),
+                            r.name
+                        ),
+                    ));
+                }
+            }
         }
         Ok((cfg, path))
     }
@@ -736,13 +764,19 @@ impl RepoConfig {
             if !names.insert(m.name.as_str()) {
                 return Err(format!("duplicate mirror name `{}`", m.name));
             }
-            if !m.repos.is_empty() || !m.exclude.is_empty() || m.name_style.is_some() {
+            if !m.repos.is_empty()
+                || !m.exclude.is_empty()
+                || m.name_style.is_some()
+                || m.propagate_deletion
+            {
                 let key = if !m.repos.is_empty() {
                     "repos"
                 } else if !m.exclude.is_empty() {
                     "exclude"
-                } else {
+                } else if m.name_style.is_some() {
                     "name_style"
+                } else {
+                    "propagate_deletion"
                 };
                 return Err(format!(
                     "mirror `{}`: `{key}` belongs in server-wide rules only",
@@ -836,6 +870,9 @@ pub struct Effective {
     pub lfs: LfsSettings,
     /// Create the target when a sync finds it missing (the mirror's, else the defaults').
     pub create_missing: bool,
+    /// `${name}` of the repository when a server rule made this mirror (the record of a
+    /// target it creates is kept under that name; see `ops::created`).
+    pub rule_name: Option<String>,
 }
 
 /// Everything one repository needs to run: its mirrors resolved, plus the server-wide settings.
@@ -861,23 +898,23 @@ pub fn load_with(
 ) -> Result<Loaded, ConfigError> {
     let repo = RepoConfig::load(&paths.config())?;
     let d = server.defaults.overlay(&repo.defaults);
-    let mut list: Vec<(MirrorConfig, PathBuf)> = Vec::new();
+    let mut list: Vec<(MirrorConfig, PathBuf, bool)> = Vec::new();
     let repo_name = rule_name(&server, &paths.git_dir);
     if let Some(name) = &repo_name {
         for r in &server.rules {
             if let Some(m) = r.for_repo(name) {
-                list.push((m, server_path.clone()));
+                list.push((m, server_path.clone(), true));
             }
         }
     }
     for m in &repo.mirrors {
         // A repository's own mirror of the same name overrides the server rule.
-        list.retain(|(x, _)| x.name != m.name);
-        list.push((m.clone(), paths.config()));
+        list.retain(|(x, _, _)| x.name != m.name);
+        list.push((m.clone(), paths.config(), false));
     }
     let mirrors = list
         .into_iter()
-        .map(|(m, source)| {
+        .map(|(m, source, from_rule)| {
             let max_delay_default = if m.only_protected_branches {
                 d.max_delay_protected
                     .map_or(Duration::from_secs(60), |x| x.0)
@@ -899,6 +936,7 @@ pub fn load_with(
                 backoff_max: d.backoff_max.map_or(Duration::from_secs(300), |x| x.0),
                 lfs: lfs_settings(&m, &d, repo_name.as_deref()),
                 create_missing: m.create_missing.or(d.create_missing).unwrap_or(false),
+                rule_name: repo_name.clone().filter(|_| from_rule),
                 mirror: m,
                 source,
             }

@@ -13,7 +13,7 @@ use common::*;
 fn upstream_pushed(env: &Env, name: &str, extra: &[&str]) -> (PathBuf, String) {
     let up = env.bare(name, extra);
     env.pm_ok(&up, &["install"]);
-    let wc = env.clone(&up, &format!("{name}-wc"));
+    let wc = env.clone(&up, &format!("wc-{}", name.replace('/', "-")));
     let head = env.commit(&wc, "one");
     env.push(&wc, &["main"]);
     (up, head)
@@ -287,7 +287,8 @@ fn forge_fixture(env: &Env) -> Option<(common::servers::forge::ForgeServer, Path
 }
 
 /// `add` a password mirror (the forge token as password) of `owner/name` on the stand-in,
-/// with create_missing through `forge`'s API.
+/// with create_missing through `forge`'s API (at `api`, else the stand-in's).
+#[allow(clippy::too_many_arguments)]
 fn add_forge_mirror(
     env: &Env,
     up: &std::path::Path,
@@ -296,6 +297,7 @@ fn add_forge_mirror(
     forge: &str,
     owner: &str,
     name: &str,
+    api: Option<&str>,
 ) {
     let url = f.https.url(&format!("{owner}/{name}.git"));
     add_password_mirror(
@@ -308,7 +310,10 @@ fn add_forge_mirror(
         &f.https.ca_file,
         &["--debounce", "100ms"],
     );
-    let api = format!("forge_api={}", f.api(forge));
+    let api = format!(
+        "forge_api={}",
+        api.map_or_else(|| f.api(forge), str::to_string)
+    );
     let owner = format!("create_owner={owner}");
     let forge = format!("forge={forge}");
     env.pm_ok(
@@ -327,7 +332,7 @@ fn forges_create_missing_https_targets_with_the_mirrors_token() {
     };
     for (forge, owner) in [("github", "acme"), ("gitlab", "grp/sub"), ("gitea", "org")] {
         let name = format!("app-{forge}");
-        add_forge_mirror(&env, &up, &f, forge, forge, owner, &name);
+        add_forge_mirror(&env, &up, &f, forge, forge, owner, &name, None);
         env.pm_ok(&up, &["sync", forge]);
         let m = wait_mirror(&env, &up, forge, "created", |m| {
             m["update_status"] == "finished" && m["created"].is_string()
@@ -380,7 +385,7 @@ fn forge_rate_limits_are_waited_out_and_the_token_stays_on_its_origin() {
         return;
     };
     f.rate_limit(2);
-    add_forge_mirror(&env, &up, &f, "gh", "github", "mirror", "limited");
+    add_forge_mirror(&env, &up, &f, "gh", "github", "mirror", "limited", None);
     env.pm_ok(&up, &["sync", "gh"]);
     wait_mirror(&env, &up, "gh", "created", |m| {
         m["update_status"] == "finished" && m["created"].is_string()
@@ -401,14 +406,16 @@ fn forge_rate_limits_are_waited_out_and_the_token_stays_on_its_origin() {
     other.set_nonblocking(true).unwrap();
     let port = other.local_addr().unwrap().port();
     env.write_server_config("defaults:\n  max_attempts: 1\n");
-    add_forge_mirror(&env, &up, &f, "elsewhere", "gitea", "org", "nope");
-    env.pm_ok(
+    let api = format!("https://127.0.0.1:{port}/api/v1");
+    add_forge_mirror(
+        &env,
         &up,
-        &[
-            "set",
-            "elsewhere",
-            &format!("forge_api=https://127.0.0.1:{port}/api/v1"),
-        ],
+        &f,
+        "elsewhere",
+        "gitea",
+        "org",
+        "nope",
+        Some(&api),
     );
     env.pm_ok(&up, &["sync", "elsewhere"]);
     let m = wait_mirror(&env, &up, "elsewhere", "refused", |m| {
@@ -422,4 +429,56 @@ fn forge_rate_limits_are_waited_out_and_the_token_stays_on_its_origin() {
         "something connected to the other origin"
     );
     assert!(!env.path("forge/org/nope.git").exists());
+}
+
+/// `propagate_deletion`: once a repository is gone, `sweep` deletes the target its rule
+/// created (recorded under `state_dir`), logs it and notifies; a target the rule did not
+/// create, and the target of a repository still there, are kept.
+#[test]
+fn sweep_deletes_only_created_targets_of_removed_repositories() {
+    let env = Env::new();
+    let notified = env.path("notified.json");
+    env.write_server_config(&format!(
+        "root: {srv}\nstate_dir: {state}\ndefaults:\n  debounce: 100ms\nnotify:\n  command: cat >> {notified}\nrules:\n  - name: backup\n    url: {targets}/${{name}}.git\n    create_missing: true\n    propagate_deletion: true\n",
+        srv = env.path("srv").display(),
+        state = env.path("state").display(),
+        targets = env.path("targets").display(),
+        notified = notified.display(),
+    ));
+    // A target that exists before: not created by us, never deleted.
+    let pre_target = env.bare("targets/pre.git", &[]);
+    let (pre, _) = upstream_pushed(&env, "srv/pre.git", &[]);
+    wait_finished(&env, &pre, "backup");
+    let mut created = Vec::new();
+    for name in ["gone", "keep"] {
+        let (up, _) = upstream_pushed(&env, &format!("srv/team/{name}.git"), &[]);
+        wait_mirror(&env, &up, "backup", "created", |m| {
+            m["update_status"] == "finished" && m["created"].is_string()
+        });
+        created.push(up);
+    }
+    assert!(env.wait_flushers_gone());
+    let gone_target = env.path("targets/team/gone.git");
+    let keep_target = env.path("targets/team/keep.git");
+    assert!(gone_target.join("HEAD").is_file() && keep_target.join("HEAD").is_file());
+    std::fs::remove_dir_all(&created[0]).unwrap();
+    std::fs::remove_dir_all(&pre).unwrap();
+    let out = env.cmd(bin()).arg("sweep").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("deleted") && stdout(&out).contains("team/gone"),
+        "{}",
+        text(&out)
+    );
+    assert!(!gone_target.exists());
+    assert!(keep_target.join("HEAD").is_file());
+    assert!(pre_target.join("HEAD").is_file());
+    let doc = std::fs::read_to_string(&notified).unwrap();
+    assert!(
+        doc.contains("\"target_deleted\"") && doc.contains("team/gone"),
+        "{doc}"
+    );
+    // Done once: the record is gone with the target.
+    let out = env.cmd(bin()).arg("sweep").output().unwrap();
+    assert!(!stdout(&out).contains("deleted"), "{}", text(&out));
 }

@@ -415,7 +415,10 @@ pub(super) fn set(paths: &RepoPaths, name: &str, assignments: &[String]) -> Resu
                     "an inline password on the command line is visible in `ps` and shell history; use auth.password_file=FILE or auth.password_env=VAR",
                 ));
             }
-            if matches!(key, "repos" | "exclude" | "name_style") {
+            if matches!(
+                key,
+                "repos" | "exclude" | "name_style" | "propagate_deletion"
+            ) {
                 return Err(usage(format!(
                     "`{key}` belongs in server-wide rules only (it picks or names the repositories a rule applies to)"
                 )));

@@ -121,9 +121,16 @@ pub(super) fn sweep(root: Option<&Path>) -> Result<i32, Fail> {
     let mut repos = Vec::new();
     crate::ops::fleet::find_repos(&root, 0, &mut repos);
     let exe = std::env::current_exe()?;
+    // Targets server rules created for repositories that are gone (`propagate_deletion`);
+    // their names are relative to the server's root.
+    let mut errors = match &server.root {
+        Some(server_root) => {
+            crate::ops::created::propagate(&server, &server_path, server_root, &exe)
+        }
+        None => 0,
+    };
     let mut running = Children::default();
     let mut started = 0usize;
-    let mut errors = 0usize;
     for git_dir in repos {
         let paths = RepoPaths::new(&git_dir);
         let work = config::load(&paths)

@@ -305,6 +305,127 @@ fn run(
     })
 }
 
+/// Deletes the target of `m` (a server rule's mirror of a repository that is gone), for
+/// `propagate_deletion`: a local bare repository is removed (never through a symlink, never a
+/// directory that is not a bare repository), an SSH one with `rm -rf` over the mirror's own ssh
+/// setup after the same check there, a forge's through its API. `source` is the file `m` came
+/// from. Returns what it did, in words.
+pub fn delete_target(
+    m: &crate::config::MirrorConfig,
+    source: &Path,
+    exe: &Path,
+    runtime_dir: &Path,
+    timeout: Duration,
+) -> Result<String, String> {
+    let scheme = crate::url::validate(&m.url, m.allow_insecure_http).map_err(|e| e.to_string())?;
+    let (bare, _, _) = crate::url::split_credentials(&m.url);
+    match scheme {
+        Scheme::Local => {
+            let path = Path::new(bare.strip_prefix("file://").unwrap_or(&bare));
+            if !path.is_absolute() {
+                return Err(format!(
+                    "{}: not an absolute path; nothing deleted",
+                    path.display()
+                ));
+            }
+            let meta = std::fs::symlink_metadata(path)
+                .map_err(|e| format!("{}: {e}; nothing deleted", path.display()))?;
+            let is_bare = meta.is_dir()
+                && path.join("HEAD").is_file()
+                && path.join("objects").is_dir()
+                && path.join("refs").is_dir();
+            if !is_bare {
+                return Err(format!(
+                    "{}: a symlink or not a bare git repository; nothing deleted",
+                    path.display()
+                ));
+            }
+            std::fs::remove_dir_all(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(format!("removed {}", path.display()))
+        }
+        Scheme::Ssh | Scheme::Https | Scheme::Http => {
+            let prepared =
+                super::auth::prepare(&m.auth, source, exe, runtime_dir, timeout.as_secs().max(1))
+                    .map_err(|e| format!("auth: {e}"))?;
+            let done = if scheme == Scheme::Ssh {
+                delete_over_ssh(&bare, &prepared, m.allow_insecure_http, timeout)
+            } else {
+                let forge = m
+                    .forge
+                    .ok_or("an https target without `forge:` cannot be deleted; nothing deleted")?;
+                let token = prepared
+                    .env
+                    .iter()
+                    .find(|(k, _)| k == "GIT_PUSHMIRROR_PASSWORD")
+                    .map(|(_, v)| v.clone());
+                let ca_file = m
+                    .ca_file
+                    .as_ref()
+                    .map(|ca| source.parent().map_or_else(|| ca.clone(), |d| d.join(ca)));
+                super::forge::delete(&super::forge::ForgeTarget {
+                    forge,
+                    url: &bare,
+                    forge_api: m.forge_api.as_deref(),
+                    owner: m.create_owner.as_deref(),
+                    visibility: m.create_visibility.unwrap_or_default(),
+                    token: token.as_deref(),
+                    ca_file: ca_file.as_deref(),
+                    proxy: "",
+                    timeout,
+                    runtime_dir,
+                })
+            };
+            for f in &prepared.temp_files {
+                let _ = std::fs::remove_file(f);
+            }
+            let refs: Vec<&str> = prepared.secrets.iter().map(String::as_str).collect();
+            done.map_err(|e| crate::url::scrub(&e, &refs))
+        }
+        Scheme::Git => Err("git:// targets cannot be deleted; nothing deleted".into()),
+    }
+}
+
+fn delete_over_ssh(
+    url: &str,
+    prepared: &super::auth::GitAuth,
+    allow_http: bool,
+    timeout: Duration,
+) -> Result<String, String> {
+    let target = ssh_target(url)?;
+    let (mut set, remove) = super::auth::base_env(allow_http, timeout.as_secs().max(1));
+    set.extend(prepared.env.iter().cloned());
+    let env = ChildEnv { set, remove };
+    let ssh = env
+        .set
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "GIT_SSH_COMMAND")
+        .map(|(_, v)| v.clone())
+        .ok_or("no ssh command prepared")?;
+    let p = &target.quoted_path;
+    // Only a bare repository is removed.
+    let remote = format!(
+        "test -f {p}/HEAD && test -d {p}/objects && test -d {p}/refs && test ! -L {p} && rm -rf -- {p}"
+    );
+    let mut args: Vec<String> = vec!["-c".into(), format!("{ssh} \"$@\""), ssh.clone()];
+    if let Some(port) = target.port {
+        args.push("-p".into());
+        args.push(port.to_string());
+    }
+    args.push(target.destination.clone());
+    args.push(remote);
+    let out =
+        run("sh", &args, &env, timeout).map_err(|e| format!("ssh {}: {e}", target.destination))?;
+    if !out.status_ok {
+        return Err(format!(
+            "ssh {}: not a bare repository there, or it could not be removed: {}",
+            target.destination,
+            git::last_line(&out.stderr)
+        ));
+    }
+    Ok(format!("removed it over ssh to {}", target.destination))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,4 @@
-//! Creating a repository through a forge's REST API, for `create_missing` on an
+//! Creating (and deleting) a repository through a forge's REST API, for `create_missing` on an
 //! HTTPS mirror (`forge: github|gitlab|gitea`; Forgejo is `gitea`). The mirror's own token
 //! goes only to the API of the mirror's origin (see `api_allowed`); no redirect is followed;
 //! creations are serialised per API host across every flusher of the server (a lock file in
@@ -158,6 +158,20 @@ pub fn plan_create(
     }
 }
 
+/// The deletion request of `owner/name`.
+pub fn plan_delete(forge: Forge, api: &str, owner: &str, name: &str) -> Call {
+    let url = match forge {
+        Forge::Github => format!("{api}/repos/{}/{}", encode(owner), encode(name)),
+        Forge::Gitea => format!("{api}/repos/{}/{}", encode(owner), encode(name)),
+        Forge::Gitlab => format!("{api}/projects/{}", encode(&format!("{owner}/{name}"))),
+    };
+    Call {
+        method: "DELETE",
+        url,
+        body: None,
+    }
+}
+
 /// How long to wait before retrying a refused request, when the forge said it is a rate limit
 /// (429, or 403 with `Retry-After` or an exhausted `X-RateLimit-Remaining`); None when the
 /// refusal is not one waiting cures. Capped at `cap`.
@@ -250,6 +264,34 @@ pub fn create(t: &ForgeTarget<'_>) -> Result<String, String> {
             Visibility::Public => "public",
         }
     ))
+}
+
+/// Deletes `owner/name` (the mirror of `t`) on its forge.
+pub fn delete(t: &ForgeTarget<'_>) -> Result<String, String> {
+    let api = api_base(t.forge, t.url, t.forge_api)?;
+    let which = format!("{} API {}", t.forge.as_str(), crate::url::show_href(&api));
+    if !api_allowed(t.url, &api) {
+        return Err(format!(
+            "the {which} is not on the mirror's own host; nothing deleted"
+        ));
+    }
+    let token = t
+        .token
+        .ok_or_else(|| format!("the {which} needs the mirror's token; nothing deleted"))?;
+    let (owner, name) = owner_and_name(t.url, t.owner)?;
+    let agent = crate::mirror::lfs::client::agent(t.ca_file, t.proxy, t.timeout)?;
+    let client = Api {
+        agent,
+        forge: t.forge,
+        token,
+        which: &which,
+        cap: t.timeout,
+    };
+    let _lock = host_lock(t.runtime_dir, &api)?;
+    client
+        .send(&plan_delete(t.forge, &api, &owner, &name))
+        .map_err(|e| e.trim_start_matches("create_missing: ").to_string())?;
+    Ok(format!("deleted {owner}/{name} through the {which}"))
 }
 
 struct Api<'a> {
@@ -429,6 +471,14 @@ mod tests {
             ("acme".into(), "app".into())
         );
         assert!(owner_and_name("https://h/app.git", None).is_err());
+        assert_eq!(
+            plan_delete(Forge::Gitlab, "https://h/api/v4", "g/sub", "app").url,
+            "https://h/api/v4/projects/g%2Fsub%2Fapp"
+        );
+        assert_eq!(
+            plan_delete(Forge::Gitea, "https://h/api/v1", "acme", "app").url,
+            "https://h/api/v1/repos/acme/app"
+        );
         let api = "https://h/api/v3";
         let c = plan_create(
             Forge::Github,
