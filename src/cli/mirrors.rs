@@ -669,6 +669,9 @@ pub(super) fn mirror_json(m: &MirrorConfig) -> Value {
         "forge_api": m.forge_api.as_deref().map(url::mask),
         "create_owner": m.create_owner,
         "create_visibility": m.create_visibility,
+        "name_style": m.name_style,
+        "exclude": m.exclude,
+        "propagate_deletion": m.propagate_deletion,
     })
 }
 
