@@ -482,3 +482,75 @@ fn sweep_deletes_only_created_targets_of_removed_repositories() {
     let out = env.cmd(bin()).arg("sweep").output().unwrap();
     assert!(!stdout(&out).contains("deleted"), "{}", text(&out));
 }
+
+/// `propagate_deletion` over SSH (a real sshd: `rm -rf` of the bare repository after the
+/// check there) and on a forge (the stand-in's documented DELETE, with the token).
+#[test]
+fn sweep_deletes_created_ssh_and_forge_targets_of_a_removed_repository() {
+    if no_ssh() {
+        return;
+    }
+    let env = Env::new();
+    let Some((f, _, _)) = forge_fixture(&env) else {
+        return;
+    };
+    let ssh_root = env.path("ssh-targets");
+    std::fs::create_dir_all(&ssh_root).unwrap();
+    let ssh = common::servers::SshServer::start(&ssh_root);
+    let pwfile = env.path("forge.token");
+    write_mode(&pwfile, &f.token, 0o600);
+    env.write_server_config(&format!(
+        "root: {srv}\nstate_dir: {state}\ndefaults:\n  debounce: 100ms\n  timeout: 30s\n  create_missing: true\nrules:\n  - name: ssh\n    url: {ssh_url}/${{name}}.git\n    propagate_deletion: true\n    auth: {{method: ssh_key, key_file: {key}, host_key: \"{host_key}\"}}\n  - name: gitea\n    url: {forge_url}/${{name}}.git\n    propagate_deletion: true\n    forge: gitea\n    forge_api: {api}\n    create_owner: org\n    ca_file: {ca}\n    auth: {{method: password, username: mirror, password_file: {pw}}}\n",
+        srv = env.path("srv").display(),
+        state = env.path("state").display(),
+        ssh_url = ssh.url(ssh_root.to_str().unwrap()),
+        key = ssh.client_key.display(),
+        host_key = ssh.host_pubkey,
+        forge_url = f.https.url("org"),
+        api = f.api("gitea"),
+        ca = f.https.ca_file.display(),
+        pw = pwfile.display(),
+    ));
+    let (up, head) = upstream_pushed(&env, "srv/app.git", &[]);
+    for rule in ["ssh", "gitea"] {
+        wait_mirror(&env, &up, rule, "created", |m| {
+            m["update_status"] == "finished" && m["created"].is_string()
+        });
+    }
+    let ssh_target = ssh_root.join("app.git");
+    let forge_target = env.path("forge/org/app.git");
+    assert_eq!(
+        env.git(&ssh_target, &["rev-parse", "refs/heads/main"]),
+        head
+    );
+    assert_eq!(
+        env.git(&forge_target, &["rev-parse", "refs/heads/main"]),
+        head
+    );
+    assert!(env.wait_flushers_gone());
+    // Another repository keeps the root from looking unmounted.
+    upstream_pushed(&env, "srv/other.git", &[]);
+    std::fs::remove_dir_all(&up).unwrap();
+    let out = env.cmd(bin()).arg("sweep").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        stdout(&out).matches("sweep: deleted").count(),
+        2,
+        "{}",
+        text(&out)
+    );
+    assert!(!ssh_target.exists() && ssh_root.is_dir());
+    assert!(!forge_target.exists());
+    let deletes: Vec<_> = f
+        .requests()
+        .into_iter()
+        .filter(|r| r["method"] == "DELETE")
+        .collect();
+    assert_eq!(deletes.len(), 1, "{deletes:#?}");
+    assert_eq!(deletes[0]["path"], "/api/v1/repos/org/app");
+    assert_eq!(
+        deletes[0]["authorization"],
+        format!("token {}", f.token).as_str()
+    );
+    assert!(!text(&out).contains(&f.token));
+}
