@@ -104,6 +104,22 @@ fn a_failed_creation_fails_the_sync_with_one_line_and_no_loop() {
         e.starts_with("create_missing: git init --bare") && e.lines().count() == 1,
         "{m:#}"
     );
+    // A directory holding something else is not turned into a repository.
+    let data = env.path("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("keep.txt"), "x").unwrap();
+    env.pm_ok(
+        &up,
+        &["add", "d", data.to_str().unwrap(), "--debounce", "100ms"],
+    );
+    let d = wait_gave_up(&env, &up, "d");
+    assert!(
+        d["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not an empty directory")),
+        "{d:#}"
+    );
+    assert!(!data.join("HEAD").exists());
     // One creation attempt per sync, and each failed sync counted: no loop.
     let syncs = m["syncs"].as_u64().unwrap();
     assert_eq!(m["consecutive_failures"].as_u64(), Some(syncs), "{m:#}");
@@ -143,6 +159,23 @@ fn missing_ssh_target_is_created_over_the_mirrors_own_ssh_setup() {
     );
     assert_eq!(env.git(&dst, &["rev-parse", "refs/heads/main"]), head);
     assert!(!srv.join("x").exists() && !srv.join("team/it").exists());
+    // A directory holding something else is not turned into a repository over ssh either.
+    let data = srv.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("keep.txt"), "x").unwrap();
+    let url = ssh.url(data.to_str().unwrap());
+    env.pm_ok(
+        &up,
+        &ssh_add_args("d", &url, &ssh.client_key, ["--host-key", &ssh.host_pubkey]),
+    );
+    env.pm_ok(&up, &["set", "d", "create_missing=true", "debounce=100ms"]);
+    env.pm_ok(&up, &["sync", "d"]);
+    wait_mirror(&env, &up, "d", "refused", |m| {
+        m["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not an empty directory"))
+    });
+    assert!(!data.join("HEAD").exists());
 }
 
 /// Runs `gitolite <args>` with `home` as the gitolite user's home.

@@ -107,6 +107,20 @@ fn create_with_git(t: &Target<'_>) -> Result<String, String> {
                     "create_missing: cannot create {path}: write the local url as a plain path"
                 ));
             }
+            // git says "does not appear to be a git repository" of any directory that is not
+            // one: only a missing path or an empty directory becomes a repository (never a
+            // symlink, never a directory holding something else).
+            match std::fs::symlink_metadata(path) {
+                Err(_) => {}
+                Ok(meta)
+                    if meta.is_dir()
+                        && std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_none()) => {}
+                Ok(_) => {
+                    return Err(format!(
+                        "create_missing: {path} exists and is not an empty directory (or is a symlink); not creating a repository there: fix the url or move it away"
+                    ))
+                }
+            }
             // A parent that is missing is made by git init, as an admin expects of a server
             // rule whose names have directories.
             init.push("--".into());
@@ -208,14 +222,17 @@ fn create_over_ssh(t: &Target<'_>, init: &[String], format: &str) -> Result<Stri
         .find(|(k, _)| k == "GIT_SSH_COMMAND")
         .map(|(_, v)| v.clone())
         .ok_or("create_missing: no ssh command prepared")?;
-    // The options after `init` are ours (no quoting needed); the path is quoted.
-    let mut remote = String::from("git");
+    // The options after `init` are ours (no quoting needed); the path is quoted. As for a
+    // local target, only a missing path or an empty directory becomes a repository.
+    let mut remote = format!(
+        "p={}; if [ -L \"$p\" ] || {{ [ -e \"$p\" ] && [ -n \"$(ls -A -- \"$p\" 2>/dev/null)\" ]; }}; then echo \"$p exists and is not an empty directory; not creating a repository there\" >&2; exit 3; fi; git",
+        target.quoted_path
+    );
     for a in init {
         remote.push(' ');
         remote.push_str(a);
     }
-    remote.push_str(" -- ");
-    remote.push_str(&target.quoted_path);
+    remote.push_str(" -- \"$p\"");
     // As git runs GIT_SSH_COMMAND: through `sh -c`, with its arguments after it.
     let mut args: Vec<String> = vec!["-c".into(), format!("{ssh} \"$@\""), ssh.clone()];
     if let Some(p) = target.port {
