@@ -63,6 +63,19 @@ fn missing_local_target_is_created_with_the_upstreams_object_format() {
         assert_eq!(m["created_at"], created_at, "{m:#}");
         assert_eq!(m["created_in_last_sync"], false, "{m:#}");
         assert_eq!(env.log(&up).matches("git init --bare").count(), 1);
+        // Deleted by hand after a sync: the next sync's push (from the record of the mirror's
+        // refs) fails, and the same sync creates it again and pushes.
+        assert!(env.wait_flushers_gone());
+        std::fs::remove_dir_all(&dst).unwrap();
+        let syncs = m["syncs"].as_u64().unwrap();
+        let head = env.commit(&wc, "three");
+        env.push(&wc, &["main"]);
+        let m = wait_mirror(&env, &up, "m", "re-created", |m| {
+            m["update_status"] == "finished" && m["created_at"] != created_at
+        });
+        assert_eq!(m["syncs"].as_u64(), Some(syncs + 1), "{m:#}");
+        assert_eq!(m["created_in_last_sync"], true, "{m:#}");
+        assert_eq!(env.git(&dst, &["rev-parse", "refs/heads/main"]), head);
     }
 }
 

@@ -19,7 +19,7 @@ pub fn is_missing(stderr: &str) -> bool {
         // git over a local path, ssh to a plain git host, git daemon
         l.contains("does not appear to be a git repository")
             // git over http(s): a 404 from the server
-            || (l.starts_with("fatal: repository '") && l.ends_with("' not found"))
+            || (l.contains("fatal: repository '") && l.ends_with("' not found"))
             // GitHub (ssh and https), Gitea/Forgejo, GitLab over ssh
             || l.contains("error: repository not found")
             || (l.starts_with("remote: repository not found"))
@@ -460,6 +460,8 @@ mod tests {
             ),
             // http(s) 404
             "fatal: repository 'https://127.0.0.1:4443/git/x.git/' not found\n".into(),
+            // the same, as a failed sync's one line
+            "git push https://h/x.git: fatal: repository 'https://h/x.git/' not found".into(),
             // GitHub over ssh and https
             format!("ERROR: Repository not found.\n{advice}"),
             "remote: Repository not found.\nfatal: repository 'https://github.com/a/b.git/' not found\n".into(),

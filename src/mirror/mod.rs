@@ -472,12 +472,20 @@ fn run_sync(
                     // prepare it) says nothing about the record, and deleting the record would
                     // free space and hide a full disk from `status`.
                     refused_outright.set(false);
-                    let (results, all_ok, _, advertised) = push_plan(&p, pack_bytes, true)
-                        .inspect_err(|_| {
-                            if refused_outright.get() {
-                                listing::remove(&state_dir, &cfg.name)
-                            }
-                        })?;
+                    let pushed = push_plan(&p, pack_bytes, true).inspect_err(|_| {
+                        if refused_outright.get() {
+                            listing::remove(&state_dir, &cfg.name)
+                        }
+                    });
+                    // The target is gone since the record was made: the listing finds it
+                    // missing and creates it, in this sync.
+                    if m.create_missing
+                        && refused_outright.get()
+                        && pushed.as_ref().is_err_and(|e| create::is_missing(e))
+                    {
+                        continue;
+                    }
+                    let (results, all_ok, _, advertised) = pushed?;
                     timings.push += t.elapsed();
                     // A ref the mirror already had ("=", up to date) was not pushed.
                     let done = |name: &str| {
