@@ -521,6 +521,20 @@ mod tests {
     }
 
     #[test]
+    fn creations_are_serialised_per_api_host() {
+        use fs2::FileExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let run = tmp.path().join("run");
+        let held = host_lock(&run, "https://h.example:8443/api/v1").unwrap();
+        let same = std::fs::File::open(run.join("forge-h.example-8443.lock")).unwrap();
+        assert!(same.try_lock_exclusive().is_err());
+        let other = host_lock(&run, "https://other.example/api/v4").unwrap();
+        drop(held);
+        assert!(same.try_lock_exclusive().is_ok());
+        drop(other);
+    }
+
+    #[test]
     fn rate_limits_are_waited_out_other_refusals_are_not() {
         let cap = Duration::from_secs(60);
         let s = |d: u64| Some(Duration::from_secs(d));
