@@ -475,6 +475,44 @@ fn forge_rate_limits_are_waited_out_and_the_token_stays_on_its_origin() {
         "something connected to the other origin"
     );
     assert!(!env.path("forge/org/nope.git").exists());
+
+    // Created, yet still not found (the owner is not the url's): one creation, one clear line.
+    let url = f.https.url("org/moved.git");
+    add_password_mirror(
+        &env,
+        &up,
+        "moved",
+        &url,
+        "mirror",
+        &f.token,
+        &f.https.ca_file,
+        &[],
+    );
+    let api = format!("forge_api={}", f.api("gitea"));
+    env.pm_ok(
+        &up,
+        &[
+            "set",
+            "moved",
+            "create_missing=true",
+            "forge=gitea",
+            &api,
+            "create_owner=other",
+            "debounce=100ms",
+        ],
+    );
+    env.pm_ok(&up, &["sync", "moved"]);
+    wait_mirror(&env, &up, "moved", "the hint", |m| {
+        m["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("check that the url names what was created"))
+    });
+    let posts = f
+        .requests()
+        .into_iter()
+        .filter(|r| r["method"] == "POST" && r["path"] == "/api/v1/orgs/other/repos")
+        .count();
+    assert_eq!(posts, 1);
 }
 
 /// `propagate_deletion`: once a repository is gone, `sweep` deletes the target its rule

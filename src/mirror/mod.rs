@@ -565,10 +565,19 @@ fn run_sync(
                     created = Some(c);
                     continue;
                 } else {
-                    return Err(fail(git::GitError::Failed {
+                    // Never a second creation: a target created but still not found is a url
+                    // that names something else.
+                    let hint = match &created {
+                        Some(c) if create::is_missing(&ls.stderr) => format!(
+                            " (after create_missing {c}: check that the url names what was created)"
+                        ),
+                        _ => String::new(),
+                    };
+                    let e = fail(git::GitError::Failed {
                         what: "ls-remote",
                         stderr: ls.stderr,
-                    }));
+                    });
+                    return Err(format!("{e}{hint}"));
                 }
             }
         };
