@@ -181,6 +181,85 @@ pub struct MirrorConfig {
     /// several steps (for hosts that refuse bigger pushes, e.g. GitHub's 2 GiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub push_batch_bytes: Option<Bytes>,
+    /// Create the target repository when a sync finds it missing (see docs/administration.md,
+    /// "Creating missing targets"); None: the defaults' setting, else off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_missing: Option<bool>,
+    /// The forge an HTTPS target is created on through its REST API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forge: Option<Forge>,
+    /// The forge's API base when it is not derived from the URL (e.g. `https://host/api/v3`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forge_api: Option<String>,
+    /// The user, organisation or group (GitLab: its full path) a forge repository is created in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_owner: Option<String>,
+    /// The visibility of a repository created on a forge (default private).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_visibility: Option<Visibility>,
+    /// Server rules only: how `${name}` is written in the URL (Gerrit's remoteNameStyle).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_style: Option<NameStyle>,
+    /// Server rules only: git wildcard patterns on `${name}` the rule does not mirror.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    /// Server rules only: `sweep` deletes a target this rule created (recorded under the
+    /// server's `state_dir`) once its repository is gone.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub propagate_deletion: bool,
+}
+
+/// A forge whose REST API creates repositories (Forgejo is `gitea`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Forge {
+    Github,
+    Gitlab,
+    Gitea,
+}
+
+impl Forge {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Forge::Github => "github",
+            Forge::Gitlab => "gitlab",
+            Forge::Gitea => "gitea",
+        }
+    }
+}
+
+/// The visibility of a repository a forge creates for us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    #[default]
+    Private,
+    Internal,
+    Public,
+}
+
+/// How a rule writes `${name}` (a repository's path under the root) into its URL, for targets
+/// without nested names: `team/sub/app` stays `team/sub/app` (slash), or becomes
+/// `team-sub-app` (dash), `team_sub_app` (underscore) or `app` (basename).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NameStyle {
+    #[default]
+    Slash,
+    Dash,
+    Underscore,
+    Basename,
+}
+
+impl NameStyle {
+    pub fn apply(self, name: &str) -> String {
+        match self {
+            NameStyle::Slash => name.to_string(),
+            NameStyle::Dash => name.replace('/', "-"),
+            NameStyle::Underscore => name.replace('/', "_"),
+            NameStyle::Basename => name.rsplit('/').next().unwrap_or(name).to_string(),
+        }
+    }
 }
 
 /// Whether a mirror gets the upstream's Git LFS objects.
@@ -255,6 +334,14 @@ impl MirrorConfig {
             lfs_auth: false,
             push_batch_refs: None,
             push_batch_bytes: None,
+            create_missing: None,
+            forge: None,
+            forge_api: None,
+            create_owner: None,
+            create_visibility: None,
+            name_style: None,
+            exclude: Vec::new(),
+            propagate_deletion: false,
         }
     }
 
@@ -340,6 +427,58 @@ impl MirrorConfig {
                 "mirror `{}`: lfs_auth is for an lfs_url on another host; set lfs_url too, or remove lfs_auth",
                 self.name
             ));
+        }
+        self.validate_creation()
+    }
+
+    /// The creation keys: a forge only for an HTTP(S) URL, an API base of the same kind, an
+    /// owner that is a plain path.
+    fn validate_creation(&self) -> Result<(), String> {
+        let http = self.url.starts_with("https://") || self.url.starts_with("http://");
+        if self.forge.is_some() && !http {
+            return Err(format!(
+                "mirror `{}`: forge is for https:// mirrors (ssh and local targets are created with git init --bare)",
+                self.name
+            ));
+        }
+        if self.create_missing == Some(true) && http && self.forge.is_none() {
+            return Err(format!(
+                "mirror `{}`: create_missing on an https:// mirror needs `forge: github|gitlab|gitea` (the API that creates it)",
+                self.name
+            ));
+        }
+        for (k, v) in [
+            ("forge_api", &self.forge_api),
+            ("create_owner", &self.create_owner),
+        ] {
+            if v.is_some() && self.forge.is_none() {
+                return Err(format!("mirror `{}`: {k} needs `forge:`", self.name));
+            }
+        }
+        if let Some(api) = &self.forge_api {
+            crate::url::validate(api, self.allow_insecure_http)
+                .ok()
+                .filter(|s| matches!(s, crate::url::Scheme::Https | crate::url::Scheme::Http))
+                .ok_or_else(|| {
+                    format!(
+                        "mirror `{}`: forge_api must be an https:// URL like https://host/api/v3",
+                        self.name
+                    )
+                })?;
+        }
+        if let Some(o) = &self.create_owner {
+            let ok = !o.is_empty()
+                && !o.starts_with(['/', '-', '.'])
+                && !o.ends_with('/')
+                && !o.split('/').any(|c| c.is_empty() || c == "." || c == "..")
+                && o.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'));
+            if !ok {
+                return Err(format!(
+                    "mirror `{}`: create_owner `{o}` must be a user, organisation or group path of [A-Za-z0-9._-/]",
+                    self.name
+                ));
+            }
         }
         Ok(())
     }
@@ -432,6 +571,9 @@ pub struct Defaults {
     /// LFS objects uploaded at the same time per sync (default 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lfs_concurrency: Option<usize>,
+    /// `create_missing` for every mirror that does not set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_missing: Option<bool>,
 }
 
 impl Defaults {
@@ -449,6 +591,7 @@ impl Defaults {
             lfs_store: over.lfs_store.clone().or(self.lfs_store.clone()),
             lfs_layout: over.lfs_layout.or(self.lfs_layout),
             lfs_concurrency: over.lfs_concurrency.or(self.lfs_concurrency),
+            create_missing: over.create_missing.or(self.create_missing),
         }
     }
 }
@@ -500,6 +643,10 @@ pub struct ServerConfig {
     /// A command run when a mirror changes state (see `ops::notify`).
     #[serde(default)]
     pub notify: Option<NotifyConfig>,
+    /// A durable directory of the server's own (not inside any repository) where the targets
+    /// server rules created are recorded, for `propagate_deletion`.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -537,6 +684,25 @@ impl ServerConfig {
             sample
                 .validate()
                 .map_err(|m| invalid(&path, format!("{}{m}", line_of(&text, &r.name))))?;
+            if r.propagate_deletion {
+                let why = if r.create_missing.or(cfg.defaults.create_missing) != Some(true) {
+                    Some("it deletes only targets the rule created: it needs create_missing: true")
+                } else if cfg.state_dir.as_ref().is_none_or(|d| !d.is_absolute()) {
+                    Some("it needs `state_dir:` (an absolute directory of the server's own) where the targets the rule creates are recorded")
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    return Err(invalid(
+                        &path,
+                        format!(
+                            "{}rule `{}`: propagate_deletion: {why}",
+                            line_of(&text, &r.name),
+                            r.name
+                        ),
+                    ));
+                }
+            }
         }
         Ok((cfg, path))
     }
@@ -705,9 +871,22 @@ impl RepoConfig {
             if !names.insert(m.name.as_str()) {
                 return Err(format!("duplicate mirror name `{}`", m.name));
             }
-            if !m.repos.is_empty() {
+            if !m.repos.is_empty()
+                || !m.exclude.is_empty()
+                || m.name_style.is_some()
+                || m.propagate_deletion
+            {
+                let key = if !m.repos.is_empty() {
+                    "repos"
+                } else if !m.exclude.is_empty() {
+                    "exclude"
+                } else if m.name_style.is_some() {
+                    "name_style"
+                } else {
+                    "propagate_deletion"
+                };
                 return Err(format!(
-                    "mirror `{}`: `repos` belongs in server-wide rules only",
+                    "mirror `{}`: `{key}` belongs in server-wide rules only",
                     m.name
                 ));
             }
@@ -804,6 +983,11 @@ pub struct Effective {
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
     pub lfs: LfsSettings,
+    /// Create the target when a sync finds it missing (the mirror's, else the defaults').
+    pub create_missing: bool,
+    /// `${name}` of the repository when a server rule made this mirror (the record of a
+    /// target it creates is kept under that name; see `ops::created`).
+    pub rule_name: Option<String>,
 }
 
 /// Everything one repository needs to run: its mirrors resolved, plus the server-wide settings.
@@ -837,29 +1021,23 @@ pub fn load_with(
 ) -> Result<Loaded, ConfigError> {
     let repo = RepoConfig::load(&paths.config())?;
     let d = server.defaults.overlay(&repo.defaults);
-    let mut list: Vec<(MirrorConfig, PathBuf)> = Vec::new();
+    let mut list: Vec<(MirrorConfig, PathBuf, bool)> = Vec::new();
     let repo_name = rule_name(&server, &paths.git_dir);
     if let Some(name) = &repo_name {
-        let name = name.clone();
         for r in &server.rules {
-            if !r.repos.is_empty() && !r.repos.iter().any(|p| crate::pattern::wildmatch(p, &name)) {
-                continue;
+            if let Some(m) = r.for_repo(name) {
+                list.push((m, server_path.clone(), true));
             }
-            let mut m = r.clone();
-            m.url = m.url.replace("${name}", &name);
-            m.lfs_store = m.lfs_store.map(|s| s.replace("${name}", &name));
-            m.lfs_url = m.lfs_url.map(|s| s.replace("${name}", &name));
-            list.push((m, server_path.clone()));
         }
     }
     for m in &repo.mirrors {
         // A repository's own mirror of the same name overrides the server rule.
-        list.retain(|(x, _)| x.name != m.name);
-        list.push((m.clone(), paths.config()));
+        list.retain(|(x, _, _)| x.name != m.name);
+        list.push((m.clone(), paths.config(), false));
     }
     let mirrors = list
         .into_iter()
-        .map(|(m, source)| {
+        .map(|(m, source, from_rule)| {
             let max_delay_default = if m.only_protected_branches {
                 d.max_delay_protected
                     .map_or(Duration::from_secs(60), |x| x.0)
@@ -885,6 +1063,8 @@ pub fn load_with(
                 backoff_initial: d.backoff_initial.map_or(Duration::from_secs(2), |x| x.0),
                 backoff_max: d.backoff_max.map_or(Duration::from_secs(300), |x| x.0),
                 lfs: lfs_settings(&m, &d, repo_name.as_deref()),
+                create_missing: m.create_missing.or(d.create_missing).unwrap_or(false),
+                rule_name: repo_name.clone().filter(|_| from_rule),
                 mirror: m,
                 source,
             }
@@ -912,6 +1092,34 @@ fn lfs_settings(m: &MirrorConfig, d: &Defaults, name: Option<&str>) -> LfsSettin
         store: store.map(PathBuf::from),
         layout: m.lfs_layout.or(d.lfs_layout).unwrap_or_default(),
         concurrency: d.lfs_concurrency.unwrap_or(4).clamp(1, 64),
+    }
+}
+
+impl Rule {
+    /// This rule as the mirror of the repository `name` (its path under the root), or None when
+    /// its `repos` patterns do not pick it or an `exclude` pattern does. `${name}` in the URL and
+    /// the LFS keys is written in the rule's `name_style` (the LFS store, on this server, keeps
+    /// the repository's own path).
+    pub fn for_repo(&self, name: &str) -> Option<MirrorConfig> {
+        let picked = self.repos.is_empty()
+            || self
+                .repos
+                .iter()
+                .any(|p| crate::pattern::wildmatch(p, name));
+        if !picked
+            || self
+                .exclude
+                .iter()
+                .any(|p| crate::pattern::wildmatch(p, name))
+        {
+            return None;
+        }
+        let target = self.name_style.unwrap_or_default().apply(name);
+        let mut m = self.clone();
+        m.url = m.url.replace("${name}", &target);
+        m.lfs_store = m.lfs_store.map(|s| s.replace("${name}", name));
+        m.lfs_url = m.lfs_url.map(|s| s.replace("${name}", &target));
+        Some(m)
     }
 }
 
@@ -1172,6 +1380,47 @@ mod tests {
             0o640
         );
         assert_eq!(RepoConfig::load(&p).unwrap(), c);
+    }
+
+    #[test]
+    fn rules_name_targets_and_leave_repositories_out() {
+        for (style, want) in [
+            (NameStyle::Slash, "team/sub/app"),
+            (NameStyle::Dash, "team-sub-app"),
+            (NameStyle::Underscore, "team_sub_app"),
+            (NameStyle::Basename, "app"),
+        ] {
+            assert_eq!(style.apply("team/sub/app"), want);
+            assert_eq!(style.apply("app"), "app");
+        }
+        let mut r = MirrorConfig::new("gh", "https://example.com/acme/${name}.git");
+        r.lfs_store = Some("/srv/lfs/${name}".into());
+        r.name_style = Some(NameStyle::Dash);
+        r.repos = vec!["team/**".into(), "tools".into()];
+        r.exclude = vec!["team/private/*".into(), "*/attic".into()];
+        let m = r.for_repo("team/web/app").unwrap();
+        assert_eq!(m.url, "https://example.com/acme/team-web-app.git");
+        // The LFS store is on this server: the repository's own path.
+        assert_eq!(m.lfs_store.as_deref(), Some("/srv/lfs/team/web/app"));
+        assert!(r.for_repo("tools").is_some());
+        for out in ["team/private/x", "team/attic", "other"] {
+            assert!(r.for_repo(out).is_none(), "{out}");
+        }
+        r.repos.clear();
+        assert!(r.for_repo("other").is_some());
+        assert!(r.for_repo("team/attic").is_none());
+        // Repository files name their own URLs: the rule keys are refused there.
+        for key in ["exclude: [x]", "name_style: dash"] {
+            let e = load_text(&format!(
+                "mirrors:\n  - name: a\n    url: /tmp/x.git\n    {key}\n"
+            ))
+            .unwrap_err();
+            assert!(e.contains("server-wide rules only"), "{e}");
+        }
+        let e =
+            load_text("mirrors:\n  - name: a\n    url: /tmp/x.git\n    create_missing: maybe\n")
+                .unwrap_err();
+        assert!(e.contains("create_missing"), "{e}");
     }
 
     #[test]

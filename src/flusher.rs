@@ -219,6 +219,33 @@ struct Done {
     report: mirror::SyncReport,
 }
 
+/// Records, under the server's `state_dir`, a target a server rule's mirror created (what
+/// `propagate_deletion` may delete later; see `ops::created`).
+fn record_creation(state_dir: Option<&Path>, m: &Effective, report: &mirror::SyncReport) {
+    let (Some(dir), Some(name), Some(how)) = (state_dir, &m.rule_name, &report.created) else {
+        return;
+    };
+    let rec = crate::ops::created::Record {
+        rule: m.mirror.name.clone(),
+        name: name.clone(),
+        url: crate::url::split_credentials(&m.mirror.url).0,
+        created_at: now_ms(),
+        how: how.clone(),
+    };
+    match crate::ops::created::record(dir, &rec) {
+        Ok(()) => info!(
+            "sync {}: recorded the creation in {}",
+            m.mirror.name,
+            dir.display()
+        ),
+        Err(e) => error!(
+            "sync {}: could not record the creation in {}: {e}; propagate_deletion will not delete it",
+            m.mirror.name,
+            dir.display()
+        ),
+    }
+}
+
 /// Leaves the pusher's session and closes every inherited descriptor above stderr (the hook gave
 /// us /dev/null for 0-2), so nothing of the push that started us is held open by us.
 pub fn detach() {
@@ -605,6 +632,7 @@ impl Flusher {
         let runtime = crate::paths::runtime_dir(cfg.server.runtime_dir.as_deref());
         let limit = cfg.server.concurrency();
         let password_env_names = cfg.password_env_names();
+        let state_dir = cfg.server.state_dir.clone();
         info!(
             "sync {}: {} pending update(s), up to seq {}",
             m.mirror.name, p.count, p.max_seq
@@ -619,7 +647,9 @@ impl Flusher {
                         lfs_recheck: &lfs_recheck,
                         password_env_names: &password_env_names,
                     };
-                    mirror::sync(&ctx, &m, &p.deleted)
+                    let report = mirror::sync(&ctx, &m, &p.deleted);
+                    record_creation(state_dir.as_deref(), &m, &report);
+                    report
                 }
                 Err(e) => mirror::SyncReport {
                     error: Some(format!("concurrency slot in {}: {e}", runtime.display())),
@@ -730,6 +760,10 @@ impl Flusher {
         st.refs_pushed_last = (r.pushed + r.deleted) as u64;
         st.refs_pushed_total += st.refs_pushed_last;
         st.bytes_pushed_last = r.pack_bytes;
+        if r.created.is_some() {
+            st.created = r.created.clone();
+            st.created_at = Some(now);
+        }
         st.bytes_pushed_total = st.bytes_pushed_total.saturating_add(r.pack_bytes);
         if r.error.as_deref().is_some_and(|e| e.starts_with("lfs:")) {
             st.lfs_last_error = r.error.clone();

@@ -95,6 +95,13 @@ pub struct MirrorState {
     /// How long syncs took, from start to end, whatever their outcome (`SYNC_BOUNDS_MS`).
     #[serde(skip_serializing_if = "Histogram::is_empty")]
     pub sync_duration: Histogram,
+    /// What `create_missing` did when a sync last created this mirror's target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    /// When that was (the record that we made it; equal to `last_update_at` when the last
+    /// sync created it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<u64>,
 }
 
 /// An LFS object by its pointer: sha256 oid (64 lowercase hex) and size.

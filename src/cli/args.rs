@@ -44,7 +44,9 @@ refs (comma-separated prefixes, e.g. refs/notes/), allow_insecure_http, ca_file,
 auth.method (none|password|ssh_key), auth.username, auth.password_file, auth.password_env, \
 auth.key_file, auth.known_hosts, auth.host_key, lfs (off|on|auto), lfs_store (a directory), \
 lfs_layout (default|gitea|gitlab), lfs_url, lfs_auth, push_batch_refs (ref updates per push, e.g. 500), \
-push_batch_bytes (pack size per push, e.g. 1800MiB). An empty value (key=) removes a setting.
+push_batch_bytes (pack size per push, e.g. 1800MiB), create_missing (create the target when it is missing), \
+forge (github|gitlab|gitea), forge_api (the API base), create_owner, create_visibility \
+(private|internal|public). An empty value (key=) removes a setting.
 A mirror that comes from a server rule gets its own copy in this repository first (an override;
 `remove` it to follow the rule again).
 

@@ -438,10 +438,13 @@ pub(super) fn set(paths: &RepoPaths, name: &str, assignments: &[String]) -> Resu
                     "an inline password on the command line is visible in `ps` and shell history; use auth.password_file=FILE or auth.password_env=VAR",
                 ));
             }
-            if key == "repos" {
-                return Err(usage(
-                    "`repos` belongs in server-wide rules only (it picks the repositories a rule applies to)",
-                ));
+            if matches!(
+                key,
+                "repos" | "exclude" | "name_style" | "propagate_deletion"
+            ) {
+                return Err(usage(format!(
+                    "`{key}` belongs in server-wide rules only (it picks or names the repositories a rule applies to)"
+                )));
             }
             let v: serde_yaml::Value = if raw.is_empty() {
                 serde_yaml::Value::Null
@@ -688,6 +691,14 @@ pub(super) fn mirror_json(m: &MirrorConfig) -> Value {
         "lfs_auth": m.lfs_auth,
         "push_batch_refs": m.push_batch_refs.map(|n| n.0),
         "push_batch_bytes": m.push_batch_bytes.map(|b| b.0),
+        "create_missing": m.create_missing,
+        "forge": m.forge.map(|f| f.as_str()),
+        "forge_api": m.forge_api.as_deref().map(url::mask),
+        "create_owner": m.create_owner,
+        "create_visibility": m.create_visibility,
+        "name_style": m.name_style,
+        "exclude": m.exclude,
+        "propagate_deletion": m.propagate_deletion,
     })
 }
 

@@ -54,6 +54,9 @@ pub(super) fn mirror_status(
         "lfs_missing_count": st.lfs_missing_count,
         "lfs_missing_recheck_at": ts(st.lfs_recheck_at),
         "lfs_last_error": st.lfs_last_error,
+        "created": st.created,
+        "created_at": ts(st.created_at),
+        "created_in_last_sync": st.created_at.is_some() && st.created_at == st.last_update_at,
         "healthy": !(failed || behind),
     });
     if let (Value::Object(a), Value::Object(b)) = (&mut v, extra) {
@@ -213,6 +216,18 @@ pub(super) fn print_status(doc: &Value) {
         }
         if !m["lfs_last_error"].is_null() {
             println!("  lfs error:      {}", s(&m["lfs_last_error"]));
+        }
+        if !m["created"].is_null() {
+            println!(
+                "  created:        {} at {}{}",
+                s(&m["created"]),
+                s(&m["created_at"]),
+                if m["created_in_last_sync"] == true {
+                    " (last sync)"
+                } else {
+                    ""
+                }
+            );
         }
         if m["divergent_refs"]
             .as_array()

@@ -129,12 +129,20 @@ pub(super) fn sweep(root: Option<&Path>) -> Result<i32, Fail> {
     }
     let (repos, unreadable) = crate::ops::fleet::find_all(&root);
     let exe = std::env::current_exe()?;
-    let mut running = Children::default();
-    let mut started = 0usize;
+    // Targets server rules created for repositories that are gone (`propagate_deletion`);
+    // their names are relative to the server's root.
     let mut errors = unreadable.len();
     for e in &unreadable {
         eprintln!("git-pushmirror: {}; not swept", crate::text::one_line(e));
     }
+    errors += match &server.root {
+        Some(server_root) => {
+            crate::ops::created::propagate(&server, &server_path, server_root, &exe)
+        }
+        None => 0,
+    };
+    let mut running = Children::default();
+    let mut started = 0usize;
     for git_dir in repos {
         let paths = RepoPaths::new(&git_dir);
         let work = config::load(&paths)

@@ -1,6 +1,8 @@
 //! One sync of one mirror: list the mirror's refs, read upstream's, plan, push, report.
 
 pub mod auth;
+pub mod create;
+pub mod forge;
 pub mod git;
 pub mod lfs;
 pub mod listing;
@@ -40,6 +42,8 @@ pub struct SyncReport {
     /// How long a server that failed the sync asked us to wait (`Retry-After` of an LFS 429 or
     /// 503): the flusher's next attempt waits that long instead of its backoff.
     pub retry_after: Option<std::time::Duration>,
+    /// What `create_missing` did when the sync found the target missing.
+    pub created: Option<String>,
 }
 
 /// Wall time per phase of a sync, summed over its attempts and push batches.
@@ -537,6 +541,8 @@ fn run_sync(
         Ok((results, all_ok, remote_said, advertised.flatten()))
     };
     let mut broke: Option<String>;
+    // Set when this sync created the target (at most once).
+    let mut created: Option<String> = None;
     let (mut report, remote_said, known) = loop {
         attempt += 1;
         // With a guess of the mirror's refs, its plan is pushed at once and the mirror's real
@@ -582,12 +588,20 @@ fn run_sync(
                     // prepare it) says nothing about the record, and deleting the record would
                     // free space and hide a full disk from `status`.
                     refused_outright.set(false);
-                    let (results, all_ok, _, advertised) =
-                        push_plan(&p, &guessed, pack_bytes, true).inspect_err(|_| {
-                            if refused_outright.get() {
-                                listing::remove(&state_dir, &cfg.name)
-                            }
-                        })?;
+                    let pushed = push_plan(&p, &guessed, pack_bytes, true).inspect_err(|_| {
+                        if refused_outright.get() {
+                            listing::remove(&state_dir, &cfg.name)
+                        }
+                    });
+                    // The target is gone since the record was made: the listing finds it
+                    // missing and creates it, in this sync.
+                    if m.create_missing
+                        && refused_outright.get()
+                        && pushed.as_ref().is_err_and(|e| create::is_missing(e))
+                    {
+                        continue;
+                    }
+                    let (results, all_ok, _, advertised) = pushed?;
                     timings.push += t.elapsed();
                     // A ref the mirror already had ("=", up to date) was not pushed.
                     let done = |name: &str| {
@@ -631,13 +645,56 @@ fn run_sync(
                 let (ls, took) = listed.map_err(|_| "ls-remote: the thread running it panicked")?;
                 timings.list += took;
                 let ls = ls.map_err(&fail)?;
-                if !ls.status_ok {
-                    return Err(fail(git::GitError::Failed {
+                if ls.status_ok {
+                    // A host that creates what is first accessed (Gitolite's wild
+                    // repositories) did so for this listing.
+                    if let Some(c) = create::created_by_host(&ls.stderr) {
+                        log::info!("sync {}: {c}", cfg.name);
+                        created = Some(c);
+                    }
+                    (git::parse_ls_remote(&ls.stdout), local)
+                } else if m.create_missing && created.is_none() && create::is_missing(&ls.stderr) {
+                    // Created once per sync; a creation that fails fails the sync.
+                    let head = upstream.default_branch();
+                    let target = create::Target {
+                        scheme,
+                        url: &push_url,
+                        git_dir: ctx.git_dir,
+                        env: &env,
+                        timeout,
+                        default_branch: head.as_deref(),
+                        forge: cfg.forge.map(|forge| forge::ForgeTarget {
+                            forge,
+                            url: &bare_url,
+                            forge_api: cfg.forge_api.as_deref(),
+                            owner: cfg.create_owner.as_deref(),
+                            visibility: cfg.create_visibility.unwrap_or_default(),
+                            token: lfs_credentials.as_ref().map(|(_, t)| t.as_str()),
+                            ca_file: ca_file.as_deref(),
+                            proxy: &lfs_proxy,
+                            timeout,
+                            runtime_dir: ctx.runtime_dir,
+                        }),
+                    };
+                    let c = create::create(&target, &ls.stderr)?;
+                    log::info!("sync {}: {c}", cfg.name);
+                    created = Some(c);
+                    continue;
+                } else {
+                    // Never a second creation: a target created but still not found is a url
+                    // that names something else.
+                    let hint = match &created {
+                        Some(c) if create::is_missing(&ls.stderr) => format!(
+                            " (after create_missing {c}: check that the url names what was created)"
+                        ),
+                        _ => String::new(),
+                    };
+                    let e = fail(git::GitError::Failed {
                         what: "ls-remote",
                         stderr: ls.stderr,
-                    }));
+                    });
+                    return Err(format!("{e}{hint}"));
                 }
-                (git::parse_ls_remote(&ls.stdout), local)
             }
         };
         let t = std::time::Instant::now();
@@ -744,6 +801,7 @@ fn run_sync(
         break (report, remote_said, known);
     };
     drop(source);
+    report.created = created;
     report.pushed += guessed_pushed;
     report.deleted += guessed_deleted;
     // Kept only where a later sync may use it; a sync that went wrong forgets it, so the next

@@ -4,6 +4,7 @@
 //! Prometheus text exposition format, and `notify` runs the administrator's command when a
 //! mirror changes state.
 
+pub mod created;
 pub mod fleet;
 pub mod metrics;
 pub mod notify;

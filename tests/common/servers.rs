@@ -1222,6 +1222,9 @@ fn ensure_privsep_dir() {
 
 #[path = "servers/hostile_lfs.rs"]
 pub mod hostile_lfs;
+/// A stand-in forge API (GitHub, GitLab, Gitea endpoints) behind HttpsServer's TLS.
+#[path = "servers/forge.rs"]
+pub mod forge;
 /// A Git LFS server (giftless) behind HttpsServer's TLS and basic auth.
 #[path = "servers/lfs.rs"]
 pub mod lfs;

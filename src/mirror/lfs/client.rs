@@ -321,6 +321,51 @@ fn transport_failure(t: ureq::Transport) -> Described {
     }
 }
 
+/// The HTTP agent of a sync's other in-process requests (the forge APIs): every socket
+/// operation bounded by `activity_timeout` and the whole request by twice that, a fresh
+/// connection for each request (ureq 2 clears the socket timeouts of a connection it keeps for
+/// reuse), no redirect followed (it could carry our credentials elsewhere; the configured URL
+/// must be the final one), git's proxy for the mirror, and `ca_file` (else the system's CAs) as
+/// git trusts them.
+pub fn agent(
+    ca_file: Option<&std::path::Path>,
+    proxy: &str,
+    activity_timeout: Duration,
+) -> Result<ureq::Agent, String> {
+    let mut b = ureq::AgentBuilder::new()
+        .timeout_connect(activity_timeout)
+        .timeout_read(activity_timeout)
+        .timeout_write(activity_timeout)
+        .timeout(activity_timeout.saturating_mul(2))
+        .max_idle_connections(0)
+        .max_idle_connections_per_host(0)
+        .redirects(0)
+        .user_agent(concat!("git-pushmirror/", env!("CARGO_PKG_VERSION")));
+    if !proxy.is_empty() {
+        let p = ureq::Proxy::new(proxy).map_err(|_| {
+            format!(
+                "cannot use the proxy {} (http.proxy) for in-process requests",
+                crate::url::mask(proxy)
+            )
+        })?;
+        b = b.proxy(p);
+    }
+    if let Some(tls) = tls_config(ca_file)? {
+        b = b.tls_config(tls);
+    }
+    Ok(b.build())
+}
+
+/// One line for a failed request: never the URL's query or userinfo, never a header value, no
+/// control character.
+pub fn describe(e: ureq::Error) -> (Option<u16>, String) {
+    let d = match e {
+        ureq::Error::Status(code, resp) => status_failure(code, resp),
+        ureq::Error::Transport(t) => transport_failure(t),
+    };
+    (d.code, d.msg)
+}
+
 /// Reads the body of a 2xx answer to its end (at most 1 MiB), within `timeout` from now: an
 /// answer that never finishes (a server trickling a byte at a time) fails the request instead of
 /// holding it. A connection whose answer was read whole can be used again.
