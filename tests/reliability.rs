@@ -124,6 +124,20 @@ fn kill_flushers(env: &Env) -> usize {
     for p in &pids {
         unsafe_kill(*p);
     }
+    // Until each is really gone: a killed process still inside a slow system call (an fsync on
+    // a loaded machine) holds its flusher lock for a moment, and a sweep started then would
+    // take it for a live flusher that will pick up its work.
+    let gone = |p: &u32| match std::fs::read_to_string(format!("/proc/{p}/stat")) {
+        Err(_) => true,
+        Ok(s) => s
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z')),
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || pids.iter().all(gone)),
+        "killed flushers {pids:?} did not exit"
+    );
     pids.len()
 }
 

@@ -1220,11 +1220,11 @@ fn ensure_privsep_dir() {
     }
 }
 
-#[path = "servers/hostile_lfs.rs"]
-pub mod hostile_lfs;
 /// A stand-in forge API (GitHub, GitLab, Gitea endpoints) behind HttpsServer's TLS.
 #[path = "servers/forge.rs"]
 pub mod forge;
+#[path = "servers/hostile_lfs.rs"]
+pub mod hostile_lfs;
 /// A Git LFS server (giftless) behind HttpsServer's TLS and basic auth.
 #[path = "servers/lfs.rs"]
 pub mod lfs;
