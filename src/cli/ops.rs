@@ -77,6 +77,8 @@ pub(super) fn status_root(
         "repositories_scanned": f.dirs.len(),
         "mirrors": mirrors_total,
         "unhealthy": unhealthy_total,
+        // Read-only: only the mount table is checked here (`sweep` also tries the locks).
+        "lock_warnings": crate::locks::nfs_local_lock(&f.root).into_iter().collect::<Vec<_>>(),
     });
     drop(f);
     let docs = docs.into_iter().map(|(_, d)| d);
@@ -147,6 +149,9 @@ fn print_root(head: &Value, docs: impl Iterator<Item = String>) {
     );
     if head["silent_mode"] == json!(true) {
         println!("SILENT MODE: no mirror is contacted; updates accumulate in the spool");
+    }
+    for w in head["lock_warnings"].as_array().into_iter().flatten() {
+        println!("WARNING: {}", w.as_str().unwrap_or_default());
     }
     for d in docs {
         let Ok(mut r) = serde_json::from_str::<Value>(&d) else {

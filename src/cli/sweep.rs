@@ -118,6 +118,27 @@ pub(super) fn sweep(root: Option<&Path>) -> Result<i32, Fail> {
         );
         return Ok(0);
     }
+    // One sweep per root at a time, whichever node runs it: every node's timer may fire, the
+    // first takes the lock and the others leave it the work.
+    let _leader = match sweep_lock(&root) {
+        Ok(Some(lock)) => Some(lock),
+        Ok(None) => {
+            println!(
+                "sweep: another sweep is running over {}; leaving the work to it",
+                root.display()
+            );
+            return Ok(0);
+        }
+        Err(e) => {
+            eprintln!(
+                "git-pushmirror: warning: {e}; sweeps on several nodes sharing this root may overlap"
+            );
+            None
+        }
+    };
+    for w in crate::locks::warnings(&root) {
+        eprintln!("git-pushmirror: warning: {w}");
+    }
     let mut repos = Vec::new();
     crate::ops::fleet::find_repos(&root, 0, &mut repos);
     let exe = std::env::current_exe()?;
@@ -189,6 +210,26 @@ pub(super) fn sweep(root: Option<&Path>) -> Result<i32, Fail> {
     );
     Ok(if errors > 0 { 1 } else { 0 })
 }
+
+/// The sweep lock of `root` (`.pushmirror-sweep.lock` in it), or None when another sweep holds
+/// it. Held by the returned file until it is dropped (or the process dies).
+fn sweep_lock(root: &Path) -> Result<Option<std::fs::File>, String> {
+    use fs2::FileExt;
+    let path = root.join(SWEEP_LOCK);
+    let file = crate::paths::open_private(&path, false)
+        .map_err(|e| format!("cannot take the sweep lock {}: {e}", path.display()))?;
+    match file.try_lock_exclusive() {
+        Ok(()) => Ok(Some(file)),
+        Err(e) if e.raw_os_error() == fs2::lock_contended_error().raw_os_error() => Ok(None),
+        Err(e) => Err(format!(
+            "cannot take the sweep lock {}: {e}",
+            path.display()
+        )),
+    }
+}
+
+/// The file in a root whose lock makes one sweep the leader.
+pub(super) const SWEEP_LOCK: &str = ".pushmirror-sweep.lock";
 
 /// The flushers a sweep started, reaped as they exit (a blocking wait for any of them: no
 /// polling).

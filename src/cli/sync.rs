@@ -82,7 +82,7 @@ pub(super) fn sync(paths: &RepoPaths, name: Option<&str>, wait: bool) -> Result<
             // A flusher that exited between our request and its start would leave us waiting:
             // when none has run for a while and our sync has not started, wake one again. (Just
             // after the request, the flusher we started may not hold its lock yet.)
-            if crate::hook::flusher_running(paths) {
+            if crate::locks::held(&paths.flusher_alive()) {
                 idle_since = None;
             } else if idle_since.get_or_insert_with(Instant::now).elapsed()
                 >= Duration::from_millis(300)
