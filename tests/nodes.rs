@@ -66,7 +66,6 @@ fn two_nodes_pushing_share_one_slots_dir() {
     let env = Env::new();
     let shared = env.path("shared");
     std::fs::create_dir_all(&shared).unwrap();
-    std::fs::write(shared.join("release"), "").unwrap();
     env.write_server_config(&format!(
         "concurrency: 1\nslots_dir: {}\n",
         s(&shared.join("slots"))
@@ -77,6 +76,7 @@ fn two_nodes_pushing_share_one_slots_dir() {
         let up = env.upstream(&format!("srv/r{i}.git"));
         let m = recording_mirror(&env, &format!("mirrors/r{i}.git"), &shared);
         env.pm_ok(&up, &["add", "m", s(&m)]);
+        wait_finished(&env, &up, "m");
         let wc = env.clone(&up, &format!("wc{i}"));
         env.commit(&wc, "one");
         repos.push((up, m, wc));
@@ -102,6 +102,15 @@ fn two_nodes_pushing_share_one_slots_dir() {
     for mut c in children {
         assert!(c.wait().unwrap().success());
     }
+    // One push holds its slot in a mirror's hook while all four flushers run: a flusher of the
+    // other node with a slot of its own would enter a hook at once and be seen overlapping.
+    assert!(
+        wait_until(Duration::from_secs(60), || shared.join("started").exists()
+            && flusher_pids(env.dir.path()).len() == 4),
+        "the four flushers never ran at once"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    std::fs::write(shared.join("release"), "").unwrap();
     for (up, m, _) in &repos {
         env.wait_mirrored(up, m);
         wait_finished(&env, up, "m");
