@@ -224,3 +224,92 @@ fn one_sweep_per_root_and_either_node_sees_the_flushers() {
         }
     }
 }
+
+/// `sync --all` (issue 22 part 3): a destination comes back after its mirrors gave up; one
+/// command catches up every mirror pointing at it, one push at a time with `concurrency: 1`,
+/// leaves the mirrors elsewhere alone, shows progress on a terminal only, and fails naming the
+/// mirror that still cannot be reached.
+#[test]
+fn sync_all_catches_up_every_mirror_of_a_destination() {
+    let env = Env::new();
+    let shared = env.path("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::write(shared.join("release"), "").unwrap();
+    let root = env.path("srv");
+    let down = env.path("down");
+    env.write_server_config(&format!(
+        "root: {}\nconcurrency: 1\ndefaults:\n  max_attempts: 1\n",
+        s(&root)
+    ));
+    let mut ups = Vec::new();
+    for i in 0..3 {
+        let up = env.upstream(&format!("srv/r{i}.git"));
+        env.pm_ok(&up, &["add", "m", s(&down.join(format!("r{i}.git")))]);
+        let wc = env.clone(&up, &format!("wc{i}"));
+        env.commit(&wc, "one");
+        env.push(&wc, &["main"]);
+        wait_gave_up(&env, &up, "m");
+        ups.push(up);
+    }
+    // A mirror elsewhere, also given up: --url leaves it alone.
+    env.pm_ok(&ups[0], &["add", "elsewhere", s(&env.path("gone/x.git"))]);
+    wait_gave_up(&env, &ups[0], "elsewhere");
+    let before = env.mirror_status(&ups[0], "elsewhere");
+
+    // The destination is back, except for r2.
+    let mirrors: Vec<PathBuf> = (0..2)
+        .map(|i| recording_mirror(&env, &format!("down/r{i}.git"), &shared))
+        .collect();
+    let pattern = format!("{}/*", s(&down));
+    let out = pm_root(&env, &["sync", "--all", "--url", &pattern, "--wait"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(stderr(&out).contains("r2.git: m ("), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("sync --all: 2 mirror(s) synced, 1 failed"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !stderr(&out).contains("repositories\r"),
+        "progress without a terminal"
+    );
+    for (up, m) in ups.iter().zip(&mirrors) {
+        assert_eq!(env.heads_and_tags(up), env.heads_and_tags(m));
+        assert_eq!(pushes(m), 1);
+    }
+    let overlaps = std::fs::read_to_string(shared.join("overlaps")).unwrap_or_default();
+    assert_eq!(overlaps, "", "two pushes ran at once with concurrency 1");
+    let after = env.mirror_status(&ups[0], "elsewhere");
+    assert_eq!(
+        before["last_update_started_at"], after["last_update_started_at"],
+        "a mirror --url does not match was synced"
+    );
+
+    // All of it back: every mirror of the destination synced, progress on a terminal.
+    let m2 = recording_mirror(&env, "down/r2.git", &shared);
+    let cmd = format!(
+        "{} sync --all --root {} --url '{pattern}' --wait",
+        s(&bin()),
+        s(&root)
+    );
+    let out = env
+        .cmd("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let all = text(&out);
+    assert!(all.contains("3/3 repositories"), "{all}");
+    assert!(all.contains("3 mirror(s) synced, 0 failed"), "{all}");
+    assert_eq!(env.heads_and_tags(&ups[2]), env.heads_and_tags(&m2));
+    assert!(env.wait_flushers_gone());
+
+    // A pattern nothing matches is an error, not a silent success.
+    let out = pm_root(&env, &["sync", "--all", "--url", "https://nowhere/*"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(stderr(&out).contains("no enabled mirror"), "{}", text(&out));
+}
+
+fn pm_root(env: &Env, args: &[&str]) -> Output {
+    env.cmd(bin()).args(args).output().unwrap()
+}
