@@ -8,7 +8,8 @@
 //! `BENCH_ONLY=lfs` runs only the Git LFS rows, `BENCH_ONLY=throttle` only those of issue 12,
 //! `BENCH_ONLY=hotpath` the hook and push → SSH mirror rows (`BENCH_BASELINE_BIN` adds a
 //! baseline binary's rows in the same run; see `push_latency/hotpath.rs`), `BENCH_ONLY=many_refs`
-//! only the 10,000-ref rows.
+//! only the 10,000-ref rows, `BENCH_ONLY=nodes` the CPU of `sweep` and `sync --all` against the
+//! `git push --mirror` loop.
 //!
 //! This file holds the run sizes and the order of the table; the harness (the binary, the temp
 //! world, timing, statistics, the table) is in `push_latency/harness.rs`, and each group of rows
@@ -50,6 +51,9 @@ mod lfs;
 mod many_refs;
 #[path = "push_latency/mirror.rs"]
 mod mirror;
+// BENCH_ONLY=nodes: CPU of sweep and sync --all against the `git push --mirror` loop.
+#[path = "push_latency/nodes.rs"]
+mod nodes;
 #[path = "push_latency/noop.rs"]
 mod noop;
 #[path = "push_latency/throttle.rs"]
@@ -102,6 +106,13 @@ fn main() {
         table.print();
         return;
     }
+    // BENCH_ONLY=nodes: the CPU rows of sweep and sync --all (issue 22).
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("nodes") {
+        nodes::rows(&b, &mut table);
+        drop(b);
+        table.print();
+        return;
+    }
     // BENCH_ONLY=hotpath: the hook rows and push → idle SSH mirror (see hotpath.rs).
     if std::env::var("BENCH_ONLY").as_deref() == Ok("hotpath") {
         hotpath::only(&b, ssh.as_ref(), pushes, &mut table);
@@ -136,6 +147,7 @@ fn main() {
     fleet::fleet(&b, &mut table);
     lfs::rows(&b, &mut table);
     throttle::sweep_rows(&b, &mut table);
+    nodes::rows(&b, &mut table);
 
     eprintln!("bench: done in {:.1} s", started.elapsed().as_secs_f64());
     drop(b); // waits for (or kills) our flushers and removes the temp dir before we print
