@@ -313,3 +313,58 @@ fn sync_all_catches_up_every_mirror_of_a_destination() {
 fn pm_root(env: &Env, args: &[&str]) -> Output {
     env.cmd(bin()).args(args).output().unwrap()
 }
+
+/// A mirror's first sync pushes at once as if the mirror were empty and reads its real refs from
+/// the push's advertisement (no `git ls-remote` first: the sweep and `sync --all` CPU work of
+/// issue 22). A mirror that already has refs still ends as a listed one would: its diverged
+/// main overwritten, a mirror-only branch merged upstream deleted, an unmerged one and a
+/// mirror-only tag kept.
+#[test]
+fn a_first_sync_to_a_populated_mirror_ends_as_a_listed_one_would() {
+    let env = Env::new();
+    let up = env.upstream("up.git");
+    let mirror = env.bare("mirror.git", &[]);
+    let wc = env.clone(&up, "wc");
+    let c1 = env.commit(&wc, "one");
+    env.git(&wc, &["checkout", "-q", "-b", "rogue"]);
+    env.commit(&wc, "only on the mirror");
+    env.git(&wc, &["checkout", "-q", "main"]);
+    let old_main = format!("{}:refs/heads/main", env.commit(&wc, "old main"));
+    env.git(&wc, &["reset", "-q", "--hard", &c1]);
+    env.git(
+        &wc,
+        &[
+            "push",
+            "-q",
+            s(&mirror),
+            &old_main,
+            &format!("{c1}:refs/heads/merged-topic"),
+            "rogue:refs/heads/mirror-work",
+            &format!("{c1}:refs/tags/mirror-tag"),
+        ],
+    );
+    env.commit(&wc, "two");
+    env.git(&wc, &["tag", "v1"]);
+    env.git(&wc, &["checkout", "-q", "-b", "feature"]);
+    env.commit(&wc, "feature");
+    env.git(&wc, &["checkout", "-q", "main"]);
+    env.push(&wc, &["main", "feature", "v1"]);
+    assert!(env.wait_flushers_gone());
+
+    add_mirror(&env, &up, "m", &mirror);
+    wait_finished(&env, &up, "m");
+    let log = env.log(&up);
+    assert!(log.contains("mirror listed by the push"), "{log}");
+    assert!(
+        !log.contains("ls-remote 1") && log.contains("ls-remote 0 ms"),
+        "{log}"
+    );
+    let got = env.heads_and_tags(&mirror);
+    let want = env.heads_and_tags(&up);
+    for (r, v) in &want {
+        assert_eq!(got.get(r), Some(v), "{r}: {got:?}");
+    }
+    assert!(!got.contains_key("refs/heads/merged-topic"), "{got:?}");
+    assert!(got.contains_key("refs/heads/mirror-work"), "{got:?}");
+    assert!(got.contains_key("refs/tags/mirror-tag"), "{got:?}");
+}
