@@ -368,3 +368,48 @@ fn a_first_sync_to_a_populated_mirror_ends_as_a_listed_one_would() {
     assert!(got.contains_key("refs/heads/mirror-work"), "{got:?}");
     assert!(got.contains_key("refs/tags/mirror-tag"), "{got:?}");
 }
+
+/// `sync --all` in a repository whose flusher is busy: the request goes to that flusher (its own
+/// `flush --once` leaves at once); without --wait it is reported as handed over, with --wait the
+/// command waits for that flusher's sync of it.
+#[test]
+fn sync_all_hands_a_busy_repository_to_its_flusher_and_waits_for_it() {
+    let env = Env::new();
+    let shared = env.path("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    let root = env.path("srv");
+    env.write_server_config(&format!("root: {}\n", s(&root)));
+    let up = env.upstream("srv/a.git");
+    let m = recording_mirror(&env, "mirrors/a.git", &shared);
+    env.pm_ok(&up, &["add", "m", s(&m)]);
+    let wc = env.clone(&up, "wc");
+    env.commit(&wc, "one");
+    env.push(&wc, &["main"]);
+    assert!(
+        wait_until(Duration::from_secs(60), || shared.join("started").exists()),
+        "the flusher never reached the mirror"
+    );
+    let out = pm_root(&env, &["sync", "--all"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("0 mirror(s) synced, 0 failed, 1 handed to running flushers"),
+        "{}",
+        text(&out)
+    );
+    let waiting = env
+        .cmd(bin())
+        .args(["sync", "--all", "--wait"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::fs::write(shared.join("release"), "").unwrap();
+    let out = waiting.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("1 mirror(s) synced, 0 failed"),
+        "{}",
+        text(&out)
+    );
+    env.wait_mirrored(&up, &m);
+}
