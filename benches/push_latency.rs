@@ -10,7 +10,8 @@
 //! baseline binary's rows in the same run; see `push_latency/hotpath.rs`), `BENCH_ONLY=many_refs`
 //! only the 10,000-ref rows, `BENCH_ONLY=ssh` only push → idle SSH mirror (warm and cold
 //! connection, next to a local mirror), `BENCH_ONLY=spacing` only pushes 0.3 s and 0.7 s apart,
-//! `BENCH_ONLY=batch` only the push_batch_bytes / push_batch_refs rows.
+//! `BENCH_ONLY=batch` only the push_batch_bytes / push_batch_refs rows, `BENCH_ONLY=nodes` the
+//! CPU of `sweep` and `sync --all` against the `git push --mirror` loop.
 //!
 //! This file holds the run sizes and the order of the table; the harness (the binary, the temp
 //! world, timing, statistics, the table) is in `push_latency/harness.rs`, and each group of rows
@@ -54,6 +55,9 @@ mod lfs;
 mod many_refs;
 #[path = "push_latency/mirror.rs"]
 mod mirror;
+// BENCH_ONLY=nodes: CPU of sweep and sync --all against the `git push --mirror` loop.
+#[path = "push_latency/nodes.rs"]
+mod nodes;
 #[path = "push_latency/noop.rs"]
 mod noop;
 #[path = "push_latency/throttle.rs"]
@@ -106,6 +110,13 @@ fn main() {
         throttle::only(&b, ssh.as_ref(), &mut table);
         drop(b);
         drop(ssh);
+        table.print();
+        return;
+    }
+    // BENCH_ONLY=nodes: the CPU rows of sweep and sync --all (issue 22).
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("nodes") {
+        nodes::rows(&b, &mut table);
+        drop(b);
         table.print();
         return;
     }
@@ -167,6 +178,7 @@ fn main() {
     fleet::fleet(&b, &mut table);
     lfs::rows(&b, &mut table);
     throttle::sweep_rows(&b, &mut table);
+    nodes::rows(&b, &mut table);
 
     eprintln!("bench: done in {:.1} s", started.elapsed().as_secs_f64());
     drop(b); // waits for (or kills) our flushers and removes the temp dir before we print

@@ -629,6 +629,10 @@ pub struct ServerConfig {
     pub concurrency: Option<usize>,
     #[serde(default)]
     pub runtime_dir: Option<PathBuf>,
+    /// Where the `concurrency` slot files live (default: `runtime_dir`). On storage several
+    /// nodes share, the limit holds for all of them together instead of per node.
+    #[serde(default)]
+    pub slots_dir: Option<PathBuf>,
     /// `RUST_LOG`-style filter for the flusher's log, e.g. `info` or `debug`.
     #[serde(default)]
     pub log_level: Option<String>,
@@ -665,6 +669,16 @@ impl ServerConfig {
             return Ok((ServerConfig::default(), path));
         };
         let cfg: ServerConfig = parse_yaml(&text, &path)?;
+        if let Some(d) = cfg.slots_dir.as_ref().filter(|d| !d.is_absolute()) {
+            return Err(invalid(
+                &path,
+                format!(
+                    "{}slots_dir: `{}` must be an absolute path",
+                    line_of(&text, "slots_dir"),
+                    d.display()
+                ),
+            ));
+        }
         let mut names = BTreeSet::new();
         for r in &cfg.rules {
             if !names.insert(r.name.clone()) {

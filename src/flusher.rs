@@ -282,6 +282,10 @@ pub fn run(git_dir: &Path, once: bool) -> i32 {
     if lock_file.try_lock_exclusive().is_err() {
         return 0; // another flusher owns this repository
     }
+    // Liveness for `status` from any node (see `locks::held`): taken after winning the lock
+    // above, so probes of `flusher.alive` never decide who runs.
+    let alive = crate::paths::open_private(&paths.flusher_alive(), false)
+        .and_then(|f| crate::locks::hold(&f).map(|()| f));
     let loaded = config::load(&paths);
     let (level, max_bytes) = match &loaded {
         Ok(l) => (
@@ -293,6 +297,14 @@ pub fn run(git_dir: &Path, once: bool) -> i32 {
         Err(_) => (None, crate::logging::DEFAULT_MAX_BYTES),
     };
     crate::logging::init(&paths.log(), level.as_deref(), max_bytes);
+    let alive = alive
+        .map_err(|e| {
+            warn!(
+                "{}: {e}; status cannot see this flusher",
+                paths.flusher_alive().display()
+            )
+        })
+        .ok();
     info!(
         "flusher started for {}{}",
         git_dir.display(),
@@ -314,6 +326,7 @@ pub fn run(git_dir: &Path, once: bool) -> i32 {
         paths,
         exe,
         lock_file,
+        alive,
         in_flight: HashMap::new(),
         reported_damage: BTreeSet::new(),
         once,
@@ -349,6 +362,8 @@ struct Flusher {
     paths: RepoPaths,
     exe: PathBuf,
     lock_file: std::fs::File,
+    /// `flusher.alive`, held for the flusher's life (None: it could not be opened).
+    alive: Option<std::fs::File>,
     /// Mirror name → the spool sequence its running sync covers.
     in_flight: HashMap<String, u64>,
     reported_damage: BTreeSet<u64>,
@@ -633,12 +648,18 @@ impl Flusher {
         let limit = cfg.server.concurrency();
         let password_env_names = cfg.password_env_names();
         let state_dir = cfg.server.state_dir.clone();
+        // `slots_dir` on storage the nodes share makes `concurrency` one limit for all of them.
+        let slots = cfg
+            .server
+            .slots_dir
+            .clone()
+            .unwrap_or_else(|| runtime.clone());
         info!(
             "sync {}: {} pending update(s), up to seq {}",
             m.mirror.name, p.count, p.max_seq
         );
         std::thread::spawn(move || {
-            let report = match crate::slots::acquire(&runtime, limit) {
+            let report = match crate::slots::acquire(&slots, limit) {
                 Ok(_slot) => {
                     let ctx = mirror::SyncContext {
                         git_dir: &git_dir,
@@ -652,7 +673,7 @@ impl Flusher {
                     report
                 }
                 Err(e) => mirror::SyncReport {
-                    error: Some(format!("concurrency slot in {}: {e}", runtime.display())),
+                    error: Some(format!("concurrency slot in {}: {e}", slots.display())),
                     ..Default::default()
                 },
             };
@@ -1007,6 +1028,9 @@ impl Flusher {
             if let Err(e) = spool.compact(&lock, &contents, floors) {
                 warn!("spool compaction: {e}");
             }
+        }
+        if let Some(f) = &self.alive {
+            let _ = FileExt::unlock(f);
         }
         let _ = FileExt::unlock(&self.lock_file);
         drop(lock);

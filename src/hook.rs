@@ -218,7 +218,12 @@ fn append_and_wake(
     Ok(warns)
 }
 
-pub fn flusher_running(paths: &RepoPaths) -> bool {
+/// Tries `flusher.lock` itself: for the start-a-flusher protocol only (under the spool lock,
+/// followed by a spawn when it was free). Whoever wins an instant of this lock is either a
+/// flusher or a caller that starts one, so a starting flusher turned away by it strands nothing.
+/// A probe that starts nothing (`status`, `sync --wait`) must use `locks::held` on
+/// `flusher.alive` instead.
+fn flusher_running(paths: &RepoPaths) -> bool {
     let Ok(f) = crate::paths::open_private(&paths.flusher_lock(), false) else {
         return false;
     };

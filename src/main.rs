@@ -11,6 +11,7 @@ mod flusher;
 mod health;
 mod hook;
 mod install;
+mod locks;
 mod logging;
 mod mirror;
 mod ops;

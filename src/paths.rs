@@ -32,6 +32,11 @@ impl RepoPaths {
     pub fn flusher_lock(&self) -> PathBuf {
         self.dir.join("flusher.lock")
     }
+    /// Held exclusively by the running flusher for its life, for probes that must not disturb
+    /// `flusher.lock` (see `locks::held`).
+    pub fn flusher_alive(&self) -> PathBuf {
+        self.dir.join("flusher.alive")
+    }
 
     /// Creates `pushmirror/` (mode 0700, or what `core.sharedRepository` asks for) if needed;
     /// refuses a symlink in its place, since following it would let whoever planted it choose

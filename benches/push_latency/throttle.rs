@@ -11,7 +11,7 @@ use super::*;
 
 const IDLE_RUNS: usize = 3;
 
-fn env_count(key: &str, default: usize) -> usize {
+pub(super) fn env_count(key: &str, default: usize) -> usize {
     std::env::var(key)
         .ok()
         .and_then(|v| v.parse().ok())
@@ -190,7 +190,7 @@ pub(super) fn sweep_rows(b: &Bench, table: &mut Table) {
 /// `n` bare repositories `<root>/team/rNNNN.git`, each with its own commit on its own branch
 /// `bN`: one fast-import makes them all in a source repository, and each is a single-branch bare
 /// clone of it (without hook samples).
-fn fleet(b: &Bench, root: &Path, n: usize) -> Vec<PathBuf> {
+pub(super) fn fleet(b: &Bench, root: &Path, n: usize) -> Vec<PathBuf> {
     let src = b.bare("fleet-src.git");
     let mut stream = String::new();
     for i in 0..n {
@@ -231,7 +231,7 @@ fn fleet(b: &Bench, root: &Path, n: usize) -> Vec<PathBuf> {
 }
 
 /// Empty mirrors `<tmp>/mirrors-<tag>/team/rNNNN.git`, copies of one empty bare repository.
-fn mirrors_for(b: &Bench, empty: &Path, tag: &str, n: usize) -> Vec<PathBuf> {
+pub(super) fn mirrors_for(b: &Bench, empty: &Path, tag: &str, n: usize) -> Vec<PathBuf> {
     (0..n)
         .map(|i| {
             let dir = b.path(&format!("mirrors-{tag}/team/r{i:04}.git"));
@@ -241,7 +241,7 @@ fn mirrors_for(b: &Bench, empty: &Path, tag: &str, n: usize) -> Vec<PathBuf> {
         .collect()
 }
 
-fn write_config(b: &Bench, root: &Path, rule: &str, extra: &str) {
+pub(super) fn write_config(b: &Bench, root: &Path, rule: &str, extra: &str) {
     std::fs::write(
         &b.server_config,
         format!(
@@ -268,7 +268,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// A ref's value read from the repository's files (loose, else packed-refs).
-fn read_ref(git_dir: &Path, name: &str) -> Option<String> {
+pub(super) fn read_ref(git_dir: &Path, name: &str) -> Option<String> {
     if let Ok(s) = std::fs::read_to_string(git_dir.join(name)) {
         return Some(s.trim().to_string());
     }

@@ -90,8 +90,11 @@ complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand enable" -l
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand enable" -s h -l help -d 'Print help'
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand disable" -l repo -d 'The bare repository (default: $GIT_DIR, else the repository of the current directory)' -r -F
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand disable" -s h -l help -d 'Print help'
+complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand sync" -l root -d 'With --all: the root (default: `root` of the server-wide config)' -r -F
+complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand sync" -l url -d 'With --all: only mirrors whose URL (as `status` shows it, credentials masked) matches this git wildcard, e.g. \'https://github.com/acme/*\'' -r
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand sync" -l repo -d 'The bare repository (default: $GIT_DIR, else the repository of the current directory)' -r -F
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand sync" -l wait -d 'Wait for the sync and exit non-zero if it failed'
+complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand sync" -l all -d 'Every enabled mirror of every repository under the root, within `concurrency`'
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand sync" -s h -l help -d 'Print help'
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand status" -l root -d 'Every repository under DIR (default: `root` of the server-wide config), unhealthy first' -r -F
 complete -c git-pushmirror -n "__fish_git_pushmirror_using_subcommand status" -l repo -d 'The bare repository (default: $GIT_DIR, else the repository of the current directory)' -r -F

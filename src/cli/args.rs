@@ -30,6 +30,16 @@ Examples:
   git-pushmirror status --root /srv/git
   git-pushmirror status --root --json | jq '.repositories[].mirrors[] | select(.healthy|not)'";
 
+pub(super) const SYNC_HELP: &str = "With --all, after a destination comes back: every enabled mirror \
+under the root (or only those whose masked URL matches --url) gets a full sync, one attempt each, at \
+most `concurrency` repositories at a time; a progress line (done/total) is shown when stderr is a \
+terminal. A repository whose flusher is already running hands the request to it; --wait waits for \
+those syncs too. Exit 1 if any sync failed (each failure is named).
+
+Examples:
+  git-pushmirror sync --wait
+  git-pushmirror sync --all --url 'https://github.com/acme/*' --wait";
+
 pub(super) const METRICS_HELP: &str = "Labels: repository (path relative to the root) and mirror \
 (its name): never a URL. See docs/operations.md for the metric list, a systemd timer and alert rules.
 
@@ -158,11 +168,23 @@ Examples:
     /// Disable a mirror (nothing is pushed to it; compaction no longer waits for it)
     Disable { name: String },
     /// Force a full sync now, bypassing the minimum interval (debounce) ("Update now")
+    #[command(after_help = SYNC_HELP)]
     Sync {
+        #[arg(conflicts_with = "all")]
         name: Option<String>,
         /// Wait for the sync and exit non-zero if it failed
         #[arg(long)]
         wait: bool,
+        /// Every enabled mirror of every repository under the root, within `concurrency`
+        #[arg(long)]
+        all: bool,
+        /// With --all: the root (default: `root` of the server-wide config)
+        #[arg(long, value_name = "DIR", requires = "all")]
+        root: Option<PathBuf>,
+        /// With --all: only mirrors whose URL (as `status` shows it, credentials masked)
+        /// matches this git wildcard, e.g. 'https://github.com/acme/*'
+        #[arg(long = "url", value_name = "PATTERN", requires = "all")]
+        url_pattern: Option<String>,
     },
     /// Mirror health: exit 0 healthy, 1 when a mirror failed or is behind its max_delay
     #[command(after_help = STATUS_HELP)]

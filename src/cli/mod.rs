@@ -100,6 +100,13 @@ fn one_line(rendered: &str) -> String {
 fn run(cli: Cli) -> Result<i32, Fail> {
     match &cli.cmd {
         Cmd::Sweep { root } => return sweep(root.as_deref()),
+        Cmd::Sync {
+            all: true,
+            root,
+            url_pattern,
+            wait,
+            ..
+        } => return sync_all(root.as_deref(), url_pattern.as_deref(), *wait),
         Cmd::Status {
             name,
             json,
@@ -187,7 +194,7 @@ fn run(cli: Cli) -> Result<i32, Fail> {
         } => detect_host_key(&paths, &name, &fingerprints),
         Cmd::Enable { name } => toggle(&paths, &name, true),
         Cmd::Disable { name } => toggle(&paths, &name, false),
-        Cmd::Sync { name, wait } => sync(&paths, name.as_deref(), wait),
+        Cmd::Sync { name, wait, .. } => sync(&paths, name.as_deref(), wait),
         Cmd::Status { name, json, .. } => status(&paths, name.as_deref(), json),
         Cmd::Install { chain, .. } => {
             let exe = std::env::current_exe()?;

@@ -86,6 +86,8 @@ pub(super) fn status_root(
         "mirrors": mirrors_total,
         "unhealthy": unhealthy_total,
         "unreadable_directories": f.unreadable,
+        // Read-only: only the mount table is checked here (`sweep` also tries the locks).
+        "lock_warnings": crate::locks::nfs_local_lock(&f.root).into_iter().collect::<Vec<_>>(),
     });
     let unreadable = !f.unreadable.is_empty();
     drop(f);
@@ -168,6 +170,9 @@ fn print_root(head: &Value, docs: impl Iterator<Item = String>) {
         .flatten()
     {
         println!("ERROR: {}", e.as_str().unwrap_or("-"));
+    }
+    for w in head["lock_warnings"].as_array().into_iter().flatten() {
+        println!("WARNING: {}", w.as_str().unwrap_or_default());
     }
     for d in docs {
         let Ok(mut r) = serde_json::from_str::<Value>(&d) else {

@@ -105,7 +105,7 @@ pub(super) fn status(paths: &RepoPaths, name: Option<&str>, json_out: bool) -> R
         "silent_mode": loaded.server.silent,
         "hook_installed": hook.is_ok(),
         "hook_problem": hook.err(),
-        "flusher_running": crate::hook::flusher_running(paths),
+        "flusher_running": crate::locks::held(&paths.flusher_alive()),
         "spool_damaged_records": contents.damage.len(),
         "write_error": write_error,
         "spool_lost": spool_lost,

@@ -127,6 +127,27 @@ pub(super) fn sweep(root: Option<&Path>) -> Result<i32, Fail> {
         );
         return Ok(0);
     }
+    // One sweep per root at a time, whichever node runs it: every node's timer may fire, the
+    // first takes the lock and the others leave it the work.
+    let _leader = match sweep_lock(&root) {
+        Ok(Some(lock)) => Some(lock),
+        Ok(None) => {
+            println!(
+                "sweep: another sweep is running over {}; leaving the work to it",
+                root.display()
+            );
+            return Ok(0);
+        }
+        Err(e) => {
+            eprintln!(
+                "git-pushmirror: warning: {e}; sweeps on several nodes sharing this root may overlap"
+            );
+            None
+        }
+    };
+    for w in crate::locks::warnings(&root) {
+        eprintln!("git-pushmirror: warning: {w}");
+    }
     let (repos, unreadable) = crate::ops::fleet::find_all(&root);
     let exe = std::env::current_exe()?;
     // Targets server rules created for repositories that are gone (`propagate_deletion`);
@@ -184,17 +205,7 @@ pub(super) fn sweep(root: Option<&Path>) -> Result<i32, Fail> {
         }
         // A flusher already running for the repository keeps it (this one exits at once) and
         // picks up the force records on its next pass.
-        let child = std::process::Command::new(&exe)
-            .arg("--repo")
-            .arg(&git_dir)
-            .arg("flush")
-            .arg("--once")
-            .env_remove("GIT_DIR")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()?;
-        running.add(child);
+        running.add(flush_once(&exe, &git_dir)?);
         started += 1;
         println!("{}: flushing ({})", git_dir.display(), work.why.join(", "));
     }
@@ -213,27 +224,61 @@ pub(super) fn sweep(root: Option<&Path>) -> Result<i32, Fail> {
     Ok(if errors > 0 { 1 } else { 0 })
 }
 
+/// `flush --once` for one repository, detached from our output.
+pub(super) fn flush_once(exe: &Path, git_dir: &Path) -> std::io::Result<std::process::Child> {
+    std::process::Command::new(exe)
+        .arg("--repo")
+        .arg(git_dir)
+        .arg("flush")
+        .arg("--once")
+        .env_remove("GIT_DIR")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+}
+
+/// The sweep lock of `root` (`.pushmirror-sweep.lock` in it), or None when another sweep holds
+/// it. Held by the returned file until it is dropped (or the process dies).
+fn sweep_lock(root: &Path) -> Result<Option<std::fs::File>, String> {
+    use fs2::FileExt;
+    let path = root.join(SWEEP_LOCK);
+    let file = crate::paths::open_private(&path, false)
+        .map_err(|e| format!("cannot take the sweep lock {}: {e}", path.display()))?;
+    match file.try_lock_exclusive() {
+        Ok(()) => Ok(Some(file)),
+        Err(e) if e.raw_os_error() == fs2::lock_contended_error().raw_os_error() => Ok(None),
+        Err(e) => Err(format!(
+            "cannot take the sweep lock {}: {e}",
+            path.display()
+        )),
+    }
+}
+
+/// The file in a root whose lock makes one sweep the leader.
+pub(super) const SWEEP_LOCK: &str = ".pushmirror-sweep.lock";
+
 /// The flushers a sweep started, reaped as they exit (a blocking wait for any of them: no
 /// polling).
 #[derive(Default)]
-struct Children(std::collections::HashSet<i32>);
+pub(super) struct Children(std::collections::HashSet<i32>);
 
 impl Children {
-    fn add(&mut self, child: std::process::Child) {
+    pub(super) fn add(&mut self, child: std::process::Child) {
         // Reaped below with waitpid, not through `Child` (dropping it neither kills nor waits).
         self.0.insert(child.id() as i32);
     }
 
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.0.len()
     }
 
-    fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
     /// Blocks until one of our children exits.
-    fn wait_one(&mut self) {
+    pub(super) fn wait_one(&mut self) {
         loop {
             let mut status = 0;
             // SAFETY: waitpid only writes the status we pass. The sweep starts no other

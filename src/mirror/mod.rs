@@ -139,6 +139,19 @@ pub fn sync(
     report
 }
 
+/// The guess for a mirror that has never finished a sync and has no record (a new mirror, a
+/// server rule backfilling a fleet, a changed URL): empty, as a new mirror usually is. Its plan
+/// is pushed at once with every ref leased as absent, and the push's own ref advertisement
+/// replaces a `git ls-remote` first (a mirror that already has refs refuses those leases, and
+/// the plan made from the advertisement pushes them: one more push, no harm). A mirror whose
+/// sync ever finished, failed ones included, is listed first as before.
+fn first_sync_guess(state_dir: &Path, mirror: &str) -> Option<BTreeMap<String, String>> {
+    crate::state::load(state_dir, mirror)
+        .ok()
+        .filter(|st| st.last_update_at.is_none())
+        .map(|_| BTreeMap::new())
+}
+
 /// Argument text per `git push` run: well under Linux's 2 MiB for argv and environment together
 /// (at the default 8 MiB stack), and still about 2,500 refs per push.
 const PUSH_ARGS_MAX: usize = 256 << 10;
@@ -456,10 +469,13 @@ fn run_sync(
                         let mut args = args.clone();
                         if matches!(scheme, url::Scheme::Local) {
                             // A local mirror's receive-pack inherits our environment: it
-                            // would trace the same advertisement again, from its side.
+                            // would trace the same advertisement again, from its side. git
+                            // runs the command through `sh -c`, so an empty assignment turns
+                            // tracing off without another process (`env -u` cost one exec per
+                            // sync).
                             args.insert(
                                 1,
-                                "--receive-pack=env -u GIT_TRACE_PACKET git-receive-pack".into(),
+                                "--receive-pack=GIT_TRACE_PACKET= git-receive-pack".into(),
                             );
                         }
                         let out = git::run(source.dir(), &args, &e, timeout, "push");
@@ -556,7 +572,10 @@ fn run_sync(
             let t = std::time::Instant::now();
             // The record is read while upstream's refs are.
             let (guess, local) = std::thread::scope(|scope| {
-                let g = scope.spawn(|| listing::load(&state_dir, &cfg.name, &bare_url));
+                let g = scope.spawn(|| {
+                    listing::load(&state_dir, &cfg.name, &bare_url)
+                        .or_else(|| first_sync_guess(&state_dir, &cfg.name))
+                });
                 let local = upstream.refs();
                 (g.join().ok().flatten(), local)
             });

@@ -1,8 +1,9 @@
 //! A server-wide scan: every repository under a root, its resolved mirrors, its spool and
 //! whether a flusher runs there. Read-only and cheap enough for 10,000 repositories: the server
-//! file is parsed once, each repository costs a few stats and small file reads, no lock is taken
-//! (a reader must not create files, as `root` running it would leave root-owned lock files
-//! behind) and no process is started.
+//! file is parsed once, each repository costs a few stats and small file reads, no lock is waited
+//! for and no file is created (a reader must not create files, as `root` running it would leave
+//! root-owned lock files behind; the flusher probe only tries an existing one) and no process is
+//! started.
 
 use std::path::{Path, PathBuf};
 
@@ -33,7 +34,6 @@ pub struct Fleet {
     /// Directories under the root that could not be read (one line each): the repositories in
     /// them are missing from the scan.
     pub unreadable: Vec<String>,
-    holders: std::collections::HashSet<u64>,
     /// The scanning user's global or system git config sets `core.hooksPath`.
     global_hooks_path: bool,
 }
@@ -66,7 +66,6 @@ pub fn scan(root: &Path, server: ServerConfig, server_path: PathBuf) -> Fleet {
         server_path,
         dirs,
         unreadable,
-        holders: flock_holders(),
         global_hooks_path: global_hooks_path(),
     }
 }
@@ -110,7 +109,7 @@ impl Fleet {
     /// Reads each repository in path order and hands it to `f`.
     pub fn each(&self, mut f: impl FnMut(RepoScan)) {
         for d in &self.dirs {
-            let mut repo = scan_repo(d, &self.server, &self.server_path, &self.holders);
+            let mut repo = scan_repo(d, &self.server, &self.server_path);
             if repo.loaded.as_ref().is_ok_and(|l| !l.mirrors.is_empty()) {
                 repo.hook =
                     hook_file(d, self.global_hooks_path).map(|h| crate::install::check_at(&h));
@@ -129,12 +128,7 @@ impl Fleet {
     }
 }
 
-fn scan_repo(
-    git_dir: &Path,
-    server: &ServerConfig,
-    server_path: &Path,
-    holders: &std::collections::HashSet<u64>,
-) -> RepoScan {
+fn scan_repo(git_dir: &Path, server: &ServerConfig, server_path: &Path) -> RepoScan {
     let paths = RepoPaths::new(git_dir);
     let has_dir = paths.dir.is_dir();
     let loaded = if !has_dir && server.rules.is_empty() {
@@ -157,7 +151,7 @@ fn scan_repo(
     } else {
         (Contents::default(), None)
     };
-    let flusher_running = has_dir && flusher_running(&paths, holders);
+    let flusher_running = has_dir && flusher_running(&paths);
     RepoScan {
         paths,
         loaded,
@@ -184,29 +178,11 @@ pub fn read_spool(paths: &RepoPaths) -> Result<Contents, String> {
     }
 }
 
-/// The inodes of files someone holds an exclusive `flock` on, from `/proc/locks`: a flusher holds
-/// its `flusher.lock` that way for its whole life. Reading the kernel's table instead of trying
-/// the lock ourselves matters: a probe holding the lock for an instant could make a flusher
-/// starting at that instant believe another one runs, and leave (its work would wait for the
-/// next push or sweep).
-pub fn flock_holders() -> std::collections::HashSet<u64> {
-    let text = std::fs::read_to_string("/proc/locks").unwrap_or_default();
-    text.lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            // "1: FLOCK  ADVISORY  WRITE 10207 fe:00:10010929 0 EOF"
-            if f.len() < 6 || f[1] != "FLOCK" || f[3] != "WRITE" {
-                return None;
-            }
-            f[5].rsplit(':').next()?.parse().ok()
-        })
-        .collect()
-}
-
-/// Whether a flusher runs for the repository (see `flock_holders`); nothing is opened or created.
-pub fn flusher_running(paths: &RepoPaths, holders: &std::collections::HashSet<u64>) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::symlink_metadata(paths.flusher_lock()).is_ok_and(|m| holders.contains(&m.ino()))
+/// Whether a flusher runs for the repository: the lock it holds for its life, probed (see
+/// `locks::held`: nothing is created, and the probe cannot make a starting flusher leave).
+/// Unlike the local `/proc/locks`, this sees a flusher on another node sharing the storage.
+pub fn flusher_running(paths: &RepoPaths) -> bool {
+    crate::locks::held(&paths.flusher_alive())
 }
 
 /// Every repository under `root` (not descending into one, nor following symlinks, at most 8
