@@ -382,6 +382,9 @@ fn run_sync(
     // Set when a push broke off (no per-ref result) after earlier pushes of the same plan went
     // through: what they did stands; the rest waits for a retry. Its error line.
     let broke_off: std::cell::Cell<Option<String>> = std::cell::Cell::new(None);
+    // What a host that creates the repository at the first access said it did, when a push
+    // was that access.
+    let created_by_push: std::cell::Cell<Option<String>> = std::cell::Cell::new(None);
     // The host's limit on ref updates per push (`push_batch_refs`).
     let max_refs = cfg.push_batch_refs.map_or(usize::MAX, |n| n.0);
     let mut push_plan = |the_plan: &plan::Plan,
@@ -507,6 +510,17 @@ fn run_sync(
                     }
                     Err(e) => return Err(fail(e)),
                 };
+                // A host that creates what is first accessed (Gitolite's wild repositories)
+                // did so for this push (a first sync pushes before it lists).
+                if let Some(c) = create::created_by_host(&out.stderr) {
+                    let first = created_by_push.replace(Some(c));
+                    if first.is_none() {
+                        log::info!(
+                            "sync {}: Gitolite created the repository at this push",
+                            cfg.name
+                        );
+                    }
+                }
                 let got = git::parse_porcelain(&out.stdout);
                 // Summed over batches and attempts: a pack an attempt that is retried sent was sent.
                 // Only a push the mirror answered ref by ref (updated or refused by its hooks)
@@ -820,7 +834,7 @@ fn run_sync(
         break (report, remote_said, known);
     };
     drop(source);
-    report.created = created;
+    report.created = created.or_else(|| created_by_push.take());
     report.pushed += guessed_pushed;
     report.deleted += guessed_deleted;
     // Kept only where a later sync may use it; a sync that went wrong forgets it, so the next
