@@ -1,0 +1,66 @@
+//! Adversarial variants of issue 20's fixes: what a second pass broke.
+
+mod common;
+
+use std::fs;
+
+use common::*;
+
+/// Control characters a terminal would act on (ESC, BEL, CR...), other than the line feeds
+/// that end our own lines.
+fn raw_controls(text: &str) -> Vec<char> {
+    text.chars()
+        .filter(|c| c.is_control() && *c != '\n')
+        .collect()
+}
+
+/// A mirror's pre-receive hook that writes terminal escapes (colour, a window-title OSC ended
+/// by BEL, a carriage return) and rejects: `status` (text, also `--root`), `sync --wait` and
+/// the log show them escaped, never raw.
+#[test]
+fn status_and_log_never_print_a_mirrors_terminal_escapes() {
+    let env = Env::new();
+    let mirror = env.bare("m.git", &[]);
+    let (up, _, wc) = synced_pair(&env, mirror.clone());
+    write_exec(
+        &mirror.join("hooks/pre-receive"),
+        "#!/bin/sh\nprintf 'error: \\033[31mred\\033[0m \\033]0;title\\007 policy\\rback\\n' >&2\nexit 1\n",
+    );
+    env.commit(&wc, "second");
+    env.push(&wc, &["main"]);
+    wait_mirror(&env, &up, "m", "failed", |m| {
+        m["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("policy"))
+    });
+    let m = env.mirror_status(&up, "m");
+    let err = m["last_error"].as_str().unwrap();
+    assert!(raw_controls(err).is_empty(), "{err:?}");
+    assert!(
+        err.contains("\\x1b[31mred"),
+        "escaped, not dropped: {err:?}"
+    );
+    for args in [
+        vec!["status"],
+        vec!["status", "--root", env.dir.path().to_str().unwrap()],
+        vec!["sync", "m", "--wait"],
+    ] {
+        let out = env.pm(&up, &args);
+        let all = text(&out);
+        assert!(all.contains("policy"), "{args:?}: {all}");
+        assert!(raw_controls(&all).is_empty(), "{args:?}: {all:?}");
+    }
+    let log = fs::read_to_string(up.join("pushmirror/log")).unwrap();
+    assert!(log.contains("policy"), "{log}");
+    assert!(raw_controls(&log).is_empty(), "{log:?}");
+    // A state file that holds raw escapes (written by an older version, or by hand): `status`
+    // still shows them escaped.
+    assert!(env.wait_flushers_gone());
+    let state = up.join("pushmirror/state/m.json");
+    let mut doc: serde_json::Value = serde_json::from_slice(&fs::read(&state).unwrap()).unwrap();
+    doc["last_error"] = "old \u{1b}[2J\u{7} clear".into();
+    fs::write(&state, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    let all = text(&env.pm(&up, &["status"]));
+    assert!(all.contains("\\x1b[2J\\x07 clear"), "{all}");
+    assert!(raw_controls(&all).is_empty(), "{all:?}");
+}
