@@ -64,3 +64,31 @@ fn status_and_log_never_print_a_mirrors_terminal_escapes() {
     assert!(all.contains("\\x1b[2J\\x07 clear"), "{all}");
     assert!(raw_controls(&all).is_empty(), "{all:?}");
 }
+
+/// Repository directories whose names hold terminal escapes or a line break (valid UTF-8, so
+/// not escaped as non-UTF-8 paths are), one with a configuration that cannot be read: `status
+/// --root` shows every path and error escaped, each on its own line.
+#[test]
+fn status_root_never_prints_a_paths_control_characters() {
+    let env = Env::new();
+    let root = env.path("srv");
+    fs::create_dir_all(&root).unwrap();
+    let mirror = env.bare("m.git", &[]);
+    let good = env.bare("srv/ok\x1b[2J\x07.git", &[]);
+    add_mirror(&env, &good, "m", &mirror);
+    let nl = env.bare("srv/two\nlines.git", &[]);
+    add_mirror(&env, &nl, "m", &mirror);
+    let bad = env.bare("srv/bad\x1b]0;title\x07.git", &[]);
+    fs::create_dir_all(bad.join("pushmirror")).unwrap();
+    fs::write(bad.join("pushmirror/config.yaml"), "mirrors: [\n").unwrap();
+    let out = env.pm(&good, &["status", "--root", root.to_str().unwrap()]);
+    let all = text(&out);
+    assert!(raw_controls(&all).is_empty(), "{all:?}");
+    for shown in [
+        "repository: ".to_string() + root.to_str().unwrap() + "/ok\\x1b[2J\\x07.git",
+        "repository: ".to_string() + root.to_str().unwrap() + "/two\\nlines.git",
+        "repository: ".to_string() + root.to_str().unwrap() + "/bad\\x1b]0;title\\x07.git",
+    ] {
+        assert!(all.lines().any(|l| l == shown), "{shown:?} in\n{all}");
+    }
+}
