@@ -6,6 +6,9 @@ use std::fs;
 
 use common::*;
 
+const FAST_RETRIES: &str =
+    "defaults:\n  max_attempts: 3\n  backoff_initial: 200ms\n  backoff_max: 1s\n";
+
 /// Control characters a terminal would act on (ESC, BEL, CR...), other than the line feeds
 /// that end our own lines.
 fn raw_controls(text: &str) -> Vec<char> {
@@ -91,4 +94,83 @@ fn status_root_never_prints_a_paths_control_characters() {
     ] {
         assert!(all.lines().any(|l| l == shown), "{shown:?} in\n{all}");
     }
+}
+
+/// Every `ssh` a sync of an ssh mirror starts (git's, through `GIT_SSH_COMMAND`, and the `ssh
+/// -O exit` that ends the connection master) records its arguments and environment: no
+/// configured `password_env` variable (here a server rule's, for other repositories) reaches
+/// any of them.
+#[test]
+fn no_password_env_token_reaches_any_ssh_of_a_sync() {
+    if no_ssh() {
+        return;
+    }
+    const SECRET: &str = "Rule-Token-For-Ssh-Children-83";
+    let env = Env::new();
+    env.write_server_config(&format!(
+        "{FAST_RETRIES}rules:\n  - name: elsewhere\n    url: https://127.0.0.1:1/${{name}}.git\n    repos: [no-such-repo]\n    auth:\n      method: password\n      username: bot\n      password_env: PM_RULE_TOKEN\n"
+    ));
+    let up = upstream_with_commit(&env);
+    let (dst, ssh) = ssh_target(&env);
+    let real_ssh = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v ssh"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let wrappers = env.path("wrappers");
+    let records = env.path("records");
+    fs::create_dir_all(&wrappers).unwrap();
+    fs::create_dir_all(&records).unwrap();
+    write_exec(
+        &wrappers.join("ssh"),
+        &format!(
+            "#!/bin/sh\necho \"$*\" > '{r}/args.'$$\nenv > '{r}/env.'$$\nexec '{ssh}' \"$@\"\n",
+            r = records.display(),
+            ssh = real_ssh.trim()
+        ),
+    );
+    let path = format!(
+        "{}:{}",
+        wrappers.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let vars = [("PATH", path.as_str()), ("PM_RULE_TOKEN", SECRET)];
+    let url = ssh.url("dst.git");
+    let mut args = ssh_add_args("s", &url, &ssh.client_key, ["--host-key", &ssh.host_pubkey]);
+    args.push("--disabled");
+    let out = pm_with(&env, &up, &args, &vars);
+    assert!(out.status.success(), "add: {}", text(&out));
+    for args in [&["enable", "s"][..], &["sync", "--wait"]] {
+        let out = pm_with(&env, &up, args, &vars);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+    }
+    env.wait_mirrored(&up, &dst);
+    assert!(env.wait_flushers_gone());
+    let mut all_args = String::new();
+    let mut envs = 0;
+    for e in fs::read_dir(&records).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let body = fs::read_to_string(e.path()).unwrap();
+        if name.starts_with("args.") {
+            all_args.push_str(&body);
+            continue;
+        }
+        envs += 1;
+        assert!(
+            body.contains("PATH="),
+            "{name}: the wrapper recorded nothing:\n{body}"
+        );
+        assert!(
+            !body.contains(SECRET) && !body.contains("PM_RULE_TOKEN"),
+            "the rule's token reached an ssh ({name}):\n{body}\nargs:\n{all_args}"
+        );
+    }
+    assert!(envs >= 2, "{all_args}");
+    assert!(
+        all_args.contains("-O exit"),
+        "the master was never told to exit: {all_args}"
+    );
 }

@@ -240,7 +240,7 @@ fn run_sync(
     }
     // ls-remote and push share one SSH connection (see mux.rs); dropped last, after both.
     let _mux = match scheme {
-        url::Scheme::Ssh => mux::Mux::share(ctx.runtime_dir, &mut set),
+        url::Scheme::Ssh => mux::Mux::share(ctx.runtime_dir, &mut set, &remove),
         _ => None,
     };
     let env = git::ChildEnv { set, remove };

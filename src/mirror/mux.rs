@@ -25,13 +25,20 @@ static NEXT: AtomicU64 = AtomicU64::new(0);
 /// The connection master of one sync; dropping it stops the master.
 pub struct Mux {
     socket: PathBuf,
+    /// What the sync's git children do not get (`ChildEnv::remove`: every configured
+    /// `password_env` variable among them): the `ssh -O exit` that ends the master neither.
+    remove: Vec<String>,
 }
 
 impl Mux {
     /// Makes the `GIT_SSH_COMMAND` in `env` share one connection, returning the guard that ends it.
     /// None (and `env` unchanged) when the runtime directory's path cannot carry a socket: too
     /// long, or with characters ssh would expand or split on.
-    pub fn share(runtime_dir: &Path, env: &mut [(String, String)]) -> Option<Mux> {
+    pub fn share(
+        runtime_dir: &Path,
+        env: &mut [(String, String)],
+        remove: &[String],
+    ) -> Option<Mux> {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let socket = runtime_dir.join(format!("ssh-{}-{n}", std::process::id()));
         let text = socket.to_str()?;
@@ -48,7 +55,10 @@ impl Mux {
         cmd.1.push_str(&format!(
             " -o ControlMaster=auto -o ControlPath='{text}' -o ControlPersist={PERSIST_SECS}"
         ));
-        Some(Mux { socket })
+        Some(Mux {
+            socket,
+            remove: remove.to_vec(),
+        })
     }
 }
 
@@ -66,6 +76,9 @@ impl Drop for Mux {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         crate::paths::drop_git_env(&mut cmd);
+        for k in &self.remove {
+            cmd.env_remove(k);
+        }
         if let Ok(child) = cmd.spawn() {
             let _ = super::git::wait_deadline(child, Duration::from_secs(5), |pid, sig| unsafe {
                 libc::kill(pid, sig);
@@ -90,7 +103,7 @@ mod tests {
                 "ssh -o BatchMode=yes".to_string(),
             ),
         ];
-        let a = Mux::share(dir, &mut env).expect("a short, plain runtime dir");
+        let a = Mux::share(dir, &mut env, &[]).expect("a short, plain runtime dir");
         assert_eq!(env[0].1, "/bin/x");
         let cmd = &env[1].1;
         assert!(cmd.starts_with("ssh -o BatchMode=yes -o ControlMaster=auto -o ControlPath='"));
@@ -100,7 +113,7 @@ mod tests {
         assert!(!a.socket.exists());
         // Every sync gets its own master.
         let mut env2 = vec![("GIT_SSH_COMMAND".to_string(), "ssh".to_string())];
-        let b = Mux::share(dir, &mut env2).unwrap();
+        let b = Mux::share(dir, &mut env2, &[]).unwrap();
         assert_ne!(a.socket, b.socket);
     }
 
@@ -113,14 +126,17 @@ mod tests {
             "relative".to_string(),
         ] {
             let mut env = vec![("GIT_SSH_COMMAND".to_string(), "ssh".to_string())];
-            assert!(Mux::share(Path::new(&dir), &mut env).is_none(), "{dir}");
+            assert!(
+                Mux::share(Path::new(&dir), &mut env, &[]).is_none(),
+                "{dir}"
+            );
             assert_eq!(env[0].1, "ssh");
         }
         let mut no_ssh = vec![("GIT_ASKPASS".to_string(), "x".to_string())];
-        assert!(Mux::share(Path::new("/tmp"), &mut no_ssh).is_none());
+        assert!(Mux::share(Path::new("/tmp"), &mut no_ssh, &[]).is_none());
         // A directory where no socket can be made (it does not exist): no master either.
         let mut env = vec![("GIT_SSH_COMMAND".to_string(), "ssh".to_string())];
-        assert!(Mux::share(Path::new("/nonexistent/pushmirror"), &mut env).is_none());
+        assert!(Mux::share(Path::new("/nonexistent/pushmirror"), &mut env, &[]).is_none());
         assert_eq!(env[0].1, "ssh");
     }
 }
