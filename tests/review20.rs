@@ -174,3 +174,36 @@ fn no_password_env_token_reaches_any_ssh_of_a_sync() {
         "the master was never told to exit: {all_args}"
     );
 }
+
+/// Values that may hold control characters (a path: `lfs_store`, `install --hooks-dir`) are
+/// shown by `show` and `install` on one line, escaped.
+#[test]
+fn show_and_install_print_a_paths_control_characters_escaped() {
+    let env = Env::new();
+    let mirror = env.bare("m.git", &[]);
+    let up = env.upstream("up.git");
+    env.pm_ok(&up, &["add", "m", s(&mirror), "--disabled"]);
+    let store = env.path("store\n\x1b[31m\x07");
+    env.pm_ok(
+        &up,
+        &["set", "m", &format!("lfs_store={}", store.display())],
+    );
+    let shown = env.pm_ok(&up, &["show", "m"]);
+    assert!(raw_controls(&shown).is_empty(), "{shown:?}");
+    let line = format!(
+        "lfs_store: {}",
+        env.path("store\\n\\x1b[31m\\x07").display()
+    );
+    assert!(shown.lines().any(|l| l == line), "{line:?} in\n{shown}");
+    let hooks = env.path("hooks\n\x1b]0;t\x07");
+    fs::create_dir_all(&hooks).unwrap();
+    let out = env.pm(&up, &["install", "--hooks-dir", s(&hooks)]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert_eq!(all.matches('\n').count(), 1, "{all:?}");
+    assert!(raw_controls(&all).is_empty(), "{all:?}");
+    assert!(
+        all.contains("hooks\\n\\x1b]0;t\\x07/post-receive"),
+        "{all:?}"
+    );
+}

@@ -718,7 +718,7 @@ pub(super) fn show(paths: &RepoPaths, name: &str, json_out: bool) -> Result<i32,
             println!(
                 "{k}: {}",
                 if let Value::String(s) = val {
-                    s.clone()
+                    crate::text::one_line(s)
                 } else {
                     val.to_string()
                 }
