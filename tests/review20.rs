@@ -207,3 +207,32 @@ fn show_and_install_print_a_paths_control_characters_escaped() {
         "{all:?}"
     );
 }
+
+/// A repository deeper than the scan goes is not a silent hole either: the directory that was
+/// not searched is reported (exit 1) by `status --root`, `metrics` and `sweep`; a repository
+/// at the deepest level searched is found.
+#[test]
+fn a_directory_too_deep_to_search_is_reported_not_skipped() {
+    let env = Env::new();
+    let root = env.path("srv");
+    let nine = "srv/1/2/3/4/5/6/7/8";
+    env.bare(&format!("{nine}/found.git"), &[]);
+    env.bare(&format!("{nine}/9/hidden.git"), &[]);
+    let r = root.to_str().unwrap();
+    let json = env.pm(&root, &["status", "--root", r, "--json"]);
+    assert_eq!(json.status.code(), Some(1), "{}", text(&json));
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(doc["repositories_scanned"], 1, "{doc:#}");
+    let deep = env.path(&format!("{nine}/9"));
+    let named =
+        |s: &str| s.contains(&format!("{}: ", deep.display())) && s.contains("not searched");
+    let problems = doc["unreadable_directories"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{doc:#}");
+    assert!(named(problems[0].as_str().unwrap()), "{doc:#}");
+    let metrics = env.pm(&root, &["metrics", "--root", r]);
+    assert_eq!(metrics.status.code(), Some(1), "{}", text(&metrics));
+    assert!(named(&stderr(&metrics)), "{}", text(&metrics));
+    let sweep = env.pm(&root, &["sweep", "--root", r]);
+    assert_eq!(sweep.status.code(), Some(1), "{}", text(&sweep));
+    assert!(named(&stderr(&sweep)), "{}", text(&sweep));
+}
