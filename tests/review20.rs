@@ -236,3 +236,50 @@ fn a_directory_too_deep_to_search_is_reported_not_skipped() {
     assert_eq!(sweep.status.code(), Some(1), "{}", text(&sweep));
     assert!(named(&stderr(&sweep)), "{}", text(&sweep));
 }
+
+/// One mirror's notifications stay in order across flushers: a flusher that gave up on a
+/// mirror does not leave (and let the next push's flusher notify about the same mirror) while
+/// its own slow `gave_up` notification still runs; the `recovered` that follows comes after it.
+#[test]
+fn a_mirrors_notifications_stay_in_order_across_flushers() {
+    let env = Env::new();
+    let record = env.path("events");
+    let cmd = env.path("notify.sh");
+    write_exec(
+        &cmd,
+        &format!(
+            "#!/bin/sh\nev=$(tr -d ' \\n' | sed 's/.*\"events\":\\[\\([^]]*\\)\\].*/\\1/')\ncase \"$ev\" in *gave_up*) sleep 3;; esac\necho \"$ev\" >> '{}'\n",
+            record.display()
+        ),
+    );
+    let mirror = env.bare("m.git", &[]);
+    let (up, _, wc) = synced_pair(&env, mirror.clone());
+    env.write_server_config(&format!(
+        "concurrency: 4\ndefaults:\n  max_attempts: 1\nnotify:\n  command: {}\n  timeout: 30s\n",
+        cmd.display()
+    ));
+    // The mirror goes away: the sync cannot run, and with max_attempts 1 it gives up at once.
+    let away = env.path("m.git.away");
+    fs::rename(&mirror, &away).unwrap();
+    env.commit(&wc, "refused");
+    env.push(&wc, &["main"]);
+    wait_mirror(&env, &up, "m", "gave up", |m| m["gave_up"] == true);
+    // The `gave_up` notification is running (3 s): the mirror comes back meanwhile.
+    fs::rename(&away, &mirror).unwrap();
+    env.commit(&wc, "accepted");
+    env.push(&wc, &["main"]);
+    env.wait_mirrored(&up, &mirror);
+    let got = wait_until(std::time::Duration::from_secs(60), || {
+        fs::read_to_string(&record).is_ok_and(|t| t.contains("recovered") && t.contains("gave_up"))
+    });
+    let events = fs::read_to_string(&record).unwrap_or_default();
+    assert!(got, "{events}\nlog:\n{}", env.log(&up));
+    let lines: Vec<&str> = events.lines().filter(|l| !l.is_empty()).collect();
+    let pos = |e: &str| lines.iter().position(|l| l.contains(e)).unwrap();
+    assert!(
+        pos("gave_up") < pos("recovered"),
+        "out of order:\n{events}\nlog:\n{}",
+        env.log(&up)
+    );
+    assert!(env.wait_flushers_gone());
+}
