@@ -283,3 +283,34 @@ fn a_mirrors_notifications_stay_in_order_across_flushers() {
     );
     assert!(env.wait_flushers_gone());
 }
+
+/// A state file restored or edited with a cursor no spool can reach (u64::MAX): no panic in the
+/// hook (the push's `remote:` lines) or in `sync`; the mirror reports its state file as corrupt,
+/// naming it and the fix, and deleting that file brings it back with a full sync.
+#[test]
+fn a_cursor_beyond_any_sequence_number_is_reported_not_a_panic() {
+    let env = Env::new();
+    let (up, mirror, wc) = synced_pair(&env, env.bare("m.git", &[]));
+    let state = up.join("pushmirror/state/m.json");
+    let mut doc: serde_json::Value = serde_json::from_slice(&fs::read(&state).unwrap()).unwrap();
+    doc["cursor"] = u64::MAX.into();
+    fs::write(&state, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    env.commit(&wc, "after the restore");
+    let out = env.push(&wc, &["main"]);
+    let pushed = text(&out);
+    assert!(!pushed.contains("panicked"), "{pushed}");
+    let out = env.pm(&up, &["sync", "m", "--wait"]);
+    let all = text(&out);
+    assert!(!all.contains("panicked"), "{all}");
+    let m = wait_mirror(&env, &up, "m", "its state file named", |m| {
+        m["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("m.json") && e.contains("delete it"))
+    });
+    assert!(!m["healthy"].as_bool().unwrap_or(true), "{m:#}");
+    assert!(env.wait_flushers_gone());
+    fs::remove_file(&state).unwrap();
+    let out = env.pm(&up, &["sync", "m", "--wait"]);
+    assert!(out.status.success(), "{}", text(&out));
+    env.wait_mirrored(&up, &mirror);
+}
