@@ -266,7 +266,8 @@ pub fn run(command: &str, input: &[u8], dir: &Path, timeout: Duration) -> Result
         .lines()
         .map(str::trim)
         .find(|l| !l.is_empty())
-        .map(|l| l.chars().take(200).collect::<String>());
+        // What a webhook answered may hold terminal escapes: never raw in the log.
+        .map(|l| crate::text::one_line(&l.chars().take(200).collect::<String>()));
     if status.success() {
         return Ok(start.elapsed().as_millis());
     }
@@ -329,6 +330,14 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e, "exited with 3: nope");
+        let e = run(
+            "printf 'a \\033[2J\\007b\\rc\\n' >&2; exit 4",
+            b"{}",
+            &dir,
+            Duration::from_secs(10),
+        )
+        .unwrap_err();
+        assert_eq!(e, "exited with 4: a \\x1b[2J\\x07b\\rc");
         let e = run("sleep 30", b"{}", &dir, Duration::from_millis(200)).unwrap_err();
         assert!(e.starts_with("timed out"), "{e}");
     }
