@@ -314,3 +314,37 @@ fn a_cursor_beyond_any_sequence_number_is_reported_not_a_panic() {
     assert!(out.status.success(), "{}", text(&out));
     env.wait_mirrored(&up, &mirror);
 }
+
+/// `add`'s warning about the repository (its path in the suggested command) and `sweep`'s
+/// line per repository flushed show a path with control characters escaped, on one line.
+#[test]
+fn add_and_sweep_print_a_paths_control_characters_escaped() {
+    let env = Env::new();
+    let root = env.path("srv");
+    let mirror = env.bare("m.git", &[]);
+    // HEAD names a branch that does not exist (main does), which `add` warns about.
+    let up = env.bare("srv/up\x1b[2J\n.git", &[]);
+    let tree = env.git(&up, &["hash-object", "-w", "-t", "tree", "/dev/null"]);
+    let commit = env.git(&up, &["commit-tree", &tree, "-m", "one"]);
+    env.git(&up, &["update-ref", "refs/heads/main", &commit]);
+    env.git(&up, &["symbolic-ref", "HEAD", "refs/heads/gone"]);
+    let out = env.pm(&up, &["add", "m", s(&mirror), "--disabled"]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("warning: upstream HEAD"), "{all}");
+    assert!(raw_controls(&all).is_empty(), "{all:?}");
+    assert!(all.contains("up\\x1b[2J\\n.git"), "{all:?}");
+    // Written by hand, so nothing synced it yet: sweep has work there.
+    let other = env.bare("srv/new\x07\r.git", &[]);
+    fs::create_dir_all(other.join("pushmirror")).unwrap();
+    fs::write(
+        other.join("pushmirror/config.yaml"),
+        format!("mirrors:\n  - name: m\n    url: {}\n", s(&mirror)),
+    )
+    .unwrap();
+    let out = env.pm(&root, &["sweep", "--root", s(&root)]);
+    let all = text(&out);
+    assert!(all.contains("new\\x07\\r.git: flushing ("), "{all:?}");
+    assert!(raw_controls(&all).is_empty(), "{all:?}");
+    assert!(env.wait_flushers_gone());
+}

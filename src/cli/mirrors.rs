@@ -272,7 +272,10 @@ pub(super) fn add(paths: &RepoPaths, a: AddArgs) -> Result<i32, Fail> {
         }
     );
     if let Some(h) = crate::health::dangling_head(&paths.git_dir) {
-        eprintln!("git-pushmirror: warning: {}", h.message());
+        eprintln!(
+            "git-pushmirror: warning: {}",
+            crate::text::one_line(&h.message())
+        );
     }
     if let Some(public) = public {
         print_public_key(&public);
