@@ -348,3 +348,27 @@ fn add_and_sweep_print_a_paths_control_characters_escaped() {
     assert!(raw_controls(&all).is_empty(), "{all:?}");
     assert!(env.wait_flushers_gone());
 }
+
+/// A repository whose path holds a line break and terminal escapes: its log (`flusher started
+/// for <path>`, ...) keeps one line per entry, with them escaped.
+#[test]
+fn the_log_keeps_one_line_per_entry_whatever_the_path() {
+    let env = Env::new();
+    let mirror = env.bare("m.git", &[]);
+    let up = env.upstream("up\n\x1b[2J.git");
+    add_mirror(&env, &up, "m", &mirror);
+    let wc = env.clone(&up, "wc");
+    env.commit(&wc, "one");
+    env.push(&wc, &["main"]);
+    env.wait_mirrored(&up, &mirror);
+    assert!(env.wait_flushers_gone());
+    let log = fs::read_to_string(up.join("pushmirror/log")).unwrap();
+    assert!(log.contains("up\\n\\x1b[2J.git"), "{log}");
+    assert!(raw_controls(&log).is_empty(), "{log:?}");
+    for line in log.lines() {
+        assert!(
+            line.starts_with("20"),
+            "an entry split in two: {line:?}\n{log}"
+        );
+    }
+}
