@@ -372,3 +372,42 @@ fn the_log_keeps_one_line_per_entry_whatever_the_path() {
         );
     }
 }
+
+/// A FIFO (or a device) in place of `config.yaml` is refused in one line, not read: before,
+/// opening it blocked `status`, `status --root` and `sweep` for ever.
+#[test]
+fn a_fifo_in_place_of_the_config_is_refused_not_waited_on() {
+    let env = Env::new();
+    let root = env.path("srv");
+    let up = env.bare("srv/up.git", &[]);
+    fs::create_dir_all(up.join("pushmirror")).unwrap();
+    let config = up.join("pushmirror/config.yaml");
+    assert!(run_quiet("mkfifo", &[s(&config)]));
+    for args in [
+        vec!["status"],
+        vec!["status", "--root", s(&root)],
+        vec!["sweep", "--root", s(&root)],
+    ] {
+        let mut c = env.cmd(bin());
+        c.arg("--repo")
+            .arg(&up)
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let done = wait_until(std::time::Duration::from_secs(30), || {
+            child.try_wait().unwrap().is_some()
+        });
+        if !done {
+            let _ = child.kill();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(done, "{args:?} blocked on the FIFO");
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {all}");
+        assert!(
+            all.contains("config.yaml: not a regular file"),
+            "{args:?}: {all}"
+        );
+    }
+}
