@@ -721,8 +721,9 @@ impl RepoConfig {
                     Ok(t) => t,
                     Err(why) => {
                         eprintln!(
-                        "git-pushmirror: note: {}: cannot edit it in place ({why}); it is rewritten in full, without its comments",
-                        path.display()
+                        "git-pushmirror: note: {}: cannot edit it in place ({}); it is rewritten in full, without its comments",
+                        crate::text::one_line(&crate::text::path_text(path)),
+                        crate::text::one_line(&why.to_string())
                     );
                         full()?
                     }

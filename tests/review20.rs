@@ -334,6 +334,15 @@ fn add_and_sweep_print_a_paths_control_characters_escaped() {
     assert!(all.contains("warning: upstream HEAD"), "{all}");
     assert!(raw_controls(&all).is_empty(), "{all:?}");
     assert!(all.contains("up\\x1b[2J\\n.git"), "{all:?}");
+    env.pm_ok(
+        &up,
+        &["add", "k", "ssh://git@127.0.0.1:1/x.git", "--disabled"],
+    );
+    let out = env.pm(&up, &["keygen", "k"]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("generated a new ed25519 key pair"), "{all}");
+    assert!(raw_controls(&all).is_empty(), "{all:?}");
     // Written by hand, so nothing synced it yet: sweep has work there.
     let other = env.bare("srv/new\x07\r.git", &[]);
     fs::create_dir_all(other.join("pushmirror")).unwrap();

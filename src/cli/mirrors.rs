@@ -76,8 +76,8 @@ pub(super) fn edit(
     if copied {
         eprintln!(
             "git-pushmirror: note: mirror `{name}` came from a server rule in {}; {} now holds this repository's own copy (`git-pushmirror remove {name}` follows the rule again)",
-            loaded.server_path.display(),
-            paths.config().display()
+            crate::text::one_line(&crate::text::path_text(&loaded.server_path)),
+            crate::text::one_line(&crate::text::path_text(&paths.config()))
         );
     }
     Ok(())
