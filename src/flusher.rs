@@ -504,7 +504,7 @@ impl Flusher {
                 // Not leaving while a notification runs: the next push's flusher would send the
                 // mirror's next one (`recovered` after a slow `gave_up`) beside it, out of
                 // order. Pushes meanwhile are taken as usual.
-                self.collect(&rx, Duration::from_millis(100), Some(&cfg));
+                self.collect(&rx, Duration::from_millis(500), Some(&cfg));
                 continue;
             }
             if !actionable && self.in_flight.is_empty() {
