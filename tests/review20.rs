@@ -420,3 +420,26 @@ fn a_fifo_in_place_of_the_config_is_refused_not_waited_on() {
         );
     }
 }
+
+/// A server rule's URL holds the repository's path (`${name}`): `list` in a repository whose
+/// name holds a line break and an escape shows the rule's mirror on one line, escaped.
+#[test]
+fn list_shows_a_rules_url_on_one_line_whatever_the_repository_name() {
+    let env = Env::new();
+    let root = env.path("srv");
+    let up = env.bare("srv/x\n\x1b[31my.git", &[]);
+    env.write_server_config(&format!(
+        "root: {}\nrules:\n  - name: r\n    url: {}/mirrors/${{name}}.git\n",
+        root.display(),
+        env.dir.path().display()
+    ));
+    let out = env.pm(&up, &["list"]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert_eq!(all.lines().count(), 1, "{all:?}");
+    assert!(raw_controls(&all.replace('\t', "")).is_empty(), "{all:?}");
+    assert!(
+        all.contains("mirrors/x\\n\\x1b[31my.git\tenabled"),
+        "{all:?}"
+    );
+}

@@ -689,7 +689,9 @@ pub(super) fn list(paths: &RepoPaths, json_out: bool) -> Result<i32, Fail> {
         println!(
             "{}\t{}\t{}{}",
             m.name,
-            url::mask(&m.url),
+            // A server rule's URL holds the repository's path (`${name}`), which may hold
+            // control characters; a tab would also split the columns.
+            crate::text::one_line(&url::mask(&m.url)),
             if m.enabled { "enabled" } else { "disabled" },
             if from_rule(&loaded, e) {
                 "\t(server rule)"
