@@ -739,15 +739,28 @@ pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 /// naming the file and the limit (at most the limit and one byte are read).
 fn read_text(path: &Path) -> Result<Option<String>, ConfigError> {
     use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let io = |source| ConfigError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let file = match std::fs::File::open(path) {
+    // Non-blocking, so that a FIFO put in its place cannot hang every `status` and `sweep`
+    // (which read it without anyone writing); refused below unless it is a regular file.
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io(e)),
     };
+    if !file.metadata().map_err(io)?.is_file() {
+        return Err(invalid(
+            path,
+            "not a regular file (a FIFO, device or directory is never read as a config file); replace it with a file".to_string(),
+        ));
+    }
     let mut bytes = Vec::new();
     file.take(MAX_CONFIG_BYTES + 1)
         .read_to_end(&mut bytes)
@@ -932,8 +945,9 @@ impl RepoConfig {
                     Ok(t) => t,
                     Err(why) => {
                         eprintln!(
-                        "git-pushmirror: note: {}: cannot edit it in place ({why}); it is rewritten in full, without its comments",
-                        path.display()
+                        "git-pushmirror: note: {}: cannot edit it in place ({}); it is rewritten in full, without its comments",
+                        crate::text::one_line(&crate::text::path_text(path)),
+                        crate::text::one_line(&why.to_string())
                     );
                         full()?
                     }

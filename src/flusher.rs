@@ -602,6 +602,13 @@ impl Flusher {
                 self.collect(&rx, Duration::from_millis(wait), Some(&cfg));
                 continue;
             }
+            if !actionable && self.in_flight.is_empty() && crate::ops::notify::pending() {
+                // Not leaving while a notification runs: the next push's flusher would send the
+                // mirror's next one (`recovered` after a slow `gave_up`) beside it, out of
+                // order. Pushes meanwhile are taken as usual.
+                self.collect(&rx, Duration::from_millis(500), Some(&cfg));
+                continue;
+            }
             if !actionable && self.in_flight.is_empty() {
                 match self.try_exit(&spool, &cfg) {
                     Some(code) => return code,

@@ -62,9 +62,10 @@ pub fn append_line(log: &Path, level: &str, msg: &str) {
     if let Ok(mut f) = crate::paths::open_private(log, true) {
         let _ = writeln!(
             f,
-            "{} {level:5} [{}] {msg}",
+            "{} {level:5} [{}] {}",
             crate::time::rfc3339(crate::time::now_ms()),
-            std::process::id()
+            std::process::id(),
+            crate::text::one_line(msg)
         );
     }
 }
@@ -86,7 +87,8 @@ pub fn init(log: &Path, level: Option<&str>, max_bytes: u64) {
                 "{} {:5} [{pid}] {}",
                 crate::time::rfc3339(crate::time::now_ms()),
                 rec.level(),
-                rec.args()
+                // One line each, whatever a path, a name or a server put in the message.
+                crate::text::one_line(&rec.args().to_string())
             )
         })
         .target(env_logger::Target::Pipe(Box::new(target)))

@@ -126,6 +126,12 @@ pub enum StateError {
     },
 }
 
+/// The highest cursor a state file can hold (2^53, a billion pushes a day for 25,000 years):
+/// one above it was damaged or edited by hand, and numbering the spool above it would run out
+/// of sequence numbers. `load` refuses such a file as corrupt (delete it: a full sync), and
+/// `max_cursor` leaves it out as it does a file it cannot read.
+pub const MAX_CURSOR: u64 = 1 << 53;
+
 pub fn path(state_dir: &Path, mirror: &str) -> PathBuf {
     state_dir.join(format!("{mirror}.json"))
 }
@@ -153,10 +159,20 @@ pub fn load(state_dir: &Path, mirror: &str) -> Result<MirrorState, StateError> {
         source,
     })?;
     match read_nofollow(&p) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
-            path: p,
-            msg: e.to_string(),
-        }),
+        Ok(bytes) => match serde_json::from_slice::<MirrorState>(&bytes) {
+            Ok(st) if st.cursor > MAX_CURSOR => Err(StateError::Corrupt {
+                path: p,
+                msg: format!(
+                    "cursor {} is beyond any sequence number the spool can reach",
+                    st.cursor
+                ),
+            }),
+            Ok(st) => Ok(st),
+            Err(e) => Err(StateError::Corrupt {
+                path: p,
+                msg: e.to_string(),
+            }),
+        },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(MirrorState::default()),
         Err(source) => Err(StateError::Io { path: p, source }),
     }
@@ -237,6 +253,7 @@ pub fn max_cursor(state_dir: &Path) -> u64 {
         .filter_map(|e| read_nofollow(&e.path()).ok())
         .filter_map(|b| serde_json::from_slice::<Cursor>(&b).ok())
         .map(|c| c.cursor)
+        .filter(|c| *c <= MAX_CURSOR)
         .max()
         .unwrap_or(0)
 }

@@ -81,8 +81,8 @@ pub(super) fn edit(
     if copied {
         eprintln!(
             "git-pushmirror: note: mirror `{name}` came from a server rule in {}; {} now holds this repository's own copy (`git-pushmirror remove {name}` follows the rule again)",
-            loaded.server_path.display(),
-            paths.config().display()
+            crate::text::one_line(&crate::text::path_text(&loaded.server_path)),
+            crate::text::one_line(&crate::text::path_text(&paths.config()))
         );
     }
     Ok(())
@@ -295,7 +295,10 @@ pub(super) fn add(paths: &RepoPaths, a: AddArgs) -> Result<i32, Fail> {
         }
     );
     if let Some(h) = crate::health::dangling_head(&paths.git_dir) {
-        eprintln!("git-pushmirror: warning: {}", h.message());
+        eprintln!(
+            "git-pushmirror: warning: {}",
+            crate::text::one_line(&h.message())
+        );
     }
     if let Some(public) = public {
         print_public_key(&public);
@@ -724,7 +727,9 @@ pub(super) fn list(paths: &RepoPaths, json_out: bool) -> Result<i32, Fail> {
         println!(
             "{}\t{}\t{}{}",
             m.name,
-            url::mask(&m.url),
+            // A server rule's URL holds the repository's path (`${name}`), which may hold
+            // control characters; a tab would also split the columns.
+            crate::text::one_line(&url::mask(&m.url)),
             if m.enabled { "enabled" } else { "disabled" },
             if from_rule(&loaded, e) {
                 "\t(server rule)"
@@ -758,7 +763,7 @@ pub(super) fn show(paths: &RepoPaths, name: &str, json_out: bool) -> Result<i32,
             println!(
                 "{k}: {}",
                 if let Value::String(s) = val {
-                    s.clone()
+                    crate::text::one_line(s)
                 } else {
                     val.to_string()
                 }

@@ -155,7 +155,7 @@ fn print_root(head: &Value, docs: impl Iterator<Item = String>) {
     let docs: Vec<String> = docs.collect();
     println!(
         "root: {}  ({} repositories, {} with mirrors; {} mirrors, {} unhealthy)",
-        head["root"].as_str().unwrap_or("-"),
+        crate::text::one_line(head["root"].as_str().unwrap_or("-")),
         n("repositories_scanned"),
         docs.len(),
         n("mirrors"),
@@ -169,7 +169,10 @@ fn print_root(head: &Value, docs: impl Iterator<Item = String>) {
         .into_iter()
         .flatten()
     {
-        println!("ERROR: {}", e.as_str().unwrap_or("-"));
+        println!(
+            "ERROR: {}",
+            crate::text::one_line(e.as_str().unwrap_or("-"))
+        );
     }
     for w in head["lock_warnings"].as_array().into_iter().flatten() {
         println!("WARNING: {}", w.as_str().unwrap_or_default());
@@ -181,15 +184,16 @@ fn print_root(head: &Value, docs: impl Iterator<Item = String>) {
         println!();
         // A repository whose configuration could not be read has only its error.
         if let (Some(e), None) = (r["error"].as_str(), r.get("flusher_running")) {
-            println!("repository: {}", r["repository"].as_str().unwrap_or("-"));
-            println!("ERROR: {e}");
+            let repository = r["repository"].as_str().unwrap_or("-");
+            println!("repository: {}", crate::text::one_line(repository));
+            println!("ERROR: {}", crate::text::one_line(e));
             continue;
         }
         // The header is printed once for the whole root.
         r["silent_mode"] = json!(false);
         print_status(&r);
         if let Some(e) = r["spool_error"].as_str() {
-            println!("  spool: {e}");
+            println!("  spool: {}", crate::text::one_line(e));
         }
     }
 }

@@ -205,7 +205,7 @@ pub(super) fn keygen(paths: Option<&RepoPaths>, name: &str, rule: bool) -> Resul
     close_connections(paths, &loaded, name);
     eprintln!(
         "generated a new ed25519 key pair for mirror {name} ({})",
-        paths.dir.join(key_rel(name)).display()
+        crate::text::one_line(&crate::text::path_text(&paths.dir.join(key_rel(name))))
     );
     print_public_key(&public);
     Ok(0)

@@ -122,29 +122,43 @@ pub(super) fn status(paths: &RepoPaths, name: Option<&str>, json_out: bool) -> R
 }
 
 pub(super) fn print_status(doc: &Value) {
+    // Every text from a state file or a server (an error, a path) is shown as one line with
+    // control characters escaped: nothing reaches the terminal raw.
     let s = |v: &Value| match v {
         Value::Null => "-".to_string(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::String(s) => crate::text::one_line(s),
+        other => crate::text::one_line(&other.to_string()),
     };
     println!("repository: {}", s(&doc["repository"]));
     if let Some(problem) = doc["error"].as_str() {
-        println!("ERROR: {problem}");
+        println!("ERROR: {problem}", problem = crate::text::one_line(problem));
     }
     if doc["silent_mode"] == json!(true) {
         println!("SILENT MODE: no mirror is contacted; updates accumulate in the spool");
     }
     if let Some(problem) = doc["hook_problem"].as_str() {
-        println!("warning: {problem}");
+        println!(
+            "warning: {problem}",
+            problem = crate::text::one_line(problem)
+        );
     }
     if let Some(problem) = doc["write_error"].as_str() {
-        println!("WRITE ERROR: {problem}");
+        println!(
+            "WRITE ERROR: {problem}",
+            problem = crate::text::one_line(problem)
+        );
     }
     if let Some(problem) = doc["spool_lost"].as_str() {
-        println!("SPOOL LOST: {problem}");
+        println!(
+            "SPOOL LOST: {problem}",
+            problem = crate::text::one_line(problem)
+        );
     }
     if let Some(problem) = doc["upstream_head_problem"].as_str() {
-        println!("warning: {problem}");
+        println!(
+            "warning: {problem}",
+            problem = crate::text::one_line(problem)
+        );
     }
     println!(
         "flusher: {}",

@@ -207,7 +207,11 @@ pub(super) fn sweep(root: Option<&Path>) -> Result<i32, Fail> {
         // picks up the force records on its next pass.
         running.add(flush_once(&exe, &git_dir)?);
         started += 1;
-        println!("{}: flushing ({})", git_dir.display(), work.why.join(", "));
+        println!(
+            "{}: flushing ({})",
+            crate::text::one_line(&crate::text::path_text(&git_dir)),
+            work.why.join(", ")
+        );
     }
     while !running.is_empty() {
         running.wait_one();

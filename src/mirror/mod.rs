@@ -186,11 +186,11 @@ fn remote_messages(stderr: &str) -> Vec<String> {
     out
 }
 
-/// One line for `last_error`, the log and notify: whitespace runs become one space, and any
-/// other control character (ESC, BEL from a server's text) is shown escaped, never sent to a
-/// terminal.
+/// `s` as one line for `last_error`, the log and notify: blanks collapsed, and every other
+/// control character (ESC, BEL... from a mirror's hook or server) escaped, never raw.
 fn one_line(s: &str) -> String {
-    let s = url::escape_control(&s.split_whitespace().collect::<Vec<_>>().join(" "));
+    let s: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let s = url::escape_control(&crate::text::one_line(&s));
     if s.chars().count() > 500 {
         s.chars().take(500).collect::<String>() + "…"
     } else {
@@ -281,7 +281,7 @@ fn run_sync(
                 config_file: &m.source,
                 temp_files: &prepared.temp_files,
             };
-            mux::Mux::share(ctx.runtime_dir, &mut set, m.ssh_persist, &id)
+            mux::Mux::share(ctx.runtime_dir, &mut set, m.ssh_persist, &id, &remove)
         }
         _ => None,
     };

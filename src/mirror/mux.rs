@@ -59,6 +59,9 @@ pub struct Mux {
     socket: PathBuf,
     lasting: bool,
     keep: Cell<bool>,
+    /// What the sync's git children do not get (`ChildEnv::remove`: every configured
+    /// `password_env` variable among them): the `ssh -O exit` that ends the master neither.
+    remove: Vec<String>,
 }
 
 impl Mux {
@@ -71,6 +74,7 @@ impl Mux {
         env: &mut [(String, String)],
         persist: Duration,
         id: &Identity<'_>,
+        remove: &[String],
     ) -> Option<Mux> {
         let has_password = env.iter().any(|(k, _)| k == "GIT_PUSHMIRROR_PASSWORD");
         let cmd = env.iter_mut().find(|(k, _)| k == "GIT_SSH_COMMAND")?;
@@ -116,6 +120,7 @@ impl Mux {
             socket,
             lasting,
             keep: Cell::new(false),
+            remove: remove.to_vec(),
         })
     }
 
@@ -133,7 +138,7 @@ impl Drop for Mux {
         if std::fs::symlink_metadata(&self.socket).is_err() {
             return; // no master was started (no ssh ran, or it could not bind the socket)
         }
-        exit_master(&self.socket);
+        exit_master(&self.socket, &self.remove);
     }
 }
 
@@ -147,7 +152,7 @@ pub fn close_mirror(runtime_dir: &Path, git_dir: &Path, name: &str) -> usize {
     let mut n = 0;
     for entry in dir.flatten() {
         if entry.file_name().to_string_lossy().starts_with(&prefix) {
-            exit_master(&entry.path());
+            exit_master(&entry.path(), &[]);
             n += 1;
         }
     }
@@ -155,7 +160,7 @@ pub fn close_mirror(runtime_dir: &Path, git_dir: &Path, name: &str) -> usize {
 }
 
 /// `ssh -O exit` over the socket (the destination is not used), then the socket goes.
-fn exit_master(socket: &Path) {
+fn exit_master(socket: &Path, remove: &[String]) {
     let mut cmd = Command::new("ssh");
     cmd.args(["-F", "/dev/null", "-o", "BatchMode=yes", "-o"])
         .arg(format!("ControlPath={}", socket.display()))
@@ -164,6 +169,9 @@ fn exit_master(socket: &Path) {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     crate::paths::drop_git_env(&mut cmd);
+    for k in remove {
+        cmd.env_remove(k);
+    }
     if let Ok(child) = cmd.spawn() {
         let _ = super::git::wait_deadline(child, Duration::from_secs(5), |pid, sig| unsafe {
             libc::kill(pid, sig);
@@ -349,7 +357,8 @@ mod tests {
         ];
         let auth = Auth::None;
         let i = id(dir, &auth, "ssh://h/r", &[]);
-        let a = Mux::share(dir, &mut env, Duration::ZERO, &i).expect("a short, plain runtime dir");
+        let a =
+            Mux::share(dir, &mut env, Duration::ZERO, &i, &[]).expect("a short, plain runtime dir");
         assert_eq!(env[0].1, "/bin/x");
         let cmd = &env[1].1;
         assert!(cmd.starts_with("ssh -o BatchMode=yes -o ControlMaster=auto -o ControlPath='"));
@@ -363,7 +372,7 @@ mod tests {
         assert!(!a.socket.exists());
         // Without ssh_persist every sync gets its own master.
         let mut env2 = ssh_env("ssh");
-        let b = Mux::share(dir, &mut env2, Duration::ZERO, &i).unwrap();
+        let b = Mux::share(dir, &mut env2, Duration::ZERO, &i, &[]).unwrap();
         assert_ne!(a.socket, b.socket);
     }
 
@@ -383,7 +392,7 @@ mod tests {
         let persist = Duration::from_millis(1500);
         let share = |auth: &Auth, url: &str, cmd: &str, temp: &[PathBuf]| {
             let mut env = ssh_env(cmd);
-            let m = Mux::share(dir, &mut env, persist, &id(dir, auth, url, temp)).unwrap();
+            let m = Mux::share(dir, &mut env, persist, &id(dir, auth, url, temp), &[]).unwrap();
             assert!(m.lasting);
             assert!(env[0].1.ends_with("ControlPersist=2"), "{}", env[0].1);
             socket_of(&env)
@@ -450,13 +459,27 @@ mod tests {
             })
             .collect();
         let mut env = ssh_env("ssh");
-        let m = Mux::share(dir, &mut env, persist, &id(dir, &auth, "ssh://h/r", &[])).unwrap();
+        let m = Mux::share(
+            dir,
+            &mut env,
+            persist,
+            &id(dir, &auth, "ssh://h/r", &[]),
+            &[],
+        )
+        .unwrap();
         assert!(!m.lasting, "{}", env[0].1);
         drop(m);
         // Masters that are gone leave room (and their sockets are removed).
         drop(live);
         let mut env = ssh_env("ssh");
-        let m = Mux::share(dir, &mut env, persist, &id(dir, &auth, "ssh://h/r", &[])).unwrap();
+        let m = Mux::share(
+            dir,
+            &mut env,
+            persist,
+            &id(dir, &auth, "ssh://h/r", &[]),
+            &[],
+        )
+        .unwrap();
         assert!(m.lasting);
         assert!(!dir.join("mux-x-0").exists());
     }
@@ -472,6 +495,7 @@ mod tests {
             &mut env,
             Duration::from_secs(60),
             &id(tmp.path(), &auth, "ssh://h/r", &[]),
+            &[],
         )
         .unwrap();
         assert!(!m.lasting);
@@ -505,18 +529,23 @@ mod tests {
             ] {
                 let mut env = ssh_env("ssh");
                 assert!(
-                    Mux::share(Path::new(&dir), &mut env, persist, &i).is_none(),
+                    Mux::share(Path::new(&dir), &mut env, persist, &i, &[]).is_none(),
                     "{dir}"
                 );
                 assert_eq!(env[0].1, "ssh");
             }
             let mut no_ssh = vec![("GIT_ASKPASS".to_string(), "x".to_string())];
-            assert!(Mux::share(Path::new("/tmp"), &mut no_ssh, persist, &i).is_none());
+            assert!(Mux::share(Path::new("/tmp"), &mut no_ssh, persist, &i, &[]).is_none());
             // A directory where no socket can be made (it does not exist): no master either.
             let mut env = ssh_env("ssh");
-            assert!(
-                Mux::share(Path::new("/nonexistent/pushmirror"), &mut env, persist, &i).is_none()
-            );
+            assert!(Mux::share(
+                Path::new("/nonexistent/pushmirror"),
+                &mut env,
+                persist,
+                &i,
+                &[]
+            )
+            .is_none());
             assert_eq!(env[0].1, "ssh");
         }
     }

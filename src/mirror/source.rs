@@ -55,14 +55,16 @@ impl PushSource {
             ObjectFormat::Sha1 => (0, ""),
             ObjectFormat::Sha256 => (1, "[extensions]\n\tobjectformat = sha256\n"),
         };
-        let config = format!(
-            "[core]\n\trepositoryformatversion = {version}\n\tbare = true\n{format}[include]\n\tpath = {}\n",
-            quote(&upstream.join("config"))
-        );
-        write_private(&dir.join("config"), config.as_bytes())?;
+        let mut config = format!(
+            "[core]\n\trepositoryformatversion = {version}\n\tbare = true\n{format}[include]\n\tpath = "
+        )
+        .into_bytes();
+        config.extend(quote(&upstream.join("config")));
+        config.push(b'\n');
+        write_private(&dir.join("config"), &config)?;
         write_private(&dir.join("HEAD"), b"ref: refs/heads/pushmirror-source\n")?;
         let objects = upstream.join("objects");
-        let mut alternates = objects.as_os_str().as_encoded_bytes().to_vec();
+        let mut alternates = alternate(objects.as_os_str().as_encoded_bytes());
         alternates.push(b'\n');
         write_private(&dir.join("objects/info/alternates"), &alternates)?;
         Ok(source)
@@ -96,10 +98,41 @@ impl Drop for PushSource {
     }
 }
 
-/// A path as a git config string value: quoted, with `"` and `\` escaped.
-fn quote(p: &Path) -> String {
-    let s = p.to_string_lossy();
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+/// A path as a git config string value: quoted, with `"` and `\` escaped and a line break,
+/// tab or backspace written as git's `\n`, `\t`, `\b`; its bytes as they are (a path need
+/// not be UTF-8).
+fn quote(p: &Path) -> Vec<u8> {
+    let mut out = vec![b'"'];
+    for &b in p.as_os_str().as_encoded_bytes() {
+        match b {
+            b'\\' | b'"' => out.extend([b'\\', b]),
+            b'\n' => out.extend(b"\\n"),
+            b'\t' => out.extend(b"\\t"),
+            8 => out.extend(b"\\b"),
+            b => out.push(b),
+        }
+    }
+    out.push(b'"');
+    out
+}
+
+/// An `objects/info/alternates` line for `path`: as it is, unless it holds a line break or
+/// starts with `"`; then C-quoted, as git reads such a line (`\\`, `\"`, `\n`, octal escapes).
+fn alternate(path: &[u8]) -> Vec<u8> {
+    if !path.contains(&b'\n') && path.first() != Some(&b'"') {
+        return path.to_vec();
+    }
+    let mut out = vec![b'"'];
+    for &b in path {
+        match b {
+            b'\\' | b'"' => out.extend([b'\\', b]),
+            b'\n' => out.extend(b"\\n"),
+            b if b < 0x20 || b == 0x7f => out.extend(format!("\\{b:03o}").into_bytes()),
+            b => out.push(b),
+        }
+    }
+    out.push(b'"');
+    out
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -111,6 +144,21 @@ fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_are_written_as_git_reads_them_back() {
+        use std::os::unix::ffi::OsStrExt;
+        let p = Path::new(std::ffi::OsStr::from_bytes(b"/s/a\\b\"c\nd\te\xff/config"));
+        assert_eq!(quote(p), b"\"/s/a\\\\b\\\"c\\nd\\te\xff/config\"".to_vec());
+        assert_eq!(
+            alternate(b"/s/plain\xff/objects"),
+            b"/s/plain\xff/objects".to_vec()
+        );
+        assert_eq!(
+            alternate(b"/s/a\"b\nc\x1b/objects"),
+            b"\"/s/a\\\"b\\nc\\033/objects\"".to_vec()
+        );
+    }
 
     #[test]
     fn shadow_is_a_repository_git_reads_with_exactly_the_given_refs() {

@@ -185,10 +185,14 @@ pub fn flusher_running(paths: &RepoPaths) -> bool {
     crate::locks::held(&paths.flusher_alive())
 }
 
-/// Every repository under `root` (not descending into one, nor following symlinks, at most 8
+/// Every repository under `root` (not descending into one, nor following symlinks, at most 9
 /// levels deep), sorted by path, and the directories that could not be read (one line each,
 /// naming the directory and why): the repositories in those are not in the list, and every
 /// caller reports them and exits 1 rather than show a fleet with holes in it.
+/// How deep under the root repositories are looked for: a repository at this depth is found,
+/// a directory there that is none is reported (`find_all`), not searched.
+const MAX_DEPTH: usize = 9;
+
 pub fn find_all(root: &Path) -> (Vec<PathBuf>, Vec<String>) {
     let (mut dirs, mut unreadable) = (Vec::new(), Vec::new());
     walk(root, 0, &mut dirs, &mut unreadable);
@@ -196,11 +200,16 @@ pub fn find_all(root: &Path) -> (Vec<PathBuf>, Vec<String>) {
 }
 
 fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>, unreadable: &mut Vec<String>) {
-    if depth > 8 {
-        return;
-    }
     if dir.join("HEAD").is_file() && dir.join("objects").is_dir() && dir.join("refs").is_dir() {
         out.push(dir.to_path_buf());
+        return;
+    }
+    if depth >= MAX_DEPTH {
+        // Not searched: said, like a directory that cannot be read, not a silent hole.
+        unreadable.push(format!(
+            "{}: more than {MAX_DEPTH} levels below the root, not searched: repositories in it are missing",
+            crate::text::path_text(dir)
+        ));
         return;
     }
     let cannot = |e: std::io::Error| {

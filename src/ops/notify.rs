@@ -15,7 +15,9 @@
 //! once on the server, each holding a `notify-N.lock` slot in the runtime directory (the push
 //! slots' mechanism, slots of their own): 40 repositories failing together queue instead of
 //! forking 40 commands. One mirror's notifications run one after the other, in the order of
-//! its state changes (`failed` is delivered before the `gave_up` that follows it).
+//! its state changes (`failed` is delivered before the `gave_up` that follows it), also across
+//! flushers: a flusher does not leave (and release the repository to the next one, whose
+//! notifications could overtake its own) while one of its notifications has not finished.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -108,6 +110,14 @@ pub fn transition(paths: &RepoPaths, mirror: &str, before: &MirrorState, after: 
         }
     });
     latest.insert(key, handle);
+}
+
+/// Whether a notification of this process has not finished yet (running, or waiting for its
+/// slot or for the one before it).
+pub fn pending() -> bool {
+    let mut latest = LATEST.lock().unwrap_or_else(|e| e.into_inner());
+    latest.retain(|_, h| !h.is_finished());
+    !latest.is_empty()
 }
 
 /// Waits for the notifications still running (each is bounded by its timeout): the flusher
@@ -256,7 +266,8 @@ pub fn run(command: &str, input: &[u8], dir: &Path, timeout: Duration) -> Result
         .lines()
         .map(str::trim)
         .find(|l| !l.is_empty())
-        .map(|l| l.chars().take(200).collect::<String>());
+        // What a webhook answered may hold terminal escapes: never raw in the log.
+        .map(|l| crate::text::one_line(&l.chars().take(200).collect::<String>()));
     if status.success() {
         return Ok(start.elapsed().as_millis());
     }
@@ -319,6 +330,14 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e, "exited with 3: nope");
+        let e = run(
+            "printf 'a \\033[2J\\007b\\rc\\n' >&2; exit 4",
+            b"{}",
+            &dir,
+            Duration::from_secs(10),
+        )
+        .unwrap_err();
+        assert_eq!(e, "exited with 4: a \\x1b[2J\\x07b\\rc");
         let e = run("sleep 30", b"{}", &dir, Duration::from_millis(200)).unwrap_err();
         assert!(e.starts_with("timed out"), "{e}");
     }
