@@ -17,6 +17,8 @@ use serde_json::{json, Value};
 const LFS_JSON: &str = "application/vnd.git-lfs+json";
 /// Objects per batch request (GitHub and GitLab cap a batch at 100).
 pub const BATCH_MAX: usize = 100;
+/// The largest batch answer read, in bytes.
+const BATCH_ANSWER_MAX: u64 = 2 << 20;
 
 /// Where the batch API is and how to authenticate there.
 pub struct Endpoint {
@@ -418,9 +420,44 @@ fn header_list(v: &Value) -> Result<Vec<(String, String)>, String> {
                 "its header {name} is not valid HTTP (its value is not shown)"
             ));
         }
+        // How the request is framed and where it goes are ours (as git-lfs, whose HTTP client
+        // ignores these in a header map): an action's `Content-Length` would go out next to
+        // ours and let a server store a cut-short object, a `Host` would send our request
+        // (credentials and all) to another virtual host, `Transfer-Encoding` would re-frame it.
+        if is_framing(k) {
+            continue;
+        }
         out.push((k.clone(), v.to_string()));
     }
     Ok(out)
+}
+
+/// Headers an action may not set: the request's framing and destination are ours.
+const FRAMING: [&str; 9] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+];
+
+/// Whether a server may not set header `name` (see [`FRAMING`]; `Proxy-*` too).
+fn is_framing(name: &str) -> bool {
+    FRAMING.iter().any(|f| name.eq_ignore_ascii_case(f))
+        || name
+            .get(..6)
+            .is_some_and(|p| p.eq_ignore_ascii_case("proxy-"))
+}
+
+/// Sets `name` in `headers`, replacing any of that name whatever its case (ureq replaces only
+/// the same spelling, and would send both).
+fn set_header(headers: &mut Vec<(String, String)>, name: &str, value: &str) {
+    headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+    headers.push((name.into(), value.into()));
 }
 
 /// An action of a batch answer: None when there is none (null or absent), Err when there is
@@ -439,16 +476,17 @@ fn action(v: &Value, now: Instant) -> Result<Option<Action>, String> {
         .ok_or("its href is not a URL string")?
         .to_string();
     let headers = header_list(&v["header"])?;
+    // A time too far ahead to represent is no expiry (an absurd `expires_in` must not panic).
     let in_secs = v["expires_in"]
         .as_i64()
         .filter(|s| *s > 0)
-        .map(|s| now + Duration::from_secs(s as u64));
+        .and_then(|s| now.checked_add(Duration::from_secs(s as u64)));
     let at = v["expires_at"]
         .as_str()
         .and_then(parse_rfc3339_ms)
-        .map(|ms| {
+        .and_then(|ms| {
             let left = ms.saturating_sub(crate::time::now_ms());
-            now + Duration::from_millis(left)
+            now.checked_add(Duration::from_millis(left))
         });
     Ok(Some(Action {
         href,
@@ -463,7 +501,13 @@ fn action(v: &Value, now: Instant) -> Result<Option<Action>, String> {
 /// Milliseconds since the epoch of `2026-11-30T22:30:00Z` / `...00.123+01:00`.
 pub fn parse_rfc3339_ms(s: &str) -> Option<u64> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+    // ASCII only: the offset is sliced by bytes (a server's `+1€x` must not panic).
+    if !s.is_ascii()
+        || b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
@@ -745,8 +789,9 @@ impl Client {
             "hash_algo": "sha256",
         });
         let mut headers = self.endpoint.headers.clone();
-        headers.push(("Accept".into(), LFS_JSON.into()));
-        headers.push(("Content-Type".into(), LFS_JSON.into()));
+        headers.retain(|(k, _)| !is_framing(k));
+        set_header(&mut headers, "Accept", LFS_JSON);
+        set_header(&mut headers, "Content-Type", LFS_JSON);
         let resp = answered(
             self.request("POST", &href, &headers)
                 .timeout(self.timeout)
@@ -772,13 +817,27 @@ impl Client {
             }
         })?;
         let now = Instant::now();
-        let text = resp.into_string().map_err(|e| {
-            format!(
-                "lfs: batch response from {}: {}",
+        // Bounded: a batch answer for BATCH_MAX objects is a few hundred KiB, and its JSON tree
+        // takes up to 16 times its size in memory (ureq's own cap is 10 MiB).
+        let mut raw = Vec::new();
+        resp.into_reader()
+            .take(BATCH_ANSWER_MAX + 1)
+            .read_to_end(&mut raw)
+            .map_err(|e| {
+                format!(
+                    "lfs: batch response from {}: {}",
+                    show(&href),
+                    crate::url::escape_control(&e.to_string())
+                )
+            })?;
+        if raw.len() as u64 > BATCH_ANSWER_MAX {
+            return Err(Failure::from(format!(
+                "lfs: batch response from {} is over {} MiB; not read",
                 show(&href),
-                crate::url::escape_control(&e.to_string())
-            )
-        })?;
+                BATCH_ANSWER_MAX >> 20
+            )));
+        }
+        let text = String::from_utf8_lossy(&raw);
         Ok(parse_batch(&text, objects, now).map_err(|e| format!("lfs: {} {e}", show(&href)))?)
     }
 
@@ -832,8 +891,14 @@ impl Client {
         let checked = HashCheck::new(file, oid, size);
         let corrupt = checked.corrupt.clone();
         let mut headers = upload.headers.clone();
-        headers.push(("Content-Type".into(), "application/octet-stream".into()));
-        headers.push(("Content-Length".into(), size.to_string()));
+        // The action's own Content-Type stays (as git-lfs: a presigned URL may be signed for it).
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            headers.push(("Content-Type".into(), "application/octet-stream".into()));
+        }
+        set_header(&mut headers, "Content-Length", &size.to_string());
         let body = Counting {
             inner: checked,
             sent: sent.clone(),
@@ -864,8 +929,8 @@ impl Client {
         drain(resp, self.timeout).map_err(|e| failed(e, None))?;
         if let Some(v) = verify {
             let mut headers = v.headers.clone();
-            headers.push(("Accept".into(), LFS_JSON.into()));
-            headers.push(("Content-Type".into(), LFS_JSON.into()));
+            set_header(&mut headers, "Accept", LFS_JSON);
+            set_header(&mut headers, "Content-Type", LFS_JSON);
             let failed = |msg: String, retry_after| {
                 UploadError::Failed(Failure {
                     msg: format!(
@@ -1026,6 +1091,61 @@ mod tests {
         ] {
             assert_eq!(parse_retry_after(bad, now), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn absurd_times_from_a_server_do_not_panic() {
+        // Byte-sliced offsets with a multi-byte character in them.
+        for t in [
+            "2026-11-30T22:30:00+1\u{20ac}x",
+            "2026-11-30T22:30:00+\u{e9}\u{e9}x",
+            "2026-11-30T22:30:00.\u{e9}Z",
+            "2026-11-30T22:30:00+01:\u{e9}",
+        ] {
+            assert_eq!(parse_rfc3339_ms(t), None, "{t}");
+        }
+        let now = Instant::now();
+        for v in [
+            json!({"href": "https://h/x", "expires_in": i64::MAX}),
+            json!({"href": "https://h/x", "expires_in": u64::MAX}),
+            json!({"href": "https://h/x", "expires_in": -5}),
+            json!({"href": "https://h/x", "expires_at": "9999-12-31T23:59:59Z"}),
+            json!({"href": "https://h/x", "expires_at": "2026-11-30T22:30:00+1\u{20ac}x"}),
+        ] {
+            assert!(action(&v, now).is_ok(), "{v}");
+        }
+        let past = json!({"href": "https://h/x", "expires_at": "2001-01-01T00:00:00Z"});
+        let a = action(&past, now).unwrap().unwrap();
+        assert!(a.expires.is_some_and(|e| e <= Instant::now()));
+    }
+
+    #[test]
+    fn an_action_cannot_set_how_the_request_is_framed_or_where_it_goes() {
+        let h = header_list(&json!({
+            "Authorization": "Bearer t",
+            "content-length": "1",
+            "Content-Length": "1",
+            "HOST": "evil.example.com",
+            "Transfer-Encoding": "chunked",
+            "Connection": "close",
+            "Expect": "100-continue",
+            "Proxy-Authorization": "Basic x",
+            "X-Amz-Date": "20261204T000000Z",
+            "content-type": "image/png",
+        }))
+        .unwrap();
+        let mut names: Vec<&str> = h.iter().map(|(k, _)| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["Authorization", "X-Amz-Date", "content-type"]);
+        let mut h = h;
+        set_header(&mut h, "Content-Type", LFS_JSON);
+        assert_eq!(
+            h.iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+                .map(|(_, v)| v.as_str())
+                .collect::<Vec<_>>(),
+            [LFS_JSON]
+        );
     }
 
     #[test]
