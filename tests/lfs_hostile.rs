@@ -472,3 +472,98 @@ fn an_lfs_url_on_another_origin_gets_no_credentials() {
         text(&out)
     );
 }
+
+/// A TCP server that takes the client's first flight and then answers with a TLS handshake
+/// record trickled a byte every 200 ms: each read moves within the activity timeout, the
+/// handshake never ends. It gives up after 15 s (so a client without a whole-handshake bound
+/// fails with something else instead of hanging the test). Stops with its guard.
+struct TrickleTls {
+    port: u16,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    accept: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TrickleTls {
+    fn start() -> TrickleTls {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let accept = std::thread::spawn(move || {
+            let mut conns = Vec::new();
+            while !s.load(Ordering::Relaxed) {
+                let Ok((mut c, _)) = listener.accept() else {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    continue;
+                };
+                let s = s.clone();
+                conns.push(std::thread::spawn(move || {
+                    c.set_nonblocking(false).unwrap();
+                    let mut hello = [0u8; 4096];
+                    let _ = c.read(&mut hello);
+                    // A handshake record of 16 KiB, sent a byte at a time.
+                    let mut out = vec![0x16, 0x03, 0x03, 0x40, 0x00];
+                    out.resize(5 + 0x4000, 0);
+                    let t0 = std::time::Instant::now();
+                    for b in out {
+                        if s.load(Ordering::Relaxed)
+                            || t0.elapsed() > std::time::Duration::from_secs(15)
+                            || c.write_all(&[b]).is_err()
+                        {
+                            break;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(200));
+                    }
+                }));
+            }
+            for c in conns {
+                let _ = c.join();
+            }
+        });
+        TrickleTls {
+            port,
+            stop,
+            accept: Some(accept),
+        }
+    }
+}
+
+impl Drop for TrickleTls {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(a) = self.accept.take() {
+            let _ = a.join();
+        }
+    }
+}
+
+/// A server that trickles its TLS handshake (every read moves, the handshake never ends) is cut
+/// by the mirror's timeout like any other stalled request: the handshake has the whole-request
+/// bound too, not only the activity timeout per read.
+#[test]
+fn a_tls_handshake_trickled_a_byte_at_a_time_is_cut_by_the_timeout() {
+    if no_servers() {
+        return;
+    }
+    let trickle = TrickleTls::start();
+    let f = Setup::new(1000, "2s", &[], |_, _| Reply::Stall);
+    f.env.pm_ok(
+        &f.up,
+        &[
+            "set",
+            "lfs",
+            &format!(
+                "lfs_url=https://127.0.0.1:{}/dst.git/info/lfs",
+                trickle.port
+            ),
+        ],
+    );
+    let e = f.sync_fails();
+    assert!(
+        e.contains("batch request") && e.contains("timed out"),
+        "{e}"
+    );
+}

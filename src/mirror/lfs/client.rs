@@ -182,11 +182,46 @@ impl ureq::TlsConnector for TimedTls {
             .to_owned();
         let mut conn = rustls::ClientConnection::new(self.config.clone(), sni)
             .map_err(|e| io_error(format!("TLS: {e}")))?;
+        // The handshake ends within the timeout as a whole: a server trickling its handshake
+        // a byte at a time (each read within the activity timeout) must not hold the request.
+        let deadline = Instant::now() + self.timeout;
+        while conn.is_handshaking() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the TLS handshake did not end within the timeout",
+                )
+                .into());
+            }
+            if let Some(s) = io.socket() {
+                s.set_read_timeout(Some(left.min(self.timeout)))?;
+                s.set_write_timeout(Some(left.min(self.timeout)))?;
+            }
+            if conn.wants_write() {
+                conn.write_tls(&mut io)?;
+            } else if conn.read_tls(&mut io)? == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection during the TLS handshake",
+                )
+                .into());
+            } else {
+                conn.process_new_packets().map_err(|e| {
+                    ureq::Error::from(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("TLS: {e}"),
+                    ))
+                })?;
+            }
+        }
+        while conn.wants_write() {
+            conn.write_tls(&mut io)?;
+        }
         if let Some(s) = io.socket() {
             s.set_read_timeout(Some(self.timeout))?;
             s.set_write_timeout(Some(self.timeout))?;
         }
-        conn.complete_io(&mut io)?;
         Ok(Box::new(TimedStream {
             tls: rustls::StreamOwned::new(conn, io),
             timeout: self.timeout,
