@@ -511,11 +511,16 @@ fn action(v: &Value, now: Instant) -> Result<Option<Action>, String> {
         .ok_or("its href is not a URL string")?
         .to_string();
     let headers = header_list(&v["header"])?;
-    // A time too far ahead to represent is no expiry (an absurd `expires_in` must not panic).
-    let in_secs = v["expires_in"]
-        .as_i64()
-        .filter(|s| *s > 0)
-        .and_then(|s| now.checked_add(Duration::from_secs(s as u64)));
+    // As the batch API says and git-lfs does: `expires_in` is preferred over `expires_at`, 0
+    // is none, a negative one has expired already (the action is asked for again). A time too
+    // far ahead to represent is no expiry (an absurd `expires_in` must not panic).
+    let in_secs = v["expires_in"].as_i64().filter(|s| *s != 0).map(|s| {
+        if s < 0 {
+            Some(now)
+        } else {
+            now.checked_add(Duration::from_secs(s as u64))
+        }
+    });
     let at = v["expires_at"]
         .as_str()
         .and_then(parse_rfc3339_ms)
@@ -526,10 +531,7 @@ fn action(v: &Value, now: Instant) -> Result<Option<Action>, String> {
     Ok(Some(Action {
         href,
         headers,
-        expires: match (in_secs, at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        },
+        expires: in_secs.unwrap_or(at),
     }))
 }
 
@@ -1152,6 +1154,22 @@ mod tests {
         let past = json!({"href": "https://h/x", "expires_at": "2001-01-01T00:00:00Z"});
         let a = action(&past, now).unwrap().unwrap();
         assert!(a.expires.is_some_and(|e| e <= Instant::now()));
+        // expires_in is preferred over expires_at; negative: expired already; 0: none.
+        let expires = |v| action(&v, now).unwrap().unwrap().expires;
+        assert_eq!(
+            expires(json!({"href": "https://h/x", "expires_in": -30})),
+            Some(now)
+        );
+        assert_eq!(
+            expires(
+                json!({"href": "https://h/x", "expires_in": 60, "expires_at": "2001-01-01T00:00:00Z"})
+            ),
+            Some(now + Duration::from_secs(60))
+        );
+        assert_eq!(
+            expires(json!({"href": "https://h/x", "expires_in": 0})),
+            None
+        );
     }
 
     #[test]
