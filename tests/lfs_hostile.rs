@@ -604,3 +604,44 @@ fn a_huge_batch_answer_is_not_read_into_memory() {
         "peak RSS {peak:?} KiB\n{log}"
     );
 }
+
+/// An upload has no whole-request bound (a big object takes its time), but its answer has: a
+/// server that takes the whole PUT and then trickles the answer's head a byte at a time (every
+/// read moves) is cut by the mirror's timeout after the body went.
+#[test]
+fn an_upload_answer_whose_head_trickles_is_cut_by_the_timeout() {
+    if no_servers() {
+        return;
+    }
+    let port: Port = Arc::default();
+    let p = port.clone();
+    let f = Setup::new(1000, "2s", &[], move |h, body| {
+        match (h.method.as_str(), body) {
+            ("POST", None) => Reply::ReadBody,
+            ("POST", Some(b)) => {
+                let port = *p.lock().unwrap();
+                Reply::Answer(
+                    200,
+                    Vec::new(),
+                    batch_answer(b, |oid, _| put_actions(port, oid, false)),
+                )
+            }
+            ("PUT", _) => Reply::TrickleHead,
+            _ => Reply::Stall,
+        }
+    });
+    *port.lock().unwrap() = f.lfs.port;
+    let e = f.sync_fails();
+    assert!(
+        e.contains("upload of") && e.contains(&f.oid) && e.contains("timed out"),
+        "{e}"
+    );
+    // Cut by the client, not by the server giving up after 15 s (then it never sees the
+    // client hang up: it has stopped writing).
+    let hung_up = || f.lfs.seen().iter().any(|s| s.method == "(client hung up)");
+    assert!(
+        wait_until(std::time::Duration::from_secs(10), hung_up),
+        "the client waited for the trickling answer until the server gave up: {:?}",
+        f.lfs.seen()
+    );
+}

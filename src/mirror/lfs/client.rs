@@ -111,6 +111,21 @@ impl TimedStream {
     /// one; a shorter one is what is left of a whole-request deadline (`Request::timeout`), and
     /// stays.
     fn arm(&self) -> std::io::Result<()> {
+        if let Some(by) = ANSWER_BY.get() {
+            // An upload's body has gone: its answer has what is left of the timeout.
+            let left = by.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no whole answer within the timeout",
+                ));
+            }
+            if let Some(s) = self.tls.get_ref().socket() {
+                s.set_read_timeout(Some(left.min(self.timeout)))?;
+                s.set_write_timeout(Some(left.min(self.timeout)))?;
+            }
+            return Ok(());
+        }
         if let Some(s) = self.tls.get_ref().socket() {
             let keep = |t: Option<Duration>| t.is_some_and(|t| t <= self.timeout);
             if !keep(s.read_timeout()?) {
@@ -646,16 +661,45 @@ fn parse_batch(
     Ok(out)
 }
 
-/// Counts bytes as they are read from disk, for progress and the sync's totals.
+thread_local! {
+    /// When the answer to this thread's upload must have come whole: an upload has no
+    /// whole-request bound (a big object takes its time, moving), but once its body has gone
+    /// the answer has the mirror's timeout, so a server trickling the answer's head a byte at
+    /// a time cannot hold it (ureq reads each request on the thread that sends it).
+    static ANSWER_BY: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// Clears [`ANSWER_BY`] when an upload starts and when it is over, however it ends.
+struct AnswerBy;
+
+impl AnswerBy {
+    fn start() -> AnswerBy {
+        ANSWER_BY.set(None);
+        AnswerBy
+    }
+}
+
+impl Drop for AnswerBy {
+    fn drop(&mut self) {
+        ANSWER_BY.set(None);
+    }
+}
+
+/// Counts bytes as they are read from disk, for progress and the sync's totals; at the end of
+/// the body, starts the answer's deadline ([`ANSWER_BY`]).
 struct Counting<R> {
     inner: R,
     sent: Arc<AtomicU64>,
+    answer_within: Duration,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.sent.fetch_add(n as u64, Ordering::Relaxed);
+        if n == 0 && !buf.is_empty() && ANSWER_BY.get().is_none() {
+            ANSWER_BY.set(Instant::now().checked_add(self.answer_within));
+        }
         Ok(n)
     }
 }
@@ -939,7 +983,9 @@ impl Client {
         let body = Counting {
             inner: checked,
             sent: sent.clone(),
+            answer_within: self.timeout,
         };
+        let _answer_by = AnswerBy::start();
         let result = self.request("PUT", &upload.href, &headers).send(body);
         if corrupt.load(Ordering::Relaxed) {
             let why = match result {
@@ -964,6 +1010,7 @@ impl Client {
         };
         let resp = answered(result).map_err(|d| failed(d.msg, d.retry_after))?;
         drain(resp, self.timeout).map_err(|e| failed(e, None))?;
+        drop(_answer_by);
         if let Some(v) = verify {
             let mut headers = v.headers.clone();
             set_header(&mut headers, "Accept", LFS_JSON);
