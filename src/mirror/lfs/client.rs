@@ -646,7 +646,14 @@ fn parse_batch(
                 },
             }
         };
-        out.push((oid.to_string(), size, need));
+        // One answer per object: a server repeating an object (thousands of times, within the
+        // size bound) must not make us upload it as often. Where the answers differ, the one
+        // that asks for something (an upload, a refusal) stands over "the server has it".
+        match out.iter_mut().find(|(o, z, _)| o == oid && *z == size) {
+            Some(seen) if matches!(seen.2, Need::Nothing) => seen.2 = need,
+            Some(_) => {}
+            None => out.push((oid.to_string(), size, need)),
+        }
     }
     // An object left out is not one the server has: taking silence for "have it" would push
     // refs whose objects the mirror never got (a proxy answering `{}` would do it for all).
@@ -1077,6 +1084,13 @@ mod tests {
         let without = format!(r#"{{"objects":[{}]}}"#, put(oid, 13));
         let e = parse_batch(&without, &asked, Instant::now()).unwrap_err();
         assert!(e.contains(oid) && e.contains("left"), "{e}");
+        // An object repeated is answered once; "has it" does not win over an upload.
+        let mut many: Vec<String> = vec![put(oid, 12); 1000];
+        many.insert(0, format!(r#"{{"oid":"{oid}","size":12}}"#));
+        let text = format!(r#"{{"objects":[{}]}}"#, many.join(","));
+        let got = parse_batch(&text, &asked, Instant::now()).unwrap();
+        assert_eq!(got.len(), 1);
+        assert!(matches!(got[0].2, Need::Upload { .. }));
         let has = format!(r#"{{"objects":[{{"oid":"{oid}","size":12}}]}}"#);
         let got = parse_batch(&has, &asked, Instant::now()).unwrap();
         assert!(matches!(got[0].2, Need::Nothing));
