@@ -17,6 +17,8 @@ use serde_json::{json, Value};
 const LFS_JSON: &str = "application/vnd.git-lfs+json";
 /// Objects per batch request (GitHub and GitLab cap a batch at 100).
 pub const BATCH_MAX: usize = 100;
+/// The most of an error answer's body read, in bytes.
+const ERROR_BODY_MAX: u64 = 64 << 10;
 /// The largest batch answer read, in bytes.
 const BATCH_ANSWER_MAX: u64 = 2 << 20;
 
@@ -318,7 +320,14 @@ fn status_failure(code: u16, resp: ureq::Response) -> Described {
             .and_then(|v| parse_retry_after(v, crate::time::now_ms())),
         _ => None,
     };
-    let body = resp.into_string().unwrap_or_default();
+    // Only the start of an error body is read: it is shown cut to 200 characters anyway, and
+    // a JSON tree of megabytes takes many times that in memory.
+    let mut raw = Vec::new();
+    let _ = resp
+        .into_reader()
+        .take(ERROR_BODY_MAX)
+        .read_to_end(&mut raw);
+    let body = String::from_utf8_lossy(&raw);
     let what = if (300..400).contains(&code) {
         " (a redirect, not followed)"
     } else {
