@@ -340,7 +340,7 @@ fn status_failure(code: u16, resp: ureq::Response) -> Described {
             server_message(&body),
             retry_after.map_or(String::new(), |d| format!(
                 " (asked to retry after {})",
-                crate::time::human(d.as_millis() as u64)
+                crate::time::human(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             ))
         ),
         retry_after,
@@ -1269,6 +1269,21 @@ mod tests {
                 .collect::<Vec<_>>(),
             [LFS_JSON]
         );
+    }
+
+    #[test]
+    fn an_absurd_retry_after_is_shown_as_asked() {
+        // ~584 million years in seconds: in milliseconds it no longer fits 64 bits.
+        let resp: ureq::Response =
+            "HTTP/1.1 429 Slow Down\r\nRetry-After: 18446744073709552\r\n\r\n"
+                .parse()
+                .unwrap();
+        let d = status_failure(429, resp);
+        assert_eq!(
+            d.retry_after,
+            Some(Duration::from_secs(18_446_744_073_709_552))
+        );
+        assert!(d.msg.contains("after 5124095576030h"), "{}", d.msg);
     }
 
     #[test]
