@@ -655,3 +655,50 @@ fn an_upload_answer_whose_head_trickles_is_cut_by_the_timeout() {
         f.lfs.seen()
     );
 }
+
+/// Times a server gives with its actions cannot break a sync: an `expires_at` with a multi-byte
+/// character where its offset is read, an `expires_in` of centuries. The object goes, then the
+/// refs.
+#[test]
+fn absurd_action_times_do_not_break_the_sync() {
+    if no_servers() {
+        return;
+    }
+    let port: Port = Arc::default();
+    let p = port.clone();
+    let stored = Arc::new(Mutex::new(0usize));
+    let st = stored.clone();
+    let f = Setup::new(1000, TIMEOUT, &[], move |h, body| {
+        match (h.method.as_str(), body) {
+            (_, None) => Reply::ReadBody,
+            ("POST", Some(b)) => {
+                let port = *p.lock().unwrap();
+                Reply::Answer(
+                    200,
+                    Vec::new(),
+                    batch_answer(b, |oid, _| {
+                        let mut a = put_actions(port, oid, false);
+                        a["upload"]["expires_at"] = json!("2026-11-30T22:30:00+1\u{20ac}x");
+                        a["upload"]["expires_in"] = json!(i64::MAX);
+                        a
+                    }),
+                )
+            }
+            ("PUT", Some(_)) => {
+                *st.lock().unwrap() += 1;
+                ok_empty()
+            }
+            _ => Reply::Answer(404, Vec::new(), Vec::new()),
+        }
+    });
+    *port.lock().unwrap() = f.lfs.port;
+    let m = f.sync();
+    assert_eq!(
+        m["update_status"],
+        "finished",
+        "{m:#}\n{}",
+        f.env.log(&f.up)
+    );
+    assert_eq!(*stored.lock().unwrap(), 1);
+    f.env.wait_mirrored(&f.up, &f.dst);
+}
