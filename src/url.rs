@@ -403,11 +403,21 @@ pub fn show_href(href: &str) -> String {
             let _ = u.set_password(None);
             u.set_query(None);
             u.set_fragment(None);
-            u.to_string()
+            let shown = u.to_string();
+            // A server's href may be megabytes long: a message shows its start.
+            if shown.chars().count() > SHOWN_HREF_MAX {
+                let start: String = shown.chars().take(SHOWN_HREF_MAX).collect();
+                format!("{start}...")
+            } else {
+                shown
+            }
         }
         Err(_) => "<unparsable URL>".to_string(),
     }
 }
+
+/// The most characters of a URL a message shows (`show_href`).
+const SHOWN_HREF_MAX: usize = 200;
 
 /// Text from a server (a response body, an error message, a git-lfs-authenticate line) made
 /// safe for a message, the log and a terminal: every control character (ESC, BEL, CR, LF, C1
@@ -571,6 +581,15 @@ fn decoded_non_empty(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_href_is_shown_cut() {
+        let long = format!("https://h.example/{}?sig=s3cr3t", "a".repeat(1 << 20));
+        let shown = show_href(&long);
+        assert!(shown.starts_with("https://h.example/aaa") && shown.ends_with("..."));
+        assert!(shown.len() < 300 && !shown.contains("s3cr3t"), "{shown}");
+        assert_eq!(show_href("https://h.example/x"), "https://h.example/x");
+    }
 
     fn ok(url: &str) -> Scheme {
         match validate(url, false) {

@@ -472,3 +472,233 @@ fn an_lfs_url_on_another_origin_gets_no_credentials() {
         text(&out)
     );
 }
+
+/// A TCP server that takes the client's first flight and then answers with a TLS handshake
+/// record trickled a byte every 200 ms: each read moves within the activity timeout, the
+/// handshake never ends. It gives up after 15 s (so a client without a whole-handshake bound
+/// fails with something else instead of hanging the test). Stops with its guard.
+struct TrickleTls {
+    port: u16,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    accept: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TrickleTls {
+    fn start() -> TrickleTls {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let accept = std::thread::spawn(move || {
+            let mut conns = Vec::new();
+            while !s.load(Ordering::Relaxed) {
+                let Ok((mut c, _)) = listener.accept() else {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    continue;
+                };
+                let s = s.clone();
+                conns.push(std::thread::spawn(move || {
+                    c.set_nonblocking(false).unwrap();
+                    let mut hello = [0u8; 4096];
+                    let _ = c.read(&mut hello);
+                    // A handshake record of 16 KiB, sent a byte at a time.
+                    let mut out = vec![0x16, 0x03, 0x03, 0x40, 0x00];
+                    out.resize(5 + 0x4000, 0);
+                    let t0 = std::time::Instant::now();
+                    for b in out {
+                        if s.load(Ordering::Relaxed)
+                            || t0.elapsed() > std::time::Duration::from_secs(15)
+                            || c.write_all(&[b]).is_err()
+                        {
+                            break;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(200));
+                    }
+                }));
+            }
+            for c in conns {
+                let _ = c.join();
+            }
+        });
+        TrickleTls {
+            port,
+            stop,
+            accept: Some(accept),
+        }
+    }
+}
+
+impl Drop for TrickleTls {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(a) = self.accept.take() {
+            let _ = a.join();
+        }
+    }
+}
+
+/// A server that trickles its TLS handshake (every read moves, the handshake never ends) is cut
+/// by the mirror's timeout like any other stalled request: the handshake has the whole-request
+/// bound too, not only the activity timeout per read.
+#[test]
+fn a_tls_handshake_trickled_a_byte_at_a_time_is_cut_by_the_timeout() {
+    if no_servers() {
+        return;
+    }
+    let trickle = TrickleTls::start();
+    let f = Setup::new(1000, "2s", &[], |_, _| Reply::Stall);
+    f.env.pm_ok(
+        &f.up,
+        &[
+            "set",
+            "lfs",
+            &format!(
+                "lfs_url=https://127.0.0.1:{}/dst.git/info/lfs",
+                trickle.port
+            ),
+        ],
+    );
+    let e = f.sync_fails();
+    assert!(
+        e.contains("batch request") && e.contains("timed out"),
+        "{e}"
+    );
+}
+
+/// A batch answer is read up to 2 MiB, an error answer's body up to 64 KiB: a server's 9 MiB
+/// of valid JSON made of tiny values (a JSON tree takes many times its text in memory) neither
+/// blows up the flusher's memory nor is parsed, as a batch answer (the sync fails saying so) or
+/// as the body of a 503.
+#[test]
+fn a_huge_batch_answer_is_not_read_into_memory() {
+    if no_servers() {
+        return;
+    }
+    let mut body = b"{\"message\":\"busy\",\"objects\":[".to_vec();
+    while body.len() < 9 << 20 {
+        body.extend_from_slice(b"0,");
+    }
+    body.extend_from_slice(b"0]}");
+    let body = Arc::new(body);
+    let status = Arc::new(Mutex::new(200u16));
+    let st = status.clone();
+    let f = Setup::new(1000, TIMEOUT, &[], move |h, b| {
+        match (h.method.as_str(), b) {
+            ("POST", None) => Reply::ReadBody,
+            ("POST", Some(_)) => Reply::Answer(*st.lock().unwrap(), Vec::new(), body.to_vec()),
+            _ => Reply::Stall,
+        }
+    });
+    let e = f.sync_fails();
+    assert!(e.contains("over 2 MiB"), "{e}");
+    assert!(f.env.wait_flushers_gone());
+    *status.lock().unwrap() = 503;
+    let e = f.sync_fails();
+    assert!(e.contains("HTTP 503"), "{e}");
+    assert!(f.env.wait_flushers_gone());
+    let log = f.env.log(&f.up);
+    let peak: Vec<u64> = log
+        .lines()
+        .filter_map(|l| l.split("peak RSS ").nth(1))
+        .filter_map(|r| r.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert!(
+        peak.len() >= 2,
+        "no peak RSS of both syncs in the log:\n{log}"
+    );
+    assert!(
+        peak.iter().all(|kib| *kib < 100 * 1024),
+        "peak RSS {peak:?} KiB\n{log}"
+    );
+}
+
+/// An upload has no whole-request bound (a big object takes its time), but its answer has: a
+/// server that takes the whole PUT and then trickles the answer's head a byte at a time (every
+/// read moves) is cut by the mirror's timeout after the body went.
+#[test]
+fn an_upload_answer_whose_head_trickles_is_cut_by_the_timeout() {
+    if no_servers() {
+        return;
+    }
+    let port: Port = Arc::default();
+    let p = port.clone();
+    let f = Setup::new(1000, "2s", &[], move |h, body| {
+        match (h.method.as_str(), body) {
+            ("POST", None) => Reply::ReadBody,
+            ("POST", Some(b)) => {
+                let port = *p.lock().unwrap();
+                Reply::Answer(
+                    200,
+                    Vec::new(),
+                    batch_answer(b, |oid, _| put_actions(port, oid, false)),
+                )
+            }
+            ("PUT", _) => Reply::TrickleHead,
+            _ => Reply::Stall,
+        }
+    });
+    *port.lock().unwrap() = f.lfs.port;
+    let e = f.sync_fails();
+    assert!(
+        e.contains("upload of") && e.contains(&f.oid) && e.contains("timed out"),
+        "{e}"
+    );
+    // Cut by the client, not by the server giving up after 15 s (then it never sees the
+    // client hang up: it has stopped writing).
+    let hung_up = || f.lfs.seen().iter().any(|s| s.method == "(client hung up)");
+    assert!(
+        wait_until(std::time::Duration::from_secs(10), hung_up),
+        "the client waited for the trickling answer until the server gave up: {:?}",
+        f.lfs.seen()
+    );
+}
+
+/// Times a server gives with its actions cannot break a sync: an `expires_at` with a multi-byte
+/// character where its offset is read, an `expires_in` of centuries. The object goes, then the
+/// refs.
+#[test]
+fn absurd_action_times_do_not_break_the_sync() {
+    if no_servers() {
+        return;
+    }
+    let port: Port = Arc::default();
+    let p = port.clone();
+    let stored = Arc::new(Mutex::new(0usize));
+    let st = stored.clone();
+    let f = Setup::new(1000, TIMEOUT, &[], move |h, body| {
+        match (h.method.as_str(), body) {
+            (_, None) => Reply::ReadBody,
+            ("POST", Some(b)) => {
+                let port = *p.lock().unwrap();
+                Reply::Answer(
+                    200,
+                    Vec::new(),
+                    batch_answer(b, |oid, _| {
+                        let mut a = put_actions(port, oid, false);
+                        a["upload"]["expires_at"] = json!("2026-11-30T22:30:00+1\u{20ac}x");
+                        a["upload"]["expires_in"] = json!(i64::MAX);
+                        a
+                    }),
+                )
+            }
+            ("PUT", Some(_)) => {
+                *st.lock().unwrap() += 1;
+                ok_empty()
+            }
+            _ => Reply::Answer(404, Vec::new(), Vec::new()),
+        }
+    });
+    *port.lock().unwrap() = f.lfs.port;
+    let m = f.sync();
+    assert_eq!(
+        m["update_status"],
+        "finished",
+        "{m:#}\n{}",
+        f.env.log(&f.up)
+    );
+    assert_eq!(*stored.lock().unwrap(), 1);
+    f.env.wait_mirrored(&f.up, &f.dst);
+}

@@ -623,3 +623,57 @@ fn bound_not_listening() -> (std::os::fd::OwnedFd, u16) {
         (owned, u16::from_be(got.sin_port))
     }
 }
+
+/// `detect-host-key` re-pins in place (the config does not change: the same known_hosts file,
+/// new contents): the mirror's kept SSH connection master, made under the old pin, is closed
+/// as on any host-key change, not left running for `ssh_persist`.
+#[test]
+fn detect_host_key_closes_the_mirrors_kept_ssh_connection() {
+    let Some((env, up, dst, ssh)) = ssh_upstream_and_target() else {
+        return;
+    };
+    let scp = format!("[{}@127.0.0.1:{}]:{}", ssh.user, ssh.port, s(&dst));
+    env.pm_ok(
+        &up,
+        &[
+            "add",
+            "m",
+            &scp,
+            "--ssh-key",
+            s(&ssh.client_key),
+            "--detect-host-key",
+            "--debounce",
+            "100ms",
+        ],
+    );
+    let wc = env.clone(&up, "wc");
+    env.commit(&wc, "one");
+    env.push(&wc, &["main"]);
+    env.wait_mirrored(&up, &dst);
+    wait_finished(&env, &up, "m");
+    let masters = || -> Vec<std::path::PathBuf> {
+        fs::read_dir(&env.runtime)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with("mux-"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(masters().len(), 1, "a kept master: {:?}", masters());
+    let o = env.pm(&up, &["detect-host-key", "m"]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(
+        masters().is_empty(),
+        "detect-host-key left the master: {:?}",
+        masters()
+    );
+    // The next sync connects afresh and goes through.
+    env.commit(&wc, "two");
+    env.push(&wc, &["main"]);
+    env.wait_mirrored(&up, &dst);
+}

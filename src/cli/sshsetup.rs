@@ -508,6 +508,9 @@ pub(super) fn detect_host_key(
         }
         Ok(())
     })?;
+    // The pin may have been rewritten in place (the config unchanged): a connection made
+    // under the old pin goes, as on any host-key change.
+    close_connections(paths, &loaded, name);
     Ok(0)
 }
 

@@ -146,6 +146,16 @@ impl Drop for Mux {
 /// host key changed, or it was removed). Returns how many were told to exit.
 pub fn close_mirror(runtime_dir: &Path, git_dir: &Path, name: &str) -> usize {
     let prefix = format!("mux-{}-", owner_tag(git_dir, name));
+    // Only in our own private directory (as the flusher checks before it makes a master): in
+    // one somebody else made or pointed elsewhere with a symlink, the sockets are not ours to
+    // talk to or remove.
+    let ours = std::fs::symlink_metadata(runtime_dir).is_ok_and(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.is_dir() && m.uid() == unsafe { libc::geteuid() }
+    });
+    if !ours {
+        return 0;
+    }
     let Ok(dir) = std::fs::read_dir(runtime_dir) else {
         return 0;
     };
@@ -514,6 +524,13 @@ mod tests {
         assert_eq!(close_mirror(dir, dir, "m"), 1);
         assert!(!mine.exists() && other.exists());
         assert_eq!(close_mirror(&dir.join("absent"), dir, "m"), 0);
+        // A runtime dir that is a symlink (to sockets of somebody else's) is not touched.
+        drop(std::os::unix::net::UnixListener::bind(&mine).unwrap());
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(dir, &link).unwrap();
+        let theirs = link.join(mine.file_name().unwrap());
+        assert_eq!(close_mirror(&link, dir, "m"), 0);
+        assert!(theirs.exists());
     }
 
     #[test]

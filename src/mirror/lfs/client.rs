@@ -17,6 +17,10 @@ use serde_json::{json, Value};
 const LFS_JSON: &str = "application/vnd.git-lfs+json";
 /// Objects per batch request (GitHub and GitLab cap a batch at 100).
 pub const BATCH_MAX: usize = 100;
+/// The most of an error answer's body read, in bytes.
+const ERROR_BODY_MAX: u64 = 64 << 10;
+/// The largest batch answer read, in bytes.
+const BATCH_ANSWER_MAX: u64 = 2 << 20;
 
 /// Where the batch API is and how to authenticate there.
 pub struct Endpoint {
@@ -109,6 +113,21 @@ impl TimedStream {
     /// one; a shorter one is what is left of a whole-request deadline (`Request::timeout`), and
     /// stays.
     fn arm(&self) -> std::io::Result<()> {
+        if let Some(by) = ANSWER_BY.get() {
+            // An upload's body has gone: its answer has what is left of the timeout.
+            let left = by.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no whole answer within the timeout",
+                ));
+            }
+            if let Some(s) = self.tls.get_ref().socket() {
+                s.set_read_timeout(Some(left.min(self.timeout)))?;
+                s.set_write_timeout(Some(left.min(self.timeout)))?;
+            }
+            return Ok(());
+        }
         if let Some(s) = self.tls.get_ref().socket() {
             let keep = |t: Option<Duration>| t.is_some_and(|t| t <= self.timeout);
             if !keep(s.read_timeout()?) {
@@ -180,11 +199,46 @@ impl ureq::TlsConnector for TimedTls {
             .to_owned();
         let mut conn = rustls::ClientConnection::new(self.config.clone(), sni)
             .map_err(|e| io_error(format!("TLS: {e}")))?;
+        // The handshake ends within the timeout as a whole: a server trickling its handshake
+        // a byte at a time (each read within the activity timeout) must not hold the request.
+        let deadline = Instant::now() + self.timeout;
+        while conn.is_handshaking() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the TLS handshake did not end within the timeout",
+                )
+                .into());
+            }
+            if let Some(s) = io.socket() {
+                s.set_read_timeout(Some(left.min(self.timeout)))?;
+                s.set_write_timeout(Some(left.min(self.timeout)))?;
+            }
+            if conn.wants_write() {
+                conn.write_tls(&mut io)?;
+            } else if conn.read_tls(&mut io)? == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection during the TLS handshake",
+                )
+                .into());
+            } else {
+                conn.process_new_packets().map_err(|e| {
+                    ureq::Error::from(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("TLS: {e}"),
+                    ))
+                })?;
+            }
+        }
+        while conn.wants_write() {
+            conn.write_tls(&mut io)?;
+        }
         if let Some(s) = io.socket() {
             s.set_read_timeout(Some(self.timeout))?;
             s.set_write_timeout(Some(self.timeout))?;
         }
-        conn.complete_io(&mut io)?;
         Ok(Box::new(TimedStream {
             tls: rustls::StreamOwned::new(conn, io),
             timeout: self.timeout,
@@ -266,7 +320,14 @@ fn status_failure(code: u16, resp: ureq::Response) -> Described {
             .and_then(|v| parse_retry_after(v, crate::time::now_ms())),
         _ => None,
     };
-    let body = resp.into_string().unwrap_or_default();
+    // Only the start of an error body is read: it is shown cut to 200 characters anyway, and
+    // a JSON tree of megabytes takes many times that in memory.
+    let mut raw = Vec::new();
+    let _ = resp
+        .into_reader()
+        .take(ERROR_BODY_MAX)
+        .read_to_end(&mut raw);
+    let body = String::from_utf8_lossy(&raw);
     let what = if (300..400).contains(&code) {
         " (a redirect, not followed)"
     } else {
@@ -279,7 +340,7 @@ fn status_failure(code: u16, resp: ureq::Response) -> Described {
             server_message(&body),
             retry_after.map_or(String::new(), |d| format!(
                 " (asked to retry after {})",
-                crate::time::human(d.as_millis() as u64)
+                crate::time::human(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             ))
         ),
         retry_after,
@@ -463,9 +524,44 @@ fn header_list(v: &Value) -> Result<Vec<(String, String)>, String> {
                 "its header {name} is not valid HTTP (its value is not shown)"
             ));
         }
+        // How the request is framed and where it goes are ours (as git-lfs, whose HTTP client
+        // ignores these in a header map): an action's `Content-Length` would go out next to
+        // ours and let a server store a cut-short object, a `Host` would send our request
+        // (credentials and all) to another virtual host, `Transfer-Encoding` would re-frame it.
+        if is_framing(k) {
+            continue;
+        }
         out.push((k.clone(), v.to_string()));
     }
     Ok(out)
+}
+
+/// Headers an action may not set: the request's framing and destination are ours.
+const FRAMING: [&str; 9] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+];
+
+/// Whether a server may not set header `name` (see [`FRAMING`]; `Proxy-*` too).
+fn is_framing(name: &str) -> bool {
+    FRAMING.iter().any(|f| name.eq_ignore_ascii_case(f))
+        || name
+            .get(..6)
+            .is_some_and(|p| p.eq_ignore_ascii_case("proxy-"))
+}
+
+/// Sets `name` in `headers`, replacing any of that name whatever its case (ureq replaces only
+/// the same spelling, and would send both).
+fn set_header(headers: &mut Vec<(String, String)>, name: &str, value: &str) {
+    headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+    headers.push((name.into(), value.into()));
 }
 
 /// An action of a batch answer: None when there is none (null or absent), Err when there is
@@ -484,31 +580,40 @@ fn action(v: &Value, now: Instant) -> Result<Option<Action>, String> {
         .ok_or("its href is not a URL string")?
         .to_string();
     let headers = header_list(&v["header"])?;
-    let in_secs = v["expires_in"]
-        .as_i64()
-        .filter(|s| *s > 0)
-        .map(|s| now + Duration::from_secs(s as u64));
+    // As the batch API says and git-lfs does: `expires_in` is preferred over `expires_at`, 0
+    // is none, a negative one has expired already (the action is asked for again). A time too
+    // far ahead to represent is no expiry (an absurd `expires_in` must not panic).
+    let in_secs = v["expires_in"].as_i64().filter(|s| *s != 0).map(|s| {
+        if s < 0 {
+            Some(now)
+        } else {
+            now.checked_add(Duration::from_secs(s as u64))
+        }
+    });
     let at = v["expires_at"]
         .as_str()
         .and_then(parse_rfc3339_ms)
-        .map(|ms| {
+        .and_then(|ms| {
             let left = ms.saturating_sub(crate::time::now_ms());
-            now + Duration::from_millis(left)
+            now.checked_add(Duration::from_millis(left))
         });
     Ok(Some(Action {
         href,
         headers,
-        expires: match (in_secs, at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        },
+        expires: in_secs.unwrap_or(at),
     }))
 }
 
 /// Milliseconds since the epoch of `2026-11-30T22:30:00Z` / `...00.123+01:00`.
 pub fn parse_rfc3339_ms(s: &str) -> Option<u64> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+    // ASCII only: the offset is sliced by bytes (a server's `+1€x` must not panic).
+    if !s.is_ascii()
+        || b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
@@ -595,7 +700,14 @@ fn parse_batch(
                 },
             }
         };
-        out.push((oid.to_string(), size, need));
+        // One answer per object: a server repeating an object (thousands of times, within the
+        // size bound) must not make us upload it as often. Where the answers differ, the one
+        // that asks for something (an upload, a refusal) stands over "the server has it".
+        match out.iter_mut().find(|(o, z, _)| o == oid && *z == size) {
+            Some(seen) if matches!(seen.2, Need::Nothing) => seen.2 = need,
+            Some(_) => {}
+            None => out.push((oid.to_string(), size, need)),
+        }
     }
     // An object left out is not one the server has: taking silence for "have it" would push
     // refs whose objects the mirror never got (a proxy answering `{}` would do it for all).
@@ -610,16 +722,45 @@ fn parse_batch(
     Ok(out)
 }
 
-/// Counts bytes as they are read from disk, for progress and the sync's totals.
+thread_local! {
+    /// When the answer to this thread's upload must have come whole: an upload has no
+    /// whole-request bound (a big object takes its time, moving), but once its body has gone
+    /// the answer has the mirror's timeout, so a server trickling the answer's head a byte at
+    /// a time cannot hold it (ureq reads each request on the thread that sends it).
+    static ANSWER_BY: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// Clears [`ANSWER_BY`] when an upload starts and when it is over, however it ends.
+struct AnswerBy;
+
+impl AnswerBy {
+    fn start() -> AnswerBy {
+        ANSWER_BY.set(None);
+        AnswerBy
+    }
+}
+
+impl Drop for AnswerBy {
+    fn drop(&mut self) {
+        ANSWER_BY.set(None);
+    }
+}
+
+/// Counts bytes as they are read from disk, for progress and the sync's totals; at the end of
+/// the body, starts the answer's deadline ([`ANSWER_BY`]).
 struct Counting<R> {
     inner: R,
     sent: Arc<AtomicU64>,
+    answer_within: Duration,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.sent.fetch_add(n as u64, Ordering::Relaxed);
+        if n == 0 && !buf.is_empty() && ANSWER_BY.get().is_none() {
+            ANSWER_BY.set(Instant::now().checked_add(self.answer_within));
+        }
         Ok(n)
     }
 }
@@ -790,8 +931,9 @@ impl Client {
             "hash_algo": "sha256",
         });
         let mut headers = self.endpoint.headers.clone();
-        headers.push(("Accept".into(), LFS_JSON.into()));
-        headers.push(("Content-Type".into(), LFS_JSON.into()));
+        headers.retain(|(k, _)| !is_framing(k));
+        set_header(&mut headers, "Accept", LFS_JSON);
+        set_header(&mut headers, "Content-Type", LFS_JSON);
         let resp = answered(
             self.request("POST", &href, &headers)
                 .timeout(self.timeout)
@@ -817,13 +959,27 @@ impl Client {
             }
         })?;
         let now = Instant::now();
-        let text = resp.into_string().map_err(|e| {
-            format!(
-                "lfs: batch response from {}: {}",
+        // Bounded: a batch answer for BATCH_MAX objects is a few hundred KiB, and its JSON tree
+        // takes up to 16 times its size in memory (ureq's own cap is 10 MiB).
+        let mut raw = Vec::new();
+        resp.into_reader()
+            .take(BATCH_ANSWER_MAX + 1)
+            .read_to_end(&mut raw)
+            .map_err(|e| {
+                format!(
+                    "lfs: batch response from {}: {}",
+                    show(&href),
+                    crate::url::escape_control(&e.to_string())
+                )
+            })?;
+        if raw.len() as u64 > BATCH_ANSWER_MAX {
+            return Err(Failure::from(format!(
+                "lfs: batch response from {} is over {} MiB; not read",
                 show(&href),
-                crate::url::escape_control(&e.to_string())
-            )
-        })?;
+                BATCH_ANSWER_MAX >> 20
+            )));
+        }
+        let text = String::from_utf8_lossy(&raw);
         Ok(parse_batch(&text, objects, now).map_err(|e| format!("lfs: {} {e}", show(&href)))?)
     }
 
@@ -877,12 +1033,20 @@ impl Client {
         let checked = HashCheck::new(file, oid, size);
         let corrupt = checked.corrupt.clone();
         let mut headers = upload.headers.clone();
-        headers.push(("Content-Type".into(), "application/octet-stream".into()));
-        headers.push(("Content-Length".into(), size.to_string()));
+        // The action's own Content-Type stays (as git-lfs: a presigned URL may be signed for it).
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            headers.push(("Content-Type".into(), "application/octet-stream".into()));
+        }
+        set_header(&mut headers, "Content-Length", &size.to_string());
         let body = Counting {
             inner: checked,
             sent: sent.clone(),
+            answer_within: self.timeout,
         };
+        let _answer_by = AnswerBy::start();
         let result = self.request("PUT", &upload.href, &headers).send(body);
         if corrupt.load(Ordering::Relaxed) {
             let why = match result {
@@ -907,10 +1071,11 @@ impl Client {
         };
         let resp = answered(result).map_err(|d| failed(d.msg, d.retry_after))?;
         drain(resp, self.timeout).map_err(|e| failed(e, None))?;
+        drop(_answer_by);
         if let Some(v) = verify {
             let mut headers = v.headers.clone();
-            headers.push(("Accept".into(), LFS_JSON.into()));
-            headers.push(("Content-Type".into(), LFS_JSON.into()));
+            set_header(&mut headers, "Accept", LFS_JSON);
+            set_header(&mut headers, "Content-Type", LFS_JSON);
             let failed = |msg: String, retry_after| {
                 UploadError::Failed(Failure {
                     msg: format!(
@@ -973,6 +1138,13 @@ mod tests {
         let without = format!(r#"{{"objects":[{}]}}"#, put(oid, 13));
         let e = parse_batch(&without, &asked, Instant::now()).unwrap_err();
         assert!(e.contains(oid) && e.contains("left"), "{e}");
+        // An object repeated is answered once; "has it" does not win over an upload.
+        let mut many: Vec<String> = vec![put(oid, 12); 1000];
+        many.insert(0, format!(r#"{{"oid":"{oid}","size":12}}"#));
+        let text = format!(r#"{{"objects":[{}]}}"#, many.join(","));
+        let got = parse_batch(&text, &asked, Instant::now()).unwrap();
+        assert_eq!(got.len(), 1);
+        assert!(matches!(got[0].2, Need::Upload { .. }));
         let has = format!(r#"{{"objects":[{{"oid":"{oid}","size":12}}]}}"#);
         let got = parse_batch(&has, &asked, Instant::now()).unwrap();
         assert!(matches!(got[0].2, Need::Nothing));
@@ -1071,6 +1243,92 @@ mod tests {
         ] {
             assert_eq!(parse_retry_after(bad, now), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn absurd_times_from_a_server_do_not_panic() {
+        // Byte-sliced offsets with a multi-byte character in them.
+        for t in [
+            "2026-11-30T22:30:00+1\u{20ac}x",
+            "2026-11-30T22:30:00+\u{e9}\u{e9}x",
+            "2026-11-30T22:30:00.\u{e9}Z",
+            "2026-11-30T22:30:00+01:\u{e9}",
+        ] {
+            assert_eq!(parse_rfc3339_ms(t), None, "{t}");
+        }
+        let now = Instant::now();
+        for v in [
+            json!({"href": "https://h/x", "expires_in": i64::MAX}),
+            json!({"href": "https://h/x", "expires_in": u64::MAX}),
+            json!({"href": "https://h/x", "expires_in": -5}),
+            json!({"href": "https://h/x", "expires_at": "9999-12-31T23:59:59Z"}),
+            json!({"href": "https://h/x", "expires_at": "2026-11-30T22:30:00+1\u{20ac}x"}),
+        ] {
+            assert!(action(&v, now).is_ok(), "{v}");
+        }
+        let past = json!({"href": "https://h/x", "expires_at": "2001-01-01T00:00:00Z"});
+        let a = action(&past, now).unwrap().unwrap();
+        assert!(a.expires.is_some_and(|e| e <= Instant::now()));
+        // expires_in is preferred over expires_at; negative: expired already; 0: none.
+        let expires = |v| action(&v, now).unwrap().unwrap().expires;
+        assert_eq!(
+            expires(json!({"href": "https://h/x", "expires_in": -30})),
+            Some(now)
+        );
+        assert_eq!(
+            expires(
+                json!({"href": "https://h/x", "expires_in": 60, "expires_at": "2001-01-01T00:00:00Z"})
+            ),
+            Some(now + Duration::from_secs(60))
+        );
+        assert_eq!(
+            expires(json!({"href": "https://h/x", "expires_in": 0})),
+            None
+        );
+    }
+
+    #[test]
+    fn an_action_cannot_set_how_the_request_is_framed_or_where_it_goes() {
+        let h = header_list(&json!({
+            "Authorization": "Bearer t",
+            "content-length": "1",
+            "Content-Length": "1",
+            "HOST": "evil.example.com",
+            "Transfer-Encoding": "chunked",
+            "Connection": "close",
+            "Expect": "100-continue",
+            "Proxy-Authorization": "Basic x",
+            "X-Amz-Date": "20261204T000000Z",
+            "content-type": "image/png",
+        }))
+        .unwrap();
+        let mut names: Vec<&str> = h.iter().map(|(k, _)| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["Authorization", "X-Amz-Date", "content-type"]);
+        let mut h = h;
+        set_header(&mut h, "Content-Type", LFS_JSON);
+        assert_eq!(
+            h.iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+                .map(|(_, v)| v.as_str())
+                .collect::<Vec<_>>(),
+            [LFS_JSON]
+        );
+    }
+
+    #[test]
+    fn an_absurd_retry_after_is_shown_as_asked() {
+        // ~584 million years in seconds: in milliseconds it no longer fits 64 bits.
+        let resp: ureq::Response =
+            "HTTP/1.1 429 Slow Down\r\nRetry-After: 18446744073709552\r\n\r\n"
+                .parse()
+                .unwrap();
+        let d = status_failure(429, resp);
+        assert_eq!(
+            d.retry_after,
+            Some(Duration::from_secs(18_446_744_073_709_552))
+        );
+        assert!(d.msg.contains("after 5124095576030h"), "{}", d.msg);
     }
 
     #[test]

@@ -42,6 +42,10 @@ pub enum Reply {
     /// After reading the body: a 200 head announcing 1000 bytes of body, then one byte every
     /// 300 ms (a server that keeps the connection busy without ever finishing).
     Trickle,
+    /// After reading the body: the head of an answer that never ends, a byte every 200 ms for
+    /// at most 15 s (every read moves; a client bounding only each read waits that long). When
+    /// the client hangs up first, `seen` gets a `(client hung up)` entry for the request.
+    TrickleHead,
 }
 
 /// One request the server saw.
@@ -206,7 +210,10 @@ fn serve(
             authorization: head.header("authorization").is_some(),
         });
         let mut reply = handler(&head, None);
-        if matches!(reply, Reply::ReadBody | Reply::Stall | Reply::Trickle) {
+        if matches!(
+            reply,
+            Reply::ReadBody | Reply::Stall | Reply::Trickle | Reply::TrickleHead
+        ) {
             let len: usize = head
                 .header("content-length")
                 .and_then(|v| v.parse().ok())
@@ -250,6 +257,30 @@ fn serve(
                         return;
                     }
                     std::thread::sleep(Duration::from_millis(300));
+                }
+                return;
+            }
+            Reply::TrickleHead => {
+                let w = io.get_mut();
+                let t0 = std::time::Instant::now();
+                for b in b"HTTP/1.1 200 Hostile\r\nX-Slow: "
+                    .iter()
+                    .chain([b'a'; 1000].iter())
+                {
+                    if stop.load(Ordering::Relaxed) || t0.elapsed() > Duration::from_secs(15) {
+                        return;
+                    }
+                    if w.write_all(&[*b]).and_then(|_| w.flush()).is_err() {
+                        seen.lock().unwrap().push(Seen {
+                            method: "(client hung up)".into(),
+                            path: head.path.clone(),
+                            connection,
+                            nth_on_connection: nth,
+                            authorization: false,
+                        });
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
                 }
                 return;
             }
