@@ -93,6 +93,11 @@ impl Record {
             return None;
         }
         let (seq, first_ms, last_ms) = (f[1].parse().ok()?, f[2].parse().ok()?, f[3].parse().ok()?);
+        // A sequence number no spool reaches (a record made by hand): numbering on from it
+        // would overflow, so it is damage like any other bad record.
+        if seq > crate::state::MAX_CURSOR {
+            return None;
+        }
         let kind = match f[4] {
             "u" => Kind::Update {
                 old: f[5].into(),
@@ -563,6 +568,35 @@ mod tests {
         let c = parse(&bytes);
         assert_eq!(c.records.len(), 2);
         assert_eq!(c.damage.len(), 2);
+    }
+
+    #[test]
+    fn a_sequence_number_beyond_any_spool_is_damage_and_numbering_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path());
+        let lock = spool.lock().unwrap();
+        spool
+            .append(&lock, &[upd("refs/heads/a", 'a')], &[], 1)
+            .unwrap();
+        let forged = Record {
+            seq: u64::MAX,
+            first_ms: 1,
+            last_ms: 1,
+            kind: Kind::Mark,
+        }
+        .encode();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(spool.path())
+            .unwrap();
+        std::io::Write::write_all(&mut f, forged.as_bytes()).unwrap();
+        spool
+            .append(&lock, &[upd("refs/heads/b", 'b')], &[], 2)
+            .unwrap();
+        let c = spool.read(&lock).unwrap();
+        assert_eq!(c.damage.len(), 1);
+        let seqs: Vec<u64> = c.records.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [1, 2]);
     }
 
     #[test]
