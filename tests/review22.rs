@@ -260,3 +260,48 @@ fn a_symlinked_slots_dir_is_followed_and_a_file_is_named() {
     assert!(err.contains("slots_dir is not a directory"), "{st:#}");
     assert!(!err.contains('\n'), "{err}");
 }
+
+/// `sync --all` over a root where one mirror's state file is corrupt: that mirror is named and
+/// counted as failed, and every other one is still synced and reported (before the fix the
+/// whole command stopped at the corrupt file, without its summary).
+#[test]
+fn sync_all_reports_the_others_when_one_state_file_is_corrupt() {
+    let env = Env::new();
+    let root = env.path("srv");
+    env.write_server_config(&format!(
+        "root: {}\ndefaults:\n  max_attempts: 1\n",
+        root.display()
+    ));
+    let mut ups = Vec::new();
+    for i in 0..3 {
+        let up = env.upstream(&format!("srv/r{i}.git"));
+        let m = env.bare(&format!("m{i}.git"), &[]);
+        env.pm_ok(&up, &["add", "m", m.to_str().unwrap()]);
+        assert!(env.wait_flushers_gone());
+        ups.push((up, m));
+    }
+    for (i, (up, m)) in ups.iter().enumerate() {
+        let wc = env.clone(up, &format!("wc{i}"));
+        env.commit(&wc, "one");
+        env.push(&wc, &["main"]);
+        env.wait_mirrored(up, m);
+        wait_finished(&env, up, "m");
+    }
+    assert!(env.wait_flushers_gone());
+    std::fs::write(ups[1].0.join("pushmirror/state/m.json"), "{ not json").unwrap();
+    let out = env
+        .cmd(bin())
+        .args(["sync", "--all", "--root", root.to_str().unwrap(), "--wait"])
+        .output()
+        .unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        stderr(&out).contains("r1.git: m (") && stderr(&out).contains("corrupt state file"),
+        "{all}"
+    );
+    assert!(
+        all.contains("sync --all: 2 mirror(s) synced, 1 failed"),
+        "{all}"
+    );
+}
