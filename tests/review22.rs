@@ -305,3 +305,51 @@ fn sync_all_reports_the_others_when_one_state_file_is_corrupt() {
         "{all}"
     );
 }
+
+/// A later sync that deletes and moves more refs than `push_batch_refs`, with
+/// `push_batch_bytes` small enough that the plan is split by size too: every push within the
+/// host's ref limit, and the mirror ends equal.
+#[test]
+fn later_deletions_and_tag_moves_beyond_the_limit_are_batched() {
+    let env = Env::new();
+    env.write_server_config("defaults:\n  max_attempts: 1\n");
+    let up = env.upstream("up.git");
+    let wc = env.clone(&up, "wc");
+    env.commit(&wc, "one");
+    for i in 0..5 {
+        env.git(&wc, &["branch", &format!("b{i}")]);
+        env.git(&wc, &["tag", &format!("t{i}")]);
+    }
+    env.push(&wc, &["--all"]);
+    env.push(&wc, &["--tags"]);
+    let m = env.bare("m.git", &[]);
+    strict_mirror(&m, 2);
+    std::fs::create_dir_all(up.join("pushmirror")).unwrap();
+    std::fs::write(
+        up.join("pushmirror/config.yaml"),
+        format!(
+            "mirrors:\n  - name: m\n    url: {}\n    push_batch_refs: 2\n    push_batch_bytes: 1KiB\n",
+            m.display()
+        ),
+    )
+    .unwrap();
+    let out = env.pm(&up, &["sync", "--wait"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), env.log(&up));
+    assert_eq!(env.heads_and_tags(&m), env.heads_and_tags(&up));
+    for i in 0..4 {
+        env.commit(&wc, &format!("c{i}"));
+    }
+    for i in 0..5 {
+        env.git(&wc, &["tag", "-f", &format!("t{i}")]);
+    }
+    env.push(&wc, &["--tags", "-f"]);
+    env.push(&wc, &["--delete", "b0", "b1", "b2", "b3", "b4"]);
+    env.push(&wc, &["main"]);
+    env.wait_mirrored(&up, &m);
+    let st = wait_finished(&env, &up, "m");
+    let seen = pushes(&m);
+    assert!(seen.iter().all(|r| *r <= 2), "{seen:?}");
+    assert_eq!(env.heads_and_tags(&m), env.heads_and_tags(&up));
+    env.git(&m, &["fsck", "--connectivity-only"]);
+    assert!(st["rejected_refs"].as_array().unwrap().is_empty(), "{st:#}");
+}
