@@ -353,3 +353,66 @@ fn later_deletions_and_tag_moves_beyond_the_limit_are_batched() {
     env.git(&m, &["fsck", "--connectivity-only"]);
     assert!(st["rejected_refs"].as_array().unwrap().is_empty(), "{st:#}");
 }
+
+/// `keep_divergent_refs` and `only_protected_branches` with both limits, on a first sync to a
+/// populated mirror whose main diverged: main is kept and reported divergent, only protected
+/// branches are pushed, each push within one ref.
+#[test]
+fn divergent_and_protected_with_batching_on_a_populated_mirror() {
+    let env = Env::new();
+    env.write_server_config("defaults:\n  max_attempts: 1\n");
+    let up = env.upstream("up.git");
+    let wc = env.clone(&up, "wc");
+    env.commit(&wc, "one");
+    env.push(&wc, &["main"]);
+    let m = env.bare("m.git", &[]);
+    env.git(&up, &["push", "-q", "--mirror", m.to_str().unwrap()]);
+    // The mirror's main gets a commit of its own: it diverges once upstream moves.
+    let mwc = env.clone(&m, "mwc");
+    env.commit(&mwc, "mirror only");
+    env.git(&mwc, &["push", "-q", "origin", "main"]);
+    strict_mirror(&m, 1);
+    env.commit(&wc, "two");
+    for i in 0..4 {
+        env.git(&wc, &["branch", &format!("release/{i}")]);
+        env.git(&wc, &["branch", &format!("topic{i}")]);
+    }
+    env.push(&wc, &["--all"]);
+    std::fs::create_dir_all(up.join("pushmirror")).unwrap();
+    std::fs::write(
+        up.join("pushmirror/config.yaml"),
+        format!(
+            "mirrors:\n  - name: m\n    url: {}\n    keep_divergent_refs: true\n    only_protected_branches: true\n    protected: [main, 'release/*']\n    push_batch_refs: 1\n    push_batch_bytes: 1KiB\n",
+            m.display()
+        ),
+    )
+    .unwrap();
+    // A divergent ref kept fails the sync (as GitLab reports it); the rest is done.
+    let out = env.pm(&up, &["sync", "--wait"]);
+    assert!(
+        stderr(&out).contains("divergent refs kept on the mirror: refs/heads/main"),
+        "{}\n{}",
+        text(&out),
+        env.log(&up)
+    );
+    let seen = pushes(&m);
+    assert!(seen.iter().all(|r| *r <= 1), "{seen:?}");
+    let got = env.heads_and_tags(&m);
+    let want = env.heads_and_tags(&up);
+    for i in 0..4 {
+        let r = format!("refs/heads/release/{i}");
+        assert_eq!(got.get(&r), want.get(&r), "{got:?}");
+        assert!(
+            !got.contains_key(&format!("refs/heads/topic{i}")),
+            "{got:?}"
+        );
+    }
+    assert_ne!(got["refs/heads/main"], want["refs/heads/main"]);
+    let st = env.mirror_status(&up, "m");
+    assert_eq!(
+        st["divergent_refs"],
+        serde_json::json!(["refs/heads/main"]),
+        "{st:#}"
+    );
+    assert_eq!(st["refs_pushed_last"], 4, "{st:#}");
+}
