@@ -416,3 +416,38 @@ fn divergent_and_protected_with_batching_on_a_populated_mirror() {
     );
     assert_eq!(st["refs_pushed_last"], 4, "{st:#}");
 }
+
+/// `sync --all --url`: `*` stops at `/` as in git, `**` crosses it; a pattern that matches
+/// nothing says so, with that hint (a host-wide `https://host/*` is the usual slip).
+#[test]
+fn sync_all_url_patterns_and_the_hint_when_nothing_matches() {
+    let env = Env::new();
+    let root = env.path("srv");
+    env.write_server_config(&format!("root: {}\n", root.display()));
+    let up = env.upstream("srv/r.git");
+    let m = env.bare("dest/acme/r.git", &[]);
+    env.pm_ok(&up, &["add", "m", m.to_str().unwrap()]);
+    assert!(env.wait_flushers_gone());
+    let dest = env.path("dest");
+    let run = |pattern: &str| {
+        env.cmd(bin())
+            .args(["sync", "--all", "--url", pattern, "--wait"])
+            .output()
+            .unwrap()
+    };
+    let out = run(&format!("{}/*", dest.display()));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(stderr(&out).contains("`**` crosses it"), "{}", text(&out));
+    for ok in [
+        format!("{}/**", dest.display()),
+        format!("{}/*/r.git", dest.display()),
+    ] {
+        let out = run(&ok);
+        assert!(out.status.success(), "{ok}: {}", text(&out));
+        assert!(
+            stdout(&out).contains("1 mirror(s) synced, 0 failed"),
+            "{}",
+            text(&out)
+        );
+    }
+}

@@ -201,7 +201,7 @@ pub(super) fn sync_all(
             1,
             match url_pattern {
                 Some(p) => format!(
-                    "no enabled mirror under {} has a URL matching `{p}` (URLs as `status` shows them)",
+                    "no enabled mirror under {} has a URL matching `{p}` (URLs as `status` shows them; `*` stops at `/`, `**` crosses it)",
                     root.display()
                 ),
                 None => format!("no enabled mirror under {}", root.display()),
