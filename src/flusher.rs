@@ -656,17 +656,18 @@ impl Flusher {
         let password_env_names = cfg.password_env_names();
         let state_dir = cfg.server.state_dir.clone();
         // `slots_dir` on storage the nodes share makes `concurrency` one limit for all of them.
-        let slots = cfg
-            .server
-            .slots_dir
-            .clone()
-            .unwrap_or_else(|| runtime.clone());
+        let shared_slots = cfg.server.slots_dir.clone();
+        let slots = shared_slots.clone().unwrap_or_else(|| runtime.clone());
         info!(
             "sync {}: {} pending update(s), up to seq {}",
             m.mirror.name, p.count, p.max_seq
         );
         std::thread::spawn(move || {
-            let report = match crate::slots::acquire(&slots, limit) {
+            let slot = match &shared_slots {
+                Some(dir) => crate::slots::acquire_shared(dir, limit),
+                None => crate::slots::acquire(&slots, limit),
+            };
+            let report = match slot {
                 Ok(_slot) => {
                     let ctx = mirror::SyncContext {
                         git_dir: &git_dir,

@@ -159,15 +159,19 @@ fn all_targets(
     (targets, errors)
 }
 
-/// How a mirror's sync requested at `t0` ended: None while it has not run yet.
-fn outcome(t: &Target, t0: u64) -> Result<Option<Result<(), String>>, Fail> {
-    let st = state::load(&t.paths.state_dir(), &t.name)?;
+/// How a mirror's sync requested at `t0` ended: None while it has not run yet. A state file
+/// that cannot be read is that mirror's failure (named with the others), not the command's.
+fn outcome(t: &Target, t0: u64) -> Option<Result<(), String>> {
+    let st = match state::load(&t.paths.state_dir(), &t.name) {
+        Ok(st) => st,
+        Err(e) => return Some(Err(e.to_string())),
+    };
     let ran = st.last_update_started_at.is_some_and(|s| s >= t0);
-    Ok(match st.update_status {
+    match st.update_status {
         UpdateStatus::Finished if ran => Some(Ok(())),
         UpdateStatus::Failed if ran => Some(Err(st.last_error.unwrap_or_default())),
         _ => None,
-    })
+    }
 }
 
 /// `sync --all`: a full sync of every matching mirror under the root, one attempt each (the
@@ -197,7 +201,7 @@ pub(super) fn sync_all(
             1,
             match url_pattern {
                 Some(p) => format!(
-                    "no enabled mirror under {} has a URL matching `{p}` (URLs as `status` shows them)",
+                    "no enabled mirror under {} has a URL matching `{p}` (URLs as `status` shows them; `*` stops at `/`, `**` crosses it)",
                     root.display()
                 ),
                 None => format!("no enabled mirror under {}", root.display()),
@@ -244,7 +248,7 @@ pub(super) fn sync_all(
     let (mut synced, mut failed, mut handed) = (0usize, 0usize, 0usize);
     let mut pending: Vec<&Target> = Vec::new();
     for t in &targets {
-        match outcome(t, t0)? {
+        match outcome(t, t0) {
             Some(Ok(())) => synced += 1,
             Some(Err(e)) => {
                 failed += 1;
@@ -262,7 +266,7 @@ pub(super) fn sync_all(
         let longest = pending.iter().map(|t| t.timeout).max().unwrap_or_default();
         let deadline = Instant::now() + longest * 3 + Duration::from_secs(30);
         while let Some(t) = pending.first().copied() {
-            match outcome(t, t0)? {
+            match outcome(t, t0) {
                 Some(Ok(())) => synced += 1,
                 Some(Err(e)) => {
                     failed += 1;

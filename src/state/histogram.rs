@@ -28,8 +28,12 @@ impl Histogram {
         self.counts.iter().all(|c| *c == 0)
     }
 
+    /// The number of observations (saturating, as `cumulative`'s `+Inf` is, so `_count` and the
+    /// `+Inf` bucket agree even for a hand-edited file with absurd counts).
+    /// The number of observations (saturating, as `cumulative`'s `+Inf` is, so `_count` and the
+    /// `+Inf` bucket agree even for a hand-edited file with absurd counts).
     pub fn count(&self) -> u64 {
-        self.counts.iter().sum()
+        self.counts.iter().fold(0u64, |t, c| t.saturating_add(*c))
     }
 
     /// Adds one observation of `ms`. Counts kept for other bounds (a file from a version with
@@ -93,6 +97,19 @@ mod tests {
         h.observe(&[10], 5);
         assert_eq!((h.counts.as_slice(), h.sum_ms), (&[1, 0][..], 5));
         assert!(h.cumulative(&bounds).is_empty());
+    }
+
+    #[test]
+    fn absurd_counts_saturate_and_count_matches_the_inf_bucket() {
+        // A hand-edited or corrupt state file: no overflow panic, `_count` == `+Inf` bucket.
+        let h = Histogram {
+            counts: vec![u64::MAX, 1, 5],
+            sum_ms: u64::MAX,
+        };
+        let cumulative = h.cumulative(&[1, 2]);
+        assert_eq!(cumulative.last(), Some(&(None, u64::MAX)));
+        assert_eq!(h.count(), u64::MAX);
+        assert!(cumulative.windows(2).all(|w| w[0].1 <= w[1].1));
     }
 
     #[test]
