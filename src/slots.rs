@@ -1,19 +1,31 @@
 //! Server-wide concurrency slots: N lock files in the runtime directory, shared by every
 //! repository's flusher. A slot is a held flock, so a holder killed with SIGKILL frees it.
 
+use std::collections::BTreeSet;
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use fs2::FileExt;
 
 pub struct Slot {
     file: File,
+    path: PathBuf,
 }
+
+/// The slot files this process holds. On NFS, flock is emulated with POSIX record locks,
+/// which belong to the whole process: a second thread of the same flusher would "take" a slot
+/// file the first holds, and the first one's unlock would free both. So a slot file this
+/// process holds is never tried again until it is given back.
+static HELD: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let _ = FileExt::unlock(&self.file);
+        if let Ok(mut held) = HELD.lock() {
+            held.remove(&self.path);
+        }
     }
 }
 
@@ -73,12 +85,40 @@ fn wait_for(dir: &Path, kind: &str, limit: usize) -> std::io::Result<Slot> {
     loop {
         for i in 0..limit {
             let n = (start + i) % limit;
-            let file = crate::paths::open_private(&dir.join(format!("{kind}-{n}.lock")), false)?;
+            let path = dir.join(format!("{kind}-{n}.lock"));
+            let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+            if held.contains(&path) {
+                continue;
+            }
+            let file = crate::paths::open_private(&path, false)?;
             if file.try_lock_exclusive().is_ok() {
-                return Ok(Slot { file });
+                held.insert(path.clone());
+                return Ok(Slot { file, path });
             }
         }
         std::thread::sleep(wait + Duration::from_millis(crate::time::jitter_ms(20)));
         wait = (wait * 2).min(Duration::from_millis(200));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What NFS's process-wide locks would not stop: the process's own bookkeeping keeps a
+    /// second thread off a slot file the first holds, and gives it back on drop.
+    #[test]
+    fn a_held_slot_file_is_not_taken_again_by_the_same_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = acquire_kind(dir.path(), "t", 2).unwrap();
+        let b = acquire_kind(dir.path(), "t", 2).unwrap();
+        assert_ne!(a.path, b.path);
+        assert!(HELD.lock().unwrap().contains(&a.path));
+        let pa = a.path.clone();
+        drop(a);
+        assert!(!HELD.lock().unwrap().contains(&pa));
+        let c = acquire_kind(dir.path(), "t", 2).unwrap();
+        assert_eq!(c.path, pa);
+        drop((b, c));
     }
 }
