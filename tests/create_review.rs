@@ -1,0 +1,111 @@
+//! Adversarial checks of `propagate_deletion` (issue 21 review): `sweep` never deletes a
+//! target another repository still uses, one a hand-edited record points outside the
+//! targets' directory, or one reached through a symlink swapped in.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::fixtures::*;
+use common::*;
+
+fn upstream_pushed(env: &Env, name: &str) -> PathBuf {
+    let up = env.bare(name, &[]);
+    env.pm_ok(&up, &["install"]);
+    let wc = env.clone(&up, &format!("wc-{}", name.replace('/', "_")));
+    env.commit(&wc, "one");
+    env.push(&wc, &["main"]);
+    up
+}
+
+fn server_config(env: &Env, style: &str) {
+    env.write_server_config(&format!(
+        "root: {srv}\nstate_dir: {state}\ndefaults:\n  debounce: 100ms\nrules:\n  - name: backup\n    url: {targets}/${{name}}.git\n    name_style: {style}\n    create_missing: true\n    propagate_deletion: true\n",
+        srv = env.path("srv").display(),
+        state = env.path("state").display(),
+        targets = env.path("targets").display(),
+    ));
+}
+
+fn sweep(env: &Env) -> String {
+    let out = env.cmd(bin()).arg("sweep").output().unwrap();
+    text(&out)
+}
+
+#[test]
+fn sweep_keeps_a_created_target_another_repository_still_maps_to() {
+    let env = Env::new();
+    server_config(&env, "dash");
+    // `team/app` and `team-app` both map to targets/team-app.git under `name_style: dash`.
+    let first = upstream_pushed(&env, "srv/team/app.git");
+    wait_mirror(&env, &first, "backup", "created", |m| {
+        m["update_status"] == "finished" && m["created"].is_string()
+    });
+    let second = upstream_pushed(&env, "srv/team-app.git");
+    wait_finished(&env, &second, "backup");
+    assert!(env.wait_flushers_gone());
+    let target = env.path("targets/team-app.git");
+    assert!(target.join("HEAD").is_file());
+    std::fs::remove_dir_all(&first).unwrap();
+    let out = sweep(&env);
+    assert!(!out.contains("sweep: deleted"), "{out}");
+    assert!(target.join("HEAD").is_file(), "{out}");
+    assert!(out.contains("kept") && out.contains("team/app"), "{out}");
+}
+
+/// A created target, a second repository (so the root does not look unmounted), and the
+/// first one removed: (env, the removed upstream's target).
+fn created_then_removed() -> (Env, PathBuf) {
+    let env = Env::new();
+    server_config(&env, "slash");
+    let up = upstream_pushed(&env, "srv/team/app.git");
+    wait_mirror(&env, &up, "backup", "created", |m| {
+        m["update_status"] == "finished" && m["created"].is_string()
+    });
+    let keep = upstream_pushed(&env, "srv/keep.git");
+    wait_finished(&env, &keep, "backup");
+    assert!(env.wait_flushers_gone());
+    std::fs::remove_dir_all(&up).unwrap();
+    let target = env.path("targets/team/app.git");
+    (env, target)
+}
+
+#[test]
+fn sweep_ignores_a_record_edited_to_reach_outside_the_targets() {
+    let (env, _) = created_then_removed();
+    // `x/../../victim` is gone from the root (srv/x does not exist), and its URL
+    // targets/x/../../victim.git is the victim (targets/x exists).
+    std::fs::create_dir_all(env.path("targets/x")).unwrap();
+    let victim = env.bare("victim.git", &[]);
+    let name = "x/../../victim";
+    let hex: String = name.bytes().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(
+        env.path(&format!("state/created/backup--{hex}.json")),
+        serde_json::json!({
+            "rule": "backup",
+            "name": name,
+            "url": format!("{}/{name}.git", env.path("targets").display()),
+            "created_at": 0,
+            "how": "x",
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = sweep(&env);
+    assert!(victim.join("HEAD").is_file(), "{out}");
+    assert!(out.contains("not a plain path"), "{out}");
+}
+
+#[test]
+fn sweep_does_not_delete_through_a_symlink_swapped_in() {
+    let (env, target) = created_then_removed();
+    // targets/team swapped for a symlink to someone else's directory holding an app.git.
+    let others = env.bare("other/app.git", &[]);
+    std::fs::rename(env.path("targets/team"), env.path("team-moved")).unwrap();
+    std::os::unix::fs::symlink(env.path("other"), env.path("targets/team")).unwrap();
+    let out = sweep(&env);
+    assert!(others.join("HEAD").is_file(), "{out}");
+    assert!(target.join("HEAD").is_file(), "{out}");
+    assert!(!out.contains("sweep: deleted"), "{out}");
+    assert!(out.contains("is a symlink"), "{out}");
+}
