@@ -6,7 +6,6 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::fixtures::*;
 use common::*;
 
 fn upstream_pushed(env: &Env, name: &str) -> PathBuf {
