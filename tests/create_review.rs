@@ -108,3 +108,66 @@ fn sweep_does_not_delete_through_a_symlink_swapped_in() {
     assert!(!out.contains("sweep: deleted"), "{out}");
     assert!(out.contains("is a symlink"), "{out}");
 }
+
+/// A creation that loses a race (the forge answers GitHub's 422, GitLab's 400 "has already been
+/// taken", Gitea's 409 "already exists") counts as done: the sync pushes into the repository,
+/// and does not call it created by us (so propagate_deletion could never delete it).
+#[test]
+fn forge_already_exists_answers_count_as_done_and_the_sync_pushes() {
+    use common::servers::forge::ForgeServer;
+    if !common::servers::have_all(ForgeServer::REQUIRES) {
+        eprintln!("SKIPPED: nginx, fcgiwrap or python3 is not installed (tests/install-deps.sh)");
+        return;
+    }
+    let env = Env::new();
+    let srv = env.path("forge");
+    std::fs::create_dir_all(&srv).unwrap();
+    let f = ForgeServer::start(&srv, "mirror", "tok-5be1d09c77");
+    let up = upstream_pushed(&env, "up.git");
+    let head = env.git(&up, &["rev-parse", "refs/heads/main"]);
+    for (forge, owner) in [("github", "acme"), ("gitlab", "grp/sub"), ("gitea", "org")] {
+        let name = format!("app-{forge}");
+        let url = f.https.url(&format!("{owner}/{name}.git"));
+        common::fixtures::add_password_mirror(
+            &env,
+            &up,
+            forge,
+            &url,
+            "mirror",
+            &f.token,
+            &f.https.ca_file,
+            &["--debounce", "100ms"],
+        );
+        f.race();
+        env.pm_ok(
+            &up,
+            &[
+                "set",
+                forge,
+                "create_missing=true",
+                &format!("forge={forge}"),
+                &format!("forge_api={}", f.api(forge)),
+                &format!("create_owner={owner}"),
+            ],
+        );
+        env.pm_ok(&up, &["sync", forge]);
+        // (A flusher `add` started may fail once before `set`; its retry creates.)
+        let m = wait_mirror(&env, &up, forge, "finished", |m| {
+            m["update_status"] == "finished"
+        });
+        assert!(m["created"].is_null(), "{forge}: {m:#}");
+        let log = env.log(&up);
+        assert!(
+            !log.contains("create_missing: POST") && log.contains("exists already"),
+            "{forge}: the lost race failed the sync: {log}"
+        );
+        let dst = env.path(&format!("forge/{owner}/{name}.git"));
+        assert_eq!(env.git(&dst, &["rev-parse", "refs/heads/main"]), head);
+    }
+    let posts = f
+        .requests()
+        .into_iter()
+        .filter(|r| r["method"] == "POST")
+        .count();
+    assert_eq!(posts, 3);
+}
