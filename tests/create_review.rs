@@ -31,25 +31,55 @@ fn sweep(env: &Env) -> String {
     text(&out)
 }
 
+/// A repository moved to another directory keeps its target under `name_style: basename`:
+/// `sweep` sees `a/app` gone, but `b/app` maps to the same target, so it is kept.
 #[test]
-fn sweep_keeps_a_created_target_another_repository_still_maps_to() {
+fn sweep_keeps_the_target_of_a_moved_repository_that_still_maps_to_it() {
+    let env = Env::new();
+    server_config(&env, "basename");
+    let up = upstream_pushed(&env, "srv/a/app.git");
+    wait_mirror(&env, &up, "backup", "created", |m| {
+        m["update_status"] == "finished" && m["created"].is_string()
+    });
+    assert!(env.wait_flushers_gone());
+    let target = env.path("targets/app.git");
+    assert!(target.join("HEAD").is_file());
+    std::fs::create_dir_all(env.path("srv/b")).unwrap();
+    std::fs::rename(&up, env.path("srv/b/app.git")).unwrap();
+    let out = sweep(&env);
+    assert!(!out.contains("sweep: deleted"), "{out}");
+    assert!(target.join("HEAD").is_file(), "{out}");
+    assert!(out.contains("kept") && out.contains("a/app"), "{out}");
+}
+
+/// Two repositories a rule's `name_style` maps to one target (`team/app` and `team-app` under
+/// `dash`) do not overwrite each other's refs there: the sync fails with one line naming both.
+#[test]
+fn names_mapped_to_one_target_are_refused_not_mixed() {
     let env = Env::new();
     server_config(&env, "dash");
-    // `team/app` and `team-app` both map to targets/team-app.git under `name_style: dash`.
     let first = upstream_pushed(&env, "srv/team/app.git");
     wait_mirror(&env, &first, "backup", "created", |m| {
         m["update_status"] == "finished" && m["created"].is_string()
     });
-    let second = upstream_pushed(&env, "srv/team-app.git");
-    wait_finished(&env, &second, "backup");
-    assert!(env.wait_flushers_gone());
     let target = env.path("targets/team-app.git");
-    assert!(target.join("HEAD").is_file());
-    std::fs::remove_dir_all(&first).unwrap();
-    let out = sweep(&env);
-    assert!(!out.contains("sweep: deleted"), "{out}");
-    assert!(target.join("HEAD").is_file(), "{out}");
-    assert!(out.contains("kept") && out.contains("team/app"), "{out}");
+    let head = env.git(&first, &["rev-parse", "refs/heads/main"]);
+    assert_eq!(env.git(&target, &["rev-parse", "refs/heads/main"]), head);
+    let second = env.bare("srv/team-app.git", &[]);
+    env.pm_ok(&second, &["install"]);
+    let wc = env.clone(&second, "wc-second");
+    env.commit(&wc, "another history");
+    env.commit(&wc, "and more");
+    env.push(&wc, &["main"]);
+    let m = wait_mirror(&env, &second, "backup", "failed", |m| {
+        m["update_status"] == "failed"
+    });
+    let err = m["last_error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("team/app") && err.contains("team-app") && err.contains("name_style"),
+        "{m:#}"
+    );
+    assert_eq!(env.git(&target, &["rev-parse", "refs/heads/main"]), head);
 }
 
 /// A created target, a second repository (so the root does not look unmounted), and the
