@@ -201,3 +201,44 @@ fn forge_already_exists_answers_count_as_done_and_the_sync_pushes() {
         .count();
     assert_eq!(posts, 3);
 }
+
+/// `create_owner` never sends a creation elsewhere than the url: a server rule with nested
+/// names (`team/app` under `slash`) on a forge with `create_owner: org` would create `org/app`
+/// (another repository's target, which propagate_deletion would then delete). It fails with
+/// one line instead, and nothing is created.
+#[test]
+fn create_owner_never_creates_another_repository_than_the_url_names() {
+    use common::servers::forge::ForgeServer;
+    if !common::servers::have_all(ForgeServer::REQUIRES) {
+        eprintln!("SKIPPED: nginx, fcgiwrap or python3 is not installed (tests/install-deps.sh)");
+        return;
+    }
+    let env = Env::new();
+    let srv = env.path("forge");
+    std::fs::create_dir_all(&srv).unwrap();
+    let f = ForgeServer::start(&srv, "mirror", "tok-0c4e8a7713");
+    let pwfile = env.path("forge.token");
+    common::write_mode(&pwfile, &f.token, 0o600);
+    env.write_server_config(&format!(
+        "root: {srv}\nstate_dir: {state}\ndefaults:\n  debounce: 100ms\n  timeout: 30s\nrules:\n  - name: gitea\n    url: {forge_url}/${{name}}.git\n    create_missing: true\n    propagate_deletion: true\n    forge: gitea\n    forge_api: {api}\n    create_owner: org\n    ca_file: {ca}\n    auth: {{method: password, username: mirror, password_file: {pw}}}\n",
+        srv = env.path("srv").display(),
+        state = env.path("state").display(),
+        forge_url = f.https.url("org"),
+        api = f.api("gitea"),
+        ca = f.https.ca_file.display(),
+        pw = pwfile.display(),
+    ));
+    let up = upstream_pushed(&env, "srv/team/app.git");
+    let m = wait_mirror(&env, &up, "gitea", "failed", |m| {
+        m["update_status"] == "failed"
+    });
+    let err = m["last_error"].as_str().unwrap_or_default();
+    assert!(err.contains("create_owner"), "{m:#}");
+    let posts: Vec<_> = f
+        .requests()
+        .into_iter()
+        .filter(|r| r["method"] == "POST")
+        .collect();
+    assert!(posts.is_empty(), "{posts:#?}");
+    assert!(!env.path("forge/org/app.git").exists());
+}

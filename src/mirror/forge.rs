@@ -88,7 +88,21 @@ pub fn owner_and_name(url: &str, owner: Option<&str>) -> Result<(String, String)
     let path = whatwg.path().trim_matches('/');
     let path = path.strip_suffix(".git").unwrap_or(path);
     let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
-    let owner = owner.unwrap_or(dir);
+    // `create_owner` must be what the url names (after a base path, such as a GitLab under
+    // `/gitlab/`): the repository made or deleted is the one git pushes to, never `owner/name`
+    // elsewhere (`org/team/app` is not `org/app`).
+    if let Some(o) = owner {
+        let (d, o) = (
+            dir.to_ascii_lowercase(),
+            o.trim_matches('/').to_ascii_lowercase(),
+        );
+        if d != o && !d.ends_with(&format!("/{o}")) {
+            return Err(format!(
+                "the url path `/{path}` is not `{o}/{name}`: create_owner must be the url's owner (nested names need a name_style other than slash)"
+            ));
+        }
+    }
+    let owner = owner.map(|o| o.trim_matches('/')).unwrap_or(dir);
     if owner.is_empty() || name.is_empty() {
         return Err(format!(
             "cannot tell owner and repository from the url path `/{path}`; set create_owner"
@@ -548,6 +562,20 @@ mod tests {
             ("acme".into(), "app".into())
         );
         assert!(owner_and_name("https://h/app.git", None).is_err());
+        // create_owner never redirects the creation or deletion to another repository.
+        for (url, owner) in [
+            ("https://h/org/team/app.git", "org"),
+            ("https://h/other/app.git", "org"),
+            ("https://h/xorg/app.git", "org"),
+            ("https://h/app.git", "org"),
+        ] {
+            assert!(owner_and_name(url, Some(owner)).is_err(), "{url} {owner}");
+        }
+        assert_eq!(
+            owner_and_name("https://h/gitlab/grp/sub/app.git", Some("grp/sub")).unwrap(),
+            ("grp/sub".to_string(), "app".to_string())
+        );
+        assert!(owner_and_name("https://h/Org/app.git", Some("org")).is_ok());
         assert_eq!(
             plan_delete(Forge::Gitlab, "https://h/api/v4", "g/sub", "app").url,
             "https://h/api/v4/projects/g%2Fsub%2Fapp"
