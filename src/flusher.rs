@@ -230,12 +230,39 @@ fn shared_target(server: &config::ServerConfig, m: &Effective) -> Option<String>
     }
     let rule = server.rules.iter().find(|r| r.name == m.mirror.name)?;
     let root = std::fs::canonicalize(server.root.as_ref()?).ok()?;
-    let (repos, _) = crate::ops::fleet::find_all(&root);
-    let names = repos.iter().filter_map(|r| {
-        let rel = r.strip_prefix(&root).ok()?.to_str()?;
-        Some(rel.strip_suffix(".git").unwrap_or(rel).to_string())
-    });
-    let other = first_sharing(rule, name, names)?;
+    let is_repo = |n: &str| {
+        [root.join(format!("{n}.git")), root.join(n)]
+            .iter()
+            .any(|d| d.join("HEAD").is_file() && d.join("objects").is_dir())
+    };
+    let other = match style {
+        // The names `dash`/`underscore` map to this target are few: each separator either was
+        // one or was a `/` (looked up directly, not by walking the whole root every sync).
+        config::NameStyle::Dash | config::NameStyle::Underscore
+            if style.apply(name).matches(['-', '_']).count() <= 12 =>
+        {
+            let sep = if style == config::NameStyle::Dash {
+                '-'
+            } else {
+                '_'
+            };
+            let names = unmapped(&style.apply(name), sep);
+            let plain = |n: &String| n.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
+            first_sharing(
+                rule,
+                name,
+                names.into_iter().filter(|n| plain(n) && is_repo(n)),
+            )?
+        }
+        _ => {
+            let (repos, _) = crate::ops::fleet::find_all(&root);
+            let names = repos.iter().filter_map(|r| {
+                let rel = r.strip_prefix(&root).ok()?.to_str()?;
+                Some(rel.strip_suffix(".git").unwrap_or(rel).to_string())
+            });
+            first_sharing(rule, name, names)?
+        }
+    };
     Some(format!(
         "rule `{}`: name_style {} maps both `{name}` and `{other}` to {}; nothing pushed (their syncs would overwrite each other's refs): exclude one of them, or use another name_style",
         rule.name,
@@ -245,6 +272,25 @@ fn shared_target(server: &config::ServerConfig, m: &Effective) -> Option<String>
             .unwrap_or_default(),
         crate::url::mask(&m.mirror.url)
     ))
+}
+
+/// Every name `dash`/`underscore` (`sep`) could have mapped to `target`: each `sep` in it was
+/// itself or a `/`. Pure.
+fn unmapped(target: &str, sep: char) -> Vec<String> {
+    let mut out = vec![String::new()];
+    for c in target.chars() {
+        if c == sep {
+            out = out
+                .into_iter()
+                .flat_map(|p| [format!("{p}{sep}"), format!("{p}/")])
+                .collect();
+        } else {
+            for p in &mut out {
+                p.push(c);
+            }
+        }
+    }
+    out
 }
 
 /// The first of `others` (not `name`) that `rule` maps to the same URL as `name`. Pure.
@@ -1149,6 +1195,10 @@ mod tests {
             first_sharing(&rule, "x/y/z", names(&["x-y/z", "x/y-z"])).as_deref(),
             Some("x-y/z")
         );
+        let mut all = unmapped("a-b-c", '-');
+        all.sort();
+        assert_eq!(all, ["a-b-c", "a-b/c", "a/b-c", "a/b/c"]);
+        assert_eq!(unmapped("a_b", '_'), ["a_b", "a/b"]);
         rule.name_style = Some(config::NameStyle::Underscore);
         assert_eq!(
             first_sharing(&rule, "a/b", names(&["a_b"])).as_deref(),
