@@ -1134,11 +1134,13 @@ impl Rule {
                 .repos
                 .iter()
                 .any(|p| crate::pattern::wildmatch(p, name));
+        // An exclusion written with the directory's `.git` (`secret.git`, `*/attic.git`) still
+        // excludes: leaving a repository out is the safe side of a near miss.
+        let with_git = format!("{name}.git");
         if !picked
-            || self
-                .exclude
-                .iter()
-                .any(|p| crate::pattern::wildmatch(p, name))
+            || self.exclude.iter().any(|p| {
+                crate::pattern::wildmatch(p, name) || crate::pattern::wildmatch(p, &with_git)
+            })
         {
             return None;
         }
@@ -1437,6 +1439,11 @@ mod tests {
         r.repos.clear();
         assert!(r.for_repo("other").is_some());
         assert!(r.for_repo("team/attic").is_none());
+        // An exclusion matches the name before name_style, with or without the `.git`.
+        r.exclude = vec!["secret.git".into(), "team-web-*".into()];
+        assert!(r.for_repo("secret").is_none());
+        assert!(r.for_repo("team/web/app").is_some());
+        assert!(r.for_repo("team-web-x").is_none());
         // Repository files name their own URLs: the rule keys are refused there.
         for key in ["exclude: [x]", "name_style: dash"] {
             let e = load_text(&format!(

@@ -219,6 +219,91 @@ struct Done {
     report: mirror::SyncReport,
 }
 
+/// When `m` comes from a server rule with a `name_style` other than `slash`, and another
+/// repository under the root maps to the same target under that rule (`team/app` and
+/// `team-app` under `dash`, `a/app` and `b/app` under `basename`): one line saying so.
+fn shared_target(server: &config::ServerConfig, m: &Effective) -> Option<String> {
+    let name = m.rule_name.as_deref()?;
+    let style = m.mirror.name_style.unwrap_or_default();
+    if style == config::NameStyle::Slash {
+        return None;
+    }
+    let rule = server.rules.iter().find(|r| r.name == m.mirror.name)?;
+    let root = std::fs::canonicalize(server.root.as_ref()?).ok()?;
+    let is_repo = |n: &str| {
+        [root.join(format!("{n}.git")), root.join(n)]
+            .iter()
+            .any(|d| d.join("HEAD").is_file() && d.join("objects").is_dir())
+    };
+    let other = match style {
+        // The names `dash`/`underscore` map to this target are few: each separator either was
+        // one or was a `/` (looked up directly, not by walking the whole root every sync).
+        config::NameStyle::Dash | config::NameStyle::Underscore
+            if style.apply(name).matches(['-', '_']).count() <= 12 =>
+        {
+            let sep = if style == config::NameStyle::Dash {
+                '-'
+            } else {
+                '_'
+            };
+            let names = unmapped(&style.apply(name), sep);
+            let plain = |n: &String| n.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
+            first_sharing(
+                rule,
+                name,
+                names.into_iter().filter(|n| plain(n) && is_repo(n)),
+            )?
+        }
+        _ => {
+            let (repos, _) = crate::ops::fleet::find_all(&root);
+            let names = repos.iter().filter_map(|r| {
+                let rel = r.strip_prefix(&root).ok()?.to_str()?;
+                Some(rel.strip_suffix(".git").unwrap_or(rel).to_string())
+            });
+            first_sharing(rule, name, names)?
+        }
+    };
+    Some(format!(
+        "rule `{}`: name_style {} maps both `{name}` and `{other}` to {}; nothing pushed (their syncs would overwrite each other's refs): exclude one of them, or use another name_style",
+        rule.name,
+        serde_json::to_value(style)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        crate::url::mask(&m.mirror.url)
+    ))
+}
+
+/// Every name `dash`/`underscore` (`sep`) could have mapped to `target`: each `sep` in it was
+/// itself or a `/`. Pure.
+fn unmapped(target: &str, sep: char) -> Vec<String> {
+    let mut out = vec![String::new()];
+    for c in target.chars() {
+        if c == sep {
+            out = out
+                .into_iter()
+                .flat_map(|p| [format!("{p}{sep}"), format!("{p}/")])
+                .collect();
+        } else {
+            for p in &mut out {
+                p.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// The first of `others` (not `name`) that `rule` maps to the same URL as `name`. Pure.
+fn first_sharing(
+    rule: &config::MirrorConfig,
+    name: &str,
+    others: impl Iterator<Item = String>,
+) -> Option<String> {
+    let url = rule.for_repo(name)?.url;
+    let mut others = others;
+    others.find(|o| o != name && rule.for_repo(o).is_some_and(|m| m.url == url))
+}
+
 /// Records, under the server's `state_dir`, a target a server rule's mirror created (what
 /// `propagate_deletion` may delete later; see `ops::created`).
 fn record_creation(state_dir: Option<&Path>, m: &Effective, report: &mirror::SyncReport) {
@@ -655,6 +740,9 @@ impl Flusher {
         let limit = cfg.server.concurrency();
         let password_env_names = cfg.password_env_names();
         let state_dir = cfg.server.state_dir.clone();
+        // A rule whose name_style maps another repository to this target too: its syncs would
+        // overwrite each other's refs there, so neither pushes.
+        let collision = shared_target(&cfg.server, &m);
         // `slots_dir` on storage the nodes share makes `concurrency` one limit for all of them.
         let shared_slots = cfg.server.slots_dir.clone();
         let slots = shared_slots.clone().unwrap_or_else(|| runtime.clone());
@@ -663,11 +751,18 @@ impl Flusher {
             m.mirror.name, p.count, p.max_seq
         );
         std::thread::spawn(move || {
+            // A sync refused before it starts (two repositories mapped to one target) takes
+            // no slot.
             let slot = match &shared_slots {
+                _ if collision.is_some() => Err(std::io::Error::other("not needed")),
                 Some(dir) => crate::slots::acquire_shared(dir, limit),
                 None => crate::slots::acquire(&slots, limit),
             };
             let report = match slot {
+                _ if collision.is_some() => mirror::SyncReport {
+                    error: collision,
+                    ..Default::default()
+                },
                 Ok(_slot) => {
                     let ctx = mirror::SyncContext {
                         git_dir: &git_dir,
@@ -1083,6 +1178,46 @@ fn worth_compacting(contents: &Contents, floors: Floors) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_a_style_maps_to_one_target_are_found() {
+        let mut rule = config::MirrorConfig::new("flat", "/m/${name}.git");
+        let names = |v: &[&str]| {
+            v.iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .into_iter()
+        };
+        rule.name_style = Some(config::NameStyle::Dash);
+        let all = ["team/app", "team-app", "team/other", "x/y/z"];
+        assert_eq!(
+            first_sharing(&rule, "team/app", names(&all)).as_deref(),
+            Some("team-app")
+        );
+        assert_eq!(first_sharing(&rule, "team/other", names(&all)), None);
+        assert_eq!(
+            first_sharing(&rule, "x/y/z", names(&["x-y/z", "x/y-z"])).as_deref(),
+            Some("x-y/z")
+        );
+        let mut all = unmapped("a-b-c", '-');
+        all.sort();
+        assert_eq!(all, ["a-b-c", "a-b/c", "a/b-c", "a/b/c"]);
+        assert_eq!(unmapped("a_b", '_'), ["a_b", "a/b"]);
+        rule.name_style = Some(config::NameStyle::Underscore);
+        assert_eq!(
+            first_sharing(&rule, "a/b", names(&["a_b"])).as_deref(),
+            Some("a_b")
+        );
+        assert_eq!(first_sharing(&rule, "a/b", names(&["a-b"])), None);
+        rule.name_style = Some(config::NameStyle::Basename);
+        assert_eq!(
+            first_sharing(&rule, "a/app", names(&["b/app", "a/app"])).as_deref(),
+            Some("b/app")
+        );
+        // An excluded repository maps to nothing.
+        rule.exclude = vec!["b/*".into()];
+        assert_eq!(first_sharing(&rule, "a/app", names(&["b/app"])), None);
+    }
 
     #[test]
     fn transient_rejections_are_told_from_policy_ones() {

@@ -476,7 +476,8 @@ fn forge_rate_limits_are_waited_out_and_the_token_stays_on_its_origin() {
     );
     assert!(!env.path("forge/org/nope.git").exists());
 
-    // Created, yet still not found (the owner is not the url's): one creation, one clear line.
+    // An owner that is not the url's: refused before any creation (it would create, and
+    // propagate_deletion would later delete, another repository than the url names).
     let url = f.https.url("org/moved.git");
     add_password_mirror(
         &env,
@@ -502,17 +503,17 @@ fn forge_rate_limits_are_waited_out_and_the_token_stays_on_its_origin() {
         ],
     );
     env.pm_ok(&up, &["sync", "moved"]);
-    wait_mirror(&env, &up, "moved", "the hint", |m| {
+    wait_mirror(&env, &up, "moved", "the refusal", |m| {
         m["last_error"]
             .as_str()
-            .is_some_and(|e| e.contains("check that the url names what was created"))
+            .is_some_and(|e| e.contains("create_owner must be the url's owner"))
     });
     let posts = f
         .requests()
         .into_iter()
         .filter(|r| r["method"] == "POST" && r["path"] == "/api/v1/orgs/other/repos")
         .count();
-    assert_eq!(posts, 1);
+    assert_eq!(posts, 0);
 }
 
 /// `propagate_deletion`: once a repository is gone, `sweep` deletes the target its rule

@@ -68,13 +68,13 @@ pub struct Target<'a> {
 
 /// Creates the missing repository of `t`, whose listing failed with `stderr`; returns what it
 /// did, in words for the log and `status`.
-pub fn create(t: &Target<'_>, stderr: &str) -> Result<String, String> {
+pub fn create(t: &Target<'_>, stderr: &str) -> Result<super::forge::Made, String> {
     if gitolite_refused(stderr) {
         return Err(GITOLITE_NO_C.into());
     }
     match (&t.forge, t.scheme) {
         (Some(f), Scheme::Https | Scheme::Http) => super::forge::create(f),
-        _ => create_with_git(t),
+        _ => create_with_git(t).map(super::forge::Made::Created),
     }
 }
 

@@ -88,7 +88,21 @@ pub fn owner_and_name(url: &str, owner: Option<&str>) -> Result<(String, String)
     let path = whatwg.path().trim_matches('/');
     let path = path.strip_suffix(".git").unwrap_or(path);
     let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
-    let owner = owner.unwrap_or(dir);
+    // `create_owner` must be what the url names (after a base path, such as a GitLab under
+    // `/gitlab/`): the repository made or deleted is the one git pushes to, never `owner/name`
+    // elsewhere (`org/team/app` is not `org/app`).
+    if let Some(o) = owner {
+        let (d, o) = (
+            dir.to_ascii_lowercase(),
+            o.trim_matches('/').to_ascii_lowercase(),
+        );
+        if d != o && !d.ends_with(&format!("/{o}")) {
+            return Err(format!(
+                "the url path `/{path}` is not `{o}/{name}`: create_owner must be the url's owner (nested names need a name_style other than slash)"
+            ));
+        }
+    }
+    let owner = owner.map(|o| o.trim_matches('/')).unwrap_or(dir);
     if owner.is_empty() || name.is_empty() {
         return Err(format!(
             "cannot tell owner and repository from the url path `/{path}`; set create_owner"
@@ -201,7 +215,7 @@ pub fn retry_after(
 }
 
 /// Creates the mirror's repository on its forge; returns what it did, in words.
-pub fn create(t: &ForgeTarget<'_>) -> Result<String, String> {
+pub fn create(t: &ForgeTarget<'_>) -> Result<Made, String> {
     let api = api_base(t.forge, t.url, t.forge_api)?;
     let which = format!("{} API {}", t.forge.as_str(), crate::url::show_href(&api));
     if !api_allowed(t.url, &api) {
@@ -255,15 +269,42 @@ pub fn create(t: &ForgeTarget<'_>) -> Result<String, String> {
             plan_create(t.forge, &api, &owner, &name, t.visibility, None, Some(id))
         }
     };
-    client.send(&call)?;
-    Ok(format!(
+    if client.send(&call)?[EXISTS_ALREADY] == true {
+        // Made by someone else meanwhile (another flusher, a person): not ours, so never
+        // recorded for propagate_deletion; the sync pushes into it.
+        return Ok(Made::Existed(format!(
+            "{owner}/{name} exists already on the {which} (not created by us)"
+        )));
+    }
+    Ok(Made::Created(format!(
         "created {owner}/{name} ({}) through the {which}",
         match t.visibility {
             Visibility::Private => "private",
             Visibility::Internal => "internal",
             Visibility::Public => "public",
         }
-    ))
+    )))
+}
+
+/// What a creation came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Made {
+    /// Created by us (recorded for `propagate_deletion`), in words.
+    Created(String),
+    /// The forge says it exists already (a creation that raced ours): pushed into, not ours.
+    Existed(String),
+}
+
+/// The key `send` answers a creation refused as "already exists" with.
+const EXISTS_ALREADY: &str = "pushmirror_exists_already";
+
+/// Whether a refused creation says the repository exists already: GitHub's 422 "name already
+/// exists on this account", Gitea's/Forgejo's 409 "... already exists", GitLab's 400 "has
+/// already been taken". Pure.
+pub fn already_exists(code: u16, body: &str) -> bool {
+    let b = body.to_ascii_lowercase();
+    matches!(code, 400 | 409 | 422)
+        && (b.contains("already exists") || b.contains("has already been taken"))
 }
 
 /// Deletes `owner/name` (the mirror of `t`) on its forge.
@@ -337,6 +378,22 @@ impl Api<'_> {
                     let text = resp.into_string().unwrap_or_default();
                     return Ok(serde_json::from_str(&text).unwrap_or(Value::Null));
                 }
+                Err(ureq::Error::Status(code, resp))
+                    if call.method == "POST" && matches!(code, 400 | 409 | 422) =>
+                {
+                    use std::io::Read;
+                    let mut raw = Vec::new();
+                    let _ = resp.into_reader().take(64 * 1024).read_to_end(&mut raw);
+                    let body = String::from_utf8_lossy(&raw);
+                    if already_exists(code, &body) {
+                        return Ok(json!({ EXISTS_ALREADY: true }));
+                    }
+                    return Err(format!(
+                        "{what}: HTTP {code}{}{}",
+                        crate::mirror::lfs::client::server_message(&body),
+                        hint(code)
+                    ));
+                }
                 Err(ureq::Error::Status(code, resp)) => {
                     let now = crate::time::now_ms() / 1000;
                     let wait = retry_after(
@@ -373,7 +430,7 @@ fn hint(code: u16) -> &'static str {
         401 => " (the token was refused: check the mirror's password/token)",
         403 => " (the token may not create repositories there: give it the repo/api scope, or create the repository by hand)",
         404 => " (no such owner, or the token cannot see it: check create_owner)",
-        409 | 422 => " (it exists already, yet git did not find it: check that the token may read it and that the url names it)",
+        409 | 422 => " (check the name and create_owner, or create the repository by hand)",
         429 => " (rate limited; the next retry waits longer)",
         300..=399 => " (a redirect: give the final API url in forge_api)",
         _ => "",
@@ -410,6 +467,40 @@ fn host_lock(runtime_dir: &Path, api: &str) -> Result<std::fs::File, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn already_exists_answers_are_told_from_other_refusals() {
+        let yes = [
+            (
+                422,
+                r#"{"message":"Repository creation failed.","errors":[{"resource":"Repository","code":"custom","field":"name","message":"name already exists on this account"}]}"#,
+            ),
+            (
+                409,
+                r#"{"message":"The repository with the same name already exists."}"#,
+            ),
+            (
+                400,
+                r#"{"message":{"name":["has already been taken"],"path":["has already been taken"]}}"#,
+            ),
+        ];
+        for (code, body) in yes {
+            assert!(already_exists(code, body), "{code} {body}");
+        }
+        let no = [
+            (
+                422,
+                r#"{"message":"Validation Failed","errors":[{"field":"name","code":"invalid"}]}"#,
+            ),
+            (400, r#"{"message":{"path":["can contain only letters"]}}"#),
+            (403, "already exists"),
+            (404, r#"{"message":"Not Found"}"#),
+            (409, ""),
+        ];
+        for (code, body) in no {
+            assert!(!already_exists(code, body), "{code} {body}");
+        }
+    }
 
     #[test]
     fn api_bases_and_where_the_token_may_go() {
@@ -471,6 +562,20 @@ mod tests {
             ("acme".into(), "app".into())
         );
         assert!(owner_and_name("https://h/app.git", None).is_err());
+        // create_owner never redirects the creation or deletion to another repository.
+        for (url, owner) in [
+            ("https://h/org/team/app.git", "org"),
+            ("https://h/other/app.git", "org"),
+            ("https://h/xorg/app.git", "org"),
+            ("https://h/app.git", "org"),
+        ] {
+            assert!(owner_and_name(url, Some(owner)).is_err(), "{url} {owner}");
+        }
+        assert_eq!(
+            owner_and_name("https://h/gitlab/grp/sub/app.git", Some("grp/sub")).unwrap(),
+            ("grp/sub".to_string(), "app".to_string())
+        );
+        assert!(owner_and_name("https://h/Org/app.git", Some("org")).is_ok());
         assert_eq!(
             plan_delete(Forge::Gitlab, "https://h/api/v4", "g/sub", "app").url,
             "https://h/api/v4/projects/g%2Fsub%2Fapp"

@@ -573,6 +573,8 @@ fn run_sync(
     let mut broke: Option<String>;
     // Set when this sync created the target (at most once).
     let mut created: Option<String> = None;
+    // A creation the forge answered "exists already": tried, not ours (never recorded).
+    let mut existed: Option<String> = None;
     let (mut report, remote_said, known) = loop {
         attempt += 1;
         // With a guess of the mirror's refs, its plan is pushed at once and the mirror's real
@@ -686,7 +688,11 @@ fn run_sync(
                         created = Some(c);
                     }
                     (git::parse_ls_remote(&ls.stdout), local)
-                } else if m.create_missing && created.is_none() && create::is_missing(&ls.stderr) {
+                } else if m.create_missing
+                    && created.is_none()
+                    && existed.is_none()
+                    && create::is_missing(&ls.stderr)
+                {
                     // Created once per sync; a creation that fails fails the sync.
                     let head = upstream.default_branch();
                     let target = create::Target {
@@ -709,16 +715,26 @@ fn run_sync(
                             runtime_dir: ctx.runtime_dir,
                         }),
                     };
-                    let c = create::create(&target, &ls.stderr)?;
-                    log::info!("sync {}: {c}", cfg.name);
-                    created = Some(c);
+                    match create::create(&target, &ls.stderr)? {
+                        forge::Made::Created(c) => {
+                            log::info!("sync {}: {c}", cfg.name);
+                            created = Some(c);
+                        }
+                        forge::Made::Existed(c) => {
+                            log::info!("sync {}: {c}; pushing into it", cfg.name);
+                            existed = Some(c);
+                        }
+                    }
                     continue;
                 } else {
                     // Never a second creation: a target created but still not found is a url
                     // that names something else.
-                    let hint = match &created {
-                        Some(c) if create::is_missing(&ls.stderr) => format!(
+                    let hint = match (&created, &existed) {
+                        (Some(c), _) if create::is_missing(&ls.stderr) => format!(
                             " (after create_missing {c}: check that the url names what was created)"
+                        ),
+                        (None, Some(c)) if create::is_missing(&ls.stderr) => format!(
+                            " (create_missing: {c}, yet git does not find it: check that the token may read it and that the url names it)"
                         ),
                         _ => String::new(),
                     };

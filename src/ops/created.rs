@@ -93,12 +93,28 @@ pub enum Decision {
 
 /// Whether the target of `rec` is to be deleted: its rule still exists with
 /// `propagate_deletion`, still maps the name to the recorded URL, and the repository is gone.
-pub fn decide(server: &ServerConfig, rec: &Record, repo_exists: bool) -> Decision {
+///
+/// `live` holds the target URLs (without credentials) of every repository still under the
+/// root, under every rule: a target one of them still uses (two names mapped to one target by
+/// `name_style`, a repository moved to a name that maps to the same target) is kept. A record
+/// whose name is not a plain relative path (edited by hand: `..`, `/x`) is never acted on.
+pub fn decide(
+    server: &ServerConfig,
+    rec: &Record,
+    repo_exists: bool,
+    live: &std::collections::BTreeSet<String>,
+) -> Decision {
     let Some(rule) = server.rules.iter().find(|r| r.name == rec.rule) else {
         return Decision::KeepBecause(format!("rule `{}` no longer exists", rec.rule));
     };
     if !rule.propagate_deletion || repo_exists {
         return Decision::Keep;
+    }
+    if !plain_name(&rec.name) {
+        return Decision::KeepBecause(format!(
+            "the record's name {:?} is not a plain path under the root (edited by hand?)",
+            rec.name
+        ));
     }
     let now = rule
         .for_repo(&rec.name)
@@ -111,7 +127,78 @@ pub fn decide(server: &ServerConfig, rec: &Record, repo_exists: bool) -> Decisio
             crate::url::mask(&rec.url)
         ));
     }
+    if live.contains(&rec.url) {
+        return Decision::KeepBecause(format!(
+            "{} is still the target of a repository under the root",
+            crate::url::mask(&rec.url)
+        ));
+    }
     Decision::Delete
+}
+
+/// Whether `name` is what `rule_name` gives: a relative path of plain components (no `.`,
+/// `..` or empty component, no control character).
+fn plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.chars().any(char::is_control)
+        && name
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+/// The target URLs (without credentials) of every repository in `repos` under every rule.
+fn live_targets(
+    server: &ServerConfig,
+    root: &Path,
+    repos: &[PathBuf],
+) -> std::collections::BTreeSet<String> {
+    let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let mut out = std::collections::BTreeSet::new();
+    for repo in repos {
+        let dir = std::fs::canonicalize(repo).unwrap_or_else(|_| repo.clone());
+        let Some(rel) = dir.strip_prefix(&root).ok().and_then(|r| r.to_str()) else {
+            continue;
+        };
+        let name = rel
+            .strip_suffix(".git")
+            .unwrap_or(rel)
+            .trim_end_matches('/');
+        for rule in &server.rules {
+            if let Some(m) = rule.for_repo(name) {
+                out.insert(crate::url::split_credentials(&m.url).0);
+            }
+        }
+    }
+    out
+}
+
+/// A local target is deleted only where its rule's URL puts it: no symlink among the
+/// directories `${name}` contributes (a symlink swapped in would take the deletion elsewhere).
+/// `template` is the rule's URL, `path` the target's.
+fn local_target_is_in_place(template: &str, path: &str) -> Result<(), String> {
+    let template = crate::url::split_credentials(template).0;
+    let template = template.strip_prefix("file://").unwrap_or(&template);
+    let fixed = template.split("${name}").next().unwrap_or("");
+    // The directory the template fixes (`/srv/mirrors/` of `/srv/mirrors/${name}.git`).
+    let base = match fixed.rfind('/') {
+        Some(i) => &fixed[..=i],
+        None => return Err(format!("{path}: not under a fixed directory")),
+    };
+    let path = path.strip_prefix("file://").unwrap_or(path);
+    let rest = path
+        .strip_prefix(base)
+        .ok_or_else(|| format!("{path}: not under {base}"))?;
+    let mut p = PathBuf::from(base);
+    for c in rest.split('/').filter(|c| !c.is_empty()) {
+        if c == "." || c == ".." {
+            return Err(format!("{path}: has a `{c}` component"));
+        }
+        p.push(c);
+        if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(format!("{} is a symlink", p.display()));
+        }
+    }
+    Ok(())
 }
 
 /// `sweep`'s deletion step: for every recorded target whose repository is gone from `root`,
@@ -151,6 +238,7 @@ pub fn propagate(server: &ServerConfig, server_path: &Path, root: &Path, exe: &P
         eprintln!("git-pushmirror: sweep: {b}");
     }
     let runtime = crate::paths::runtime_dir(server.runtime_dir.as_deref());
+    let live = live_targets(server, root, &repos);
     for (file, rec) in records {
         let exists = [root.join(format!("{}.git", rec.name)), root.join(&rec.name)]
             .iter()
@@ -160,7 +248,7 @@ pub fn propagate(server: &ServerConfig, server_path: &Path, root: &Path, exe: &P
                 Ok(_) => true,
                 Err(e) => e.kind() != std::io::ErrorKind::NotFound,
             });
-        let rule = match decide(server, &rec, exists) {
+        let rule = match decide(server, &rec, exists, &live) {
             Decision::Keep => continue,
             Decision::KeepBecause(why) => {
                 if !exists {
@@ -174,9 +262,21 @@ pub fn propagate(server: &ServerConfig, server_path: &Path, root: &Path, exe: &P
             }
             Decision::Delete => server.rules.iter().find(|r| r.name == rec.rule),
         };
-        let Some(m) = rule.and_then(|r| r.for_repo(&rec.name)) else {
+        let Some((rule, m)) = rule.and_then(|r| r.for_repo(&rec.name).map(|m| (r, m))) else {
             continue;
         };
+        if crate::url::validate(&m.url, m.allow_insecure_http).ok()
+            == Some(crate::url::Scheme::Local)
+        {
+            if let Err(e) = local_target_is_in_place(&rule.url, &rec.url) {
+                println!(
+                    "sweep: kept {} of removed repository {}: {e}; nothing deleted",
+                    crate::url::mask(&rec.url),
+                    rec.name
+                );
+                continue;
+            }
+        }
         let timeout = m
             .timeout
             .map_or(std::time::Duration::from_secs(120), |d| d.0);
@@ -253,28 +353,88 @@ mod tests {
             created_at: 0,
             how: "x".into(),
         };
-        assert_eq!(decide(&server, &rec, false), Decision::Delete);
-        assert_eq!(decide(&server, &rec, true), Decision::Keep);
+        let none = std::collections::BTreeSet::new();
+        assert_eq!(decide(&server, &rec, false, &none), Decision::Delete);
+        // Still the target of another repository (two names mapped to one target, a move).
+        let live = std::collections::BTreeSet::from([rec.url.clone()]);
+        assert!(matches!(
+            decide(&server, &rec, false, &live),
+            Decision::KeepBecause(_)
+        ));
+        // A record edited by hand to reach outside the targets' directory.
+        for name in [
+            "team/../../etc/x",
+            "../x",
+            "/etc/x",
+            "team//app",
+            "./x",
+            "a\nb",
+            "",
+        ] {
+            let name = name.to_string();
+            let hostile = Record {
+                url: format!("/srv/mirrors/{name}.git"),
+                name,
+                ..rec.clone()
+            };
+            assert!(
+                matches!(
+                    decide(&server, &hostile, false, &none),
+                    Decision::KeepBecause(_)
+                ),
+                "{hostile:?}"
+            );
+        }
+        assert_eq!(decide(&server, &rec, true, &none), Decision::Keep);
         let mut off = server.clone();
         off.rules[0].propagate_deletion = false;
-        assert_eq!(decide(&off, &rec, false), Decision::Keep);
+        assert_eq!(decide(&off, &rec, false, &none), Decision::Keep);
         let mut moved = server.clone();
         moved.rules[0].url = "/srv/other/${name}.git".into();
         assert!(matches!(
-            decide(&moved, &rec, false),
+            decide(&moved, &rec, false, &none),
             Decision::KeepBecause(_)
         ));
         let mut excluded = server.clone();
         excluded.rules[0].exclude = vec!["team/*".into()];
         assert!(matches!(
-            decide(&excluded, &rec, false),
+            decide(&excluded, &rec, false, &none),
             Decision::KeepBecause(_)
         ));
         let gone = ServerConfig::default();
         assert!(matches!(
-            decide(&gone, &rec, false),
+            decide(&gone, &rec, false, &none),
             Decision::KeepBecause(_)
         ));
+    }
+
+    #[test]
+    fn local_targets_are_deleted_only_in_place() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().join("m");
+        std::fs::create_dir_all(base.join("team/app.git")).unwrap();
+        std::fs::create_dir_all(tmp.path().join("elsewhere/app.git")).unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("elsewhere"), base.join("swapped")).unwrap();
+        let b = base.display();
+        let tpl = format!("{b}/${{name}}.git");
+        assert!(local_target_is_in_place(&tpl, &format!("{b}/team/app.git")).is_ok());
+        assert!(local_target_is_in_place(
+            &format!("file://{tpl}"),
+            &format!("file://{b}/team/app.git")
+        )
+        .is_ok());
+        assert!(local_target_is_in_place(&tpl, &format!("{b}/swapped/app.git")).is_err());
+        assert!(local_target_is_in_place(&tpl, &format!("{b}/team/../../x.git")).is_err());
+        assert!(local_target_is_in_place(&tpl, "/etc/x.git").is_err());
+        // The fixed part may itself be a symlink (an admin's choice, not ours to judge).
+        let via = tmp.path().join("via");
+        std::os::unix::fs::symlink(&base, &via).unwrap();
+        let v = via.display();
+        assert!(local_target_is_in_place(
+            &format!("{v}/${{name}}.git"),
+            &format!("{v}/team/app.git")
+        )
+        .is_ok());
     }
 
     #[test]

@@ -482,7 +482,7 @@ pub fn parse_retry_after(v: &str, now_ms: u64) -> Option<Duration> {
 
 /// `: <message>` from an LFS error body (`{"message": ...}`), or the start of a plain one; one
 /// line, control characters escaped.
-fn server_message(body: &str) -> String {
+pub(crate) fn server_message(body: &str) -> String {
     let msg = serde_json::from_str::<Value>(body)
         .ok()
         .and_then(|v| v["message"].as_str().map(str::to_string))

@@ -14,7 +14,8 @@
 //! A wrong or missing token gets 401. A created repository is a real bare repository under the
 //! root git-http-backend serves, so the sync's push lands in it. Every request is logged as
 //! one JSON line (method, path, the token headers, body) to `requests()`. `rate_limit(n)`
-//! makes the next n creations answer 429 (GitHub: 403) with `Retry-After: 1`.
+//! makes the next n creations answer 429 (GitHub: 403) with `Retry-After: 1`; `race()` makes
+//! the next creation lose a race (the repository appears, the answer is "already exists").
 
 use super::*;
 
@@ -54,6 +55,10 @@ class H(BaseHTTPRequestHandler):
         self.wfile.write(body)
     def create(self, owner, name, exists_code, exists_body):
         d = os.path.join(ROOT, owner, name + ".git")
+        if os.path.exists(LIMIT + "-race"):
+            # Someone else creates it just before us (see race()).
+            os.remove(LIMIT + "-race")
+            subprocess.run(["git", "init", "-q", "--bare", "-b", "main", d], check=True)
         if os.path.exists(d):
             return self.reply(exists_code, exists_body)
         subprocess.run(["git", "init", "-q", "--bare", "-b", "main", d], check=True)
@@ -212,6 +217,12 @@ impl ForgeServer {
     /// The next `n` creations are refused as rate limited, with `Retry-After: 1`.
     pub fn rate_limit(&self, n: u32) {
         write_file(&self.dir.path().join("rate-limit"), &n.to_string(), 0o600);
+    }
+
+    /// The next creation finds that someone else created the repository just before it: the
+    /// repository is made, and the creation is answered with the forge's "already exists".
+    pub fn race(&self) {
+        write_file(&self.dir.path().join("rate-limit-race"), "1", 0o600);
     }
 
     pub fn log(&self) -> String {
