@@ -245,6 +245,14 @@ pub(super) fn sync_all(
         progress.show(repos.len() - running.len());
     }
     progress.end();
+    let say_failed = |t: &Target, e: &str| {
+        eprintln!(
+            "git-pushmirror: {}: {} ({}): failed: {e}",
+            t.paths.git_dir.display(),
+            t.name,
+            t.url
+        )
+    };
     let (mut synced, mut failed, mut handed) = (0usize, 0usize, 0usize);
     let mut pending: Vec<&Target> = Vec::new();
     for t in &targets {
@@ -252,12 +260,7 @@ pub(super) fn sync_all(
             Some(Ok(())) => synced += 1,
             Some(Err(e)) => {
                 failed += 1;
-                eprintln!(
-                    "git-pushmirror: {}: {} ({}): failed: {e}",
-                    t.paths.git_dir.display(),
-                    t.name,
-                    t.url
-                );
+                say_failed(t, &e);
             }
             None => pending.push(t),
         }
@@ -270,12 +273,7 @@ pub(super) fn sync_all(
                 Some(Ok(())) => synced += 1,
                 Some(Err(e)) => {
                     failed += 1;
-                    eprintln!(
-                        "git-pushmirror: {}: {} ({}): failed: {e}",
-                        t.paths.git_dir.display(),
-                        t.name,
-                        t.url
-                    );
+                    say_failed(t, &e);
                 }
                 None if Instant::now() > deadline => {
                     eprintln!(

@@ -4,7 +4,7 @@
 //! a creation that fails fails the sync with one line saying what to do.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use super::git::{self, ChildEnv};
@@ -233,15 +233,7 @@ fn create_over_ssh(t: &Target<'_>, init: &[String], format: &str) -> Result<Stri
         remote.push_str(a);
     }
     remote.push_str(" -- \"$p\"");
-    // As git runs GIT_SSH_COMMAND: through `sh -c`, with its arguments after it.
-    let mut args: Vec<String> = vec!["-c".into(), format!("{ssh} \"$@\""), ssh.clone()];
-    if let Some(p) = target.port {
-        args.push("-p".into());
-        args.push(p.to_string());
-    }
-    args.push(target.destination.clone());
-    args.push(remote);
-    let out = run("sh", &args, t.env, t.timeout)
+    let out = run_ssh(&ssh, &target, remote, t.env, t.timeout)
         .map_err(|e| format!("create_missing: ssh {}: {e}", target.destination))?;
     if format!("{}\n{}", out.stdout, out.stderr)
         .to_ascii_lowercase()
@@ -264,61 +256,26 @@ fn create_over_ssh(t: &Target<'_>, init: &[String], format: &str) -> Result<Stri
     ))
 }
 
-/// Runs `program args` with `env`, bounded by `timeout` (its process group killed then).
-fn run(
-    program: &str,
-    args: &[String],
+/// Runs the mirror's ssh command (`ssh`, as git runs GIT_SSH_COMMAND: through `sh -c` with
+/// its arguments after it) to `target` with the shell command `remote`, as `git::run_command`
+/// runs git: `env`, bounded by `timeout`.
+fn run_ssh(
+    ssh: &str,
+    target: &SshTarget,
+    remote: String,
     env: &ChildEnv,
     timeout: Duration,
 ) -> Result<git::Output, String> {
-    use std::io::Read;
-    use std::os::unix::process::CommandExt;
-    let mut cmd = Command::new(program);
-    cmd.args(args);
-    crate::paths::drop_git_env(&mut cmd);
-    for k in &env.remove {
-        cmd.env_remove(k);
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &format!("{ssh} \"$@\""), ssh]);
+    if let Some(p) = target.port {
+        cmd.arg("-p").arg(p.to_string());
     }
-    for (k, v) in &env.set {
-        cmd.env(k, v);
-    }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setpgid(0, 0);
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().map_err(|e| e.to_string())?;
-    let mut out_pipe = child.stdout.take();
-    let mut err_pipe = child.stderr.take();
-    let read = |p: Option<&mut dyn Read>| {
-        let mut s = Vec::new();
-        if let Some(p) = p {
-            let _ = p.take(1 << 20).read_to_end(&mut s);
-        }
-        String::from_utf8_lossy(&s).into_owned()
-    };
-    let out_t = std::thread::spawn(move || read(out_pipe.as_mut().map(|p| p as &mut dyn Read)));
-    let err_t = std::thread::spawn(move || read(err_pipe.as_mut().map(|p| p as &mut dyn Read)));
-    let pid = child.id() as i32;
-    let (status, timed_out) = git::wait_deadline(child, timeout, |pid, sig| unsafe {
-        libc::kill(-pid, sig);
-    });
-    unsafe {
-        libc::kill(-pid, libc::SIGKILL);
-    }
-    if timed_out {
-        return Err(format!("timed out after {}s", timeout.as_secs().max(1)));
-    }
-    let status = status.map_err(|e| e.to_string())?;
-    Ok(git::Output {
-        status_ok: status.success(),
-        stdout: out_t.join().unwrap_or_default(),
-        stderr: err_t.join().unwrap_or_default(),
+    cmd.arg(&target.destination).arg(remote);
+    git::run_command(cmd, env, timeout, "ssh").map_err(|e| match e {
+        git::GitError::Timeout { secs, .. } => format!("timed out after {secs}s"),
+        git::GitError::Spawn(e) => e.to_string(),
+        git::GitError::Failed { stderr, .. } => stderr,
     })
 }
 
@@ -424,15 +381,8 @@ fn delete_over_ssh(
     let remote = format!(
         "test -f {p}/HEAD && test -d {p}/objects && test -d {p}/refs && test ! -L {p} && rm -rf -- {p}"
     );
-    let mut args: Vec<String> = vec!["-c".into(), format!("{ssh} \"$@\""), ssh.clone()];
-    if let Some(port) = target.port {
-        args.push("-p".into());
-        args.push(port.to_string());
-    }
-    args.push(target.destination.clone());
-    args.push(remote);
-    let out =
-        run("sh", &args, &env, timeout).map_err(|e| format!("ssh {}: {e}", target.destination))?;
+    let out = run_ssh(&ssh, &target, remote, &env, timeout)
+        .map_err(|e| format!("ssh {}: {e}", target.destination))?;
     if !out.status_ok {
         return Err(format!(
             "ssh {}: not a bare repository there, or it could not be removed: {}",

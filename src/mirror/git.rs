@@ -40,9 +40,21 @@ pub fn run(
     timeout: Duration,
     what: &'static str,
 ) -> Result<Output, GitError> {
-    use std::os::unix::process::CommandExt;
     let mut cmd = Command::new("git");
     cmd.arg("-C").arg(git_dir).args(args);
+    run_command(cmd, env, timeout, what)
+}
+
+/// Runs `cmd` (git, or the `sh -c` of a GIT_SSH_COMMAND) as `run` runs git: our git variables
+/// dropped, `env` applied, in its own process group that dies with us and is killed at the
+/// deadline, stdout and stderr captured (progress meters' intermediate updates dropped).
+pub fn run_command(
+    mut cmd: Command,
+    env: &ChildEnv,
+    timeout: Duration,
+    what: &'static str,
+) -> Result<Output, GitError> {
+    use std::os::unix::process::CommandExt;
     crate::paths::drop_git_env(&mut cmd);
     for k in &env.remove {
         cmd.env_remove(k);
