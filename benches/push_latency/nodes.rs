@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::throttle::{env_count, fleet, mirrors_for, read_ref, write_config};
+use super::throttle::{empty_bare, env_count, fleet, mirrors_for, read_ref, write_config};
 use super::*;
 
 /// User + system CPU of our waited-for descendants so far.
@@ -31,21 +31,7 @@ pub(super) fn rows(b: &Bench, table: &mut Table) {
     eprintln!("bench: CPU of sweep and sync --all over {n} repositories");
     let root = b.path("cpu-fleet");
     let repos = fleet(b, &root, n);
-    let template = b.path("empty-template");
-    std::fs::create_dir_all(&template).expect("template dir");
-    let empty = b.path("cpu-empty-mirror.git");
-    b.git(
-        b.dir.path(),
-        &[
-            "init",
-            "-q",
-            "--bare",
-            "-b",
-            "main",
-            &format!("--template={}", path_str(&template)),
-            path_str(&empty),
-        ],
-    );
+    let empty = empty_bare(b, "cpu-empty-mirror.git");
     let equal = |tag: &str| {
         let mirrors = (0..n).map(|i| b.path(&format!("mirrors-{tag}/team/r{i:04}.git")));
         repos

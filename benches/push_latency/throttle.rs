@@ -35,21 +35,7 @@ pub(super) fn sweep_rows(b: &Bench, table: &mut Table) {
     eprintln!("bench: sweep backfill of {n} repositories, then a sweep of {idle} idle ones");
     let root = b.path("fleet");
     let repos = fleet(b, &root, n);
-    let template = b.path("empty-template");
-    std::fs::create_dir_all(&template).expect("template dir");
-    let empty = b.path("empty-mirror.git");
-    b.git(
-        b.dir.path(),
-        &[
-            "init",
-            "-q",
-            "--bare",
-            "-b",
-            "main",
-            &format!("--template={}", path_str(&template)),
-            path_str(&empty),
-        ],
-    );
+    let empty = empty_bare(b, "empty-mirror.git");
 
     // The reference: one `git push --mirror` after the other.
     let naive_mirrors = mirrors_for(b, &empty, "naive", n);
@@ -228,6 +214,27 @@ pub(super) fn fleet(b: &Bench, root: &Path, n: usize) -> Vec<PathBuf> {
             dir
         })
         .collect()
+}
+
+/// An empty bare repository `<tmp>/<name>` on `main`, without hook samples (the source of
+/// `mirrors_for`'s copies).
+pub(super) fn empty_bare(b: &Bench, name: &str) -> PathBuf {
+    let template = b.path("empty-template");
+    std::fs::create_dir_all(&template).expect("template dir");
+    let empty = b.path(name);
+    b.git(
+        b.dir.path(),
+        &[
+            "init",
+            "-q",
+            "--bare",
+            "-b",
+            "main",
+            &format!("--template={}", path_str(&template)),
+            path_str(&empty),
+        ],
+    );
+    empty
 }
 
 /// Empty mirrors `<tmp>/mirrors-<tag>/team/rNNNN.git`, copies of one empty bare repository.
