@@ -190,7 +190,7 @@ fn remote_messages(stderr: &str) -> Vec<String> {
 /// control character (ESC, BEL... from a mirror's hook or server) escaped, never raw.
 fn one_line(s: &str) -> String {
     let s: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    let s = url::escape_control(&crate::text::one_line(&s));
+    let s = crate::text::one_line(&s);
     if s.chars().count() > 500 {
         s.chars().take(500).collect::<String>() + "…"
     } else {
