@@ -240,14 +240,7 @@ pub fn propagate(server: &ServerConfig, server_path: &Path, root: &Path, exe: &P
     let runtime = crate::paths::runtime_dir(server.runtime_dir.as_deref());
     let live = live_targets(server, root, &repos);
     for (file, rec) in records {
-        let exists = [root.join(format!("{}.git", rec.name)), root.join(&rec.name)]
-            .iter()
-            // Only "not found" is gone: any other error (no permission on a directory on the
-            // way) leaves the repository's fate unknown, and so its target is kept.
-            .any(|p| match std::fs::symlink_metadata(p) {
-                Ok(_) => true,
-                Err(e) => e.kind() != std::io::ErrorKind::NotFound,
-            });
+        let exists = !repository_gone(root, &rec.name);
         let rule = match decide(server, &rec, exists, &live) {
             Decision::Keep => continue,
             Decision::KeepBecause(why) => {
@@ -332,9 +325,34 @@ fn notify(server: &ServerConfig, root: &Path, rec: &Record, how: &str) {
     }
 }
 
+/// Whether the repository `name` (with or without `.git`) is known to be gone from `root`:
+/// only "not found" says so. Any other error (no permission on a directory on the way, a
+/// symlink loop) leaves its fate unknown, and its target is kept.
+fn repository_gone(root: &Path, name: &str) -> bool {
+    [root.join(format!("{name}.git")), root.join(name)]
+        .iter()
+        .all(|p| {
+            matches!(std::fs::symlink_metadata(p), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_repository_not_found_is_gone() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("team/app.git")).unwrap();
+        std::fs::create_dir_all(r.join("team/plain")).unwrap();
+        assert!(!repository_gone(r, "team/app"));
+        assert!(!repository_gone(r, "team/plain"));
+        assert!(repository_gone(r, "team/old"));
+        // A symlink loop on the way: the path cannot be checked, so it is not gone.
+        std::os::unix::fs::symlink("loop", r.join("loop")).unwrap();
+        assert!(!repository_gone(r, "loop/app"));
+    }
     use crate::config::MirrorConfig;
 
     #[test]
